@@ -1,0 +1,61 @@
+// Types shared by the tar engine, the change walkers and the drivers.
+//
+// Paths inside the engine are *raw byte strings*: a JS string whose code units
+// are the path's bytes (latin1 decoding). Layer tars carry arbitrary bytes in
+// names, and this keeps them exact while still allowing cheap string work
+// (sorting by code unit is sorting by byte). `fsPath()` turns one into the
+// Buffer the fs API wants; `displayPath()` decodes it for people.
+
+/** How whiteouts are represented in a directory that receives a layer. */
+export type WhiteoutFormat =
+  /** aufs / tar form: `.wh.<name>` and `<dir>/.wh..wh..opq` kept as empty files */
+  | 'aufs'
+  /** overlayfs form: char device 0/0 named `<name>`, `trusted.overlay.opaque=y` on the dir */
+  | 'overlay'
+  /** a flat tree (vfs, btrfs, devicemapper, a mounted union): whiteouts remove, no marker kept */
+  | 'none';
+
+/** moby archive.ChangeType values, with the letters `docker diff` prints. */
+export enum ChangeKind {
+  Modify = 0,
+  Add = 1,
+  Delete = 2,
+}
+
+export const changeLetter: Record<ChangeKind, string> = {
+  [ChangeKind.Modify]: 'C',
+  [ChangeKind.Add]: 'A',
+  [ChangeKind.Delete]: 'D',
+};
+
+/** One change, `path` absolute from the layer root ('/etc/passwd'), raw byte string. */
+export interface Change {
+  path: string;
+  kind: ChangeKind;
+}
+
+/** Order changes like moby's changeList sort: by path, then kind. */
+export function sortChanges(changes: Change[]): Change[] {
+  return changes.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.kind - b.kind));
+}
+
+/** Raw byte string → Buffer for fs calls. */
+export function fsPath(raw: string): Buffer {
+  return Buffer.from(raw, 'latin1');
+}
+
+/** A JS (UTF-8) string such as a user-given directory → raw byte string. */
+export function rawPath(s: string): string {
+  return Buffer.from(s, 'utf8').toString('latin1');
+}
+
+/** Raw byte string → readable text (invalid UTF-8 becomes U+FFFD). */
+export function displayPath(raw: string): string {
+  return Buffer.from(raw, 'latin1').toString('utf8');
+}
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const WHITEOUT_META_PREFIX = '.wh..wh.';
+export const WHITEOUT_LINK_DIR = '.wh..wh.plnk';
+export const WHITEOUT_OPAQUE_DIR = '.wh..wh..opq';
+export const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';

@@ -1,0 +1,8 @@
+// Every strata command, in the order `strata --help` lists them.
+import type { CommandModule } from 'yargs';
+import { versionCommand } from './version.ts';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = [
+  versionCommand,
+];
