@@ -11,7 +11,7 @@ export const isRoot = process.getuid?.() === 0;
  * or under STRATA_REQUIRE_ALL=1 a test that fails naming the missing prerequisite.
  */
 export function when(ok: boolean, reason: string, opts: { serial?: boolean } = {}): typeof test {
-  const base = opts.serial ? test.serial : test;
+  const base = (opts.serial ? test.serial : test) as typeof test;
   if (ok) return base;
   if (requireAll) {
     const failing = ((title: string) =>

@@ -1,0 +1,296 @@
+// Tar header codec: ustar, POSIX PAX (path, linkpath, size, uid, gid, mtime,
+// atime, SCHILY.xattr.*) and the GNU long-name/long-link extensions.
+//
+// We read and write headers ourselves instead of going through tar-stream:
+// on this machine tar-stream's parser alone costs more CPU than GNU tar's
+// whole extract (see bench/), and apply/export are strata's hot path.
+// Names stay raw byte strings (see archive/types.ts).
+
+export type EntryType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
+
+export interface TarHeader {
+  /** raw byte string, as in the archive (no cleaning) */
+  name: string;
+  type: EntryType;
+  /** permission bits incl. setuid/setgid/sticky (07777) */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeSec: number;
+  /** 0..999999999; non-zero only when a PAX mtime carried a fraction */
+  mtimeNsec: number;
+  /** PAX atime in ns, when present */
+  atimeNs?: bigint;
+  /** link target for 'link' and 'symlink', raw byte string */
+  linkname: string;
+  devmajor: number;
+  devminor: number;
+  /** extended attributes from PAX SCHILY.xattr.* records */
+  xattrs: Map<string, Buffer> | null;
+}
+
+export const BLOCK = 512;
+
+export class TarFormatError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TarFormatError';
+  }
+}
+
+// ---- reading ---------------------------------------------------------------
+
+/** Octal (NUL/space padded) or GNU base-256 number field. */
+export function readNumber(b: Buffer, off: number, len: number, field: string): number {
+  const first = b[off];
+  if (first & 0x80) {
+    // base-256: big-endian two's complement, first byte's top bit is the marker
+    let v = first === 0xff ? -1 : first & 0x7f;
+    for (let i = 1; i < len; i++) v = v * 256 + b[off + i];
+    if (!Number.isSafeInteger(v)) throw new TarFormatError(`tar header ${field} field out of range`);
+    return v;
+  }
+  let v = 0;
+  let i = off;
+  const end = off + len;
+  while (i < end && (b[i] === 0x20 || b[i] === 0)) i++; // leading spaces
+  for (; i < end; i++) {
+    const c = b[i];
+    if (c === 0 || c === 0x20) break;
+    if (c < 0x30 || c > 0x37) throw new TarFormatError(`tar header ${field} field is not octal`);
+    v = v * 8 + (c - 0x30);
+  }
+  return v;
+}
+
+function readString(b: Buffer, off: number, len: number): string {
+  let end = b.indexOf(0, off);
+  if (end === -1 || end > off + len) end = off + len;
+  return b.toString('latin1', off, end);
+}
+
+export function isZeroBlock(b: Buffer, off: number): boolean {
+  for (let i = off; i < off + BLOCK; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+function checksumOk(b: Buffer, off: number): boolean {
+  const stored = readNumber(b, off + 148, 8, 'checksum');
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    const c = i >= 148 && i < 156 ? 0x20 : b[off + i];
+    unsigned += c;
+    signed += c > 127 ? c - 256 : c;
+  }
+  // some old writers summed signed chars
+  return stored === unsigned || stored === signed;
+}
+
+/** Raw fields of one 512-byte header block, before PAX/GNU overrides. */
+export interface RawHeader {
+  typeflag: number;
+  name: string;
+  linkname: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  devmajor: number;
+  devminor: number;
+}
+
+export function decodeRaw(b: Buffer, off: number, position: number): RawHeader {
+  if (!checksumOk(b, off)) throw new TarFormatError(`invalid tar header checksum at byte ${position}`);
+  const ustar = b[off + 257] === 0x75 && b[off + 258] === 0x73 && b[off + 259] === 0x74 &&
+    b[off + 260] === 0x61 && b[off + 261] === 0x72;
+  // "ustar\0" is POSIX (has a prefix field); "ustar " is GNU (atime/ctime there instead)
+  const posix = ustar && b[off + 262] === 0;
+  let name = readString(b, off, 100);
+  if (posix && b[off + 345] !== 0) name = readString(b, off + 345, 155) + '/' + name;
+  return {
+    typeflag: b[off + 156],
+    name,
+    linkname: readString(b, off + 157, 100),
+    mode: readNumber(b, off + 100, 8, 'mode'),
+    uid: readNumber(b, off + 108, 8, 'uid'),
+    gid: readNumber(b, off + 116, 8, 'gid'),
+    size: readNumber(b, off + 124, 12, 'size'),
+    mtime: readNumber(b, off + 136, 12, 'mtime'),
+    devmajor: ustar ? readNumber(b, off + 329, 8, 'devmajor') : 0,
+    devminor: ustar ? readNumber(b, off + 337, 8, 'devminor') : 0,
+  };
+}
+
+/** PAX records: `"%d %s=%s\n"`; values stay raw bytes. */
+export function parsePax(buf: Buffer, into: Map<string, Buffer>): void {
+  let i = 0;
+  while (i < buf.length) {
+    if (buf[i] === 0) break; // NUL padding written by some tools
+    const sp = buf.indexOf(0x20, i);
+    if (sp === -1) throw new TarFormatError('malformed PAX record (no length)');
+    const len = Number(buf.toString('latin1', i, sp));
+    if (!Number.isInteger(len) || len <= sp - i + 1 || i + len > buf.length || buf[i + len - 1] !== 0x0a) {
+      throw new TarFormatError('malformed PAX record (bad length)');
+    }
+    const eq = buf.indexOf(0x3d, sp + 1);
+    if (eq === -1 || eq >= i + len) throw new TarFormatError('malformed PAX record (no "=")');
+    const key = buf.toString('utf8', sp + 1, eq);
+    into.set(key, Buffer.from(buf.subarray(eq + 1, i + len - 1)));
+    i += len;
+  }
+}
+
+const typeByFlag: Record<number, EntryType> = {
+  0x30: 'file', 0x00: 'file', 0x37: 'file', // '0', NUL (old), '7' contiguous
+  0x31: 'link', 0x32: 'symlink', 0x33: 'char', 0x34: 'block', 0x35: 'dir', 0x36: 'fifo',
+};
+
+export function entryTypeOf(typeflag: number, name: string): EntryType | undefined {
+  const t = typeByFlag[typeflag];
+  // pre-POSIX tars mark directories only by a trailing slash
+  if (t === 'file' && typeflag !== 0x37 && name.endsWith('/')) return 'dir';
+  return t;
+}
+
+/** PAX "sec[.frac]" → seconds and nanoseconds (negative times allowed). */
+export function parsePaxTime(v: string): { sec: number; nsec: number } {
+  const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(v);
+  if (!m) throw new TarFormatError(`malformed PAX time "${v}"`);
+  const frac = ((m[3] ?? '') + '000000000').slice(0, 9);
+  let sec = Number(m[2]);
+  let nsec = Number(frac);
+  if (m[1] === '-') {
+    sec = -sec;
+    if (nsec) {
+      sec -= 1;
+      nsec = 1e9 - nsec;
+    }
+  }
+  return { sec, nsec };
+}
+
+// ---- writing ---------------------------------------------------------------
+
+const flagByType: Record<EntryType, number> = {
+  file: 0x30, link: 0x31, symlink: 0x32, char: 0x33, block: 0x34, dir: 0x35, fifo: 0x36,
+};
+
+/** File type bits moby puts in the mode field (fillGo18FileTypeBits). */
+const typeModeBits: Record<EntryType, number> = {
+  file: 0o100000, link: 0o100000, symlink: 0o120000, char: 0o020000, block: 0o060000, dir: 0o040000, fifo: 0o010000,
+};
+
+const MAX_OCTAL_8 = 0o7777777;
+const MAX_OCTAL_12 = 0o77777777777;
+
+function writeOctal(b: Buffer, off: number, len: number, v: number): void {
+  // len-1 digits, zero padded, NUL terminated (Go's formatOctal)
+  const s = v.toString(8).padStart(len - 1, '0');
+  b.write(s, off, len - 1, 'latin1');
+  b[off + len - 1] = 0;
+}
+
+function paxRecord(key: string, value: Buffer): Buffer {
+  const k = Buffer.from(key, 'utf8');
+  const rest = 1 + k.length + 1 + value.length + 1; // ' ' key '=' value '\n'
+  let len = rest + String(rest).length;
+  if (String(len).length !== String(rest).length) len = rest + String(len).length;
+  return Buffer.concat([Buffer.from(`${len} `, 'latin1'), k, Buffer.from('=', 'latin1'), value, Buffer.from('\n', 'latin1')]);
+}
+
+/** Split a long name into ustar prefix/name, or null when it cannot be split. */
+function splitUstar(name: string): [string, string] | null {
+  if (name.length <= 100) return ['', name];
+  const start = Math.max(0, name.length - 101);
+  for (let i = name.indexOf('/', start); i !== -1 && i <= 155; i = name.indexOf('/', i + 1)) {
+    if (i > 0 && name.length - i - 1 <= 100 && name.length - i - 1 > 0) return [name.slice(0, i), name.slice(i + 1)];
+  }
+  return null;
+}
+
+/**
+ * Encode one entry's header block(s) into `out` at `off`; returns the bytes
+ * written (512, or more when a PAX header is needed). `out` must have room
+ * for `headerSpace(h)` bytes.
+ */
+export function encodeHeader(h: TarHeader, out: Buffer, off: number): number {
+  let pax: Buffer[] | null = null;
+  const addPax = (k: string, v: Buffer) => (pax ??= []).push(paxRecord(k, v));
+  const split = splitUstar(h.name);
+  if (!split) addPax('path', Buffer.from(h.name, 'latin1'));
+  if (h.linkname.length > 100) addPax('linkpath', Buffer.from(h.linkname, 'latin1'));
+  if (h.size > MAX_OCTAL_12) addPax('size', Buffer.from(String(h.size)));
+  if (h.uid > MAX_OCTAL_8 || h.uid < 0) addPax('uid', Buffer.from(String(h.uid)));
+  if (h.gid > MAX_OCTAL_8 || h.gid < 0) addPax('gid', Buffer.from(String(h.gid)));
+  if (h.mtimeNsec !== 0 || h.mtimeSec < 0 || h.mtimeSec > MAX_OCTAL_12) {
+    addPax('mtime', Buffer.from(formatPaxTime(h.mtimeSec, h.mtimeNsec)));
+  }
+  if (h.xattrs) {
+    for (const k of [...h.xattrs.keys()].sort()) addPax('SCHILY.xattr.' + k, h.xattrs.get(k)!);
+  }
+  let n = 0;
+  if (pax) {
+    const body = Buffer.concat(pax);
+    const base = h.name.replace(/\/$/, '').split('/').pop() ?? '';
+    const paxName = ('PaxHeaders.0/' + base).slice(0, 100);
+    writeBlock(out, off, paxName, '', 0o644, 0, 0, body.length, clampTime(h.mtimeSec), 0x78, 0, 0);
+    n += BLOCK;
+    body.copy(out, off + n);
+    n += body.length;
+    const pad = (BLOCK - (body.length % BLOCK)) % BLOCK;
+    out.fill(0, off + n, off + n + pad);
+    n += pad;
+  }
+  const [prefix, name] = split ?? ['', h.name.slice(0, 100)];
+  writeBlock(out, off + n, name, h.linkname.length > 100 ? h.linkname.slice(0, 100) : h.linkname,
+    (h.mode & 0o7777) | typeModeBits[h.type],
+    Math.min(Math.max(h.uid, 0), MAX_OCTAL_8), Math.min(Math.max(h.gid, 0), MAX_OCTAL_8),
+    h.size > MAX_OCTAL_12 ? 0 : h.size, clampTime(h.mtimeSec), flagByType[h.type], h.devmajor, h.devminor, prefix);
+  return n + BLOCK;
+}
+
+/** Upper bound of the bytes encodeHeader writes for `h`. */
+export function headerSpace(h: TarHeader): number {
+  let extra = h.name.length + h.linkname.length + 256;
+  if (h.xattrs) for (const [k, v] of h.xattrs) extra += k.length + v.length + 48;
+  return BLOCK * 2 + extra + BLOCK;
+}
+
+function clampTime(sec: number): number {
+  return Math.min(Math.max(sec, 0), MAX_OCTAL_12);
+}
+
+export function formatPaxTime(sec: number, nsec: number): string {
+  if (sec < 0 && nsec) return `-${-sec - 1}.${String(1e9 - nsec).padStart(9, '0')}`.replace(/0+$/, '');
+  if (!nsec) return String(sec);
+  return `${sec}.${String(nsec).padStart(9, '0')}`.replace(/0+$/, '');
+}
+
+function writeBlock(out: Buffer, off: number, name: string, linkname: string, mode: number, uid: number, gid: number,
+  size: number, mtime: number, typeflag: number, devmajor: number, devminor: number, prefix = ''): void {
+  out.fill(0, off, off + BLOCK);
+  out.write(name, off, 100, 'latin1');
+  writeOctal(out, off + 100, 8, mode);
+  writeOctal(out, off + 108, 8, uid);
+  writeOctal(out, off + 116, 8, gid);
+  writeOctal(out, off + 124, 12, size);
+  writeOctal(out, off + 136, 12, mtime);
+  out[off + 156] = typeflag;
+  out.write(linkname, off + 157, 100, 'latin1');
+  out.write('ustar\u000000', off + 257, 8, 'latin1');
+  if (typeflag === 0x33 || typeflag === 0x34) {
+    writeOctal(out, off + 329, 8, devmajor);
+    writeOctal(out, off + 337, 8, devminor);
+  }
+  if (prefix) out.write(prefix, off + 345, 155, 'latin1');
+  out.fill(0x20, off + 148, off + 156);
+  let sum = 0;
+  for (let i = off; i < off + BLOCK; i++) sum += out[i];
+  const cs = sum.toString(8).padStart(6, '0');
+  out.write(cs, off + 148, 6, 'latin1');
+  out[off + 154] = 0;
+  out[off + 155] = 0x20;
+}
