@@ -1,8 +1,10 @@
 // Every strata command, in the order `strata --help` lists them.
 import type { CommandModule } from 'yargs';
 import { versionCommand } from './version.ts';
+import { compareCommand } from './compare.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
   versionCommand,
+  compareCommand,
 ];

@@ -1,0 +1,48 @@
+// strata compare --sample: the embedded sample image through apply → export → re-apply in
+// every whiteout format, with tree-digest checks. Exit 1 when a check fails.
+import type { CommandModule } from 'yargs';
+import { compareSample, type CompareReport } from '../bench/compare.ts';
+import { emit, table, UsageError } from './output.ts';
+
+interface CompareArgs {
+  json: boolean;
+  sample: boolean;
+  keep: boolean;
+}
+
+export const compareCommand: CommandModule<{ json: boolean }, CompareArgs> = {
+  command: 'compare',
+  describe: 'apply, export and re-apply the sample image in every format and check the tree digests',
+  builder: (y) =>
+    y
+      .option('sample', { type: 'boolean', default: false, describe: 'use the embedded sample image (3 layers)' })
+      .option('keep', { type: 'boolean', default: false, describe: 'keep the work dir (its path is printed)' }),
+  handler: async (argv) => {
+    if (!argv.sample) throw new UsageError('compare needs --sample (the embedded sample image is the only source so far)');
+    const report = await compareSample({ keep: argv.keep });
+    emit(argv.json, report, () => printReport(report));
+    if (!report.ok) process.exitCode = 1;
+  },
+};
+
+const ms = (v: number | undefined) => (v === undefined ? '-' : v.toFixed(1));
+const short = (d: string | undefined) => (d === undefined ? '-' : d.replace(/^([a-z0-9]+:)?(.{12}).*$/, '$1$2'));
+
+function printReport(r: CompareReport): void {
+  const out = process.stdout;
+  out.write('sample image\n');
+  out.write(table(['LAYER', 'ENTRIES', 'TAR BYTES', 'DIFFID', 'DESCRIPTION'],
+    r.image.map((l) => [l.name, String(l.entries), String(l.bytes), short(l.diffId), l.description])));
+  out.write('\napply / export / re-apply (ms)\n');
+  out.write(table(['FORMAT', 'LAYER', 'APPLY', 'SIZE', 'EXPORT', 'EXPORT BYTES', 'RE-APPLY', 'DIGEST', 'RE-APPLIED', 'MATCH'],
+    r.runs.map((x) => [x.format, x.layer, ms(x.applyMs), String(x.size), ms(x.exportMs), x.exportBytes === undefined ? '-' : String(x.exportBytes),
+      ms(x.reapplyMs), short(x.digest), short(x.reapplyDigest), x.match ?? '-'])));
+  if (r.runs.some((x) => x.match === 'yes*')) out.write('yes* = equal except the mtimes of overlay whiteout devices, which moby does not set either\n');
+  out.write('\nchecks\n');
+  for (const c of r.checks) {
+    out.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}\n`);
+    if (!c.ok && c.detail) out.write(c.detail.replace(/^/gm, '        ') + '\n');
+  }
+  const failed = r.checks.filter((c) => !c.ok).length;
+  out.write(`\n${r.checks.length - failed} checks passed, ${failed} failed${r.workDir ? ` (work dir kept: ${r.workDir})` : ''}\n`);
+}
