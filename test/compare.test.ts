@@ -1,0 +1,118 @@
+// `strata compare --sample`: the CLI runs and its checks pass; and the checks can fail —
+// a tree changed behind the library's back (the `tamper` hook) must be caught.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, lstatSync, lutimesSync, writeFileSync, appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { compareSample, blankWhiteoutMtime, type CompareReport, type Stage } from '../bench/compare.ts';
+import { lremovexattr } from '../sys/syscalls.ts';
+import { asRoot } from './helpers/require.ts';
+
+const repo = fileURLToPath(new URL('..', import.meta.url));
+
+function failed(r: CompareReport): string[] {
+  return r.checks.filter((c) => !c.ok).map((c) => c.name);
+}
+
+const at = (want: Partial<Stage>, fn: (dir: string) => void) => (stage: Stage, dir: string) => {
+  if (Object.entries(want).every(([k, v]) => stage[k as keyof Stage] === v)) fn(dir);
+};
+
+test('blankWhiteoutMtime blanks only the mtime of char 0/0 lines', (t) => {
+  t.is(blankWhiteoutMtime('/etc/motd\tchar mode=0000 uid=0 gid=0 mtime=1795446190.128897790 rdev=0:0'),
+    '/etc/motd\tchar mode=0000 uid=0 gid=0 mtime=* rdev=0:0');
+  const dev = '/dev/null\tchar mode=0666 uid=0 gid=0 mtime=1.000000000 rdev=1:3';
+  t.is(blankWhiteoutMtime(dev), dev);
+  const file = '/etc/passwd\tfile mode=0644 uid=0 gid=0 mtime=1.000000000 size=3 xxh64=0123456789abcdef';
+  t.is(blankWhiteoutMtime(file), file);
+});
+
+asRoot({ serial: true })('strata compare --sample --json runs and every check passes', (t) => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'compare', '--sample', '--json'], {
+    cwd: repo, encoding: 'utf8', timeout: 240_000,
+  });
+  t.is(r.status, 0, r.stderr + r.stdout.slice(-4000));
+  const report = JSON.parse(r.stdout) as CompareReport;
+  t.true(report.ok);
+  t.deepEqual(failed(report), []);
+  t.is(report.workDir, null, 'work dir removed');
+  t.deepEqual(report.image.map((l) => l.name), ['base', 'edit', 'replace']);
+  for (const format of ['aufs', 'overlay']) {
+    for (const layer of ['base', 'edit', 'replace']) {
+      const run = report.runs.find((x) => x.format === format && x.layer === layer);
+      t.truthy(run, `${format} ${layer} ran`);
+      t.true((run?.applyMs ?? -1) >= 0 && (run?.exportMs ?? -1) >= 0);
+      t.truthy(report.checks.find((c) => c.name === `${format} ${layer}: re-applied export = first apply` && c.ok));
+    }
+  }
+  t.truthy(report.checks.find((c) => c.name === 'none flat: re-applied export = flattened tree' && c.ok));
+  t.truthy(report.checks.find((c) => c.name === 'base: applyLayer = GNU tar -x (same tar)' && c.ok), 'GNU tar cross-check ran');
+});
+
+asRoot({ serial: true })('the human table lists the runs and the checks', (t) => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'compare', '--sample'], { cwd: repo, encoding: 'utf8', timeout: 240_000 });
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, /^FORMAT\s+LAYER\s+APPLY/m);
+  t.regex(r.stdout, /^overlay\s+replace\s/m);
+  t.regex(r.stdout, /^\d+ checks passed, 0 failed$/m);
+});
+
+test('compare without --sample is a usage error (exit 2)', (t) => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'compare'], { cwd: repo, encoding: 'utf8' });
+  t.is(r.status, 2);
+  t.regex(r.stderr, /--sample/);
+});
+
+asRoot({ serial: true })('a changed file in a re-applied tree fails exactly that digest check', async (t) => {
+  const report = await compareSample({
+    tamper: at({ format: 'aufs', layer: 'edit', phase: 'reapply' }, (dir) => appendFileSync(join(dir, 'etc/passwd'), 'x')),
+  });
+  t.false(report.ok);
+  t.deepEqual(failed(report), ['aufs edit: re-applied export = first apply']);
+  const detail = report.checks.find((c) => !c.ok)?.detail ?? '';
+  t.regex(detail, /etc\/passwd/, 'the diff names the file');
+});
+
+asRoot({ serial: true })('a lost opaque xattr in the overlay format is caught', async (t) => {
+  const report = await compareSample({
+    tamper: at({ format: 'overlay', layer: 'replace', phase: 'reapply' }, (dir) =>
+      lremovexattr(join(dir, 'usr/share/doc/coreutils'), 'trusted.overlay.opaque')),
+  });
+  t.deepEqual(failed(report), ['overlay replace: re-applied export = first apply']);
+});
+
+asRoot({ serial: true })('overlay whiteouts: only their mtime is forgiven, not their owner', async (t) => {
+  const mtimeOnly = await compareSample({
+    tamper: at({ format: 'overlay', layer: 'edit', phase: 'reapply' }, (dir) => lutimesSync(join(dir, 'etc/motd'), 1, 1)),
+  });
+  t.deepEqual(failed(mtimeOnly), []);
+  t.is(mtimeOnly.runs.find((x) => x.format === 'overlay' && x.layer === 'edit')?.match, 'yes*');
+
+  const owner = await compareSample({
+    tamper: at({ format: 'overlay', layer: 'edit', phase: 'reapply' }, (dir) => {
+      t.true(lstatSync(join(dir, 'etc/motd')).isCharacterDevice());
+      spawnSync('chown', ['-h', '7:7', join(dir, 'etc/motd')]);
+    }),
+  });
+  t.deepEqual(failed(owner), ['overlay edit: re-applied export = first apply']);
+});
+
+asRoot({ serial: true })('a bad flattened tree and a bad GNU tar tree are caught', async (t) => {
+  const report = await compareSample({
+    tamper: (stage, dir) => {
+      if (stage.layer === 'flat' && stage.phase === 'reapply') writeFileSync(join(dir, 'etc/extra'), 'not in the image');
+      if (stage.phase === 'gnu-tar') chmodSync(join(dir, 'usr/bin/su'), 0o755);
+    },
+  });
+  t.deepEqual(failed(report).sort(), ['base: applyLayer = GNU tar -x (same tar)', 'none flat: re-applied export = flattened tree']);
+});
+
+asRoot({ serial: true })('--keep leaves the work dir for inspection', async (t) => {
+  const report = await compareSample({ keep: true });
+  t.true(report.ok);
+  t.truthy(report.workDir);
+  t.true(lstatSync(join(report.workDir ?? '', 'aufs/2-edit/diff/etc/.wh.motd')).isFile(), 'aufs whiteout kept as a file');
+  t.true(lstatSync(join(report.workDir ?? '', 'overlay/2-edit/diff/etc/motd')).isCharacterDevice(), 'overlay whiteout is a char device');
+  spawnSync('rm', ['-rf', report.workDir ?? '/nonexistent']);
+});
