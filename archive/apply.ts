@@ -117,7 +117,10 @@ class LayerWriter implements TarEntryHandler {
 
     // aufs metadata (.wh..wh.plnk, .wh..wh.orph, .wh..wh.aufs ...): skipped,
     // except plnk files, which later hardlinks may point at
-    if (base.startsWith(WHITEOUT_META_PREFIX) && base !== WHITEOUT_OPAQUE_DIR) {
+    const slash = rel.indexOf('/');
+    const top = slash === -1 ? rel : rel.slice(0, slash);
+    if ((top.startsWith(WHITEOUT_META_PREFIX) && top !== WHITEOUT_OPAQUE_DIR) ||
+      (base.startsWith(WHITEOUT_META_PREFIX) && base !== WHITEOUT_OPAQUE_DIR)) {
       if (rel.startsWith(WHITEOUT_LINK_DIR + '/') && h.type === 'file') this.openPlnk(h, base);
       return;
     }
@@ -179,9 +182,10 @@ class LayerWriter implements TarEntryHandler {
         break;
       case 'symlink': {
         const [dirRel] = splitRel(cleanRel(h.name)!);
-        // moby refuses relative targets that climb out of the layer lexically;
-        // absolute ones are fine: they resolve inside the root when followed in scope
-        if (!h.linkname.startsWith('/') && cleanRel(dirRel + '/' + h.linkname) === null) {
+        // moby refuses targets that climb out of the layer lexically; others are
+        // fine, since anything that follows them later does so in scope
+        const lexical = h.linkname.startsWith('/') ? h.linkname : dirRel + '/' + h.linkname;
+        if (cleanRel(lexical) === null) {
           throw new BreakoutError(`invalid symlink "${displayPath(h.name)}" -> "${displayPath(h.linkname)}": points outside the layer`);
         }
         fs.symlinkSync(fsPath(h.linkname), p);
@@ -254,6 +258,8 @@ class LayerWriter implements TarEntryHandler {
     } else if (this.format === 'overlay') {
       sys.mknod(fsPath(abs), sys.S_IFCHR, 0);
       if (isRoot) fs.lchownSync(fsPath(abs), h.uid, h.gid);
+      // moby leaves the device's times at "now"; the header's keep re-exports reproducible
+      this.times(abs, h, false);
       this.unpacked.add(rel);
     }
   }

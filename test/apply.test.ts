@@ -1,0 +1,241 @@
+// applyLayer: moby UnpackLayer semantics in the three on-disk whiteout forms.
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import * as sys from '../sys/syscalls.ts';
+import { applyLayer, ApplyError } from '../archive/apply.ts';
+import { treeDigest, treeManifest, manifestDiff } from '../archive/digest.ts';
+import { asRoot } from './helpers/require.ts';
+import { T0, chunked, header, packTar, rawTar, tempDir, type Entry } from './helpers/tar.ts';
+
+const t0 = T0.getTime() / 1000;
+
+const base: Entry[] = [
+  { name: 'a/', type: 'directory' },
+  { name: 'a/old1', content: 'old one' },
+  { name: 'a/sub/', type: 'directory' },
+  { name: 'a/sub/old2', content: 'old two' },
+  { name: 'x', content: 'doomed' },
+  { name: 'keep', content: 'stays' },
+];
+const child: Entry[] = [
+  { name: '.wh.x', uid: 7, gid: 8 },
+  { name: 'a/', type: 'directory', mode: 0o750 },
+  { name: 'a/.wh..wh..opq' },
+  { name: 'a/new', content: 'fresh' },
+];
+
+async function apply(entries: Entry[] | Buffer, dir: string, whiteouts: 'none' | 'aufs' | 'overlay') {
+  const buf = Buffer.isBuffer(entries) ? entries : await packTar(entries);
+  return applyLayer(chunked(buf), dir, { whiteouts });
+}
+
+asRoot()('flat apply: .wh. removes, opaque empties the dir of entries not from this tar, no markers kept', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  await apply(base, dir, 'none');
+  await apply(child, dir, 'none');
+  t.false(fs.existsSync(path.join(dir, 'x')));
+  t.false(fs.existsSync(path.join(dir, '.wh.x')));
+  t.deepEqual(fs.readdirSync(path.join(dir, 'a')).sort(), ['new']);
+  t.is(fs.readFileSync(path.join(dir, 'keep'), 'utf8'), 'stays');
+  t.is(fs.statSync(path.join(dir, 'a')).mode & 0o7777, 0o750);
+});
+
+asRoot()('aufs form keeps whiteout and opaque markers as files', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  await apply(child, dir, 'aufs');
+  const wh = fs.lstatSync(path.join(dir, '.wh.x'));
+  t.true(wh.isFile());
+  t.is(wh.size, 0);
+  t.deepEqual([wh.uid, wh.gid], [7, 8]);
+  t.true(fs.lstatSync(path.join(dir, 'a/.wh..wh..opq')).isFile());
+  t.false(fs.existsSync(path.join(dir, 'x')));
+});
+
+asRoot()('overlay form: char 0/0 whiteout owned as in the header, opaque xattr', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  await apply(child, dir, 'overlay');
+  const wh = fs.lstatSync(path.join(dir, 'x'));
+  t.true(wh.isCharacterDevice());
+  t.is(wh.rdev, 0);
+  t.deepEqual([wh.uid, wh.gid], [7, 8]);
+  t.false(fs.existsSync(path.join(dir, '.wh.x')));
+  t.is(sys.lgetxattr(path.join(dir, 'a'), 'trusted.overlay.opaque')?.toString(), 'y');
+  t.false(fs.existsSync(path.join(dir, 'a/.wh..wh..opq')));
+});
+
+asRoot({ serial: true })('overlay-form layers mounted by the kernel equal the flat apply', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const lower = path.join(dir, 'lower');
+  const upper = path.join(dir, 'upper');
+  const work = path.join(dir, 'work');
+  const merged = path.join(dir, 'merged');
+  const flat = path.join(dir, 'flat');
+  for (const d of [lower, upper, work, merged, flat]) fs.mkdirSync(d);
+  await apply(base, lower, 'overlay');
+  await apply(child, upper, 'overlay');
+  await apply(base, flat, 'none');
+  await apply(child, flat, 'none');
+  sys.mount('overlay', merged, 'overlay', 0, `lowerdir=${lower},upperdir=${upper},workdir=${work}`);
+  try {
+    const a = await treeManifest(merged, { dirMtimes: false, rootMetadata: false });
+    const b = await treeManifest(flat, { dirMtimes: false, rootMetadata: false });
+    t.deepEqual(a, b, manifestDiff(a, b));
+  } finally {
+    sys.umount2(merged, sys.MNT_DETACH);
+  }
+});
+
+asRoot()('existing entries: replaced unless both are directories, which merge', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  await apply([
+    { name: 'd2f/', type: 'directory' }, { name: 'd2f/inner', content: 'i' },
+    { name: 'f2d', content: 'file' },
+    { name: 'merge/', type: 'directory', mode: 0o700 }, { name: 'merge/kept', content: 'k' },
+    { name: 'l2f', type: 'symlink', linkname: 'merge' },
+  ], dir, 'none');
+  await apply([
+    { name: 'd2f', content: 'now a file' },
+    { name: 'f2d/', type: 'directory' }, { name: 'f2d/x', content: 'x' },
+    { name: 'merge/', type: 'directory', mode: 0o711, uid: 3 },
+    { name: 'l2f', content: 'replaced link' },
+  ], dir, 'none');
+  t.is(fs.readFileSync(path.join(dir, 'd2f'), 'utf8'), 'now a file');
+  t.is(fs.readFileSync(path.join(dir, 'f2d/x'), 'utf8'), 'x');
+  t.is(fs.readFileSync(path.join(dir, 'merge/kept'), 'utf8'), 'k');
+  const m = fs.statSync(path.join(dir, 'merge'));
+  t.is(m.mode & 0o7777, 0o711);
+  t.is(m.uid, 3);
+  t.true(fs.lstatSync(path.join(dir, 'l2f')).isFile());
+  t.true(fs.existsSync(path.join(dir, 'merge/kept')), 'replacing the symlink must not touch its target');
+});
+
+asRoot()('metadata: special bits, numeric owners, ns mtimes, dir times last, devices, fifos, xattrs, links', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  // a v2 file capability blob (cap_net_raw+ep)
+  const cap = Buffer.from('0000000201200000000000000000000000000000', 'hex');
+  const size = await apply([
+    { name: 'd/', type: 'directory', mode: 0o1777, uid: 1000, gid: 1001, mtime: new Date('2001-01-01T00:00:00Z') },
+    { name: 'd/suid', content: 'x', mode: 0o4755, uid: 1000, gid: 1000, pax: { 'SCHILY.xattr.security.capability': cap.toString('latin1') } },
+    { name: 'd/sgid', content: 'yy', mode: 0o2711, gid: 50 },
+    { name: 'd/ns', content: 'z', pax: { mtime: '1234567890.123456789' } },
+    { name: 'd/link', type: 'link', linkname: 'd/sgid' },
+    { name: 'd/sym', type: 'symlink', linkname: '../d/ns', mtime: new Date('2003-03-03T03:03:03Z') },
+    { name: 'd/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
+    { name: 'd/loop', type: 'block-device', devmajor: 7, devminor: 300, mode: 0o660 },
+    { name: 'd/fifo', type: 'fifo', mode: 0o600 },
+    { name: 'd/xattr', content: '', pax: { 'SCHILY.xattr.user.color': 'blue', 'SCHILY.xattr.trusted.k': 'v' } },
+  ], dir, 'none');
+  t.is(size, 1 + 2 + 1, 'moby size: the sum of the entries\' size fields');
+  const st = (p: string) => fs.lstatSync(path.join(dir, p), { bigint: true });
+  t.is(Number(st('d').mode) & 0o7777, 0o1777);
+  t.deepEqual([st('d').uid, st('d').gid], [1000n, 1001n]);
+  t.is(st('d').mtimeNs, BigInt(Date.parse('2001-01-01T00:00:00Z')) * 1_000_000n, 'dir mtime survives its children');
+  t.is(Number(st('d/suid').mode) & 0o7777, 0o4755, 'setuid kept after chown');
+  t.deepEqual(sys.lgetxattr(path.join(dir, 'd/suid'), 'security.capability'), cap, 'capability set after chown');
+  t.is(Number(st('d/sgid').mode) & 0o7777, 0o2711);
+  t.is(st('d/ns').mtimeNs, 1234567890123456789n);
+  t.is(st('d/link').ino, st('d/sgid').ino);
+  t.is(fs.readlinkSync(path.join(dir, 'd/sym')), '../d/ns');
+  t.is(st('d/sym').mtimeNs, BigInt(Date.parse('2003-03-03T03:03:03Z')) * 1_000_000n, 'symlink mtime (lutimes)');
+  t.true(fs.lstatSync(path.join(dir, 'd/null')).isCharacterDevice());
+  t.deepEqual([sys.major(Number(st('d/null').rdev)), sys.minor(Number(st('d/null').rdev))], [1, 3]);
+  t.deepEqual([sys.major(Number(st('d/loop').rdev)), sys.minor(Number(st('d/loop').rdev))], [7, 300]);
+  t.true(fs.lstatSync(path.join(dir, 'd/fifo')).isFIFO());
+  t.is(sys.lgetxattr(path.join(dir, 'd/xattr'), 'user.color')?.toString(), 'blue');
+  t.is(sys.lgetxattr(path.join(dir, 'd/xattr'), 'trusted.k')?.toString(), 'v');
+});
+
+asRoot()('long names: PAX (tar-stream) and GNU (GNU tar --format=gnu), and non-UTF-8 names', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const long = 'p'.repeat(60) + '/' + 'q'.repeat(80) + '/' + 'r'.repeat(120);
+  await apply([{ name: long, content: 'deep' }, { name: 's', type: 'symlink', linkname: 'l'.repeat(150) }], path.join(dir), 'none');
+  t.is(fs.readFileSync(path.join(dir, long), 'utf8'), 'deep');
+  t.is(fs.readlinkSync(path.join(dir, 's')), 'l'.repeat(150));
+
+  const src = path.join(dir, 'gnu-src');
+  const deep = path.join(src, 'g'.repeat(90), 'h'.repeat(90));
+  fs.mkdirSync(deep, { recursive: true });
+  fs.writeFileSync(path.join(deep, 'f'.repeat(100)), 'gnu');
+  const gnuTar = execFileSync('tar', ['--format=gnu', '-C', src, '-cf', '-', '.']);
+  const out = path.join(dir, 'gnu-out');
+  fs.mkdirSync(out);
+  await apply(gnuTar, out, 'none');
+  t.is(fs.readFileSync(path.join(out, 'g'.repeat(90), 'h'.repeat(90), 'f'.repeat(100)), 'utf8'), 'gnu');
+
+  const bad = Buffer.from([0x6e, 0xff, 0xfe, 0x2e, 0x74, 0x78, 0x74]).toString('latin1'); // "n\xff\xfe.txt"
+  const raw = rawTar([{ ...header(bad, { size: 3 }), body: Buffer.from('raw') }]);
+  const out2 = path.join(dir, 'raw-out');
+  fs.mkdirSync(out2);
+  await apply(raw, out2, 'none');
+  const names = fs.readdirSync(out2, { encoding: 'buffer' });
+  t.deepEqual(names.map((n) => n.toString('latin1')), [bad]);
+});
+
+asRoot()('.wh..wh.plnk hardlinks become copies, other aufs metadata is skipped', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  await apply([
+    { name: '.wh..wh.plnk/', type: 'directory' },
+    { name: '.wh..wh.plnk/1234.5678', content: 'shared', mode: 0o640, uid: 9 },
+    { name: '.wh..wh.aufs', content: '' },
+    { name: '.wh..wh.orph/', type: 'directory' },
+    { name: 'one', type: 'link', linkname: '.wh..wh.plnk/1234.5678' },
+  ], dir, 'aufs');
+  t.deepEqual(fs.readdirSync(dir), ['one']);
+  t.is(fs.readFileSync(path.join(dir, 'one'), 'utf8'), 'shared');
+  t.is(fs.statSync(path.join(dir, 'one')).uid, 9);
+});
+
+test('corrupt and truncated archives are errors naming the problem', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const good = await packTar([{ name: 'f', content: 'x'.repeat(2000) }]);
+  const corrupt = Buffer.from(good);
+  corrupt[10] ^= 0xff;
+  await t.throwsAsync(apply(corrupt, dir, 'none'), { message: /checksum/ });
+  const truncated = good.subarray(0, 1024);
+  const e = await t.throwsAsync(apply(truncated, dir, 'none'), { message: /truncated/ });
+  t.true(e instanceof ApplyError);
+  t.regex(e!.message, /"f"/, 'the message names the entry being written');
+});
+
+asRoot()('apply → export → apply is identity in every format (tree digests)', async (t) => {
+  const { exportDir } = await import('../archive/export.ts');
+  const { collect } = await import('./helpers/tar.ts');
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const layer: Entry[] = [
+    ...base,
+    { name: 'a/sub/cap', content: 'c', mode: 0o4711, uid: 5, pax: { 'SCHILY.xattr.security.capability': Buffer.from('0000000201200000000000000000000000000000', 'hex').toString('latin1') } },
+    { name: 'a/hard', type: 'link', linkname: 'a/old1' },
+    { name: 'ns', content: 'n', pax: { mtime: '1700000000.000000001' } },
+    { name: 'dev', type: 'character-device', devmajor: 4, devminor: 64 },
+    ...child,
+  ];
+  const tar = await packTar(layer);
+  for (const fmt of ['none', 'aufs', 'overlay'] as const) {
+    const one = path.join(dir, fmt + '-1');
+    const two = path.join(dir, fmt + '-2');
+    fs.mkdirSync(one);
+    fs.mkdirSync(two);
+    await apply(tar, one, fmt);
+    const exported = await collect(exportDir(one, { whiteouts: fmt }));
+    await apply(exported, two, fmt);
+    const a = await treeManifest(one, { rootMetadata: false });
+    const b = await treeManifest(two, { rootMetadata: false });
+    t.deepEqual(a, b, `${fmt}: ${manifestDiff(a, b)}`);
+    t.is(await treeDigest(one, { rootMetadata: false }), await treeDigest(two, { rootMetadata: false }));
+    // and the export itself is reproducible
+    t.deepEqual(exported, await collect(exportDir(two, { whiteouts: fmt })), `${fmt}: export is not deterministic`);
+  }
+  void t0;
+});
