@@ -44,14 +44,16 @@ const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants
 
 /** Extract `tar` into `dir` (which must exist). */
 export async function applyLayer(
-  tar: NodeJS.ReadableStream | AsyncIterable<Uint8Array>,
+  tar: NodeJS.ReadableStream | AsyncIterable<Uint8Array> | Uint8Array,
   dir: string,
   opts: ApplyOptions,
 ): Promise<number> {
   const w = new LayerWriter(dir, opts.whiteouts);
   const parser = new TarParser(w);
+  // a whole tar in memory is one chunk (iterating a Buffer would yield bytes)
+  const source = tar instanceof Uint8Array ? [tar] : (tar as AsyncIterable<Uint8Array>);
   try {
-    for await (const chunk of tar as AsyncIterable<Uint8Array>) {
+    for await (const chunk of source) {
       parser.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
       if (parser.ended) break;
     }

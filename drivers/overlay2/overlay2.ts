@@ -1,0 +1,322 @@
+// overlay2: Docker's overlay2 graphdriver on the kernel's overlayfs, with the
+// same on-disk layout (layout.ts), so stores written by dockerd are readable
+// here and the other way round.
+//
+// Native paths (when init's probes allow them and `parent` is the direct
+// parent): diff = export of <id>/diff converting overlay whiteouts; applyDiff
+// = untar into <id>/diff writing overlay whiteouts; diffSize = size of
+// <id>/diff; changes = computed from <id>/diff and the lower diff dirs without
+// mounting (moby always mounts and walks both trees here).
+// Everything else goes through the shared naive path.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import * as sys from '../../sys/syscalls.ts';
+import { applyLayer } from '../../archive/apply.ts';
+import { changesFromDiffDir } from '../../archive/changes.ts';
+import { exportDir } from '../../archive/export.ts';
+import type { Change } from '../../archive/types.ts';
+import {
+  InvalidParameterError, LayerNotFoundError, QuotaNotSupportedError, errDTypeNotSupported, errNotSupported,
+  parentOrNull, parseStorageOptKeyValue, ramInBytes, validateId,
+  type CreateOpts, type Driver, type LayerInfo, type TarInput,
+} from '../driver.ts';
+import { naiveApplyDiff, naiveChanges, naiveDiff, naiveDiffSize } from '../naive.ts';
+import { RefCounter } from '../refcount.ts';
+import { register } from '../registry.ts';
+import { ProjectQuota } from '../quota.ts';
+import { backingFsName, supportsDType } from '../backing-fs.ts';
+import { LINK_DIR, childLower, generateLinkId, planMount } from './layout.ts';
+import { probeNativeDiff, probeOverlay } from './probes.ts';
+
+export const NAME = 'overlay2';
+
+export interface Overlay2Options {
+  /** force the naive diff even where the native one is safe (tests, comparisons) */
+  forceNaive?: boolean;
+}
+
+/** moby overlay2 Init: options `overlay2.size`, `overlay2.override_kernel_check` (ignored). */
+export async function init(home: string, options: string[], extra: Overlay2Options = {}): Promise<Driver> {
+  let defaultSize = 0;
+  for (const opt of options) {
+    const [key, val] = parseStorageOptKeyValue(opt);
+    if (key === 'overlay2.size') defaultSize = ramInBytes(val);
+    else if (key === 'overlay2.override_kernel_check') continue; // deprecated no-op, as in moby v23
+    else if (key === 'overlay2.force_naive_diff') extra.forceNaive = val === 'true' || val === '1';
+    else throw new InvalidParameterError(`overlay2: unknown option ${key}`);
+  }
+  fs.mkdirSync(home, { recursive: true, mode: 0o710 });
+  const overlay = probeOverlay(home);
+  if (overlay !== true) throw errNotSupported(`overlay mount failed: ${overlay}`);
+  const backing = backingFsName(home);
+  if (!supportsDType(home)) throw errDTypeNotSupported(NAME, backing);
+  fs.mkdirSync(path.join(home, LINK_DIR), { recursive: true, mode: 0o700 });
+  const quota = ProjectQuota.detect(home, (d) => fs.readdirSync(d).filter((n) => n !== LINK_DIR).map((n) => path.join(d, n)));
+  if (defaultSize > 0 && typeof quota === 'string') {
+    throw new InvalidParameterError(`Storage Option overlay2.size only supported for backingFS XFS. Found ${backing}`);
+  }
+  const native = extra.forceNaive ? { native: false, reason: 'forced by option' } : probeNativeDiff(home);
+  return new Overlay2Driver(home, backing, native, quota, defaultSize);
+}
+
+register(NAME, (home, options) => init(home, options));
+
+export class Overlay2Driver implements Driver {
+  readonly name = NAME;
+  private readonly refs: RefCounter;
+  /** `index=off,` where the kernel has the parameter, as moby does */
+  private readonly optPrefix: string;
+
+  constructor(
+    readonly home: string,
+    private readonly backingFs: string,
+    private readonly nativeDiff: { native: boolean; reason: string },
+    private readonly quota: ProjectQuota | string,
+    private readonly defaultSize: number,
+  ) {
+    this.refs = new RefCounter(home);
+    this.optPrefix = fs.existsSync('/sys/module/overlay/parameters/index') ? 'index=off,' : '';
+  }
+
+  private dir(id: string): string {
+    return path.join(this.home, validateId(id));
+  }
+
+  private readText(id: string, name: string): string | null {
+    try {
+      return fs.readFileSync(path.join(this.dir(id), name), 'utf8').trim();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+  }
+
+  private mustExist(id: string, where: string): void {
+    if (!this.exists(id)) throw new LayerNotFoundError(NAME, id, where);
+  }
+
+  // ---- lifecycle -------------------------------------------------------------
+
+  async createReadWrite(id: string, parent: string | null, opts?: CreateOpts): Promise<void> {
+    const storageOpt = { ...opts?.storageOpt };
+    if (this.defaultSize > 0 && storageOpt.size === undefined) storageOpt.size = String(this.defaultSize);
+    await this.createLayer(id, parent, storageOpt, true);
+  }
+
+  async create(id: string, parent: string | null, opts?: CreateOpts): Promise<void> {
+    if (opts?.storageOpt && 'size' in opts.storageOpt) {
+      throw new InvalidParameterError('--storage-opt size is only supported for ReadWrite Layers');
+    }
+    await this.createLayer(id, parent, opts?.storageOpt ?? {}, false);
+  }
+
+  private async createLayer(id: string, parentArg: string | null, storageOpt: Record<string, string>, rw: boolean): Promise<void> {
+    const parent = parentOrNull(parentArg);
+    const dir = this.dir(id);
+    if (fs.existsSync(dir)) throw new Error(`${NAME}: layer ${id} already exists`);
+    let size = 0;
+    for (const [k, v] of Object.entries(storageOpt)) {
+      if (k.toLowerCase() === 'size') size = ramInBytes(v);
+      else throw new InvalidParameterError(`Unknown option ${k}`);
+    }
+    if (size > 0 && typeof this.quota === 'string') {
+      throw new QuotaNotSupportedError(`--storage-opt is supported only for overlay over xfs with 'pquota' mount option (${this.quota})`);
+    }
+    void rw;
+    let lower: string | null = null;
+    if (parent) {
+      this.mustExist(parent, `parent of ${id}`);
+      lower = childLower(this.readText(parent, 'link') ?? '', this.readText(parent, 'lower'));
+    }
+    fs.mkdirSync(dir, { mode: 0o710 });
+    try {
+      if (size > 0) (this.quota as ProjectQuota).setQuota(dir, size);
+      fs.mkdirSync(path.join(dir, 'diff'), { mode: 0o755 });
+      const link = generateLinkId();
+      fs.symlinkSync(path.join('..', id, 'diff'), path.join(this.home, LINK_DIR, link));
+      fs.writeFileSync(path.join(dir, 'link'), link, { mode: 0o644 });
+      if (parent && lower) {
+        fs.writeFileSync(path.join(this.dir(parent), 'committed'), '', { mode: 0o600 });
+        fs.mkdirSync(path.join(dir, 'work'), { mode: 0o700 });
+        fs.writeFileSync(path.join(dir, 'lower'), lower, { mode: 0o666 });
+      }
+    } catch (e) {
+      await this.remove(id).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    const dir = this.dir(id);
+    await this.refs.forget(id, (p) => this.unmount(p));
+    const link = this.readText(id, 'link');
+    if (link) fs.rmSync(path.join(this.home, LINK_DIR, link), { force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+
+  async get(id: string): Promise<string> {
+    this.mustExist(id, 'get');
+    const dir = this.dir(id);
+    const lower = this.readText(id, 'lower');
+    if (!lower) return path.join(dir, 'diff'); // base layer: nothing to mount
+    const merged = path.join(dir, 'merged');
+    await this.refs.acquire(id, merged, () => {
+      const readOnly = fs.existsSync(path.join(dir, 'committed'));
+      const plan = planMount(this.home, id, lower, readOnly, this.optPrefix);
+      fs.mkdirSync(merged, { recursive: true, mode: 0o700 });
+      if (plan.cwd) {
+        // relative paths: mount from the home (moby re-execs a helper for this;
+        // our mount is one synchronous call, so the cwd change cannot interleave)
+        const back = process.cwd();
+        process.chdir(plan.cwd);
+        try {
+          sys.mount('overlay', merged, 'overlay', 0, plan.data);
+        } finally {
+          process.chdir(back);
+        }
+      } else sys.mount('overlay', merged, 'overlay', 0, plan.data);
+    });
+    return merged;
+  }
+
+  async put(id: string): Promise<void> {
+    if (!this.readText(id, 'lower')) return;
+    await this.refs.release(id, path.join(this.dir(id), 'merged'), () => this.unmount(path.join(this.dir(id), 'merged')));
+  }
+
+  private unmount(merged: string): void {
+    try {
+      sys.umount2(merged, sys.MNT_DETACH);
+    } catch (e) {
+      if (!(e instanceof sys.SysError && e.code === 'EINVAL')) throw e; // already unmounted
+    }
+    // moby removes merged/ so a mount in another namespace is forced off too
+    try {
+      fs.rmdirSync(merged);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+
+  exists(id: string): boolean {
+    try {
+      return fs.statSync(this.dir(id)).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
+  status(): [string, string][] {
+    return [
+      ['Backing Filesystem', this.backingFs],
+      ['Supports d_type', 'true'],
+      ['Native Overlay Diff', String(this.nativeDiff.native)],
+      ...(this.nativeDiff.native ? [] : [['Native Overlay Diff (why not)', this.nativeDiff.reason] as [string, string]]),
+      ['userxattr', 'false'],
+    ];
+  }
+
+  metadata(id: string): Record<string, string> {
+    this.mustExist(id, 'metadata');
+    const dir = this.dir(id);
+    const md: Record<string, string> = { MergedDir: path.join(dir, 'merged'), UpperDir: path.join(dir, 'diff'), WorkDir: path.join(dir, 'work') };
+    const lowers = this.lowerDiffDirs(id);
+    if (lowers.length) md.LowerDir = lowers.join(':');
+    return md;
+  }
+
+  async cleanup(): Promise<void> {
+    await this.refs.releaseAll((_id, p) => this.unmount(p));
+  }
+
+  layers(): LayerInfo[] {
+    const byLink = new Map<string, string>();
+    const ids: string[] = [];
+    for (const name of fs.readdirSync(this.home)) {
+      if (name === LINK_DIR || name.startsWith('.') || !this.exists(name)) continue;
+      ids.push(name);
+      const link = this.readText(name, 'link');
+      if (link) byLink.set(link, name);
+    }
+    return ids.sort().map((id) => {
+      const first = this.readText(id, 'lower')?.split(':')[0];
+      const parent = first ? byLink.get(first.slice(LINK_DIR.length + 1)) : undefined;
+      return parent ? { id, parent } : { id };
+    });
+  }
+
+  // ---- diff --------------------------------------------------------------------
+
+  /** Absolute diff dirs of the layer's lowers, nearest first (through the l/ links). */
+  private lowerDiffDirs(id: string): string[] {
+    const lower = this.readText(id, 'lower');
+    if (!lower) return [];
+    return lower.split(':').map((l) => fs.realpathSync(path.join(this.home, l)));
+  }
+
+  /** moby isParent: `parent` is the layer's direct parent ('' for a base layer). */
+  private isParent(id: string, parent: string | null): boolean {
+    const lowers = this.lowerDiffDirs(id);
+    if (parent === null) return lowers.length === 0;
+    if (lowers.length === 0) return false;
+    return path.dirname(lowers[0]) === fs.realpathSync(this.dir(parent));
+  }
+
+  private useNative(id: string, parentArg: string | null): boolean {
+    return this.nativeDiff.native && this.isParent(id, parentOrNull(parentArg));
+  }
+
+  diff(id: string, parent: string | null): Readable {
+    this.mustExist(id, 'diff');
+    if (!this.useNative(id, parent)) return naiveDiff(this, id, parent);
+    return exportDir(path.join(this.dir(id), 'diff'), { whiteouts: 'overlay' });
+  }
+
+  async changes(id: string, parent: string | null): Promise<Change[]> {
+    this.mustExist(id, 'changes');
+    if (!this.useNative(id, parent)) return naiveChanges(this, id, parent);
+    return changesFromDiffDir(path.join(this.dir(id), 'diff'), this.lowerDiffDirs(id), 'overlay');
+  }
+
+  async applyDiff(id: string, parent: string | null, tar: TarInput): Promise<number> {
+    this.mustExist(id, 'applyDiff');
+    if (!this.useNative(id, parent)) return naiveApplyDiff(this, id, parent, tar);
+    const diff = path.join(this.dir(id), 'diff');
+    await applyLayer(tar, diff, { whiteouts: 'overlay' });
+    return directorySize(diff);
+  }
+
+  async diffSize(id: string, parent: string | null): Promise<number> {
+    this.mustExist(id, 'diffSize');
+    if (!this.useNative(id, parent)) return naiveDiffSize(this, id, parent);
+    return directorySize(path.join(this.dir(id), 'diff'));
+  }
+}
+
+/** moby directory.Size: Σ st_size of everything but directories, each hardlinked inode once. */
+export function directorySize(dir: string): number {
+  let total = 0;
+  const seen = new Set<string>();
+  const walk = (d: Buffer) => {
+    for (const e of fs.readdirSync(d, { encoding: 'buffer', withFileTypes: true })) {
+      const p = Buffer.concat([d, Buffer.from('/'), e.name]);
+      if (e.isDirectory()) {
+        walk(p);
+        continue;
+      }
+      const st = fs.lstatSync(p);
+      if (st.nlink > 1) {
+        const key = `${st.dev}:${st.ino}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
+      total += st.size;
+    }
+  };
+  walk(Buffer.from(dir));
+  return total;
+}
+
+void os;
