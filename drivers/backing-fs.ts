@@ -3,6 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { mountFor } from './quota.ts';
 
 const FS_MAGIC: Record<number, string> = {
   0x61756673: 'aufs', 0x9123683e: 'btrfs', 0x28cd3d45: 'cramfs', 0xf15f: 'ecryptfs', 0xef53: 'extfs',
@@ -28,7 +29,8 @@ export function backingFsName(p: string): string {
 export function supportsDType(home: string): boolean {
   if (backingFsName(home) !== 'xfs') return true;
   try {
-    return !/ftype=0/.test(execFileSync('xfs_info', [home], { encoding: 'utf8' }));
+    const mnt = mountFor(home)?.mountPoint ?? home;
+    return !/ftype=0/.test(execFileSync('xfs_info', [mnt], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
   } catch {
     return true; // no xfsprogs: assume the default (ftype=1 since xfsprogs 3.2.3)
   }
