@@ -1,0 +1,90 @@
+// vfs through the conformance suite, plus its own option and id rules.
+// Layers are full copies, so every depth works (DeepLayerRead 128, like
+// overlay2's); quotas need a home with project quotas, which the suite makes
+// on a loop-mounted xfs where the kernel allows.
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { InvalidParameterError, QuotaNotSupportedError, type Driver } from '../../drivers/driver.ts';
+import { copyTree, init } from '../../drivers/vfs/vfs.ts';
+import { asRoot } from '../helpers/require.ts';
+import { runConformance, xfsProjectQuotaHome } from './suite.ts';
+
+const xfs = xfsProjectQuotaHome();
+
+runConformance('vfs', (home) => init(home, []), {
+  deepLayers: 128,
+  diffApplyFiles: [10, 100],
+  quota: { kind: 'filesystem', ...xfs },
+});
+
+async function scratch(t: { teardown: (fn: () => void) => void }): Promise<{ home: string; d: Driver }> {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-vfs-'));
+  t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const home = path.join(tmp, 'vfs');
+  return { home, d: await init(home, []) };
+}
+
+test('vfs: options are moby\'s: unknown option, size without quota, bad size', async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-vfs-'));
+  t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const home = path.join(tmp, 'vfs');
+  await t.throwsAsync(init(home, ['foo=bar']), { instanceOf: InvalidParameterError, message: 'unknown option foo for vfs' });
+  await t.throwsAsync(init(home, ['size']), { message: 'unable to parse storage-opt: size' });
+  await t.throwsAsync(init(home, ['size=12Q']), { message: "invalid suffix: 'q'" });
+  // tmpdir has no project quotas enforced here, so a default size cannot be honoured
+  const quota = await t.throwsAsync(init(home, ['size=10M']));
+  t.true(quota instanceof QuotaNotSupportedError, String(quota));
+  t.is(quota?.message, 'Filesystem does not support, or has not enabled quotas');
+});
+
+test('vfs: storage opts on create and createReadWrite', async (t) => {
+  const { d } = await scratch(t);
+  await t.throwsAsync(d.create('ro', null, { storageOpt: { size: '1G' } }), { message: '--storage-opt is not supported for vfs on read-only layers' });
+  await t.throwsAsync(d.createReadWrite('rw', null, { storageOpt: { foo: '1' } }), { message: 'Storage opt foo not supported' });
+  await t.throwsAsync(d.createReadWrite('rw', null, { storageOpt: { size: '1G' } }), { instanceOf: QuotaNotSupportedError });
+  t.false(d.exists('ro'));
+  t.false(d.exists('rw'));
+});
+
+test('vfs: layout, metadata, status, ids, listing', async (t) => {
+  const { home, d } = await scratch(t);
+  await d.create('a', null);
+  await d.create('b', 'a');
+  t.is(await d.get('b'), path.join(home, 'dir', 'b'));
+  await d.put('b');
+  t.deepEqual(d.metadata('a'), { SourceDir: path.join(home, 'dir', 'a') });
+  t.deepEqual(d.status(), []);
+  t.deepEqual(d.layers?.(), [{ id: 'a' }, { id: 'b' }]);
+  for (const bad of ['', '.', '..', 'a/b', '../x']) {
+    await t.throwsAsync(d.create(bad, null), { instanceOf: InvalidParameterError }, JSON.stringify(bad));
+  }
+  await t.throwsAsync(d.create('a', null), { code: 'EEXIST' });
+  await t.throwsAsync(d.create('c', 'missing'), { message: /layer missing does not exist/ });
+  t.false(d.exists('c'));
+  await t.throwsAsync(d.get('missing'), { message: /layer missing does not exist/ });
+  await d.remove('a');
+  await d.remove('a');
+  t.false(d.exists('a'));
+  t.true(d.exists('b'));
+});
+
+asRoot()('vfs: copyTree keeps a hardlink set shared inside the copy and separate from the source', async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-vfs-copy-'));
+  t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const src = path.join(tmp, 'src');
+  const dst = path.join(tmp, 'dst');
+  fs.mkdirSync(path.join(src, 'd'), { recursive: true });
+  fs.mkdirSync(dst);
+  fs.writeFileSync(path.join(src, 'x'), 'one');
+  fs.linkSync(path.join(src, 'x'), path.join(src, 'd', 'y'));
+  copyTree(src, dst);
+  const a = fs.statSync(path.join(dst, 'x'));
+  const b = fs.statSync(path.join(dst, 'd', 'y'));
+  t.is(a.ino, b.ino);
+  t.is(a.nlink, 2);
+  t.not(a.ino, fs.statSync(path.join(src, 'x')).ino);
+  fs.writeFileSync(path.join(dst, 'd', 'y'), 'two');
+  t.is(fs.readFileSync(path.join(src, 'x'), 'utf8'), 'one');
+});
