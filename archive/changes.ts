@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import { lgetxattr, S_IFDIR, S_IFMT, S_IFREG } from '../sys/syscalls.ts';
 import {
   type Change, ChangeKind, OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
-  fsPath, rawPath, sortChanges,
+  type WhiteoutFormat, fsPath, rawPath, sortChanges,
 } from './types.ts';
 
 type Stat = fs.BigIntStats;
@@ -121,7 +121,8 @@ const del = (out: Change[], path: string) => out.push({ path, kind: ChangeKind.D
  *   (same dev and ino) are skipped with their subtree, as moby's walker does
  *   for hard-linked trees.
  *
- * Throws if either root cannot be read; entries vanishing mid-walk count as absent.
+ * Throws if either root is not a directory (a symlink to one is refused, where
+ * moby would silently report nothing); entries vanishing mid-walk count as absent.
  */
 export function changesDirs(newDir: string, oldDir: string | null): Change[] {
   const newRoot = rootOf(newDir);
@@ -186,7 +187,8 @@ function compareChildren(newRoot: string, oldRoot: string, rel: string, newIsDir
 
 // ---- changesFromDiffDir -----------------------------------------------------
 
-export type DiffFormat = 'aufs' | 'overlay';
+/** The whiteout forms a diff dir can be stored in ('none' has no markers to read). */
+export type DiffFormat = Exclude<WhiteoutFormat, 'none'>;
 
 /** One directory of one layer, as the union sees it. */
 interface LayerDir {
@@ -301,7 +303,9 @@ function unionNames(layers: LayerDir[]): string[] {
  * `trusted.overlay.opaque=y` hides the layers below it; aufs — `.wh.x` whites
  * out `x`, `<dir>/.wh..wh..opq` makes `<dir>` opaque, other `.wh..wh.*` are
  * aufs internals and invisible. As in the kernel, opacity of a layer's root
- * directory is ignored. Throws if a directory cannot be read.
+ * directory is ignored. Only `trusted.overlay.opaque=y` is read: no
+ * `user.overlay.*` (userxattr mounts), no 6.7+ xwhiteouts. Throws if a
+ * directory cannot be read or an entry vanishes (diff dirs must be quiescent).
  */
 export function changesFromDiffDir(diffDir: string, lowers: string[], format: DiffFormat): Change[] {
   const out: Change[] = [];
