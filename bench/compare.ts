@@ -7,6 +7,10 @@
 // must equal the sum of entry sizes tar-stream reads, and (as root, with GNU tar) the
 // base layer applied by us must digest like GNU tar's extraction of the same tar.
 //
+// Then the image goes through every storage driver this host supports (probeDrivers): each
+// layer created and filled with applyDiff, diffed back with diff, and the top layer's mounted
+// tree must digest like the flattened tree (directory mtimes left out: unions change them).
+//
 // Everything runs under one work dir, removed at the end unless `keep` is set.
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -20,6 +24,9 @@ import { applyLayer } from '../archive/apply.ts';
 import { exportDir } from '../archive/export.ts';
 import { treeDigest, treeManifest, manifestDiff } from '../archive/digest.ts';
 import type { WhiteoutFormat } from '../archive/types.ts';
+import '../drivers/all.ts';
+import { getDriver, probeDrivers } from '../drivers/registry.ts';
+import type { Driver } from '../drivers/driver.ts';
 import { sampleLayers, REPLACED_DIR, type SampleLayer } from '../fixtures/sample-image.ts';
 
 /** Where a tree comes from, for the `tamper` hook and for messages. */
@@ -27,7 +34,9 @@ export interface Stage {
   format: WhiteoutFormat;
   /** layer name, or 'flat' for the flattened tree */
   layer: string;
-  phase: 'apply' | 'reapply' | 'gnu-tar';
+  phase: 'apply' | 'reapply' | 'gnu-tar' | 'driver';
+  /** the storage driver, for phase 'driver' (the tree is its mounted top layer) */
+  driver?: string;
 }
 
 export interface CompareOptions {
@@ -68,12 +77,35 @@ export interface Check {
   detail?: string;
 }
 
+export interface DriverLayerRun {
+  layer: string;
+  /** Docker's chain ID of the layer, used as the driver's layer id */
+  id: string;
+  applyMs: number;
+  /** applyDiff's return (naive path: Σ tar header sizes; native paths: the layer dir's size) */
+  size: number;
+  diffMs: number;
+  diffBytes: number;
+}
+
+export interface DriverRun {
+  driver: string;
+  usable: boolean;
+  /** why the driver cannot run here (probeDrivers), or the error that stopped the run */
+  reason?: string;
+  layers: DriverLayerRun[];
+  /** digest of the mounted top layer (dirMtimes: false) */
+  topDigest?: string;
+  getMs?: number;
+}
+
 export interface CompareReport {
   ok: boolean;
   /** the work dir when kept, else null (it was removed) */
   workDir: string | null;
   image: { name: string; description: string; bytes: number; diffId: string; entries: number; entrySizes: number }[];
   runs: LayerRun[];
+  drivers: DriverRun[];
   checks: Check[];
 }
 
@@ -88,7 +120,7 @@ const DIGEST = { dirMtimes: true, rootMetadata: false, ignoreXattrs: () => false
 export async function compareSample(opts: CompareOptions = {}): Promise<CompareReport> {
   const layers = opts.layers ?? sampleLayers();
   const work = mkdtempSync(join(opts.parent ?? tmpdir(), 'strata-compare-'));
-  const report: CompareReport = { ok: false, workDir: opts.keep ? work : null, image: [], runs: [], checks: [] };
+  const report: CompareReport = { ok: false, workDir: opts.keep ? work : null, image: [], runs: [], drivers: [], checks: [] };
   const check = (name: string, ok: boolean, detail?: string) => report.checks.push(detail === undefined ? { name, ok } : { name, ok, detail });
   /** Run one step; a throw becomes a failed check named after the step. */
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {
@@ -175,11 +207,104 @@ export async function compareSample(opts: CompareOptions = {}): Promise<CompareR
         await digestCheck(check, `${layers[0].name}: applyLayer = GNU tar -x (same tar)`, ours, theirs);
       });
     }
+
+    // Every storage driver this host supports, against the flattened tree.
+    if (flatOk) {
+      const flatDigest = await treeDigest(flat, MERGED);
+      const root = join(work, 'drivers');
+      mkdirSync(root);
+      const chain = chainIds(report.image.map((l) => l.diffId));
+      for (const probe of await probeDrivers(root)) {
+        if (!probe.usable) {
+          report.drivers.push({ driver: probe.name, usable: false, reason: probe.reason, layers: [] });
+          continue;
+        }
+        const run: DriverRun = { driver: probe.name, usable: true, layers: [] };
+        report.drivers.push(run);
+        await step(`driver ${probe.name}: create, applyDiff, diff, get`, async () => {
+          try {
+            await driverRun(await getDriver(probe.name, root), run, layers, tars, chain, tamper);
+          } catch (e) {
+            run.reason = e instanceof Error ? e.message : String(e);
+            throw e;
+          }
+        });
+        if (run.topDigest !== undefined) {
+          check(`driver ${probe.name}: mounted top layer = flattened tree (dir mtimes aside)`, run.topDigest === flatDigest,
+            run.topDigest === flatDigest ? flatDigest : `${run.topDigest} vs ${flatDigest}`);
+        }
+      }
+      const digests = report.drivers.filter((d) => d.topDigest !== undefined);
+      check('drivers: at least one usable driver ran', digests.length > 0,
+        digests.length > 0 ? digests.map((d) => d.driver).join(', ') : report.drivers.map((d) => `${d.driver}: ${d.reason}`).join('; '));
+      if (digests.length > 0) {
+        const same = digests.every((d) => d.topDigest === digests[0].topDigest);
+        check(`drivers: every driver's top layer has the same digest (${digests.map((d) => d.driver).join(', ')})`, same,
+          digests.map((d) => `${d.driver} ${d.topDigest}`).join(', '));
+      }
+    }
   } finally {
     if (!opts.keep) rmSync(work, { recursive: true, force: true });
   }
   report.ok = report.checks.length > 0 && report.checks.every((c) => c.ok);
   return report;
+}
+
+/** Digest options for a mounted union view: directory mtimes change under unions, the root is the mount's. */
+const MERGED = { dirMtimes: false, rootMetadata: false };
+
+/** Docker's chain IDs: ChainID(L1) = DiffID(L1), ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)). */
+export function chainIds(diffIds: string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) {
+    const prev = out[out.length - 1];
+    out.push(prev === undefined ? d : 'sha256:' + createHash('sha256').update(`${prev} ${d}`).digest('hex'));
+  }
+  return out;
+}
+
+/** One driver: the image's layers as a chain, each applied and diffed, then the top mounted and digested. */
+async function driverRun(
+  d: Driver, run: DriverRun, layers: SampleLayer[], tars: string[], chain: string[], tamper: (s: Stage, dir: string) => Promise<void>,
+): Promise<void> {
+  const ids = chain.map((c) => c.replace(/^sha256:/, ''));
+  const created: string[] = [];
+  try {
+    for (const [i, layer] of layers.entries()) {
+      const parent = i === 0 ? null : ids[i - 1];
+      await d.create(ids[i], parent);
+      created.push(ids[i]);
+      let t0 = performance.now();
+      const size = await d.applyDiff(ids[i], parent, fileStream(tars[i]));
+      const applyMs = performance.now() - t0;
+      t0 = performance.now();
+      let diffBytes = 0;
+      for await (const chunk of d.diff(ids[i], parent) as AsyncIterable<Buffer>) diffBytes += chunk.length;
+      run.layers.push({ layer: layer.name, id: ids[i], applyMs, size, diffMs: performance.now() - t0, diffBytes });
+    }
+    const top = ids[layers.length - 1];
+    const t0 = performance.now();
+    const mounted = await d.get(top);
+    run.getMs = performance.now() - t0;
+    try {
+      await tamper({ format: 'none', layer: layers[layers.length - 1].name, phase: 'driver', driver: d.name }, mounted);
+      run.topDigest = await treeDigest(mounted, MERGED);
+    } finally {
+      await d.put(top);
+    }
+  } finally {
+    // Remove top-down; a failed remove is reported (after cleanup), not swallowed.
+    let removeError: unknown;
+    for (const id of created.reverse()) {
+      try {
+        await d.remove(id);
+      } catch (e) {
+        removeError ??= e;
+      }
+    }
+    await d.cleanup();
+    if (removeError !== undefined) throw removeError;
+  }
 }
 
 async function roundTrip(

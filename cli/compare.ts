@@ -38,6 +38,19 @@ function printReport(r: CompareReport): void {
     r.runs.map((x) => [x.format, x.layer, ms(x.applyMs), String(x.size), ms(x.exportMs), x.exportBytes === undefined ? '-' : String(x.exportBytes),
       ms(x.reapplyMs), short(x.digest), short(x.reapplyDigest), x.match ?? '-'])));
   if (r.runs.some((x) => x.match === 'yes*')) out.write('yes* = equal except the mtimes of overlay whiteout devices, which moby does not set either\n');
+  if (r.drivers.length > 0) {
+    out.write('\nstorage drivers: applyDiff / diff per layer (ms), then get + digest of the top layer\n');
+    const rows: string[][] = [];
+    for (const d of r.drivers) {
+      if (!d.usable) {
+        rows.push([d.driver, 'not usable here', '-', '-', '-', '-', d.reason ?? '']);
+        continue;
+      }
+      for (const l of d.layers) rows.push([d.driver, l.layer, ms(l.applyMs), String(l.size), ms(l.diffMs), String(l.diffBytes), '']);
+      rows.push([d.driver, 'top (get)', ms(d.getMs), '-', '-', '-', d.topDigest ? `digest ${d.topDigest}` : `error: ${d.reason ?? '?'}`]);
+    }
+    out.write(table(['DRIVER', 'LAYER', 'APPLYDIFF', 'SIZE', 'DIFF', 'DIFF BYTES', 'NOTE'], rows));
+  }
   out.write('\nchecks\n');
   for (const c of r.checks) {
     out.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.name}\n`);

@@ -5,7 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, lstatSync, lutimesSync, writeFileSync, appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compareSample, blankWhiteoutMtime, type CompareReport, type Stage } from '../bench/compare.ts';
+import { compareSample, blankWhiteoutMtime, chainIds, type CompareReport, type Stage } from '../bench/compare.ts';
+import { createHash } from 'node:crypto';
 import { lremovexattr } from '../sys/syscalls.ts';
 import { asRoot } from './helpers/require.ts';
 
@@ -48,6 +49,25 @@ asRoot({ serial: true })('strata compare --sample --json runs and every check pa
   }
   t.truthy(report.checks.find((c) => c.name === 'none flat: re-applied export = flattened tree' && c.ok));
   t.truthy(report.checks.find((c) => c.name === 'base: applyLayer = GNU tar -x (same tar)' && c.ok), 'GNU tar cross-check ran');
+  // the storage drivers: every known one is listed; vfs always runs; all usable ones agree
+  t.deepEqual(report.drivers.map((d) => d.driver).sort(), ['aufs', 'btrfs', 'devicemapper', 'overlay', 'overlay2', 'vfs']);
+  const ran = report.drivers.filter((d) => d.topDigest !== undefined);
+  t.true(ran.some((d) => d.driver === 'vfs'), 'vfs ran');
+  for (const d of ran) {
+    t.deepEqual(d.layers.map((l) => l.layer), ['base', 'edit', 'replace'], d.driver);
+    t.true(d.layers.every((l) => l.diffBytes > 0 && l.diffBytes % 512 === 0), `${d.driver}: diff tars`);
+    t.is(d.topDigest, ran[0].topDigest, d.driver);
+  }
+  for (const d of report.drivers.filter((x) => !x.usable)) t.truthy(d.reason, `${d.driver} says why it is not usable`);
+  t.truthy(report.checks.find((c) => c.name.startsWith("drivers: every driver's top layer has the same digest") && c.ok));
+});
+
+test('chainIds follow Docker: the first is the DiffID, then sha256 of "<parent chain> <diffid>"', (t) => {
+  const a = 'sha256:' + 'a'.repeat(64);
+  const b = 'sha256:' + 'b'.repeat(64);
+  const [c1, c2] = chainIds([a, b]);
+  t.is(c1, a);
+  t.is(c2, 'sha256:' + createHash('sha256').update(`${a} ${b}`).digest('hex'));
 });
 
 asRoot({ serial: true })('the human table lists the runs and the checks', (t) => {
@@ -106,6 +126,16 @@ asRoot({ serial: true })('a bad flattened tree and a bad GNU tar tree are caught
     },
   });
   t.deepEqual(failed(report).sort(), ['base: applyLayer = GNU tar -x (same tar)', 'none flat: re-applied export = flattened tree']);
+});
+
+asRoot({ serial: true })("a changed file in one driver's mounted top layer fails that driver and the agreement check", async (t) => {
+  const report = await compareSample({
+    tamper: at({ phase: 'driver', driver: 'vfs' }, (dir) => appendFileSync(join(dir, 'etc/hostname'), 'x')),
+  });
+  const others = report.drivers.filter((d) => d.topDigest !== undefined && d.driver !== 'vfs');
+  const want = ['driver vfs: mounted top layer = flattened tree (dir mtimes aside)'];
+  if (others.length > 0) want.push(`drivers: every driver's top layer has the same digest (${report.drivers.filter((d) => d.topDigest !== undefined).map((d) => d.driver).join(', ')})`);
+  t.deepEqual(failed(report).sort(), want.sort());
 });
 
 asRoot({ serial: true })('--keep leaves the work dir for inspection', async (t) => {
