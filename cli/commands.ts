@@ -2,9 +2,13 @@
 import type { CommandModule } from 'yargs';
 import { versionCommand } from './version.ts';
 import { compareCommand } from './compare.ts';
+import { driversCommand } from './drivers.ts';
+import { layerCommand } from './layer.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
   versionCommand,
   compareCommand,
+  driversCommand,
+  layerCommand,
 ];

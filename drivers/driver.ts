@@ -82,8 +82,8 @@ export function tarSource(tar: TarInput): NodeJS.ReadableStream | AsyncIterable<
 /** A layer known to the driver, for listings (`strata layer ls`). */
 export interface LayerInfo {
   id: string;
-  /** the parent id where the driver records it; undefined when it does not (vfs, btrfs) */
-  parent?: string;
+  /** the parent id; null: recorded as having none; undefined: the driver does not record parents (vfs, btrfs) */
+  parent?: string | null;
 }
 
 /** moby ProtoDriver: the lifecycle half every driver implements itself. */
