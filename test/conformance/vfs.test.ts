@@ -3,13 +3,17 @@
 // overlay2's); quotas need a home with project quotas, which the suite makes
 // on a loop-mounted xfs where the kernel allows.
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { InvalidParameterError, QuotaNotSupportedError, type Driver } from '../../drivers/driver.ts';
 import { copyTree, init } from '../../drivers/vfs/vfs.ts';
 import { asRoot } from '../helpers/require.ts';
 import { runConformance, xfsProjectQuotaHome } from './suite.ts';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 const xfs = xfsProjectQuotaHome();
 
@@ -87,4 +91,68 @@ asRoot()('vfs: copyTree keeps a hardlink set shared inside the copy and separate
   t.not(a.ino, fs.statSync(path.join(src, 'x')).ino);
   fs.writeFileSync(path.join(dst, 'd', 'y'), 'two');
   t.is(fs.readFileSync(path.join(src, 'x'), 'utf8'), 'one');
+});
+
+/** Run the CLI; returns exit code, stdout, stderr. */
+function strata(args: string[], input?: Buffer): { code: number; out: Buffer; err: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'cli/main.ts'), ...args], { input: input ?? Buffer.alloc(0) });
+  return { code: r.status ?? -1, out: r.stdout, err: r.stderr.toString() };
+}
+
+asRoot()('vfs through `strata layer`: create, apply, mount, changes, size, diff, ls, rm; usage errors exit 2', async (t) => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-vfs-cli-'));
+  t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const home = path.join(tmp, 'vfs');
+  const on = ['--driver', 'vfs', '--home', home];
+  // a layer tar made by the driver itself from a scratch layer
+  const src = await init(path.join(tmp, 'src', 'vfs'), []);
+  await src.create('s', null);
+  const sroot = await src.get('s');
+  fs.mkdirSync(path.join(sroot, 'etc'));
+  fs.writeFileSync(path.join(sroot, 'etc', 'x'), 'hello');
+  const chunks: Buffer[] = [];
+  for await (const c of src.diff('s', null)) chunks.push(c as Buffer);
+  const tar = Buffer.concat(chunks);
+
+  t.is(strata(['layer', 'create', 'base', ...on]).code, 0);
+  const applied = strata(['layer', 'apply', 'base', ...on], tar);
+  t.is(applied.code, 0, applied.err);
+  t.is(applied.out.toString(), '5\n', 'apply prints the size (Σ tar header sizes)');
+  t.is(strata(['layer', 'create', 'top', '--parent', 'base', ...on]).code, 0);
+  const mounted = strata(['layer', 'mount', 'top', ...on]);
+  const top = mounted.out.toString().trim().split('\n').pop()!;
+  t.is(top, path.join(home, 'dir', 'top'));
+  fs.rmSync(path.join(top, 'etc', 'x'));
+  fs.writeFileSync(path.join(top, 'new'), 'new!');
+  t.is(strata(['layer', 'umount', 'top', ...on]).code, 0);
+  t.is(strata(['layer', 'changes', 'top', '--parent', 'base', ...on]).out.toString(), 'C /etc\nD /etc/x\nA /new\n');
+  t.deepEqual(JSON.parse(strata(['layer', 'changes', 'top', '--parent', 'base', '--json', ...on]).out.toString()),
+    [{ path: '/etc', kind: 'C' }, { path: '/etc/x', kind: 'D' }, { path: '/new', kind: 'A' }]);
+  t.is(strata(['layer', 'size', 'top', '--parent', 'base', ...on]).out.toString(), '4\n');
+  const diff = strata(['layer', 'diff', 'top', '--parent', 'base', ...on]);
+  t.is(diff.code, 0, diff.err);
+  const names = spawnSync('tar', ['-tf', '-'], { input: diff.out }).stdout.toString().split('\n').filter(Boolean);
+  t.deepEqual(names, ['etc/', 'etc/.wh.x', 'new']);
+  t.is(strata(['layer', 'ls', ...on]).out.toString(), 'ID     PARENT\nbase   ?\ntop    ?\n');
+  t.is(strata(['layer', 'rm', 'top', ...on]).code, 0);
+  t.false(fs.existsSync(top));
+
+  const missingId = strata(['layer', 'mount', ...on]);
+  t.is(missingId.code, 2);
+  t.regex(missingId.err, /needs a layer ID/);
+  t.is(strata(['layer', 'mount', 'x', '--driver', 'nope', '--home', path.join(tmp, 'nope')]).code, 2);
+  t.is(strata(['layer', 'mount', 'x', '--home', home]).code, 2);
+  t.is(strata(['layer', 'mount', 'x', '--driver', 'vfs', '--home', path.join(tmp, 'elsewhere')]).code, 2);
+  const missingLayer = strata(['layer', 'mount', 'missing', ...on]);
+  t.is(missingLayer.code, 1);
+  t.regex(missingLayer.err, /layer missing does not exist/);
+});
+
+test('`strata drivers --json` lists the six drivers with reasons', (t) => {
+  const r = strata(['drivers', '--json', '--root', os.tmpdir()]);
+  t.is(r.code, 0, r.err);
+  const rows = JSON.parse(r.out.toString()) as { name: string; usable: boolean; reason: string }[];
+  t.deepEqual(rows.map((x) => x.name), ['aufs', 'overlay', 'overlay2', 'btrfs', 'devicemapper', 'vfs']);
+  t.true(rows.find((x) => x.name === 'vfs')!.usable);
+  t.is(rows.find((x) => x.name === 'aufs')!.reason, 'not implemented in this strata version');
 });
