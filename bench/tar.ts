@@ -40,7 +40,7 @@ import { hideBin } from 'yargs/helpers';
 import { applyLayer } from '../archive/apply.ts';
 import { exportDir } from '../archive/export.ts';
 import { treeDigest, treeManifest, manifestDiff } from '../archive/digest.ts';
-import { copyTreeWithHardlinks, generateTree, gnuTar, type TreeStats } from '../fixtures/big-tree.ts';
+import { copyTreeWithHardlinks, countTree, generateTree, gnuTar, type TreeStats } from '../fixtures/big-tree.ts';
 import { writeSampleLayers } from '../fixtures/sample-image.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
@@ -237,8 +237,8 @@ async function main(): Promise<void> {
   const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 
   const fsKinds: ('tmpfs' | 'ext4')[] = argv['skip-ext4'] ? ['tmpfs'] : ['tmpfs', 'ext4'];
-  const shm = mkdtempSync(join(argv.tmpfs, 'strata-bench-'));
-  const ext = argv['skip-ext4'] ? shm : mkdtempSync(join(argv.ext4, 'strata-bench-'));
+  const shm = mkdtempSync(join(argv.tmpfs, 'strata-bench-tar-'));
+  const ext = argv['skip-ext4'] ? shm : mkdtempSync(join(argv.ext4, 'strata-bench-tar-'));
   const csPeer = argv.peer.includes('containers-storage');
   const csGraphs: { g: string; r: string }[] = [];
   const cleanup = () => {
@@ -260,13 +260,18 @@ async function main(): Promise<void> {
     if (!argv['skip-ext4'] && fsName(ext) !== 'ext4') log(`note: ${argv.ext4} is ${fsName(ext)}, not ext4`);
 
     // -- data
-    const tree = join(shm, 'tree');
+    // The tree is a layer's root: /usr/share goes to <tree>/usr/share, as in an image. (Its
+    // relative symlinks such as misc/magic.mgc -> ../../lib/file/magic.mgc would otherwise point
+    // outside the layer, which applyLayer refuses like moby does.)
+    const tree = join(shm, 'rootfs');
     let data: TreeStats;
     let source: string;
     if (argv.size === undefined && existsSync('/usr/share')) {
       log('copying /usr/share to tmpfs and adding 300 hardlinks …');
-      data = copyTreeWithHardlinks('/usr/share', tree, 300);
-      source = 'copy of /usr/share + 300 hardlinks';
+      mkdirSync(join(tree, 'usr'), { recursive: true });
+      copyTreeWithHardlinks('/usr/share', join(tree, 'usr/share'), 300);
+      data = countTree(tree);
+      source = 'copy of /usr/share (as usr/share) + 300 hardlinks';
     } else {
       const bytes = parseSize(argv.size ?? '700M');
       log(`generating a ${f1(bytes / 1e6)} MB tree …`);
@@ -280,7 +285,7 @@ async function main(): Promise<void> {
     log(`data: ${data.files} files, ${data.dirs} dirs, ${data.symlinks} symlinks, ${data.hardlinks} hardlinks, ${f1(mb)} MB; tar ${f1(tarBytes / 1e6)} MB`);
     const trees: Record<string, string> = { tmpfs: tree };
     if (fsKinds.includes('ext4')) {
-      trees.ext4 = join(ext, 'tree');
+      trees.ext4 = join(ext, 'rootfs');
       execFileSync('cp', ['-a', tree, trees.ext4]);
     }
 
