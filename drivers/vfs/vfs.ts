@@ -10,6 +10,7 @@
 // with prjquota, and xfs_quota to set limits). The layer directory gets its
 // own project id before the parent is copied in, so everything below it is
 // charged to it. Without that, `size` fails with moby's ErrQuotaNotSupported.
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as sys from '../../sys/syscalls.ts';
@@ -18,7 +19,7 @@ import {
   ramInBytes, validateId, type CreateOpts, type Driver, type LayerInfo, type ProtoDriver,
 } from '../driver.ts';
 import { NaiveDiffDriver } from '../naive.ts';
-import { ProjectQuota } from '../quota.ts';
+import { ProjectQuota, findTool } from '../quota.ts';
 import { register } from '../registry.ts';
 
 export const NAME = 'vfs';
@@ -163,20 +164,57 @@ function isDir(p: string): boolean {
  * owner, all xattrs, mode incl. setuid/setgid/sticky and ns mtimes/atimes are
  * kept. Directory times are set last, after their contents were written.
  *
- * Cost per entry: lstat, create, lchown, chmod, utimes and one llistxattr FFI
- * call (~10 µs: the only way to learn whether a file carries xattrs); a file
- * with xattrs costs a get+set per attribute more.
+ * Cost per entry: lstat, create, lchown, chmod and utimes (an FFI utimensat,
+ * ~20 µs, when the times have a sub-second part: Node's utimes keeps only
+ * µs). Which files carry xattrs is learnt from one `getfattr -R` run over the
+ * whole tree instead of an FFI llistxattr per file (~25 µs each); only those
+ * files then cost an FFI get+set per attribute. Without getfattr (or when it
+ * fails) every entry gets its llistxattr.
  */
 export function copyTree(srcRoot: string, dstRoot: string): void {
-  const copier = new TreeCopier();
-  const src = Buffer.from(srcRoot);
+  const root = path.resolve(srcRoot);
+  const copier = new TreeCopier(xattrCarriers(root));
+  const src = Buffer.from(root);
   copier.entry(src, Buffer.from(dstRoot), fs.lstatSync(src, { bigint: true }), true);
   copier.finish();
 }
 
 const SLASH = Buffer.from('/');
 
+/**
+ * The entries below `root` (absolute, as latin1 byte strings of their paths)
+ * that carry xattrs, with the names, from one `getfattr -R -P -h -m -` run;
+ * null when that is not possible and every entry must be asked.
+ */
+export function xattrCarriers(root: string): Map<string, string[]> | null {
+  const tool = findTool('getfattr');
+  if (!tool) return null;
+  let out: Buffer;
+  try {
+    out = execFileSync(tool, ['-R', '-P', '-h', '-m', '-', '--absolute-names', root], {
+      stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30,
+    });
+  } catch {
+    return null; // an unreadable entry, a vanished file: fall back to asking each entry
+  }
+  // getfattr writes `# file: <path>` then one name per line, blocks separated
+  // by an empty line; '\' and control bytes are written as \ooo octal escapes
+  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const found = new Map<string, string[]>();
+  let current: string[] | null = null;
+  for (const line of out.toString('latin1').split('\n')) {
+    if (line.startsWith('# file: ')) {
+      current = [];
+      found.set(unescape(line.slice(8)), current);
+    } else if (line !== '' && current) {
+      current.push(Buffer.from(unescape(line), 'latin1').toString('utf8'));
+    }
+  }
+  return found;
+}
+
 class TreeCopier {
+  constructor(private readonly xattrs: Map<string, string[]> | null) {}
   private readonly links = new Map<string, Buffer>();
   private readonly dirs: { dst: Buffer; st: fs.BigIntStats }[] = [];
 
@@ -226,7 +264,8 @@ class TreeCopier {
     const uid = Number(st.uid);
     const gid = Number(st.gid);
     if (isRoot || uid !== process.getuid?.() || gid !== process.getgid?.()) fs.lchownSync(dst, uid, gid);
-    for (const name of sys.llistxattr(src)) {
+    const names = this.xattrs ? (this.xattrs.get(src.toString('latin1')) ?? []) : sys.llistxattr(src);
+    for (const name of names) {
       const value = sys.lgetxattr(src, name);
       if (value !== null) sys.lsetxattr(dst, name, value);
     }
