@@ -29,7 +29,7 @@ export const T0 = new Date('2020-01-02T03:04:05Z');
 export async function packTar(entries: Entry[]): Promise<Buffer> {
   const pack = tarStream.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (c: Buffer) => chunks.push(c));
+  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
   const done = new Promise<void>((resolve, reject) => {
     pack.on('end', () => resolve());
     pack.on('error', reject);
@@ -95,9 +95,9 @@ export function tempDir(prefix = 'strata-test-'): { dir: string; cleanup: () => 
 }
 
 /** Entries of a tar as tar-stream reads them (an independent reader). */
-export async function listTar(buf: Buffer): Promise<tarStream.Headers[]> {
+export async function listTar(buf: Buffer): Promise<tarStream.Header[]> {
   const ex = tarStream.extract();
-  const out: tarStream.Headers[] = [];
+  const out: tarStream.Header[] = [];
   const done = new Promise<void>((resolve, reject) => {
     ex.on('entry', (h, s, next) => {
       out.push(h);
