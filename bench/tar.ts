@@ -40,24 +40,37 @@ import { hideBin } from 'yargs/helpers';
 import { applyLayer } from '../archive/apply.ts';
 import { exportDir } from '../archive/export.ts';
 import { treeDigest, treeManifest, manifestDiff } from '../archive/digest.ts';
-import { copyTreeWithHardlinks, countTree, generateTree, gnuTar, type TreeStats } from '../fixtures/big-tree.ts';
+import { copyTreeWithHardlinks, countTree, generateLargeFiles, generateTree, gnuTar, type TreeStats } from '../fixtures/big-tree.ts';
 import { writeSampleLayers } from '../fixtures/sample-image.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const TMPFS_MAGIC = 0x01021994;
+const SECTIONS = ['verify', 'apply', 'export', 'tinybench', 'rss'];
 const EXT4_MAGIC = 0xef53;
 
 // ---- child mode: one operation in a fresh process, for peak RSS ----------
 
 async function child(op: string, src: string, dst: string): Promise<void> {
-  const baselineKB = process.resourceUsage().maxRSS;
+  // RSS now (not the start-up high-water mark, which tsx's compile sets), then sampled while
+  // the operation runs: both engines yield to the event loop between 1 MiB chunks.
+  const beforeBytes = process.memoryUsage().rss;
+  let peakBytes = beforeBytes;
+  const sample = () => {
+    const r = process.memoryUsage().rss;
+    if (r > peakBytes) peakBytes = r;
+  };
+  const timer = setInterval(sample, 5);
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   if (op === 'apply') await applyLayer(createReadStream(src, { highWaterMark: 1 << 20 }), dst, { whiteouts: 'none' });
   else await pipeline(exportDir(src, { whiteouts: 'none' }), createWriteStream(dst));
   const wallMs = performance.now() - t0;
   const c = process.cpuUsage(c0);
-  process.stdout.write(JSON.stringify({ op, wallMs, cpuMs: (c.user + c.system) / 1000, baselineKB, peakKB: process.resourceUsage().maxRSS }) + '\n');
+  clearInterval(timer);
+  sample();
+  process.stdout.write(JSON.stringify({
+    op, wallMs, cpuMs: (c.user + c.system) / 1000, beforeBytes, peakBytes, maxRssKB: process.resourceUsage().maxRSS,
+  }) + '\n');
 }
 
 // ---- measurement ------------------------------------------------------------
@@ -151,6 +164,21 @@ async function microBench(tar: string, scratch: string): Promise<Micro[]> {
   });
 }
 
+interface RssRow {
+  data: string;
+  mb: number;
+  entries: number;
+  op: string;
+  /** RSS right before the operation */
+  beforeMB: number;
+  /** highest RSS sampled (every 5 ms) during the operation */
+  peakMB: number;
+  growthMB: number;
+  /** getrusage maxrss of the whole child, start-up included */
+  processMaxRssMB: number;
+  wallMs: number;
+}
+
 interface Micro { task: string; p50Ms: number; meanMs: number; rmePct: number; samples: number }
 
 /** A whole process, timed: wall around the spawn, CPU of the command from bash `times`. */
@@ -220,6 +248,7 @@ async function main(): Promise<void> {
     .option('peer', { type: 'array', string: true, default: [] as string[], choices: ['containers-storage'], describe: 'extra peers' })
     .option('tmpfs', { type: 'string', default: '/dev/shm', describe: 'tmpfs dir for data and targets' })
     .option('ext4', { type: 'string', default: tmpdir(), describe: 'ext4 dir for the ext4 targets' })
+    .option('only', { type: 'array', string: true, choices: SECTIONS, describe: 'run only these sections (default: all)' })
     .option('out', { type: 'string', default: join(repo, 'bench/out/tar.json') })
     .option('child', { type: 'string', hidden: true })
     .option('src', { type: 'string', hidden: true })
@@ -230,6 +259,7 @@ async function main(): Promise<void> {
 
   if (argv.child) return child(argv.child, argv.src ?? '', argv.dst ?? '');
 
+  const only = new Set(argv.only?.length ? argv.only : SECTIONS);
   const runs = Math.max(1, argv.runs);
   const warmup = Math.max(0, argv.warmup);
   const isRoot = process.getuid?.() === 0;
@@ -284,14 +314,14 @@ async function main(): Promise<void> {
     const mb = data.bytes / 1e6;
     log(`data: ${data.files} files, ${data.dirs} dirs, ${data.symlinks} symlinks, ${data.hardlinks} hardlinks, ${f1(mb)} MB; tar ${f1(tarBytes / 1e6)} MB`);
     const trees: Record<string, string> = { tmpfs: tree };
-    if (fsKinds.includes('ext4')) {
+    if (fsKinds.includes('ext4') && only.has('export')) {
       trees.ext4 = join(ext, 'rootfs');
       execFileSync('cp', ['-a', tree, trees.ext4]);
     }
 
     // -- correctness first: a benchmark of a wrong extractor is worthless
     const verify: { check: string; ok: boolean; detail: string }[] = [];
-    {
+    if (only.has('verify')) {
       log('verifying: our apply vs GNU tar -x, and GNU tar -x of our export vs the tree …');
       const ours = join(shm, 'verify-ours');
       const gnu = join(shm, 'verify-gnu');
@@ -346,7 +376,7 @@ async function main(): Promise<void> {
     };
 
     // -- apply
-    for (const fs of fsKinds) {
+    for (const fs of only.has('apply') ? fsKinds : []) {
       const target = join(fs === 'tmpfs' ? shm : ext, 'target');
       const prepare = () => {
         freshDir(target);
@@ -378,7 +408,7 @@ async function main(): Promise<void> {
     }
 
     // -- export
-    for (const fs of fsKinds) {
+    for (const fs of only.has('export') ? fsKinds : []) {
       const src = trees[fs];
       const out = join(fs === 'tmpfs' ? shm : ext, 'out.tar');
       const prepare = () => {
@@ -412,30 +442,43 @@ async function main(): Promise<void> {
     for (const { g, r } of csGraphs) execFileSync('containers-storage', ['-g', g, '-R', r, '-s', 'vfs', 'shutdown'], { stdio: 'ignore' });
 
     // -- tinybench: a small layer, many in-process iterations
-    log('tinybench: the sample image base layer, apply and export on tmpfs …');
-    const sampleTars = await writeSampleLayers(join(shm, 'sample'));
-    const micro = await microBench(sampleTars[0].path, shm);
-    const microData = { layer: 'sample image base layer (fixtures/sample-image.ts)', tarBytes: sampleTars[0].bytes };
+    let tinybench: { layer: string; tarBytes: number; tasks: Micro[] } | undefined;
+    if (only.has('tinybench')) {
+      log('tinybench: the sample image base layer, apply and export on tmpfs …');
+      const sampleTars = await writeSampleLayers(join(shm, 'sample'));
+      tinybench = { layer: 'sample image base layer (fixtures/sample-image.ts)', tarBytes: sampleTars[0].bytes, tasks: await microBench(sampleTars[0].path, shm) };
+    }
 
-    // -- peak RSS: fresh child processes, small tree vs the main data
-    log('peak RSS (child processes) …');
-    const smallBytes = Math.min(parseSize(argv['rss-small']), Math.max(1e6, Math.floor(data.bytes / 5)));
-    const smallTree = join(shm, 'small-tree');
-    const small = generateTree(smallTree, { totalBytes: smallBytes });
-    const smallTar = join(shm, 'small.tar');
-    gnuTar(smallTree, smallTar);
-    const rss: { data: string; mb: number; entries: number; op: string; baselineMB: number; peakMB: number; wallMs: number }[] = [];
-    for (const [label, t, dir, st] of [['small (generated)', smallTar, smallTree, small], ['main', tar, tree, data]] as const) {
-      for (const op of ['apply', 'export'] as const) {
-        const dst = join(shm, op === 'apply' ? 'rss-target' : 'rss-out.tar');
-        if (op === 'apply') freshDir(dst);
-        const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', op, '--src', op === 'apply' ? t : dir, '--dst', dst], {
-          cwd: repo, encoding: 'utf8', maxBuffer: 16 << 20,
-        });
-        rmSync(dst, { recursive: true, force: true });
-        if (r.status !== 0) throw new Error(`RSS child ${op} ${label}: exit ${r.status}\n${r.stderr}`);
-        const j = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { baselineKB: number; peakKB: number; wallMs: number };
-        rss.push({ data: label, mb: st.bytes / 1e6, entries: st.entries, op, baselineMB: j.baselineKB / 1024, peakMB: j.peakKB / 1024, wallMs: j.wallMs });
+    // -- RSS: fresh child processes, small tree vs the main data
+    const rss: RssRow[] = [];
+    if (only.has('rss')) {
+      log('RSS (child processes) …');
+      const smallBytes = Math.min(parseSize(argv['rss-small']), Math.max(1e6, Math.floor(data.bytes / 5)));
+      const smallTree = join(shm, 'small-tree');
+      const small = generateTree(smallTree, { totalBytes: smallBytes });
+      const smallTar = join(shm, 'small.tar');
+      gnuTar(smallTree, smallTar);
+      // the main data's bytes in a few large files: separates growth with bytes from growth with entries
+      const largeTree = join(shm, 'large-tree');
+      const large = generateLargeFiles(largeTree, data.bytes);
+      const largeTar = join(shm, 'large.tar');
+      gnuTar(largeTree, largeTar);
+      const sets = [['small (generated)', smallTar, smallTree, small], ['main', tar, tree, data], ['main bytes, 50 MB files', largeTar, largeTree, large]] as const;
+      for (const [label, t, dir, st] of sets) {
+        for (const op of ['apply', 'export'] as const) {
+          const dst = join(shm, op === 'apply' ? 'rss-target' : 'rss-out.tar');
+          if (op === 'apply') freshDir(dst);
+          const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', op, '--src', op === 'apply' ? t : dir, '--dst', dst], {
+            cwd: repo, encoding: 'utf8', maxBuffer: 16 << 20,
+          });
+          rmSync(dst, { recursive: true, force: true });
+          if (r.status !== 0) throw new Error(`RSS child ${op} ${label}: exit ${r.status}\n${r.stderr}`);
+          const j = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { beforeBytes: number; peakBytes: number; maxRssKB: number; wallMs: number };
+          rss.push({
+            data: label, mb: st.bytes / 1e6, entries: st.entries, op, beforeMB: j.beforeBytes / 2 ** 20, peakMB: j.peakBytes / 2 ** 20,
+            growthMB: (j.peakBytes - j.beforeBytes) / 2 ** 20, processMaxRssMB: j.maxRssKB / 1024, wallMs: j.wallMs,
+          });
+        }
       }
     }
 
@@ -449,12 +492,12 @@ async function main(): Promise<void> {
       date: new Date().toISOString(), host,
       data: { source, ...data, contentMB: mb, tarMB: tarBytes / 1e6, entriesInTar: entries },
       method: {
-        runs, warmup, ours: 'in-process, tinybench (fixed iterations), process.cpuUsage user+sys',
+        runs, warmup, rounds: 'variants interleaved, order rotated each round', ours: 'in-process, process.cpuUsage user+sys (all threads)',
         peers: 'whole process per run, CPU user+sys from bash `times`',
         ext4: argv['drop-caches'] ? 'sync + drop_caches before each run (untimed)' : 'sync before each run (untimed), page cache warm',
         tmpfs: 'no sync needed', tarSource: 'GNU tar -cf of the tree, on tmpfs', speedRatio: 'peer median / our median; > 1 = we are faster',
       },
-      verify, rows, rss, tinybench: { ...microData, tasks: micro },
+      verify, rows, rss, tinybench: tinybench ?? null,
     };
     mkdirSync(dirname(argv.out), { recursive: true });
     writeFileSync(argv.out, JSON.stringify(report, null, 2) + '\n');
@@ -472,8 +515,8 @@ function printReport(r: {
   method: { runs: number; warmup: number; ext4: string };
   verify: { check: string; ok: boolean }[];
   rows: Row[];
-  rss: { data: string; mb: number; entries: number; op: string; baselineMB: number; peakMB: number }[];
-  tinybench: { layer: string; tarBytes: number; tasks: Micro[] };
+  rss: RssRow[];
+  tinybench: { layer: string; tarBytes: number; tasks: Micro[] } | null;
 }): void {
   const w = (s: string) => process.stdout.write(s + '\n');
   const d = r.data;
@@ -491,13 +534,16 @@ function printReport(r: {
   for (const line of [header, ...body]) w(line.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
   w('OURS/PEER = peer time / our time: > 1 means strata is faster');
   w('');
-  w(`tinybench: ${r.tinybench.layer}, ${f1(r.tinybench.tarBytes / 1e6)} MB tar, on tmpfs`);
-  for (const t of r.tinybench.tasks) {
+  if (r.tinybench) w(`tinybench: ${r.tinybench.layer}, ${f1(r.tinybench.tarBytes / 1e6)} MB tar, on tmpfs`);
+  for (const t of r.tinybench?.tasks ?? []) {
     w(`  ${t.task.padEnd(62)} p50 ${f1(t.p50Ms).padStart(7)} ms  mean ${f1(t.meanMs).padStart(7)} ms ±${f1(t.rmePct)}%  (${t.samples} samples)`);
   }
   w('');
-  w('peak RSS of our engine (fresh process per run)');
-  for (const x of r.rss) w(`  ${x.op.padEnd(6)} ${x.data.padEnd(18)} ${f1(x.mb).padStart(7)} MB, ${String(x.entries).padStart(6)} entries: peak ${f1(x.peakMB)} MB (process baseline ${f1(x.baselineMB)} MB)`);
+  w('RSS of our engine (a fresh process per operation and size; sampled every 5 ms)');
+  for (const x of r.rss) {
+    w(`  ${x.op.padEnd(6)} ${x.data.padEnd(23)} ${f1(x.mb).padStart(7)} MB, ${String(x.entries).padStart(6)} entries: ` +
+      `RSS ${f1(x.beforeMB)} MB before, peak ${f1(x.peakMB)} MB during (+${f1(x.growthMB)} MB); process max ${f1(x.processMaxRssMB)} MB`);
+  }
 }
 
 await main();
