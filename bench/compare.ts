@@ -14,7 +14,7 @@
 // Everything runs under one work dir, removed at the end unless `keep` is set.
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { createReadStream, createWriteStream, lstatSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -189,6 +189,7 @@ export async function compareSample(opts: CompareOptions = {}): Promise<CompareR
           // What the sample's layers 2 and 3 promise, seen in the flattened tree.
           for (const gone of ['etc/motd', `${REPLACED_DIR}/changelog.gz`]) check(`none flat: whiteout removed ${gone}`, !exists(join(flat, gone)));
           check(`none flat: ${REPLACED_DIR} has its new content`, exists(join(flat, REPLACED_DIR, 'examples/dircolors.sample')));
+          check('none flat: etc/passwd has the edit layer\'s content', readFileSync(join(flat, 'etc/passwd'), 'latin1').includes('\nuser:x:1000:'));
         }
       }
     }
