@@ -42,6 +42,7 @@ import { exportDir } from '../archive/export.ts';
 import { treeDigest, treeManifest, manifestDiff } from '../archive/digest.ts';
 import { copyTreeWithHardlinks, countTree, generateLargeFiles, generateTree, gnuTar, type TreeStats } from '../fixtures/big-tree.ts';
 import { writeSampleLayers } from '../fixtures/sample-image.ts';
+import { cpuPressure, f1, f2, freshDir, measureInProcess, sh, stats, timeProcess, type Sample, type Stats } from './lib/measure.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const TMPFS_MAGIC = 0x01021994;
@@ -75,8 +76,6 @@ async function child(op: string, src: string, dst: string): Promise<void> {
 
 // ---- measurement ------------------------------------------------------------
 
-interface Sample { wallMs: number; cpuMs: number }
-interface Stats { median: number; min: number; mean: number }
 interface Row {
   op: 'apply' | 'export';
   fs: 'tmpfs' | 'ext4';
@@ -90,26 +89,6 @@ interface Row {
   entriesPerSec: number;
   /** peer median / our median; > 1 = we are faster. Absent on our own rows. */
   speedRatio?: { wall: number; cpu: number };
-}
-
-function stats(xs: number[]): Stats {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return {
-    median: s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2,
-    min: s[0],
-    mean: s.reduce((a, b) => a + b, 0) / s.length,
-  };
-}
-
-/** One in-process run of ours: wall and CPU (user+sys, all threads). */
-async function measureInProcess(fn: () => Promise<unknown>): Promise<Sample> {
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  await fn();
-  const wallMs = performance.now() - t0;
-  const c = process.cpuUsage(c0);
-  return { wallMs, cpuMs: (c.user + c.system) / 1000 };
 }
 
 interface Variant {
@@ -181,21 +160,6 @@ interface RssRow {
 
 interface Micro { task: string; p50Ms: number; meanMs: number; rmePct: number; samples: number }
 
-/** A whole process, timed: wall around the spawn, CPU of the command from bash `times`. */
-function timeProcess(argv: string[]): Sample {
-  const t0 = performance.now();
-  const r = spawnSync('bash', ['-c', '"$@"; rc=$?; times >&2; exit $rc', 'bash', ...argv], {
-    stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', maxBuffer: 64 << 20,
-  });
-  const wallMs = performance.now() - t0;
-  if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status ?? r.signal}\n${r.stderr}`);
-  const lines = r.stderr.trim().split('\n');
-  const m = /^(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s$/.exec(lines[lines.length - 1] ?? '');
-  if (!m) throw new Error(`cannot read CPU times of ${argv[0]} from: ${lines.slice(-2).join(' | ')}`);
-  const cpuMs = (Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4])) * 1000;
-  return { wallMs, cpuMs };
-}
-
 // ---- helpers ----------------------------------------------------------------
 
 function parseSize(s: string): number {
@@ -209,30 +173,11 @@ function fsName(p: string): string {
   return t === TMPFS_MAGIC ? 'tmpfs' : t === EXT4_MAGIC ? 'ext4' : `0x${t.toString(16)}`;
 }
 
-function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8' }).trim();
-}
-
-function freshDir(p: string): void {
-  rmSync(p, { recursive: true, force: true });
-  mkdirSync(p, { recursive: true });
-}
-
 function syncAndMaybeDrop(drop: boolean): void {
   execFileSync('sync');
   if (drop) writeFileSync('/proc/sys/vm/drop_caches', '3\n');
 }
 
-function cpuPressure(): string {
-  try {
-    return readFileSync('/proc/pressure/cpu', 'utf8').split('\n')[0];
-  } catch {
-    return 'n/a';
-  }
-}
-
-const f1 = (x: number) => x.toFixed(1);
-const f2 = (x: number) => x.toFixed(2);
 
 // ---- main -------------------------------------------------------------------
 

@@ -1,0 +1,83 @@
+// Measurement pieces the benches share: one timed sample (wall + CPU), the
+// statistics over samples, timing a whole process, the host's CPU pressure,
+// and scratch-dir helpers (fresh dirs, mounts left below a dir).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+
+/** One run: wall time and CPU time (user + system), both in ms. */
+export interface Sample { wallMs: number; cpuMs: number }
+export interface Stats { median: number; min: number; mean: number }
+
+export function stats(xs: number[]): Stats {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return {
+    median: s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2,
+    min: s[0],
+    mean: s.reduce((a, b) => a + b, 0) / s.length,
+  };
+}
+
+/** One in-process run: wall and CPU (process.cpuUsage user+sys, all threads). */
+export async function measureInProcess(fn: () => Promise<unknown>): Promise<Sample> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await fn();
+  const wallMs = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { wallMs, cpuMs: (c.user + c.system) / 1000 };
+}
+
+/**
+ * A whole process, timed hyperfine style: wall around the spawn; CPU = user+sys
+ * of the command and the children it waited for (its rusage, read through bash
+ * `times`). stdout goes to /dev/null; a non-zero exit throws with its stderr.
+ */
+export function timeProcess(argv: string[]): Sample {
+  const t0 = performance.now();
+  const r = spawnSync('bash', ['-c', '"$@"; rc=$?; times >&2; exit $rc', 'bash', ...argv], {
+    stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', maxBuffer: 64 << 20,
+  });
+  const wallMs = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status ?? r.signal}\n${r.stderr}`);
+  const lines = r.stderr.trim().split('\n');
+  const m = /^(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s$/.exec(lines[lines.length - 1] ?? '');
+  if (!m) throw new Error(`cannot read CPU times of ${argv[0]} from: ${lines.slice(-2).join(' | ')}`);
+  const cpuMs = (Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4])) * 1000;
+  return { wallMs, cpuMs };
+}
+
+/** First line of /proc/pressure/cpu ('n/a' without PSI). */
+export function cpuPressure(): string {
+  try {
+    return readFileSync('/proc/pressure/cpu', 'utf8').split('\n')[0];
+  } catch {
+    return 'n/a';
+  }
+}
+
+export function freshDir(p: string): void {
+  rmSync(p, { recursive: true, force: true });
+  mkdirSync(p, { recursive: true });
+}
+
+export function sh(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8' }).trim();
+}
+
+/** Mount points at or below `base` in this process's mount namespace, deepest last (as listed). */
+export function mountsUnder(base: string): string[] {
+  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+    .map((l) => l.split(' ')[4]).filter((m): m is string => m !== undefined).map(unescape)
+    .filter((m) => m === base || m.startsWith(base + '/'));
+}
+
+/** Lazily unmount everything mounted at or below `base` (last mounted first). */
+export function unmountUnder(base: string): void {
+  for (const m of mountsUnder(base).reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+}
+
+export const f1 = (x: number) => x.toFixed(1);
+export const f2 = (x: number) => x.toFixed(2);
