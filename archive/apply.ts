@@ -131,20 +131,16 @@ class LayerWriter implements TarEntryHandler {
 
     const e = this.scope.resolveEntry(rel)!;
     const abs = this.scope.abs(e.rel);
-    let existing: fs.Stats | undefined;
+    // create first, as GNU tar does: a fresh layer never pays for an lstat per entry
     try {
-      existing = fs.lstatSync(fsPath(abs));
+      this.create(h, e.rel, abs);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    if (existing) {
-      if (existing.isDirectory() && h.type === 'dir') {
-        this.mergeDir(h, e.rel);
-        return;
-      }
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const existing = fs.lstatSync(fsPath(abs));
+      if (existing.isDirectory() && h.type === 'dir') return this.mergeDir(h, e.rel);
       this.removeAll(abs, existing);
+      this.create(h, e.rel, abs);
     }
-    this.create(h, e.rel, abs);
   }
 
   data(chunk: Buffer): void {
@@ -220,7 +216,7 @@ class LayerWriter implements TarEntryHandler {
       // aufs pseudo-link: moby extracts a fresh copy of the plnk file here
       const src = this.plnk.get(splitRel(target)[1]);
       if (!src) throw new Error(`invalid aufs hardlink to "${displayPath(h.linkname)}"`);
-      fs.copyFileSync(fsPath(this.plnkDir + '/' + splitRel(target)[1]), fsPath(abs));
+      fs.copyFileSync(fsPath(this.plnkDir + '/' + splitRel(target)[1]), fsPath(abs), fs.constants.COPYFILE_EXCL);
       const p = fsPath(abs);
       this.meta(p, src, false);
       this.times(abs, src, false);
@@ -342,14 +338,8 @@ class LayerWriter implements TarEntryHandler {
   /** Remove a file or a whole tree, never following symlinks; a missing path is fine. */
   private removeAll(abs: string, st?: fs.Stats): void {
     const p = fsPath(abs);
-    if (!st) {
-      try {
-        st = fs.lstatSync(p);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-        throw e;
-      }
-    }
+    st ??= fs.lstatSync(p, { throwIfNoEntry: false });
+    if (!st) return;
     if (st.isDirectory()) {
       fs.rmSync(p, { recursive: true, force: true });
       this.scope.invalidate();

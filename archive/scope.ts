@@ -21,6 +21,10 @@ const MAX_LINKS = 40; // Linux's MAXSYMLINKS
  * above the root (moby refuses such entries as breakouts).
  */
 export function cleanRel(name: string): string | null {
+  // fast path, the common case: a plain relative name with at most a leading './' and a trailing '/'
+  let n = name.startsWith('./') ? name.slice(2) : name;
+  if (n.endsWith('/')) n = n.slice(0, -1);
+  if (n !== '' && n[0] !== '/' && !n.includes('//') && !n.includes('/.') && n[0] !== '.') return n;
   const out: string[] = [];
   for (const part of name.split('/')) {
     if (part === '' || part === '.') continue;
@@ -79,12 +83,7 @@ export class ScopedResolver {
       }
       const rel = cur.length ? cur.join('/') + '/' + part : part;
       const p = fsPath(this.abs(rel));
-      let st: fs.Stats | undefined;
-      try {
-        st = fs.lstatSync(p);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      }
+      const st = fs.lstatSync(p, { throwIfNoEntry: false });
       if (st === undefined) {
         if (!create) return null;
         fs.mkdirSync(p, 0o755);

@@ -77,15 +77,19 @@ export function isZeroBlock(b: Buffer, off: number): boolean {
 
 function checksumOk(b: Buffer, off: number): boolean {
   const stored = readNumber(b, off + 148, 8, 'checksum');
-  let unsigned = 0;
-  let signed = 0;
+  // the checksum field counts as eight spaces
+  let unsigned = 8 * 0x20;
+  for (let i = off; i < off + 148; i++) unsigned += b[i];
+  for (let i = off + 156; i < off + BLOCK; i++) unsigned += b[i];
+  if (stored === unsigned) return true;
+  // some old writers summed signed chars
+  let signed = 8 * 0x20;
   for (let i = 0; i < BLOCK; i++) {
-    const c = i >= 148 && i < 156 ? 0x20 : b[off + i];
-    unsigned += c;
+    if (i >= 148 && i < 156) continue;
+    const c = b[off + i];
     signed += c > 127 ? c - 256 : c;
   }
-  // some old writers summed signed chars
-  return stored === unsigned || stored === signed;
+  return stored === signed;
 }
 
 /** Raw fields of one 512-byte header block, before PAX/GNU overrides. */

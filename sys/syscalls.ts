@@ -6,6 +6,7 @@
 // survive (ffi-rs's String type would re-encode them as UTF-8).
 import { open, load, DataType } from 'ffi-rs';
 import { constants as osConstants } from 'node:os';
+import { isUtf8 } from 'node:buffer';
 
 const LIBC = 'libc';
 open({ library: LIBC, path: 'libc.so.6' });
@@ -53,6 +54,16 @@ function cpath(p: PathArg): Buffer {
   b.copy(out, 0);
   out[b.length] = 0;
   return out;
+}
+
+/**
+ * A path parameter, as cheap as ffi-rs allows: its String type (UTF-8,
+ * about half the cost of a byte array) whenever the bytes are valid UTF-8,
+ * a NUL-terminated byte array only for the rare name that is not.
+ */
+function pathParam(p: PathArg): [DataType, string | Buffer] {
+  if (typeof p === 'string') return [DataType.String, p];
+  return isUtf8(p) ? [DataType.String, p.toString('utf8')] : [DataType.U8Array, cpath(p)];
 }
 
 function cstr(s: string): Buffer {
@@ -128,9 +139,10 @@ export function minor(dev: number): number {
 
 /** mknod(2): `mode` carries the file type bits (S_IFCHR, S_IFBLK, S_IFIFO) and permissions. */
 export function mknod(path: PathArg, mode: number, dev: number): void {
+  const [pt, pv] = pathParam(path);
   const r = load({
     library: LIBC, funcName: 'mknod', retType: DataType.I32, errno: true,
-    paramsType: [DataType.U8Array, DataType.U32, DataType.I64], paramsValue: [cpath(path), mode, dev],
+    paramsType: [pt, DataType.U32, DataType.I64], paramsValue: [pv, mode, dev],
   }) as ErrnoResult;
   check(r, 'mknod', path);
 }
@@ -142,67 +154,70 @@ const ERANGE = osConstants.errno.ERANGE;
 const ENOTSUP = osConstants.errno.ENOTSUP;
 
 export function lsetxattr(path: PathArg, name: string, value: Buffer, flags = 0): void {
+  const [pt, pv] = pathParam(path);
   const r = load({
     library: LIBC, funcName: 'lsetxattr', retType: DataType.I32, errno: true,
-    paramsType: [DataType.U8Array, DataType.U8Array, DataType.U8Array, DataType.I64, DataType.I32],
+    paramsType: [pt, DataType.String, DataType.U8Array, DataType.I64, DataType.I32],
     // a zero-length Buffer would reach C as a dangling pointer; size 0 makes it unread
-    paramsValue: [cpath(path), cstr(name), value.length ? value : Buffer.alloc(1), value.length, flags],
+    paramsValue: [pv, name, value.length ? value : Buffer.alloc(1), value.length, flags],
   }) as ErrnoResult;
   check(r, 'lsetxattr', path);
 }
 
 /** The value of one xattr, or null when the file does not carry it (or the fs has no xattrs). */
 export function lgetxattr(path: PathArg, name: string): Buffer | null {
-  const p = cpath(path);
-  const n = cstr(name);
-  let size = 256;
+  const [pt, pv] = pathParam(path);
   for (;;) {
-    const buf = Buffer.alloc(size);
+    // size query first: most files carry nothing, and then one cheap call is all
+    const q = load({
+      library: LIBC, funcName: 'lgetxattr', retType: DataType.I64, errno: true,
+      paramsType: [pt, DataType.String, DataType.I64, DataType.I64], paramsValue: [pv, name, 0, 0],
+    }) as ErrnoResult;
+    if (q.value === -1) {
+      if (q.errnoCode === ENODATA || q.errnoCode === ENOTSUP) return null;
+      throw new SysError(q.errnoCode, 'lgetxattr', show(path));
+    }
+    if (q.value === 0) return Buffer.alloc(0);
+    const buf = Buffer.alloc(q.value);
     const r = load({
       library: LIBC, funcName: 'lgetxattr', retType: DataType.I64, errno: true,
-      paramsType: [DataType.U8Array, DataType.U8Array, DataType.U8Array, DataType.I64],
-      paramsValue: [p, n, buf, size],
+      paramsType: [pt, DataType.String, DataType.U8Array, DataType.I64], paramsValue: [pv, name, buf, buf.length],
     }) as ErrnoResult;
     if (r.value >= 0) return buf.subarray(0, r.value);
-    if (r.errnoCode === ENODATA || r.errnoCode === ENOTSUP) return null;
+    if (r.errnoCode === ENODATA) return null; // removed in between
     if (r.errnoCode !== ERANGE) throw new SysError(r.errnoCode, 'lgetxattr', show(path));
-    size = querySize('lgetxattr', path, [p, n]);
+    // grew in between: ask again
   }
 }
 
 /** Names of all xattrs of a file (empty when none or unsupported). */
 export function llistxattr(path: PathArg): string[] {
-  const p = cpath(path);
-  let size = 1024;
+  const [pt, pv] = pathParam(path);
   for (;;) {
-    const buf = Buffer.alloc(size);
+    const q = load({
+      library: LIBC, funcName: 'llistxattr', retType: DataType.I64, errno: true,
+      paramsType: [pt, DataType.I64, DataType.I64], paramsValue: [pv, 0, 0],
+    }) as ErrnoResult;
+    if (q.value === -1) {
+      if (q.errnoCode === ENOTSUP) return [];
+      throw new SysError(q.errnoCode, 'llistxattr', show(path));
+    }
+    if (q.value === 0) return [];
+    const buf = Buffer.alloc(q.value);
     const r = load({
       library: LIBC, funcName: 'llistxattr', retType: DataType.I64, errno: true,
-      paramsType: [DataType.U8Array, DataType.U8Array, DataType.I64], paramsValue: [p, buf, size],
+      paramsType: [pt, DataType.U8Array, DataType.I64], paramsValue: [pv, buf, buf.length],
     }) as ErrnoResult;
-    if (r.value >= 0) {
-      if (r.value === 0) return [];
-      return buf.toString('utf8', 0, r.value - 1).split('\0');
-    }
-    if (r.errnoCode === ENOTSUP) return [];
+    if (r.value >= 0) return r.value === 0 ? [] : buf.toString('utf8', 0, r.value - 1).split('\0');
     if (r.errnoCode !== ERANGE) throw new SysError(r.errnoCode, 'llistxattr', show(path));
-    size = querySize('llistxattr', path, [p]);
   }
 }
 
-function querySize(fn: 'lgetxattr' | 'llistxattr', path: PathArg, args: Buffer[]): number {
-  const r = load({
-    library: LIBC, funcName: fn, retType: DataType.I64, errno: true,
-    paramsType: [...args.map(() => DataType.U8Array), DataType.I64, DataType.I64],
-    paramsValue: [...args, 0, 0],
-  }) as ErrnoResult;
-  return check(r, fn, path) + 1;
-}
-
 export function lremovexattr(path: PathArg, name: string): void {
+  const [pt, pv] = pathParam(path);
   const r = load({
     library: LIBC, funcName: 'lremovexattr', retType: DataType.I32, errno: true,
-    paramsType: [DataType.U8Array, DataType.U8Array], paramsValue: [cpath(path), cstr(name)],
+    paramsType: [pt, DataType.String], paramsValue: [pv, name],
   }) as ErrnoResult;
   if (r.value === -1 && r.errnoCode === ENODATA) return;
   check(r, 'lremovexattr', path);
@@ -219,6 +234,7 @@ const UTIME_OMIT = (1 << 30) - 2;
  * rounds to microseconds). `atimeNs` undefined leaves atime as it is.
  */
 export function lutimensNs(path: PathArg, mtimeNs: bigint, atimeNs?: bigint): void {
+  const [pt, pv] = pathParam(path);
   const ts = Buffer.alloc(32);
   if (atimeNs === undefined) {
     ts.writeBigInt64LE(0n, 0);
@@ -231,8 +247,8 @@ export function lutimensNs(path: PathArg, mtimeNs: bigint, atimeNs?: bigint): vo
   ts.writeBigInt64LE(mod(mtimeNs, 1_000_000_000n), 24);
   const r = load({
     library: LIBC, funcName: 'utimensat', retType: DataType.I32, errno: true,
-    paramsType: [DataType.I32, DataType.U8Array, DataType.U8Array, DataType.I32],
-    paramsValue: [AT_FDCWD, cpath(path), ts, AT_SYMLINK_NOFOLLOW],
+    paramsType: [DataType.I32, pt, DataType.U8Array, DataType.I32],
+    paramsValue: [AT_FDCWD, pv, ts, AT_SYMLINK_NOFOLLOW],
   }) as ErrnoResult;
   check(r, 'utimensat', path);
 }
