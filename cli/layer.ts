@@ -50,6 +50,10 @@ async function openDriver(argv: LayerArgs): Promise<Driver> {
   if (path.basename(home) !== argv.driver) {
     throw new UsageError(`--home must be <root>/${argv.driver}: drivers keep their data in a directory named after them (got ${home})`);
   }
+  // drivers create their home on init; only `create` may start a new store
+  if (argv.action !== 'create' && !fs.existsSync(home)) {
+    throw new Error(`${home}: no such driver home (strata layer create makes one)`);
+  }
   return getDriver(argv.driver, path.dirname(home));
 }
 
