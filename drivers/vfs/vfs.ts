@@ -170,13 +170,30 @@ function isDir(p: string): boolean {
  * whole tree instead of an FFI llistxattr per file (~25 µs each); only those
  * files then cost an FFI get+set per attribute. Without getfattr (or when it
  * fails) every entry gets its llistxattr.
+ *
+ * `opts.mode: 'hardlink'` is moby copy.DirCopy(…, Hardlink), which overlay
+ * (v1) builds image layers with: every regular file becomes a hardlink of the
+ * source file (same inode: data, owner, mode, times and xattrs are shared, so
+ * nothing is set on it); directories, symlinks, fifos and devices are still
+ * recreated with their metadata as above, so every directory is a new inode.
+ * Only the recreated entries are asked for xattrs (llistxattr each; no
+ * getfattr run over a tree that is mostly files). `opts.xattrs` picks which
+ * xattr names are copied (default: all).
  */
-export function copyTree(srcRoot: string, dstRoot: string): void {
+export function copyTree(srcRoot: string, dstRoot: string, opts: CopyTreeOptions = {}): void {
   const root = path.resolve(srcRoot);
-  const copier = new TreeCopier(xattrCarriers(root));
+  const hardlink = opts.mode === 'hardlink';
+  const copier = new TreeCopier(hardlink ? null : xattrCarriers(root), hardlink, opts.xattrs ?? null);
   const src = Buffer.from(root);
   copier.entry(src, Buffer.from(dstRoot), fs.lstatSync(src, { bigint: true }), true);
   copier.finish();
+}
+
+export interface CopyTreeOptions {
+  /** 'content' (default, moby copy.Content): every entry a new inode; 'hardlink': regular files are hardlinked */
+  mode?: 'content' | 'hardlink';
+  /** copy the xattr `name` of `src`? (default: every xattr) */
+  xattrs?: (name: string, src: Buffer) => boolean;
 }
 
 const SLASH = Buffer.from('/');
@@ -214,7 +231,11 @@ export function xattrCarriers(root: string): Map<string, string[]> | null {
 }
 
 class TreeCopier {
-  constructor(private readonly xattrs: Map<string, string[]> | null) {}
+  constructor(
+    private readonly xattrs: Map<string, string[]> | null,
+    private readonly hardlink = false,
+    private readonly keepXattr: ((name: string, src: Buffer) => boolean) | null = null,
+  ) {}
   private readonly links = new Map<string, Buffer>();
   private readonly dirs: { dst: Buffer; st: fs.BigIntStats }[] = [];
 
@@ -222,6 +243,10 @@ class TreeCopier {
     const mode = Number(st.mode);
     switch (mode & sys.S_IFMT) {
       case sys.S_IFREG:
+        if (this.hardlink) {
+          fs.linkSync(src, dst); // the source's inode: its metadata comes along
+          return;
+        }
         if (st.nlink > 1n) {
           const key = `${st.dev}:${st.ino}`;
           const first = this.links.get(key);
@@ -266,6 +291,7 @@ class TreeCopier {
     if (isRoot || uid !== process.getuid?.() || gid !== process.getgid?.()) fs.lchownSync(dst, uid, gid);
     const names = this.xattrs ? (this.xattrs.get(src.toString('latin1')) ?? []) : sys.llistxattr(src);
     for (const name of names) {
+      if (this.keepXattr && !this.keepXattr(name, src)) continue;
       const value = sys.lgetxattr(src, name);
       if (value !== null) sys.lsetxattr(dst, name, value);
     }
