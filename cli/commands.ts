@@ -4,6 +4,7 @@ import { versionCommand } from './version.ts';
 import { compareCommand } from './compare.ts';
 import { driversCommand } from './drivers.ts';
 import { layerCommand } from './layer.ts';
+import { historyCommand, imagesCommand } from './inspect-commands.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
@@ -11,4 +12,6 @@ export const commands: CommandModule<any, any>[] = [
   compareCommand,
   driversCommand,
   layerCommand,
+  imagesCommand,
+  historyCommand,
 ];

@@ -1,0 +1,93 @@
+// strata images | history | inspect | diff | df | verify: read a Docker data
+// root offline (no daemon, nothing written) and print what docker would, plus
+// what docker cannot tell. All take --root (default /var/lib/docker), --json
+// and --driver (which image/<driver> store, when a root holds several).
+//
+// Problems found while reading (a truncated JSON, a missing file) are printed
+// on stderr, one per line with the file they are about, after the output;
+// they make `verify` exit 1, the other commands still exit 0 with what could
+// be read.
+import type { Argv, CommandModule } from 'yargs';
+import { imageRows, imageTree, renderImageTree, renderImages } from '../inspect/images.ts';
+import { imageHistory, renderHistory } from '../inspect/history.ts';
+import type { StoreModel } from '../inspect/model.ts';
+import { formatProblems, type Problem } from '../inspect/problems.ts';
+import { findImage, openStore } from '../inspect/store.ts';
+import { emit, UsageError } from './output.ts';
+
+interface StoreArgs {
+  json: boolean;
+  root: string;
+  driver?: string;
+  now?: string;
+}
+
+function storeOptions<T>(y: Argv<T>) {
+  return y
+    .option('root', { type: 'string', default: '/var/lib/docker', describe: 'Docker data root (or registry v1 storage root) to read' })
+    .option('driver', { type: 'string', describe: 'storage driver whose metadata to read, when the root holds several' })
+    .option('now', { type: 'string', describe: 'show CREATED relative to this time (RFC 3339) instead of the clock' });
+}
+
+function nowOf(argv: StoreArgs): Date {
+  if (argv.now === undefined) return new Date();
+  const d = new Date(argv.now);
+  if (Number.isNaN(d.getTime())) throw new UsageError(`--now: not a time: ${JSON.stringify(argv.now)}`);
+  return d;
+}
+
+function open(argv: StoreArgs): StoreModel {
+  return openStore(argv.root, { driver: argv.driver });
+}
+
+/** Problems on stderr (both output modes: stdout stays parseable). */
+function reportProblems(problems: readonly Problem[]): void {
+  if (problems.length) process.stderr.write(formatProblems(problems).replace(/^/gm, 'strata: '));
+}
+
+interface ImagesArgs extends StoreArgs {
+  all: boolean;
+  tree: boolean;
+  'no-trunc': boolean;
+}
+
+export const imagesCommand: CommandModule<{ json: boolean }, ImagesArgs> = {
+  command: 'images',
+  describe: 'list the images of a Docker data root like `docker images` of its era (--tree: the layer-sharing tree)',
+  builder: (y) => storeOptions(y)
+    .option('all', { alias: 'a', type: 'boolean', default: false, describe: 'show intermediate images too' })
+    .option('tree', { type: 'boolean', default: false, describe: 'draw the layer-sharing tree (docker images --tree)' })
+    .option('no-trunc', { type: 'boolean', default: false, describe: 'full ids' }) as unknown as Argv<ImagesArgs>,
+  handler: (argv) => {
+    const model = open(argv);
+    const opts = { all: argv.all, noTrunc: argv['no-trunc'], now: nowOf(argv) };
+    if (argv.tree) {
+      const roots = imageTree(model);
+      emit(argv.json, roots, () => process.stdout.write(renderImageTree(model, roots, opts)));
+    } else {
+      const rows = imageRows(model, opts);
+      emit(argv.json, rows, () => process.stdout.write(renderImages(model, rows, opts)));
+    }
+    reportProblems(model.problems.list);
+  },
+};
+
+interface HistoryArgs extends StoreArgs {
+  image?: string;
+  'no-trunc': boolean;
+}
+
+export const historyCommand: CommandModule<{ json: boolean }, HistoryArgs> = {
+  command: 'history <image>',
+  describe: 'show the history of an image (docker history), read offline',
+  builder: (y) => storeOptions(y)
+    .positional('image', { type: 'string', describe: 'image id (or unique prefix), repo:tag or repo@digest' })
+    .option('no-trunc', { type: 'boolean', default: false, describe: 'full ids and commands' }) as unknown as Argv<HistoryArgs>,
+  handler: (argv) => {
+    if (!argv.image) throw new UsageError('strata history needs an IMAGE');
+    const model = open(argv);
+    const rows = imageHistory(model, findImage(model, argv.image));
+    emit(argv.json, rows, () => process.stdout.write(renderHistory(model, rows, { noTrunc: argv['no-trunc'], now: nowOf(argv) })));
+    reportProblems(model.problems.list);
+  },
+};

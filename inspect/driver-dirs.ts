@@ -1,0 +1,307 @@
+// Where each graphdriver keeps a layer's data, read without initialising the
+// driver (a driver's init probes and creates directories in its home, which a
+// read-only inspection must not do). Layouts are moby's (graphdrivers.md §2):
+//
+//   overlay2, fuse-overlayfs  <home>/<id>/{diff,link,lower,work,merged}, <home>/l/<LINKID> → ../<id>/diff
+//   aufs                      <home>/diff/<id>, <home>/layers/<id> (parent ids, nearest first), <home>/mnt/<id>
+//   overlay                   <home>/<id>/root (image layers, full tree) | <home>/<id>/{upper,work,merged,lower-id}
+//   vfs                       <home>/dir/<id> (full tree)
+//   btrfs                     <home>/subvolumes/<id> (full tree)
+//   zfs                       <home>/graph/<id> (mount points; data lives in the pool)
+//   devicemapper              <home>/metadata/<id> (device JSON), <home>/mnt/<id>/rootfs (only while mounted)
+//   docker ≤ 0.6 ("graph")    <root>/graph/<id>/layer (aufs branch), <root>/containers/<id>/rw
+//
+// Diffs of container layers go through the strata drivers where they exist
+// (overlay2 and vfs, constructed directly, no init), else through the
+// archive change walkers on the same directories.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { changesDirs, changesFromDiffDir } from '../archive/changes.ts';
+import type { Change } from '../archive/types.ts';
+import type { Driver } from '../drivers/driver.ts';
+import { NaiveDiffDriver } from '../drivers/naive.ts';
+import { LINK_DIR } from '../drivers/overlay2/layout.ts';
+import { Overlay2Driver } from '../drivers/overlay2/overlay2.ts';
+import { VfsDriver } from '../drivers/vfs/vfs.ts';
+import { isDirectory, lstatQuiet } from './store-files.ts';
+
+/** The drivers whose layouts are known here (moby's six + fuse-overlayfs, zfs) and docker 0.x's graph-only layout. */
+export const KNOWN_LAYOUTS = ['overlay2', 'fuse-overlayfs', 'aufs', 'overlay', 'btrfs', 'devicemapper', 'vfs', 'zfs'] as const;
+
+/** The pre-0.7 layout: layers in graph/<id>/layer, no driver directory. */
+export const GRAPH_LAYOUT = 'graph';
+
+export interface DriverUnit {
+  /** the driver id (directory name), e.g. a cache-id, "<mount-id>-init" */
+  id: string;
+  /** every path that belongs to this id (aufs: diff, layers and mnt entries) */
+  paths: string[];
+}
+
+export interface DriverInventory {
+  units: DriverUnit[];
+  /** paths in the home that belong to no layer id (l/, backingFsBlockDev, metadata files…) */
+  other: string[];
+  /** overlay2 l/ entries whose target does not exist */
+  danglingLinks: string[];
+}
+
+/** Read-only view of one driver's home directory. */
+export class DriverDirs {
+  /** `root`: the docker data root; the home is `<root>/<name>` (the data root itself for "graph"). */
+  constructor(readonly name: string, readonly root: string) {}
+
+  get home(): string {
+    return this.name === GRAPH_LAYOUT ? path.join(this.root, 'graph') : path.join(this.root, this.name);
+  }
+
+  /** A driver whose layer dirs hold only the layer's own changes (with whiteouts), not its full tree. */
+  get holdsDiffs(): boolean {
+    return this.name === 'overlay2' || this.name === 'fuse-overlayfs' || this.name === 'aufs' || this.name === GRAPH_LAYOUT;
+  }
+
+  /** Whiteout form of the diff dirs. */
+  get diffFormat(): 'overlay' | 'aufs' {
+    return this.name === 'aufs' || this.name === GRAPH_LAYOUT ? 'aufs' : 'overlay';
+  }
+
+  /**
+   * The directory in which the files a layer's tar names are found: its own
+   * changes (overlay2, aufs) or its full tree (vfs, btrfs, overlay image
+   * layers…). null with a reason when the data cannot be reached offline.
+   */
+  filesDir(id: string): { dir: string } | { dir: null; reason: string } {
+    const h = this.home;
+    let dir: string;
+    switch (this.name) {
+      case 'overlay2':
+      case 'fuse-overlayfs':
+        dir = path.join(h, id, 'diff');
+        break;
+      case 'aufs':
+        dir = path.join(h, 'diff', id);
+        break;
+      case 'overlay': {
+        const root = path.join(h, id, 'root');
+        dir = isDirectory(root) ? root : path.join(h, id, 'upper');
+        break;
+      }
+      case 'vfs':
+        dir = path.join(h, 'dir', id);
+        break;
+      case 'btrfs':
+        dir = path.join(h, 'subvolumes', id);
+        break;
+      case 'zfs':
+        dir = path.join(h, 'graph', id);
+        if (!isDirectory(dir) || fs.readdirSync(dir).length === 0) {
+          return { dir: null, reason: `zfs dataset for ${id} is not mounted at ${dir}` };
+        }
+        break;
+      case 'devicemapper':
+        dir = path.join(h, 'mnt', id, 'rootfs');
+        if (!isDirectory(dir)) {
+          return { dir: null, reason: `devicemapper device for ${id} is not mounted (${dir}); its data is in the thin pool, which strata does not read` };
+        }
+        break;
+      case GRAPH_LAYOUT:
+        // an image layer, or a docker ≤ 0.6 container's rw branch
+        dir = isDirectory(path.join(h, id)) ? path.join(h, id, 'layer') : path.join(this.root, 'containers', id, 'rw');
+        break;
+      default:
+        return { dir: null, reason: `unknown storage driver ${this.name}` };
+    }
+    if (!isDirectory(dir)) return { dir: null, reason: `${dir} is missing` };
+    return { dir };
+  }
+
+  /** Parent ids recorded by the driver itself, nearest first (aufs layers/<id>, overlay2 lower), when it records them. */
+  recordedLowers(id: string): string[] | null {
+    try {
+      if (this.name === 'aufs') {
+        const t = fs.readFileSync(path.join(this.home, 'layers', id), 'utf8');
+        return t.split('\n').map((s) => s.trim()).filter(Boolean);
+      }
+      if (this.name === 'overlay2' || this.name === 'fuse-overlayfs') {
+        const lower = lstatQuiet(path.join(this.home, id, 'lower')) ? fs.readFileSync(path.join(this.home, id, 'lower'), 'utf8').trim() : '';
+        if (!lower) return [];
+        return lower.split(':').map((l) => path.basename(path.dirname(fs.realpathSync(path.join(this.home, l)))));
+      }
+    } catch {
+      return null;
+    }
+    return null;
+  }
+
+  /**
+   * What `docker diff` shows for layer `id` against `parent` (a container's
+   * RW layer against its init layer): through the strata driver where there
+   * is one, else the change walkers over the same directories. `lowers`
+   * (driver ids, nearest first) replaces the parents the driver records,
+   * for layouts that record none (docker ≤ 0.6). Throws when the data is not
+   * reachable.
+   */
+  changes(id: string, parent: string | null, lowers?: string[]): Promise<Change[]> {
+    const h = this.home;
+    switch (this.name) {
+      case 'overlay2':
+        return this.overlay2().changes(id, parent);
+      case 'vfs':
+        return this.vfs().changes(id, parent);
+      case 'fuse-overlayfs':
+      case 'aufs':
+      case GRAPH_LAYOUT: {
+        const own = this.filesDir(id);
+        if (own.dir === null) throw new Error(own.reason);
+        const lowerDirs = (lowers ?? this.recordedLowers(id) ?? []).map((l) => this.filesDir(l)).map((r) => {
+          if (r.dir === null) throw new Error(r.reason);
+          return r.dir;
+        });
+        return Promise.resolve(changesFromDiffDir(own.dir, lowerDirs, this.diffFormat));
+      }
+      default: {
+        const own = this.filesDir(id);
+        if (own.dir === null) throw new Error(own.reason);
+        let base: string | null = null;
+        if (parent) {
+          const p = this.filesDir(parent);
+          if (p.dir === null) throw new Error(p.reason);
+          base = p.dir;
+        }
+        void h;
+        return Promise.resolve(changesDirs(own.dir, base));
+      }
+    }
+  }
+
+  /** moby GetMetadata-like paths for `strata inspect` (no mount happens). */
+  metadata(id: string): Record<string, string> {
+    const h = this.home;
+    switch (this.name) {
+      case 'overlay2':
+      case 'fuse-overlayfs': {
+        const md: Record<string, string> = {
+          MergedDir: path.join(h, id, 'merged'), UpperDir: path.join(h, id, 'diff'), WorkDir: path.join(h, id, 'work'),
+        };
+        const lowers = this.recordedLowers(id);
+        if (lowers && lowers.length) md.LowerDir = lowers.map((l) => path.join(h, l, 'diff')).join(':');
+        return md;
+      }
+      case 'aufs':
+        return { DiffDir: path.join(h, 'diff', id), LayersFile: path.join(h, 'layers', id), MountDir: path.join(h, 'mnt', id) };
+      case 'devicemapper':
+        return { MetadataFile: path.join(h, 'metadata', id), MountDir: path.join(h, 'mnt', id) };
+      default: {
+        const f = this.filesDir(id);
+        return f.dir === null ? {} : { SourceDir: f.dir };
+      }
+    }
+  }
+
+  private overlay2Driver: Driver | null = null;
+  private vfsDriver: Driver | null = null;
+
+  /** The strata overlay2 driver on this home, constructed without init (no probe, nothing written). */
+  private overlay2(): Driver {
+    return (this.overlay2Driver ??= new Overlay2Driver(this.home, 'unknown (read offline)', { native: true, reason: '' }, 'offline read: no quota', 0));
+  }
+
+  private vfs(): Driver {
+    return (this.vfsDriver ??= new NaiveDiffDriver(new VfsDriver(this.home, 'offline read: no quota')));
+  }
+
+  /**
+   * Every entry of the home, grouped by layer id, for disk accounting.
+   * Non-layer entries (l/, backingFsBlockDev, metadata files) are `other`.
+   */
+  inventory(): DriverInventory {
+    const h = this.home;
+    const byId = new Map<string, string[]>();
+    const other: string[] = [];
+    const danglingLinks: string[] = [];
+    const addUnit = (id: string, p: string) => {
+      const list = byId.get(id);
+      if (list) list.push(p);
+      else byId.set(id, [p]);
+    };
+    const ls = (d: string): string[] => {
+      try {
+        return fs.readdirSync(d).sort();
+      } catch {
+        return [];
+      }
+    };
+    const subdirLayout = (sub: string[]) => {
+      for (const name of ls(h)) {
+        if (sub.includes(name) && isDirectory(path.join(h, name))) {
+          for (const id of ls(path.join(h, name))) addUnit(id, path.join(h, name, id));
+        } else other.push(path.join(h, name));
+      }
+    };
+    switch (this.name) {
+      case 'overlay2':
+      case 'fuse-overlayfs':
+      case 'overlay':
+        for (const name of ls(h)) {
+          const p = path.join(h, name);
+          if (name === LINK_DIR && (this.name !== 'overlay')) {
+            other.push(p);
+            for (const l of ls(p)) {
+              const lp = path.join(p, l);
+              if (lstatQuiet(lp)?.isSymbolicLink() && !fs.existsSync(lp)) danglingLinks.push(lp);
+            }
+          } else if (isDirectory(p) && !name.startsWith('.')) addUnit(name, p);
+          else other.push(p);
+        }
+        break;
+      case 'aufs':
+        subdirLayout(['diff', 'layers', 'mnt']);
+        break;
+      case 'vfs':
+        subdirLayout(['dir']);
+        break;
+      case 'btrfs':
+        subdirLayout(['subvolumes']);
+        break;
+      case 'zfs':
+        subdirLayout(['graph']);
+        break;
+      case 'devicemapper':
+        subdirLayout(['metadata', 'mnt']);
+        // the pool's own records are not layers
+        for (const meta of ['base', 'deviceset-metadata', 'transaction-metadata']) {
+          const list = byId.get(meta);
+          if (list) {
+            byId.delete(meta);
+            other.push(...list);
+          }
+        }
+        break;
+      case GRAPH_LAYOUT:
+        for (const name of ls(h)) {
+          const p = path.join(h, name);
+          if (name !== '_tmp' && isDirectory(p)) addUnit(name, p);
+          else other.push(p);
+        }
+        break;
+      default:
+        other.push(...ls(h).map((n) => path.join(h, n)));
+    }
+    const units = [...byId.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([id, paths]) => ({ id, paths }));
+    return { units, other, danglingLinks };
+  }
+}
+
+/** Driver homes present under a data root (non-empty known-layout directories), sorted. */
+export function driverHomesIn(root: string): string[] {
+  const found: string[] = [];
+  for (const name of KNOWN_LAYOUTS) {
+    const p = path.join(root, name);
+    try {
+      if (fs.statSync(p).isDirectory() && fs.readdirSync(p).length > 0) found.push(name);
+    } catch {
+      // absent
+    }
+  }
+  return found;
+}

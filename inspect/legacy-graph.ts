@@ -1,0 +1,222 @@
+// Docker ≤ 1.9 "graph" store (graphdrivers.md §4.1), back to Docker 0.x:
+//
+//   graph/<id>/json               v1 image JSON (id, parent | parent_id, created, container_config, Size…)
+//   graph/<id>/layersize          decimal bytes
+//   graph/<id>/layer/             docker ≤ 0.6: the layer itself (an aufs branch)
+//   graph/<id>/tar-data.json.gz   tar-split (1.8+)
+//   graph/<id>/checksum, v1Compatibility, parent (compatibility parent id)
+//   graph/<id>/.migration-diffid, .migration-size   written by the 1.10 migration
+//   repositories-<driver>         {"Repositories":{"<repo>":{"<tag>":"<id>"}}}   (0.7+)
+//   repositories                  the same, docker ≤ 0.6
+//   <driver>/…                    layer data, driver id = image id
+//   containers/<id>/config.json   (containers/<id>/rw/ in docker ≤ 0.6)
+import * as path from 'node:path';
+import { GRAPH_LAYOUT, driverHomesIn } from './driver-dirs.ts';
+import { isDigest } from './digests.ts';
+import {
+  parseCreated, type ContainerRecord, type Era, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel,
+} from './model.ts';
+import { Problems } from './problems.ts';
+import { StoreFiles, isDirectory, isFile } from './store-files.ts';
+
+export interface LegacyOptions {
+  /** the storage driver when the store does not say (several repositories-<driver> files or driver homes) */
+  driver?: string;
+}
+
+/** v1 image ids: 64 hex (docker ≥ 0.5) or the 16-hex ids of the earliest images. */
+export function isV1Id(s: string): boolean {
+  return /^[0-9a-f]{64}$/.test(s) || /^[0-9a-f]{16}$/.test(s);
+}
+
+class LegacyLayer implements LayerRecord {
+  constructor(
+    readonly key: string,
+    readonly dir: string,
+    readonly parent: string | null,
+    readonly size: number | null,
+    readonly diffId: string | null,
+    readonly tarSplit: string | null,
+  ) {}
+  get chainId(): null {
+    return null;
+  }
+  get cacheId(): string {
+    return this.key;
+  }
+  get blob(): null {
+    return null;
+  }
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+function obj(v: unknown): Record<string, unknown> | null {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
+
+/** `container_config.Cmd` joined, as docker ≤ 1.9 history's CREATED BY. */
+export function createdByOf(json: Record<string, unknown> | null): string {
+  const cc = obj(json?.container_config);
+  const cmd = cc?.Cmd;
+  return Array.isArray(cmd) ? cmd.map(str).join(' ') : '';
+}
+
+/** The repositories files of a legacy root: `repositories-<driver>` (0.7+) and the pre-0.7 `repositories`. */
+function repositoryFiles(files: StoreFiles, root: string): { file: string; driver: string | null }[] {
+  return (files.dir(root, { required: false }) ?? [])
+    .filter((n) => n === 'repositories' || n.startsWith('repositories-'))
+    .filter((n) => isFile(path.join(root, n)))
+    .map((n) => ({ file: path.join(root, n), driver: n === 'repositories' ? null : n.slice('repositories-'.length) }));
+}
+
+/** Read a legacy store under `root`. Problems go to `problems`; nothing is written. */
+export function readLegacyStore(root: string, opts: LegacyOptions = {}, problems = new Problems()): StoreModel {
+  const files = new StoreFiles(problems);
+  const graphDir = path.join(root, 'graph');
+  const ids = (files.dir(graphDir) ?? []).filter((n) => n !== '_tmp');
+  const repoFiles = repositoryFiles(files, root);
+  const homes = driverHomesIn(root);
+  const hasLayerDirs = ids.some((id) => isDirectory(path.join(graphDir, id, 'layer')));
+
+  // which driver's data and tags: explicit, then the repositories-<driver> file, then the only driver home
+  let driver = opts.driver ?? null;
+  if (driver === null) {
+    const named = repoFiles.map((r) => r.driver).filter((d): d is string => d !== null);
+    if (named.length === 1) driver = named[0];
+    else if (named.length > 1) {
+      driver = named.find((d) => homes.includes(d)) ?? named[0];
+      problems.warn(root, `tag files for several drivers (${named.map((d) => `repositories-${d}`).join(', ')}); reading ${driver} (choose with --driver)`);
+    } else if (homes.length === 1) driver = homes[0];
+    else if (hasLayerDirs) driver = GRAPH_LAYOUT;
+    else if (homes.length > 1) {
+      driver = homes[0];
+      problems.warn(root, `data for several drivers (${homes.join(', ')}); reading ${driver} (choose with --driver)`);
+    }
+  }
+  const era: Era = driver === GRAPH_LAYOUT || (driver === null && hasLayerDirs) ? 'docker-0.6' : 'docker-0.7-1.9';
+  const model: StoreModel = {
+    kind: 'legacy', era, root, driver: driver ?? GRAPH_LAYOUT, metaDir: graphDir,
+    images: new Map(), layers: new Map(), containers: [], tags: [], problems,
+  };
+
+  const parents = new Map<string, string | null>();
+  for (const id of ids) {
+    const dir = path.join(graphDir, id);
+    if (!isDirectory(dir)) {
+      problems.warn(dir, 'not an image directory');
+      continue;
+    }
+    if (!isV1Id(id)) problems.warn(dir, 'directory name is not an image id');
+    const jsonPath = path.join(dir, 'json');
+    const json = files.jsonObject(jsonPath, { what: 'image JSON' })?.value ?? null;
+    if (json && str(json.id) !== id) problems.add(jsonPath, `image JSON says id ${JSON.stringify(json.id)}, its directory is ${id}`);
+    // moby migrate/v1 getParent: parent, else 1.9's parent_id digest, overridden by the parent file
+    let parent = str(json?.parent) || null;
+    const parentId = str(json?.parent_id);
+    if (!parent && parentId && isDigest(parentId)) parent = parentId.slice(7);
+    const compat = files.text(path.join(dir, 'parent'), { required: false, what: 'compatibility parent' });
+    if (compat) parent = compat;
+    parents.set(id, parent);
+    const size = files.integer(path.join(dir, 'layersize'), { what: 'layer size (layersize)' });
+    const migDiff = files.text(path.join(dir, '.migration-diffid'), { required: false });
+    const tarData = path.join(dir, 'tar-data.json.gz');
+    model.layers.set(id, new LegacyLayer(id, dir, parent, size, migDiff && isDigest(migDiff) ? migDiff : null, isFile(tarData) ? tarData : null));
+    const history: HistoryRecord = {
+      created: parseCreated(json?.created), createdBy: createdByOf(json), comment: str(json?.comment), emptyLayer: false,
+      author: str(json?.author),
+    };
+    model.images.set(id, {
+      id, parent, created: parseCreated(json?.created), size, virtualSize: null, layers: [],
+      config: json, configPath: jsonPath, history: [history], tags: [], digests: [],
+    });
+  }
+
+  // layer chains, virtual sizes (Σ own sizes down the parent chain), history down the chain
+  // each image's own history entry, before the chains are assembled
+  const own = new Map([...model.images.values()].map((i) => [i.id, i.history[0]]));
+  for (const img of model.images.values()) {
+    const chain: string[] = [];
+    const seen = new Set<string>();
+    let cur: string | null = img.id;
+    let vsize = 0;
+    let complete = true;
+    while (cur !== null) {
+      if (seen.has(cur)) {
+        problems.add(path.join(graphDir, img.id, 'json'), `parent chain loops at ${cur}`);
+        complete = false;
+        break;
+      }
+      seen.add(cur);
+      const layer = model.images.get(cur);
+      if (!layer) {
+        const child = chain.length ? chain[0] : img.id;
+        problems.add(path.join(graphDir, cur), `parent image ${cur} (of ${child}) is missing`);
+        complete = false;
+        break;
+      }
+      chain.unshift(cur);
+      vsize += layer.size ?? 0;
+      if (layer.size === null) complete = false;
+      cur = parents.get(cur) ?? null;
+    }
+    img.layers = chain;
+    img.virtualSize = complete || vsize > 0 ? vsize : null;
+    img.history = chain.map((id) => own.get(id)!);
+  }
+
+  // tags
+  const tagFile = repoFiles.find((r) => r.driver === driver) ?? repoFiles.find((r) => r.driver === null) ?? null;
+  if (tagFile) {
+    const repos = files.jsonObject(tagFile.file, { what: 'tag store' });
+    const repoMap = obj(repos?.value.Repositories);
+    if (repos && !repoMap) problems.add(tagFile.file, 'has no "Repositories" object');
+    for (const [repo, tags] of Object.entries(repoMap ?? {})) {
+      for (const [tag, target] of Object.entries(obj(tags) ?? {})) {
+        const id = str(target);
+        const digest = isDigest(tag) ? tag : null;
+        model.tags.push({ repository: repo, tag: digest ? null : tag, digest, imageId: id, source: tagFile.file });
+        const img = model.images.get(id);
+        if (!img) {
+          problems.add(tagFile.file, `${repo}:${tag} points at image ${id || JSON.stringify(target)}, which is not in graph/`);
+          continue;
+        }
+        if (digest) img.digests.push(`${repo}@${digest}`);
+        else img.tags.push(`${repo}:${tag}`);
+      }
+    }
+    for (const img of model.images.values()) {
+      img.tags.sort();
+      img.digests.sort();
+    }
+  }
+
+  readLegacyContainers(model, files);
+  return model;
+}
+
+function readLegacyContainers(model: StoreModel, files: StoreFiles): void {
+  const ctrDir = path.join(model.root, 'containers');
+  for (const id of files.dir(ctrDir, { required: false }) ?? []) {
+    const dir = path.join(ctrDir, id);
+    if (!isDirectory(dir)) continue;
+    const v2 = path.join(dir, 'config.v2.json');
+    const v1 = path.join(dir, 'config.json');
+    const configPath = isFile(v1) ? v1 : v2;
+    const cfg = files.jsonObject(configPath, { what: 'container config' })?.value ?? null;
+    const image = str(cfg?.Image) || null;
+    const driver = str(cfg?.Driver) || (isDirectory(path.join(dir, 'rw')) ? GRAPH_LAYOUT : null);
+    const state = obj(cfg?.State);
+    const cmd = [str(cfg?.Path), ...(Array.isArray(cfg?.Args) ? (cfg!.Args as unknown[]).map(str) : [])].filter(Boolean);
+    const rec: ContainerRecord = {
+      id, name: str(cfg?.Name).replace(/^\//, ''), imageId: image, driver,
+      created: parseCreated(cfg?.Created), running: state?.Running === true, command: cmd.join(' '),
+      // ≤ 1.9: the container's driver ids are its id and (0.7+) <id>-init
+      mountId: id, initId: driver === GRAPH_LAYOUT ? null : `${id}-init`, parentLayer: image, configPath,
+    };
+    if (image && !model.images.has(image)) model.problems.add(configPath, `container image ${image} is not in graph/`);
+    model.containers.push(rec);
+  }
+}

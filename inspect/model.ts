@@ -1,0 +1,138 @@
+// One typed model of an image store, whatever its layout: the modern
+// content-addressable store (Docker ≥ 1.10), the legacy graph (Docker ≤ 1.9,
+// back to 0.x) and a docker-registry v1 storage tree. Readers fill it; the
+// views (images, history, inspect, verify, df, diff) only use it.
+import type { Problems } from './problems.ts';
+
+export type StoreKind = 'modern' | 'legacy' | 'registry-v1';
+
+/**
+ * Whose CLI formats apply: docker 0.6 (SIZE "x (virtual y)"), docker 0.7–1.9
+ * (VIRTUAL SIZE, `%.4g %s`), docker ≥ 1.10 (SIZE, go-units), a registry tree
+ * (printed like the docker of its time, 0.7–1.9).
+ */
+export type Era = 'docker-0.6' | 'docker-0.7-1.9' | 'docker-1.10+';
+
+export interface TagRecord {
+  /** familiar repository name ("ubuntu", "thoward/scooby_snacks") */
+  repository: string;
+  /** tag, or null for a digest reference */
+  tag: string | null;
+  /** "sha256:…" for digest references */
+  digest: string | null;
+  /** image id as the model keys it */
+  imageId: string;
+  /** the file the reference was read from */
+  source: string;
+}
+
+export interface HistoryRecord {
+  created: Date | null;
+  createdBy: string;
+  comment: string;
+  emptyLayer: boolean;
+  author: string;
+}
+
+export interface ImageRecord {
+  /** modern: "sha256:<hex>"; legacy and registry: the 64-hex (or older 16-hex) v1 id */
+  id: string;
+  /** image id of the parent (local build parent, legacy parent), or null */
+  parent: string | null;
+  created: Date | null;
+  /**
+   * Bytes. Legacy/registry: this image's own layer (docker 0.x–1.9 Size);
+   * modern: all its layers (docker ≥ 1.10 Size).
+   */
+  size: number | null;
+  /** Bytes of the whole image (all layers). */
+  virtualSize: number | null;
+  /** layer keys, base first */
+  layers: string[];
+  /** the image config / v1 JSON as parsed, null when unreadable */
+  config: Record<string, unknown> | null;
+  /** where the config / v1 JSON lives */
+  configPath: string;
+  history: HistoryRecord[];
+  /** "repo:tag" references, sorted */
+  tags: string[];
+  /** "repo@sha256:…" references, sorted */
+  digests: string[];
+}
+
+export interface LayerRecord {
+  /** modern: chain id "sha256:…"; legacy/registry: the v1 image id */
+  readonly key: string;
+  /** "sha256:…" when recorded (modern diff file, legacy .migration-diffid) */
+  readonly diffId: string | null;
+  readonly chainId: string | null;
+  /** key of the parent layer */
+  readonly parent: string | null;
+  /** recorded size in bytes (layerdb size, legacy layersize, registry json Size) */
+  readonly size: number | null;
+  /** the graphdriver directory name */
+  readonly cacheId: string | null;
+  /** tar-split file (tar-split.json.gz / tar-data.json.gz) if present */
+  readonly tarSplit: string | null;
+  /** registry v1: the layer blob (gzip'd tar) */
+  readonly blob: string | null;
+  /** directory holding the layer's metadata */
+  readonly dir: string;
+}
+
+export interface ContainerRecord {
+  id: string;
+  name: string;
+  /** the image id as the model keys it */
+  imageId: string | null;
+  /** the storage driver recorded for the container */
+  driver: string | null;
+  created: Date | null;
+  running: boolean;
+  command: string;
+  /** driver id of the RW layer and of the init layer */
+  mountId: string | null;
+  initId: string | null;
+  /** layer key the RW layer sits on (top image layer) */
+  parentLayer: string | null;
+  configPath: string;
+}
+
+export interface StoreModel {
+  kind: StoreKind;
+  era: Era;
+  /** the data root (or the registry storage root) */
+  root: string;
+  /** the storage driver whose metadata was read (null for a registry tree) */
+  driver: string | null;
+  /** the metadata directory (image/<driver>, graph, images) */
+  metaDir: string;
+  images: Map<string, ImageRecord>;
+  layers: Map<string, LayerRecord>;
+  containers: ContainerRecord[];
+  tags: TagRecord[];
+  problems: Problems;
+}
+
+/** Images whose parent is `id`. */
+export function childrenOf(model: StoreModel): Map<string, string[]> {
+  const m = new Map<string, string[]>();
+  for (const img of model.images.values()) {
+    if (!img.parent) continue;
+    const list = m.get(img.parent);
+    if (list) list.push(img.id);
+    else m.set(img.parent, [img.id]);
+  }
+  return m;
+}
+
+/** Parse a docker timestamp (RFC 3339 with up to ns); null when absent or bad. */
+export function parseCreated(v: unknown): Date | null {
+  if (typeof v !== 'string' || v === '') return null;
+  // JS Dates keep ms: cut the fraction to 3 digits (the time zone may follow)
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$/.exec(v.trim());
+  if (!m) return null;
+  const frac = m[2] ? m[2].slice(0, 4) : '';
+  const d = new Date(`${m[1]}${frac}${m[3] ?? 'Z'}`);
+  return Number.isNaN(d.getTime()) ? null : d;
+}

@@ -1,0 +1,310 @@
+// Docker ≥ 1.10 content-addressable store (graphdrivers.md §4.2):
+//
+//   image/<driver>/imagedb/content/sha256/<id>          image config (id = sha256 of these bytes)
+//   image/<driver>/imagedb/metadata/sha256/<id>/parent  "sha256:<parent image id>"
+//   image/<driver>/layerdb/sha256/<chain>/{diff,size,cache-id,parent,tar-split.json.gz}
+//   image/<driver>/layerdb/mounts/<ctr>/{mount-id,init-id,parent}
+//   image/<driver>/repositories.json
+//   containers/<id>/config.v2.json
+//
+// Layer metadata files are read on first use (listing 1,000 images must not
+// read 5,000 layers × 5 files), every read is read-only, and each unreadable
+// or malformed file becomes a Problem naming it.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { chainIds, isDigest, isHex64 } from './digests.ts';
+import {
+  parseCreated, type ContainerRecord, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel, type TagRecord,
+} from './model.ts';
+import { Problems } from './problems.ts';
+import { StoreFiles, isDirectory, isFile } from './store-files.ts';
+
+export interface ModernOptions {
+  /** which image/<driver> store to read when there are several */
+  driver?: string;
+}
+
+/** The image/<driver> directories that hold a store (imagedb or layerdb inside). */
+export function modernDrivers(root: string): string[] {
+  const base = path.join(root, 'image');
+  let names: string[];
+  try {
+    names = fs.readdirSync(base).sort();
+  } catch {
+    return [];
+  }
+  return names.filter((n) => isDirectory(path.join(base, n, 'imagedb')) || isDirectory(path.join(base, n, 'layerdb')));
+}
+
+/** A layerdb/sha256/<chain> directory; each file is read on first use. */
+export class ModernLayer implements LayerRecord {
+  private cache = new Map<string, unknown>();
+  constructor(readonly key: string, readonly dir: string, private readonly files: StoreFiles) {}
+
+  private once<T>(name: string, read: () => T): T {
+    if (!this.cache.has(name)) this.cache.set(name, read());
+    return this.cache.get(name) as T;
+  }
+
+  get chainId(): string {
+    return this.key;
+  }
+
+  get diffId(): string | null {
+    return this.once('diff', () => {
+      const p = path.join(this.dir, 'diff');
+      const s = this.files.text(p, { what: 'layer DiffID' });
+      if (s !== null && !isDigest(s)) {
+        this.files.problems.add(p, `layer DiffID is not a sha256 digest: ${JSON.stringify(s.slice(0, 80))}`);
+        return null;
+      }
+      return s;
+    });
+  }
+
+  get size(): number | null {
+    return this.once('size', () => this.files.integer(path.join(this.dir, 'size'), { what: 'layer size' }));
+  }
+
+  get cacheId(): string | null {
+    return this.once('cache-id', () => {
+      const p = path.join(this.dir, 'cache-id');
+      const s = this.files.text(p, { what: 'layer cache-id' });
+      if (s !== null && (s.includes('/') || s === '.' || s === '..')) {
+        this.files.problems.add(p, `cache-id is not a directory name: ${JSON.stringify(s)}`);
+        return null;
+      }
+      return s;
+    });
+  }
+
+  get parent(): string | null {
+    return this.once('parent', () => {
+      const p = path.join(this.dir, 'parent');
+      const s = this.files.text(p, { required: false, what: 'layer parent' });
+      if (s !== null && !isDigest(s)) {
+        this.files.problems.add(p, `layer parent is not a sha256 chain id: ${JSON.stringify(s.slice(0, 80))}`);
+        return null;
+      }
+      return s;
+    });
+  }
+
+  get tarSplit(): string | null {
+    return this.once('tar-split', () => {
+      const p = path.join(this.dir, 'tar-split.json.gz');
+      return isFile(p) ? p : null;
+    });
+  }
+
+  get blob(): null {
+    return null;
+  }
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+function obj(v: unknown): Record<string, unknown> | null {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
+
+/** Split a familiar reference ("ubuntu:18.04", "busybox@sha256:…", "localhost:5000/x:1") into tag or digest. */
+export function splitReference(ref: string): { name: string; tag: string | null; digest: string | null } {
+  const at = ref.indexOf('@');
+  if (at >= 0) return { name: ref.slice(0, at), tag: null, digest: ref.slice(at + 1) };
+  const colon = ref.lastIndexOf(':');
+  if (colon > ref.lastIndexOf('/')) return { name: ref.slice(0, colon), tag: ref.slice(colon + 1), digest: null };
+  return { name: ref, tag: null, digest: null };
+}
+
+/** History of a config: its `history` array, or one entry per layer for configs that have none. */
+export function historyOf(config: Record<string, unknown> | null, layerCount: number): HistoryRecord[] {
+  const h = config?.history;
+  if (Array.isArray(h)) {
+    return h.map((e) => {
+      const o = obj(e) ?? {};
+      return {
+        created: parseCreated(o.created), createdBy: str(o.created_by), comment: str(o.comment),
+        emptyLayer: o.empty_layer === true, author: str(o.author),
+      };
+    });
+  }
+  const created = parseCreated(config?.created);
+  return Array.from({ length: layerCount }, () => ({ created, createdBy: '', comment: '', emptyLayer: false, author: '' }));
+}
+
+/** Read a modern store under `root`. Problems go to `problems`; nothing is written. */
+export function readModernStore(root: string, opts: ModernOptions = {}, problems = new Problems()): StoreModel {
+  const files = new StoreFiles(problems);
+  const drivers = modernDrivers(root);
+  let driver = opts.driver ?? null;
+  if (driver === null) {
+    if (drivers.length === 1) driver = drivers[0];
+    else if (drivers.length > 1) {
+      // prefer the one whose driver home has data
+      const withData = drivers.filter((d) => isDirectory(path.join(root, d)) && fs.readdirSync(path.join(root, d)).length > 0);
+      driver = withData[0] ?? drivers[0];
+      problems.warn(path.join(root, 'image'), `image stores for several drivers (${drivers.join(', ')}); reading ${driver} (choose with --driver)`);
+    } else driver = 'overlay2';
+  }
+  const metaDir = path.join(root, 'image', driver);
+  if (!isDirectory(metaDir)) problems.add(metaDir, `no image store for driver ${driver}${drivers.length ? ` (found: ${drivers.join(', ')})` : ''}`);
+  const model: StoreModel = {
+    kind: 'modern', era: 'docker-1.10+', root, driver, metaDir,
+    images: new Map(), layers: new Map(), containers: [], tags: [], problems,
+  };
+
+  // layers
+  const layerBase = path.join(metaDir, 'layerdb', 'sha256');
+  for (const name of files.dir(layerBase, { required: false }) ?? []) {
+    if (!isHex64(name)) {
+      if (!name.endsWith('-removing')) problems.warn(path.join(layerBase, name), 'not a layer directory (name is not a sha256 hex digest)');
+      continue;
+    }
+    model.layers.set(`sha256:${name}`, new ModernLayer(`sha256:${name}`, path.join(layerBase, name), files));
+  }
+
+  // images
+  const contentDir = path.join(metaDir, 'imagedb', 'content', 'sha256');
+  const metadataDir = path.join(metaDir, 'imagedb', 'metadata', 'sha256');
+  for (const name of files.dir(contentDir, { required: false }) ?? []) {
+    const p = path.join(contentDir, name);
+    if (!isHex64(name)) {
+      problems.warn(p, 'not an image config (name is not a sha256 hex digest)');
+      continue;
+    }
+    const id = `sha256:${name}`;
+    const parsed = files.jsonObject(p, { what: 'image config' });
+    const config = parsed?.value ?? null;
+    const rootfs = obj(config?.rootfs);
+    const diffIds = Array.isArray(rootfs?.diff_ids) ? (rootfs!.diff_ids as unknown[]) : [];
+    if (config && !Array.isArray(rootfs?.diff_ids)) problems.add(p, 'image config has no rootfs.diff_ids');
+    const goodDiffIds: string[] = [];
+    for (const d of diffIds) {
+      if (typeof d === 'string' && isDigest(d)) goodDiffIds.push(d);
+      else {
+        problems.add(p, `rootfs.diff_ids holds ${JSON.stringify(d)}, not a sha256 digest`);
+        break;
+      }
+    }
+    const layers = chainIds(goodDiffIds);
+    const parentFile = path.join(metadataDir, name, 'parent');
+    const parentText = files.text(parentFile, { required: false, what: 'image parent' });
+    let parent: string | null = null;
+    if (parentText !== null) {
+      if (isDigest(parentText)) parent = parentText;
+      else problems.add(parentFile, `image parent is not a sha256 image id: ${JSON.stringify(parentText.slice(0, 80))}`);
+    }
+    model.images.set(id, {
+      id, parent, created: parseCreated(config?.created), size: null, virtualSize: null, layers,
+      config, configPath: p, history: historyOf(config, layers.length), tags: [], digests: [],
+    });
+  }
+  // sizes: docker's Size is the sum of the image's layers
+  for (const img of model.images.values()) {
+    let total = 0;
+    let known = true;
+    for (const chain of img.layers) {
+      const l = model.layers.get(chain);
+      if (!l) {
+        problems.add(path.join(layerBase, chain.slice(7)), `layer of image ${img.id} is missing from layerdb`);
+        known = false;
+        continue;
+      }
+      const s = l.size;
+      if (s === null) known = false;
+      else total += s;
+    }
+    img.size = known || total > 0 ? total : null;
+    img.virtualSize = img.size;
+  }
+
+  // tags
+  const reposFile = path.join(metaDir, 'repositories.json');
+  const repos = files.jsonObject(reposFile, { required: false, what: 'tag store' });
+  const repoMap = obj(repos?.value.Repositories);
+  if (repos && !repoMap) problems.add(reposFile, 'has no "Repositories" object');
+  for (const [repo, refs] of Object.entries(repoMap ?? {})) {
+    for (const [ref, target] of Object.entries(obj(refs) ?? {})) {
+      if (typeof target !== 'string' || !isDigest(target)) {
+        problems.add(reposFile, `reference ${ref} points at ${JSON.stringify(target)}, not an image id`);
+        continue;
+      }
+      const r = splitReference(ref);
+      const tag: TagRecord = { repository: repo, tag: r.tag, digest: r.digest, imageId: target, source: reposFile };
+      model.tags.push(tag);
+      const img = model.images.get(target);
+      if (!img) {
+        problems.add(reposFile, `reference ${ref} points at image ${target}, which is not in imagedb`);
+        continue;
+      }
+      if (r.tag !== null) img.tags.push(`${repo}:${r.tag}`);
+      else if (r.digest !== null) img.digests.push(`${repo}@${r.digest}`);
+    }
+  }
+  for (const img of model.images.values()) {
+    img.tags.sort();
+    img.digests.sort();
+  }
+
+  readModernContainers(model, files);
+  return model;
+}
+
+function readModernContainers(model: StoreModel, files: StoreFiles): void {
+  const { root, metaDir, problems } = model;
+  const mountsDir = path.join(metaDir, 'layerdb', 'mounts');
+  const ctrDir = path.join(root, 'containers');
+  const mounts = new Set(files.dir(mountsDir, { required: false }) ?? []);
+  for (const id of files.dir(ctrDir, { required: false }) ?? []) {
+    const dir = path.join(ctrDir, id);
+    if (!isDirectory(dir)) continue;
+    const configPath = path.join(dir, 'config.v2.json');
+    if (!isFile(configPath)) {
+      if (isFile(path.join(dir, 'config.json'))) problems.warn(dir, 'container from Docker ≤ 1.9 that was never migrated (config.json only)');
+      else problems.add(configPath, 'container config is missing');
+      continue;
+    }
+    const cfg = files.jsonObject(configPath, { what: 'container config' })?.value ?? null;
+    const config = obj(cfg?.Config);
+    const state = obj(cfg?.State);
+    const image = str(cfg?.Image);
+    const driver = str(cfg?.Driver) || null;
+    if (driver && driver !== model.driver) {
+      problems.warn(configPath, `container was created with storage driver ${driver}, not ${model.driver} (dockerd would not restore it)`);
+    }
+    const md = path.join(mountsDir, id);
+    let mountId: string | null = null;
+    let initId: string | null = null;
+    let parentLayer: string | null = null;
+    if (mounts.has(id)) {
+      mounts.delete(id);
+      const mp = path.join(md, 'mount-id');
+      mountId = files.text(mp, { what: 'container mount-id' });
+      if (mountId !== null && !/^[a-f0-9]{64}$/.test(mountId)) problems.add(mp, `invalid mount id value ${JSON.stringify(mountId)}`);
+      const ip = path.join(md, 'init-id');
+      initId = files.text(ip, { required: false, what: 'container init-id' });
+      if (initId !== null && !/^[a-f0-9]{64}-init$/.test(initId)) problems.add(ip, `invalid init id value ${JSON.stringify(initId)}`);
+      const pp = path.join(md, 'parent');
+      parentLayer = files.text(pp, { required: false, what: 'container parent layer' });
+      if (parentLayer !== null && !isDigest(parentLayer)) {
+        problems.add(pp, `container parent is not a chain id: ${JSON.stringify(parentLayer)}`);
+        parentLayer = null;
+      }
+    } else if (driver === model.driver || driver === null) {
+      problems.add(md, `container ${id} has no RW layer record in layerdb/mounts`);
+    }
+    const cmd = [str(cfg?.Path), ...(Array.isArray(cfg?.Args) ? (cfg!.Args as unknown[]).map(str) : [])].filter(Boolean);
+    const rec: ContainerRecord = {
+      id, name: str(cfg?.Name).replace(/^\//, ''), imageId: image || null, driver,
+      created: parseCreated(cfg?.Created), running: state?.Running === true,
+      command: cmd.length ? cmd.join(' ') : (Array.isArray(config?.Cmd) ? (config!.Cmd as unknown[]).map(str).join(' ') : ''),
+      mountId, initId, parentLayer, configPath,
+    };
+    if (image && !model.images.has(image)) problems.add(configPath, `container image ${image} is not in imagedb`);
+    model.containers.push(rec);
+  }
+  for (const id of mounts) problems.add(path.join(mountsDir, id), `RW layer record for container ${id}, which has no containers/${id}/config.v2.json`);
+}

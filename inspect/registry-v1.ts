@@ -1,0 +1,148 @@
+// A docker-registry v1 storage tree (docker-registry 0.x "local" storage):
+//
+//   images/<id>/json            the v1 image JSON (as pushed: id, parent, created, Size…)
+//   images/<id>/ancestry        JSON array of ids, the image first, its base last
+//   images/<id>/layer           the layer tar, gzip'd
+//   images/<id>/_checksum       the checksum the client sent ("tarsum+sha256:…" or "sha256:…")
+//   repositories/<ns>/<name>/_index_images   JSON [{"id": …}] every image the repository holds
+//   repositories/<ns>/<name>/json            repository metadata
+//   repositories/<ns>/<name>/tag_<tag>       the image id of a tag
+//   repositories/<ns>/<name>/tag<tag>_json   metadata of the push that set it
+//
+// Read into the same model as a docker store: an image per images/<id>, its
+// own layer as a layer, tags from the tag files ("library" is the namespace of
+// official images and is dropped from names, as docker did).
+import * as path from 'node:path';
+import { createdByOf, isV1Id } from './legacy-graph.ts';
+import { parseCreated, type ImageRecord, type LayerRecord, type StoreModel } from './model.ts';
+import { Problems } from './problems.ts';
+import { StoreFiles, isDirectory, isFile } from './store-files.ts';
+
+class RegistryLayer implements LayerRecord {
+  constructor(readonly key: string, readonly dir: string, readonly parent: string | null, readonly size: number | null, readonly blob: string | null) {}
+  get diffId(): null {
+    return null;
+  }
+  get chainId(): null {
+    return null;
+  }
+  get cacheId(): null {
+    return null;
+  }
+  get tarSplit(): null {
+    return null;
+  }
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+/** Does `root` look like a registry v1 storage tree? */
+export function isRegistryV1(root: string): boolean {
+  return isDirectory(path.join(root, 'images')) && isDirectory(path.join(root, 'repositories'));
+}
+
+/** Read a registry v1 tree. Problems go to `problems`; nothing is written. */
+export function readRegistryV1(root: string, problems = new Problems()): StoreModel {
+  const files = new StoreFiles(problems);
+  const imagesDir = path.join(root, 'images');
+  const model: StoreModel = {
+    kind: 'registry-v1', era: 'docker-0.7-1.9', root, driver: null, metaDir: imagesDir,
+    images: new Map(), layers: new Map(), containers: [], tags: [], problems,
+  };
+  const ancestries = new Map<string, string[]>();
+  for (const id of files.dir(imagesDir) ?? []) {
+    const dir = path.join(imagesDir, id);
+    if (!isDirectory(dir)) continue;
+    if (!isV1Id(id)) problems.warn(dir, 'directory name is not an image id');
+    const jsonPath = path.join(dir, 'json');
+    const json = files.jsonObject(jsonPath, { what: 'image JSON' })?.value ?? null;
+    if (json && str(json.id) !== id) problems.add(jsonPath, `image JSON says id ${JSON.stringify(json.id)}, its directory is ${id}`);
+    const parent = str(json?.parent) || null;
+    const size = typeof json?.Size === 'number' ? json.Size : null;
+    if (json && size === null) problems.warn(jsonPath, 'image JSON has no Size');
+    const ancPath = path.join(dir, 'ancestry');
+    const anc = files.json(ancPath, { what: 'ancestry' })?.value;
+    if (anc !== undefined) {
+      if (!Array.isArray(anc) || !anc.every((a) => typeof a === 'string')) problems.add(ancPath, 'ancestry is not a JSON array of image ids');
+      else ancestries.set(id, anc as string[]);
+    }
+    const blob = path.join(dir, 'layer');
+    if (!isFile(blob)) problems.add(blob, 'layer blob is missing');
+    model.layers.set(id, new RegistryLayer(id, dir, parent, size, isFile(blob) ? blob : null));
+    model.images.set(id, {
+      id, parent, created: parseCreated(json?.created), size, virtualSize: null, layers: [], config: json, configPath: jsonPath,
+      history: [{ created: parseCreated(json?.created), createdBy: createdByOf(json), comment: str(json?.comment), emptyLayer: false, author: str(json?.author) }],
+      tags: [], digests: [],
+    });
+  }
+  // each image's own history entry, before the chains are assembled
+  const own = new Map([...model.images.values()].map((i) => [i.id, i.history[0]]));
+  for (const img of model.images.values()) {
+    const chain: string[] = [];
+    const seen = new Set<string>();
+    let cur: string | null = img.id;
+    let vsize = 0;
+    let complete = true;
+    while (cur !== null && !seen.has(cur)) {
+      seen.add(cur);
+      const p: ImageRecord | undefined = model.images.get(cur);
+      if (!p) {
+        problems.add(path.join(imagesDir, cur), `parent image ${cur} is missing`);
+        complete = false;
+        break;
+      }
+      chain.unshift(cur);
+      if (p.size === null) complete = false;
+      vsize += p.size ?? 0;
+      cur = p.parent;
+    }
+    img.layers = chain;
+    img.virtualSize = complete || vsize > 0 ? vsize : null;
+    img.history = chain.map((id) => own.get(id)!);
+    const anc = ancestries.get(img.id);
+    const expected = chain.slice().reverse();
+    if (anc && anc.join(' ') !== expected.join(' ')) {
+      problems.add(path.join(imagesDir, img.id, 'ancestry'), `ancestry [${anc.map((a) => a.slice(0, 12)).join(', ')}] differs from the parent chain [${expected.map((a) => a.slice(0, 12)).join(', ')}]`);
+    }
+  }
+
+  const reposDir = path.join(root, 'repositories');
+  for (const ns of files.dir(reposDir) ?? []) {
+    const nsDir = path.join(reposDir, ns);
+    if (!isDirectory(nsDir)) continue;
+    for (const name of files.dir(nsDir) ?? []) {
+      const repoDir = path.join(nsDir, name);
+      if (!isDirectory(repoDir)) continue;
+      const repo = ns === 'library' ? name : `${ns}/${name}`;
+      const entries = files.dir(repoDir) ?? [];
+      const index = files.json(path.join(repoDir, '_index_images'), { what: 'image index' })?.value;
+      const indexed = new Set<string>();
+      if (index !== undefined) {
+        if (!Array.isArray(index)) problems.add(path.join(repoDir, '_index_images'), 'image index is not a JSON array');
+        else for (const e of index) if (e && typeof e === 'object' && typeof (e as { id?: unknown }).id === 'string') indexed.add((e as { id: string }).id);
+      }
+      for (const f of entries) {
+        if (!f.startsWith('tag_')) continue;
+        const tag = f.slice(4);
+        const tp = path.join(repoDir, f);
+        const id = files.text(tp, { what: 'tag' });
+        if (id === null) continue;
+        model.tags.push({ repository: repo, tag, digest: null, imageId: id, source: tp });
+        const img = model.images.get(id);
+        if (!img) {
+          problems.add(tp, `${repo}:${tag} points at image ${id}, which is not in images/`);
+          continue;
+        }
+        img.tags.push(`${repo}:${tag}`);
+        for (const a of img.layers) {
+          if (index !== undefined && !indexed.has(a)) problems.add(path.join(repoDir, '_index_images'), `image ${a} (in ${repo}:${tag}) is not listed`);
+        }
+        if (!entries.includes(`tag${tag}_json`)) problems.warn(path.join(repoDir, `tag${tag}_json`), 'tag metadata is missing');
+      }
+    }
+  }
+  for (const img of model.images.values()) img.tags.sort();
+  return model;
+}

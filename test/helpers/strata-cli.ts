@@ -1,0 +1,19 @@
+// Run the strata CLI as a user would: a child process, its stdout, stderr and exit code.
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function strata(args: string[]): CliResult {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'cli', 'main.ts'), ...args], {
+    cwd: repo, encoding: 'utf8', maxBuffer: 256 << 20, env: { ...process.env, STRATA_DEBUG: '' },
+  });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
