@@ -4,11 +4,16 @@
 // driver home, so a map in memory is enough there. strata is a CLI: `strata
 // layer mount` in one process and a conformance run or a second `mount` in
 // another may use the same layer at once, and each must not unmount it under
-// the other. So the count lives on disk, next to the layers:
+// the other. So the count lives in files, per driver home:
 //
-//   <home>/.refs/<id>        JSON {count, path}: references held, mount point
-//   <home>/.refs/<id>.lock   flock(2)ed while a count is read, the mount or
-//                            unmount is done and the new count written
+//   <run>/<hash of home>/<id>        JSON {count, path}: references held, mount point
+//   <run>/<hash of home>/<id>.lock   flock(2)ed while a count is read, the mount or
+//                                    unmount is done and the new count written
+//
+// <run> is /run/strata/refs (STRATA_RUN_DIR overrides it): runtime state,
+// like the mounts it counts, so a tmpfs that a reboot empties is the right
+// place; and nothing is written into the store itself (a Docker data-root
+// stays exactly as dockerd expects it, even while strata has layers mounted).
 //
 // The lock covers the mount/unmount itself, so "count reaches 0 → unmount" in
 // one process and "count 0 → 1, mount" in another cannot interleave. Within
@@ -24,8 +29,21 @@
 // unmount it. Counts are written to a temp file and renamed, so a crash in
 // the middle leaves the old count, never a torn one.
 import * as fs from 'node:fs';
+import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import * as sys from '../sys/syscalls.ts';
+
+/** Where the counts of a driver home live: keyed by the home's real path. */
+export function refsDirFor(home: string): string {
+  let real = path.resolve(home);
+  try {
+    real = fs.realpathSync(real);
+  } catch {
+    // not created yet: the resolved path names it
+  }
+  const run = process.env.STRATA_RUN_DIR ?? '/run/strata/refs';
+  return path.join(run, createHash('sha256').update(real).digest('hex').slice(0, 24));
+}
 
 interface RefRecord {
   count: number;
@@ -76,11 +94,11 @@ export class RefCounter {
   private readonly mutex = new KeyedMutex();
 
   /**
-   * @param home the driver home; counts go to `<home>/.refs`
+   * @param home the driver home; counts go to `<run>/<hash of home>` (see above)
    * @param isMounted mount check (default: /proc/self/mountinfo)
    */
   constructor(home: string, private readonly isMounted: (p: string) => boolean = isMountPoint) {
-    this.dir = path.join(home, '.refs');
+    this.dir = refsDirFor(home);
   }
 
   /**
@@ -117,7 +135,7 @@ export class RefCounter {
   async count(id: string, mountPath: string): Promise<number> {
     return this.locked(id, async (rec) => {
       const count = this.validCount(rec, mountPath);
-      return { next: rec && count === 0 ? null : undefined, result: count };
+      return { next: count === 0 ? null : undefined, result: count };
     });
   }
 
@@ -205,10 +223,17 @@ export class RefCounter {
   ): Promise<number> {
     const unlockMutex = await this.mutex.lock(id);
     try {
-      fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       const lockPath = path.join(this.dir, `${id}.lock`);
       for (;;) {
-        const fd = fs.openSync(lockPath, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+        let fd: number;
+        try {
+          fd = fs.openSync(lockPath, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+        } catch (e) {
+          // the directory is made on first use and removed by whoever empties it
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+          fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+          continue;
+        }
         try {
           sys.flock(fd, sys.LOCK_EX, lockPath);
           // the file may have been unlinked (forget) while we waited for it
@@ -221,7 +246,16 @@ export class RefCounter {
           if (!current || current.ino !== fs.fstatSync(fd).ino) continue;
           const { next, result } = await fn(this.read(id));
           if (next !== undefined) this.write(id, next);
-          if (dropLock) fs.rmSync(lockPath, { force: true });
+          // no references left: the lock file goes too (waiters notice and retry),
+          // and the home's directory once it is empty, so nothing piles up in /run
+          if (dropLock || next === null) {
+            fs.rmSync(lockPath, { force: true });
+            try {
+              fs.rmdirSync(this.dir);
+            } catch {
+              // other ids still have records or locks
+            }
+          }
           return result;
         } finally {
           fs.closeSync(fd); // releases the flock
