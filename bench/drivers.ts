@@ -61,7 +61,7 @@ import '../drivers/all.ts';
 import type { Driver } from '../drivers/driver.ts';
 import { getDriver } from '../drivers/registry.ts';
 import { packEntries, randomBytes, type SampleEntry, type SampleHeader } from '../fixtures/sample-image.ts';
-import { cpuPressure, f1, f2, mountsUnder, stats, timeProcess, unmountUnder, type Stats } from './lib/measure.ts';
+import { cpuPressure, f1, f2, measurePeak, mountsUnder, stats, timeProcess, unmountUnder, type Stats } from './lib/measure.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const SECTIONS = ['verify', 'ops', 'deep', 'rss'];
@@ -293,27 +293,15 @@ async function child(a: { op: string; spec: number; root: string; id: string; pa
   const d = await getDriver(spec.name, a.root, spec.options);
   try {
     if (a.op === 'applyDiff') await d.create(a.childId, a.parent);
-    const beforeBytes = process.memoryUsage().rss;
-    let peakBytes = beforeBytes;
-    const sample = () => {
-      const r = process.memoryUsage().rss;
-      if (r > peakBytes) peakBytes = r;
-    };
-    const timer = setInterval(sample, 5);
-    const c0 = process.cpuUsage();
-    const t0 = performance.now();
-    let result = 0;
-    if (a.op === 'changes') result = (await d.changes(a.id, a.parent)).length;
-    else if (a.op === 'diff') result = (await drain(d.diff(a.id, a.parent), t0)).bytes;
-    else if (a.op === 'applyDiff') result = await d.applyDiff(a.childId, a.parent, createReadStream(a.tar, { highWaterMark: 1 << 20 }));
-    else if (a.op === 'diffSize') result = await d.diffSize(a.id, a.parent);
-    else throw new Error(`unknown child op ${a.op}`);
-    const wallMs = performance.now() - t0;
-    const c = process.cpuUsage(c0);
-    clearInterval(timer);
-    sample();
+    const { result, m } = await measurePeak(async () => {
+      if (a.op === 'changes') return (await d.changes(a.id, a.parent)).length;
+      if (a.op === 'diff') return (await drain(d.diff(a.id, a.parent), performance.now())).bytes;
+      if (a.op === 'applyDiff') return d.applyDiff(a.childId, a.parent, createReadStream(a.tar, { highWaterMark: 1 << 20 }));
+      if (a.op === 'diffSize') return d.diffSize(a.id, a.parent);
+      throw new Error(`unknown child op ${a.op}`);
+    });
     if (a.op === 'applyDiff') await d.remove(a.childId);
-    process.stdout.write(JSON.stringify({ wallMs, cpuMs: (c.user + c.system) / 1000, beforeBytes, peakBytes, maxRssKB: process.resourceUsage().maxRSS, result }) + '\n');
+    process.stdout.write(JSON.stringify({ ...m, result }) + '\n');
   } finally {
     await d.cleanup();
   }

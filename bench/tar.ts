@@ -42,7 +42,7 @@ import { exportDir } from '../archive/export.ts';
 import { treeDigest, treeManifest, manifestDiff } from '../archive/digest.ts';
 import { copyTreeWithHardlinks, countTree, generateLargeFiles, generateTree, gnuTar, type TreeStats } from '../fixtures/big-tree.ts';
 import { writeSampleLayers } from '../fixtures/sample-image.ts';
-import { cpuPressure, f1, f2, freshDir, measureInProcess, sh, stats, timeProcess, type Sample, type Stats } from './lib/measure.ts';
+import { cpuPressure, f1, f2, freshDir, measureInProcess, measurePeak, sh, stats, timeProcess, type Sample, type Stats } from './lib/measure.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const TMPFS_MAGIC = 0x01021994;
@@ -52,26 +52,11 @@ const EXT4_MAGIC = 0xef53;
 // ---- child mode: one operation in a fresh process, for peak RSS ----------
 
 async function child(op: string, src: string, dst: string): Promise<void> {
-  // RSS now (not the start-up high-water mark, which tsx's compile sets), then sampled while
-  // the operation runs: both engines yield to the event loop between 1 MiB chunks.
-  const beforeBytes = process.memoryUsage().rss;
-  let peakBytes = beforeBytes;
-  const sample = () => {
-    const r = process.memoryUsage().rss;
-    if (r > peakBytes) peakBytes = r;
-  };
-  const timer = setInterval(sample, 5);
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  if (op === 'apply') await applyLayer(createReadStream(src, { highWaterMark: 1 << 20 }), dst, { whiteouts: 'none' });
-  else await pipeline(exportDir(src, { whiteouts: 'none' }), createWriteStream(dst));
-  const wallMs = performance.now() - t0;
-  const c = process.cpuUsage(c0);
-  clearInterval(timer);
-  sample();
-  process.stdout.write(JSON.stringify({
-    op, wallMs, cpuMs: (c.user + c.system) / 1000, beforeBytes, peakBytes, maxRssKB: process.resourceUsage().maxRSS,
-  }) + '\n');
+  const { m } = await measurePeak(async () => {
+    if (op === 'apply') await applyLayer(createReadStream(src, { highWaterMark: 1 << 20 }), dst, { whiteouts: 'none' });
+    else await pipeline(exportDir(src, { whiteouts: 'none' }), createWriteStream(dst));
+  });
+  process.stdout.write(JSON.stringify({ op, ...m }) + '\n');
 }
 
 // ---- measurement ------------------------------------------------------------

@@ -81,3 +81,32 @@ export function unmountUnder(base: string): void {
 
 export const f1 = (x: number) => x.toFixed(1);
 export const f2 = (x: number) => x.toFixed(2);
+
+/** What one operation cost in a child process: time, CPU and resident memory around it. */
+export interface PeakMeasure { wallMs: number; cpuMs: number; beforeBytes: number; peakBytes: number; maxRssKB: number }
+
+/**
+ * Run `fn` and sample RSS every 5 ms while it runs. `beforeBytes` is taken
+ * at the start (not the process's start-up high-water mark, which tsx's
+ * compile sets): the engines yield between 1 MiB chunks, so samples land.
+ */
+export async function measurePeak<T>(fn: () => Promise<T>): Promise<{ result: T; m: PeakMeasure }> {
+  const beforeBytes = process.memoryUsage().rss;
+  let peakBytes = beforeBytes;
+  const sample = () => {
+    const r = process.memoryUsage().rss;
+    if (r > peakBytes) peakBytes = r;
+  };
+  const timer = setInterval(sample, 5);
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  try {
+    const result = await fn();
+    const wallMs = performance.now() - t0;
+    const c = process.cpuUsage(c0);
+    sample();
+    return { result, m: { wallMs, cpuMs: (c.user + c.system) / 1000, beforeBytes, peakBytes, maxRssKB: process.resourceUsage().maxRSS } };
+  } finally {
+    clearInterval(timer);
+  }
+}
