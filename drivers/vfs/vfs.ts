@@ -260,6 +260,10 @@ class TreeCopier {
         break;
       case sys.S_IFDIR:
         if (!isTop) fs.mkdirSync(dst, 0o700);
+        if (this.hardlink) {
+          this.linkEntries(src, dst);
+          break;
+        }
         for (const name of fs.readdirSync(src, { encoding: 'buffer' })) {
           const s = Buffer.concat([src, SLASH, name]);
           this.entry(s, Buffer.concat([dst, SLASH, name]), fs.lstatSync(s, { bigint: true }));
@@ -280,6 +284,16 @@ class TreeCopier {
         throw new Error(`unknown file type 0${(mode & sys.S_IFMT).toString(8)} for ${src.toString()}`);
     }
     this.meta(src, dst, st, mode);
+  }
+
+  /** Hardlink mode: a regular file (known from its dirent type) is linked without an lstat; the rest as entry(). */
+  private linkEntries(src: Buffer, dst: Buffer): void {
+    for (const e of fs.readdirSync(src, { encoding: 'buffer', withFileTypes: true })) {
+      const s = Buffer.concat([src, SLASH, e.name]);
+      const d = Buffer.concat([dst, SLASH, e.name]);
+      if (e.isFile()) fs.linkSync(s, d);
+      else this.entry(s, d, fs.lstatSync(s, { bigint: true }));
+    }
   }
 
   /** Owner, then xattrs, then mode (chown clears setuid/setgid and capabilities), then times. */
