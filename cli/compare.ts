@@ -37,7 +37,6 @@ function printReport(r: CompareReport): void {
   out.write(table(['FORMAT', 'LAYER', 'APPLY', 'SIZE', 'EXPORT', 'EXPORT BYTES', 'RE-APPLY', 'DIGEST', 'RE-APPLIED', 'MATCH'],
     r.runs.map((x) => [x.format, x.layer, ms(x.applyMs), String(x.size), ms(x.exportMs), x.exportBytes === undefined ? '-' : String(x.exportBytes),
       ms(x.reapplyMs), short(x.digest), short(x.reapplyDigest), x.match ?? '-'])));
-  if (r.runs.some((x) => x.match === 'yes*')) out.write('yes* = equal except the mtimes of overlay whiteout devices, which moby does not set either\n');
   if (r.drivers.length > 0) {
     out.write('\nstorage drivers: applyDiff / diff per layer (ms), then get + digest of the top layer\n');
     const rows: string[][] = [];
