@@ -4,7 +4,7 @@ import { versionCommand } from './version.ts';
 import { compareCommand } from './compare.ts';
 import { driversCommand } from './drivers.ts';
 import { layerCommand } from './layer.ts';
-import { historyCommand, imagesCommand } from './inspect-commands.ts';
+import { dfCommand, diffCommand, historyCommand, imagesCommand, inspectCommand, verifyCommand } from './inspect-commands.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
@@ -14,4 +14,8 @@ export const commands: CommandModule<any, any>[] = [
   layerCommand,
   imagesCommand,
   historyCommand,
+  inspectCommand,
+  diffCommand,
+  dfCommand,
+  verifyCommand,
 ];

@@ -8,11 +8,15 @@
 // they make `verify` exit 1, the other commands still exit 0 with what could
 // be read.
 import type { Argv, CommandModule } from 'yargs';
+import { describe } from '../inspect/describe.ts';
+import { diskUsage, renderDf } from '../inspect/df.ts';
+import { changesJson, containerChanges, diffImages, renderChanges, renderImageDiff } from '../inspect/diff.ts';
 import { imageRows, imageTree, renderImageTree, renderImages } from '../inspect/images.ts';
 import { imageHistory, renderHistory } from '../inspect/history.ts';
 import type { StoreModel } from '../inspect/model.ts';
 import { formatProblems, type Problem } from '../inspect/problems.ts';
 import { findImage, openStore } from '../inspect/store.ts';
+import { verifyStore, renderVerify } from '../inspect/verify.ts';
 import { emit, UsageError } from './output.ts';
 
 interface StoreArgs {
@@ -89,5 +93,84 @@ export const historyCommand: CommandModule<{ json: boolean }, HistoryArgs> = {
     const rows = imageHistory(model, findImage(model, argv.image));
     emit(argv.json, rows, () => process.stdout.write(renderHistory(model, rows, { noTrunc: argv['no-trunc'], now: nowOf(argv) })));
     reportProblems(model.problems.list);
+  },
+};
+
+interface InspectArgs extends StoreArgs {
+  ref?: string[];
+}
+
+export const inspectCommand: CommandModule<{ json: boolean }, InspectArgs> = {
+  command: 'inspect <ref..>',
+  describe: 'everything the store records about images, layers or containers (config, chain/diff/cache ids, driver dirs, sizes), as JSON',
+  builder: (y) => storeOptions(y)
+    .positional('ref', { type: 'string', array: true, describe: 'image (id, prefix, repo:tag), container (id, prefix, name) or layer (chain id, diff id, cache id, prefix)' }) as unknown as Argv<InspectArgs>,
+  handler: (argv) => {
+    const refs = argv.ref ?? [];
+    if (!refs.length) throw new UsageError('strata inspect needs an IMAGE, CONTAINER or LAYER');
+    const model = open(argv);
+    const out = refs.map((r) => describe(model, r));
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    reportProblems(model.problems.list);
+  },
+};
+
+interface DiffArgs extends StoreArgs {
+  a?: string;
+  b?: string;
+}
+
+export const diffCommand: CommandModule<{ json: boolean }, DiffArgs> = {
+  command: 'diff <a> [b]',
+  describe: 'changes of a container against its image (docker diff), or files added/changed/removed between two images',
+  builder: (y) => storeOptions(y)
+    .positional('a', { type: 'string', describe: 'CONTAINER, or the first IMAGE' })
+    .positional('b', { type: 'string', describe: 'the second IMAGE' }) as unknown as Argv<DiffArgs>,
+  handler: async (argv) => {
+    if (!argv.a) throw new UsageError('strata diff needs a CONTAINER or two IMAGEs');
+    const model = open(argv);
+    if (argv.b === undefined) {
+      const changes = await containerChanges(model, argv.a);
+      emit(argv.json, changesJson(changes), () => process.stdout.write(renderChanges(changes)));
+    } else {
+      const d = await diffImages(model, findImage(model, argv.a), findImage(model, argv.b));
+      emit(argv.json, d, () => process.stdout.write(renderImageDiff(d)));
+    }
+    reportProblems(model.problems.list);
+  },
+};
+
+interface DfArgs extends StoreArgs {
+  verbose: boolean;
+}
+
+export const dfCommand: CommandModule<{ json: boolean }, DfArgs> = {
+  command: 'df',
+  describe: 'disk usage like `docker system df [-v]`, plus every directory under the root accounted for (orphans, -removing, -init, dangling links)',
+  builder: (y) => storeOptions(y)
+    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'per image, container, volume and driver directory' }) as unknown as Argv<DfArgs>,
+  handler: async (argv) => {
+    const model = open(argv);
+    const report = await diskUsage(model);
+    emit(argv.json, report, () => process.stdout.write(renderDf(report, argv.verbose, nowOf(argv))));
+    reportProblems(model.problems.list);
+  },
+};
+
+interface VerifyArgs extends StoreArgs {
+  'metadata-only': boolean;
+}
+
+export const verifyCommand: CommandModule<{ json: boolean }, VerifyArgs> = {
+  command: 'verify',
+  describe: 'recompute image ids, chain ids, DiffIDs (tar-split reassembly, CRC-64 per file), sizes and links; exit 1 on any problem, each naming its file',
+  builder: (y) => storeOptions(y)
+    .option('metadata-only', { type: 'boolean', default: false, describe: 'skip rebuilding layer tars (no layer file is read)' }) as unknown as Argv<VerifyArgs>,
+  handler: async (argv) => {
+    const model = open(argv);
+    const report = await verifyStore(model, { content: !argv['metadata-only'] });
+    emit(argv.json, report, () => process.stdout.write(renderVerify(report)));
+    reportProblems(report.problems);
+    if (!report.ok) process.exitCode = 1;
   },
 };

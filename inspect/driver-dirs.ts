@@ -16,13 +16,14 @@
 // archive change walkers on the same directories.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { changesDirs, changesFromDiffDir } from '../archive/changes.ts';
+import { changesDirs, changesFromDiffDir, changesSize } from '../archive/changes.ts';
 import type { Change } from '../archive/types.ts';
 import type { Driver } from '../drivers/driver.ts';
 import { NaiveDiffDriver } from '../drivers/naive.ts';
 import { LINK_DIR } from '../drivers/overlay2/layout.ts';
 import { Overlay2Driver } from '../drivers/overlay2/overlay2.ts';
 import { VfsDriver } from '../drivers/vfs/vfs.ts';
+import { treeSize } from './layer-sizes.ts';
 import { isDirectory, lstatQuiet } from './store-files.ts';
 
 /** The drivers whose layouts are known here (moby's six + fuse-overlayfs, zfs) and docker 0.x's graph-only layout. */
@@ -170,6 +171,33 @@ export class DriverDirs {
         }
         void h;
         return Promise.resolve(changesDirs(own.dir, base));
+      }
+    }
+  }
+
+  /**
+   * moby DiffSize of a container layer against its init layer (docker's
+   * SizeRw): the strata driver's diffSize for overlay2 (directory.Size of the
+   * diff) and vfs (changes, then ChangesSize); directory.Size of the own
+   * changes for the other diff-dir layouts; changes + ChangesSize otherwise.
+   */
+  async diffSize(id: string, parent: string | null, lowers?: string[]): Promise<number> {
+    switch (this.name) {
+      case 'overlay2':
+        return this.overlay2().diffSize(id, parent);
+      case 'vfs':
+        return this.vfs().diffSize(id, parent);
+      case 'fuse-overlayfs':
+      case 'aufs':
+      case GRAPH_LAYOUT: {
+        const own = this.filesDir(id);
+        if (own.dir === null) throw new Error(own.reason);
+        return treeSize(own.dir);
+      }
+      default: {
+        const own = this.filesDir(id);
+        if (own.dir === null) throw new Error(own.reason);
+        return changesSize(own.dir, await this.changes(id, parent, lowers));
       }
     }
   }

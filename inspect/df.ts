@@ -1,0 +1,450 @@
+// `strata df [-v]`: `docker system df [-v]` read offline — images (size,
+// shared, unique), containers (SizeRw), local volumes, build cache — and what
+// docker cannot tell: every byte under the data root accounted for. Each
+// driver directory is classified (an image layer's cache-id, a container's
+// RW or init layer, a `-removing` leftover, an `-init` without a container,
+// a directory BuildKit's database names, an orphan no metadata points at,
+// driver bookkeeping such as l/), dangling overlay2 l/ links are listed, and
+// the rest of the root (image/ metadata, containers/ with their logs,
+// volumes/, buildkit/, other drivers' homes…) is measured too, so the total
+// equals `du -sx --block-size=1 <root>`: disk blocks, each hardlinked inode
+// once, other filesystems (mounted merged/ dirs) not entered.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DriverDirs, KNOWN_LAYOUTS, type DriverUnit } from './driver-dirs.ts';
+import { humanSize, humanSizeWithPrecision, humanDuration, truncateId } from './docker-units.ts';
+import type { StoreModel } from './model.ts';
+import { readFileReadOnly } from './store-files.ts';
+import { MODERN_TABLE, tabTable } from './tabwriter.ts';
+
+// ---- du ----------------------------------------------------------------------------
+
+export interface Usage {
+  /** bytes of disk blocks (st_blocks × 512), like du */
+  disk: number;
+  /** Σ st_size */
+  apparent: number;
+  /** entries counted (hardlinks once) */
+  entries: number;
+}
+
+const zero = (): Usage => ({ disk: 0, apparent: 0, entries: 0 });
+
+/**
+ * du -x over several trees with one inode set: an inode with several links is
+ * counted where it is met first; directories on another filesystem than the
+ * root (mounted merged/ dirs) are neither counted nor entered.
+ */
+export class DiskUsage {
+  private readonly seen = new Set<string>();
+  constructor(private readonly dev: number) {}
+
+  static forRoot(root: string): DiskUsage {
+    return new DiskUsage(fs.lstatSync(root).dev);
+  }
+
+  /** Usage of the entry `p` alone (a directory without its contents). */
+  measureSelf(p: string): Usage {
+    const u = zero();
+    try {
+      const st = fs.lstatSync(p);
+      if (st.dev === this.dev) {
+        u.disk = st.blocks * 512;
+        u.apparent = st.size;
+        u.entries = 1;
+      }
+    } catch {
+      // absent
+    }
+    return u;
+  }
+
+  /** Usage of `p` and everything below it (a missing path counts 0). */
+  measure(p: string): Usage {
+    const u = zero();
+    this.walk(Buffer.from(p), u);
+    return u;
+  }
+
+  private walk(p: Buffer, u: Usage): void {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      return;
+    }
+    if (st.dev !== this.dev) return;
+    if (st.nlink > 1 && !st.isDirectory()) {
+      const key = `${st.ino}`;
+      if (this.seen.has(key)) return;
+      this.seen.add(key);
+    }
+    u.disk += st.blocks * 512;
+    u.apparent += st.size;
+    u.entries++;
+    if (st.isDirectory()) {
+      let names: Buffer[];
+      try {
+        names = fs.readdirSync(p, { encoding: 'buffer' });
+      } catch {
+        return;
+      }
+      for (const n of names) this.walk(Buffer.concat([p, Buffer.from('/'), n]), u);
+    }
+  }
+}
+
+function add(a: Usage, b: Usage): void {
+  a.disk += b.disk;
+  a.apparent += b.apparent;
+  a.entries += b.entries;
+}
+
+// ---- classification ------------------------------------------------------------------
+
+export type DirClass =
+  | 'image-layer' | 'container-layer' | 'container-init' | 'init-orphan' | 'removing' | 'buildkit' | 'orphan' | 'driver-metadata';
+
+export interface DriverDirUsage {
+  id: string;
+  class: DirClass;
+  /** what points at it: chain id, container id… */
+  owner: string | null;
+  paths: string[];
+  usage: Usage;
+}
+
+export interface AreaUsage {
+  /** e.g. "overlay2: image layers", "image/ (metadata)", "containers/ (configs, logs)" */
+  area: string;
+  paths: string[];
+  usage: Usage;
+}
+
+export interface ImageUsage {
+  repository: string;
+  tag: string;
+  id: string;
+  created: string | null;
+  size: number;
+  sharedSize: number;
+  uniqueSize: number;
+  containers: number;
+}
+
+export interface ContainerUsage {
+  id: string;
+  image: string;
+  command: string;
+  localVolumes: number;
+  sizeRw: number | null;
+  sizeRootFs: number | null;
+  created: string | null;
+  status: string;
+  names: string;
+}
+
+export interface VolumeUsage {
+  name: string;
+  links: number;
+  size: number;
+}
+
+export interface DfReport {
+  root: string;
+  driver: string | null;
+  images: ImageUsage[];
+  /** Σ sizes of all layers, each once (docker's LayersSize) */
+  layersSize: number;
+  containers: ContainerUsage[];
+  volumes: VolumeUsage[];
+  buildCache: Usage;
+  driverDirs: DriverDirUsage[];
+  danglingLinks: string[];
+  areas: AreaUsage[];
+  /** Σ of the areas = du -sx of the root */
+  total: Usage;
+}
+
+const CLASS_LABEL: Record<DirClass, string> = {
+  'image-layer': 'image layers',
+  'container-layer': 'container RW layers',
+  'container-init': 'container init layers',
+  'init-orphan': '-init layers without a container',
+  removing: '-removing leftovers',
+  buildkit: 'BuildKit snapshots',
+  orphan: 'orphans (no metadata points at them)',
+  'driver-metadata': 'driver bookkeeping (l/, files)',
+};
+
+/** BuildKit's bolt databases, as bytes, to look driver ids up in (their keys and values are plain strings). */
+function buildkitDbs(root: string): Buffer[] {
+  const dir = path.join(root, 'buildkit');
+  const out: Buffer[] = [];
+  for (const f of ['snapshots.db', 'metadata_v2.db', 'cache.db', 'containerdmeta.db']) {
+    try {
+      out.push(readFileReadOnly(path.join(dir, f)));
+    } catch {
+      // absent
+    }
+  }
+  return out;
+}
+
+export interface DfOptions {
+  /** measure container RW layers (docker's SizeRw; default true) */
+  containerSizes?: boolean;
+}
+
+export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promise<DfReport> {
+  const root = model.root;
+  const du = DiskUsage.forRoot(root);
+  const areas: AreaUsage[] = [];
+  const driverDirs: DriverDirUsage[] = [];
+  let danglingLinks: string[] = [];
+  const homes = new Set<string>();
+
+  // --- images and layers (docker system df)
+  const layerRefs = new Map<string, number>();
+  for (const img of model.images.values()) for (const l of new Set(img.layers)) layerRefs.set(l, (layerRefs.get(l) ?? 0) + 1);
+  const layerSize = (k: string) => model.layers.get(k)?.size ?? 0;
+  const ctrCount = new Map<string, number>();
+  for (const c of model.containers) if (c.imageId) ctrCount.set(c.imageId, (ctrCount.get(c.imageId) ?? 0) + 1);
+  const images: ImageUsage[] = [];
+  for (const img of [...model.images.values()].sort((a, b) => (b.created?.getTime() ?? 0) - (a.created?.getTime() ?? 0) || (a.id < b.id ? -1 : 1))) {
+    const size = model.kind === 'modern' ? img.size ?? 0 : img.virtualSize ?? 0;
+    const shared = img.layers.filter((l) => (layerRefs.get(l) ?? 0) > 1).reduce((s, l) => s + layerSize(l), 0);
+    const refs = img.tags.length ? img.tags : ['<none>:<none>'];
+    for (const ref of refs) {
+      const i = ref.lastIndexOf(':');
+      images.push({
+        repository: ref.slice(0, i), tag: ref.slice(i + 1), id: img.id, created: img.created?.toISOString() ?? null,
+        size, sharedSize: shared, uniqueSize: size - shared, containers: ctrCount.get(img.id) ?? 0,
+      });
+    }
+  }
+  let layersSize = 0;
+  for (const l of model.layers.values()) layersSize += l.size ?? 0;
+
+  // --- driver directories
+  const dirs = model.driver ? new DriverDirs(model.driver, root) : null;
+  const containers: ContainerUsage[] = [];
+  if (dirs) {
+    homes.add(dirs.home);
+    const inv = dirs.inventory();
+    danglingLinks = inv.danglingLinks;
+    const owners = new Map<string, { class: DirClass; owner: string }>();
+    if (model.kind === 'modern') {
+      for (const l of model.layers.values()) if (l.cacheId) owners.set(l.cacheId, { class: 'image-layer', owner: l.key });
+    } else {
+      for (const l of model.layers.values()) owners.set(l.key, { class: 'image-layer', owner: l.key });
+    }
+    for (const c of model.containers) {
+      if (c.mountId) owners.set(c.mountId, { class: 'container-layer', owner: c.id });
+      if (c.initId) owners.set(c.initId, { class: 'container-init', owner: c.id });
+    }
+    // RW layers recorded in layerdb/mounts without a container config still belong to that record
+    if (model.kind === 'modern') {
+      const mounts = path.join(model.metaDir, 'layerdb', 'mounts');
+      for (const id of safeList(mounts)) {
+        for (const [f, cls] of [['mount-id', 'container-layer'], ['init-id', 'container-init']] as const) {
+          try {
+            const v = fs.readFileSync(path.join(mounts, id, f), 'utf8').trim();
+            if (v && !owners.has(v)) owners.set(v, { class: cls, owner: id });
+          } catch {
+            // absent
+          }
+        }
+      }
+    }
+    const bk = buildkitDbs(root);
+    const classify = (u: DriverUnit): { class: DirClass; owner: string | null } => {
+      const o = owners.get(u.id);
+      if (o) return o;
+      if (u.id.endsWith('-removing')) return { class: 'removing', owner: null };
+      if (bk.some((db) => db.includes(u.id))) return { class: 'buildkit', owner: null };
+      if (u.id.endsWith('-init')) return { class: 'init-orphan', owner: null };
+      return { class: 'orphan', owner: null };
+    };
+    for (const u of inv.units) {
+      const c = classify(u);
+      const usage = zero();
+      for (const p of u.paths) add(usage, du.measure(p));
+      driverDirs.push({ id: u.id, class: c.class, owner: c.owner, paths: u.paths, usage });
+    }
+    const meta = zero();
+    for (const p of inv.other) add(meta, du.measure(p));
+    driverDirs.push({ id: '', class: 'driver-metadata', owner: null, paths: inv.other, usage: meta });
+    // the home directory's own blocks (and those of diff/, layers/… subdirectories of aufs-like layouts)
+    const own = ownDirs(dirs);
+    const homeOwn = zero();
+    for (const p of own) add(homeOwn, du.measureSelf(p));
+    driverDirs[driverDirs.length - 1].usage.disk += homeOwn.disk;
+    driverDirs[driverDirs.length - 1].usage.apparent += homeOwn.apparent;
+    driverDirs[driverDirs.length - 1].usage.entries += homeOwn.entries;
+    for (const cls of Object.keys(CLASS_LABEL) as DirClass[]) {
+      const sel = driverDirs.filter((d) => d.class === cls);
+      if (!sel.length) continue;
+      const usage = zero();
+      for (const d of sel) add(usage, d.usage);
+      areas.push({ area: `${path.relative(root, dirs.home) || '.'}/: ${CLASS_LABEL[cls]}`, paths: sel.flatMap((d) => d.paths), usage });
+    }
+
+    // containers (SizeRw as docker computes it)
+    for (const c of model.containers) {
+      let sizeRw: number | null = null;
+      if (opts.containerSizes !== false && c.mountId && (!c.driver || c.driver === model.driver || model.kind !== 'modern')) {
+        try {
+          const lowers = model.kind === 'legacy' && c.imageId ? (model.images.get(c.imageId)?.layers.slice().reverse() ?? []) : undefined;
+          const parent = c.initId && dirs.filesDir(c.initId).dir ? c.initId : (c.parentLayer ? model.layers.get(c.parentLayer)?.cacheId ?? null : null);
+          sizeRw = await dirs.diffSize(c.mountId, parent, lowers);
+        } catch {
+          sizeRw = null;
+        }
+      }
+      const img = c.imageId ? model.images.get(c.imageId) : undefined;
+      const imgSize = img ? (model.kind === 'modern' ? img.size : img.virtualSize) : null;
+      containers.push({
+        id: c.id, image: img?.tags[0] ?? (c.imageId ? truncateId(c.imageId) : ''), command: c.command,
+        localVolumes: 0, sizeRw, sizeRootFs: sizeRw !== null && imgSize !== null ? sizeRw + imgSize : null,
+        created: c.created?.toISOString() ?? null, status: c.running ? 'Up' : 'Exited', names: c.name,
+      });
+    }
+  }
+
+  // --- volumes
+  const volumes: VolumeUsage[] = [];
+  const volDir = path.join(root, 'volumes');
+  const links = volumeLinks(model);
+  for (const name of safeList(volDir)) {
+    const p = path.join(volDir, name);
+    if (!fs.lstatSync(p).isDirectory()) continue;
+    volumes.push({ name, links: links.get(name) ?? 0, size: new DiskUsage(fs.lstatSync(root).dev).measure(path.join(p, '_data')).apparent });
+  }
+  for (const c of containers) c.localVolumes = model.containers.find((x) => x.id === c.id) ? countVolumes(model, c.id) : 0;
+
+  // --- the rest of the root
+  const buildCache = zero();
+  const top = safeList(root);
+  const rootOwn = du.measureSelf(root);
+  areas.push({ area: './ (the root directory itself)', paths: [root], usage: rootOwn });
+  for (const name of top) {
+    const p = path.join(root, name);
+    if (homes.has(p)) continue;
+    const usage = du.measure(p);
+    let area: string;
+    if (name === 'image') area = 'image/ (image and layer metadata)';
+    else if (name === 'containers') area = 'containers/ (configs, logs)';
+    else if (name === 'volumes') area = 'volumes/';
+    else if (name === 'buildkit') {
+      area = 'buildkit/ (build cache databases)';
+      add(buildCache, usage);
+    } else if (name === 'graph') area = 'graph/ (pre-1.10 image metadata)';
+    else if ((KNOWN_LAYOUTS as readonly string[]).includes(name)) area = `${name}/ (home of a storage driver not in use)`;
+    else area = `${name}${fs.lstatSync(p).isDirectory() ? '/' : ''}`;
+    areas.push({ area, paths: [p], usage });
+  }
+  const total = zero();
+  for (const a of areas) add(total, a.usage);
+  return { root, driver: model.driver, images, layersSize, containers, volumes, buildCache, driverDirs, danglingLinks, areas, total };
+}
+
+function safeList(d: string): string[] {
+  try {
+    return fs.readdirSync(d).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Directories of a driver home that are not themselves layer units (the home; aufs' diff/ layers/ mnt/; vfs' dir/…). */
+function ownDirs(dirs: DriverDirs): string[] {
+  const h = dirs.home;
+  const sub: Record<string, string[]> = {
+    aufs: ['diff', 'layers', 'mnt'], vfs: ['dir'], btrfs: ['subvolumes'], zfs: ['graph'], devicemapper: ['metadata', 'mnt'],
+  };
+  return [h, ...(sub[dirs.name] ?? []).map((s) => path.join(h, s)).filter((p) => fs.existsSync(p))];
+}
+
+function containerMounts(model: StoreModel, id: string): { Name?: string; Type?: string }[] {
+  const c = model.containers.find((x) => x.id === id);
+  if (!c) return [];
+  try {
+    const cfg = JSON.parse(readFileReadOnly(c.configPath).toString('utf8')) as { MountPoints?: Record<string, { Name?: string; Type?: string }> };
+    return Object.values(cfg.MountPoints ?? {});
+  } catch {
+    return [];
+  }
+}
+
+function countVolumes(model: StoreModel, id: string): number {
+  return containerMounts(model, id).filter((m) => m.Type === 'volume' || (m.Name && !m.Type)).length;
+}
+
+function volumeLinks(model: StoreModel): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const c of model.containers) for (const mp of containerMounts(model, c.id)) if (mp.Name) m.set(mp.Name, (m.get(mp.Name) ?? 0) + 1);
+  return m;
+}
+
+// ---- rendering ------------------------------------------------------------------------
+
+const pct = (part: number, whole: number) => (whole > 0 ? `${Math.round((part * 100) / whole)}%` : '0%');
+
+/** `docker system df` (summary) or `-v` (tables), then the accounting of the root. */
+export function renderDf(r: DfReport, verbose: boolean, now = new Date()): string {
+  const h3 = (n: number) => humanSizeWithPrecision(n, 3);
+  const byId = new Map<string, ImageUsage>();
+  for (const i of r.images) byId.set(i.id, i);
+  const activeImages = [...byId.values()].filter((i) => i.containers > 0);
+  const used = activeImages.reduce((s, i) => s + i.size - i.sharedSize, 0);
+  const ctrSize = r.containers.reduce((s, c) => s + (c.sizeRw ?? 0), 0);
+  const ctrReclaim = r.containers.filter((c) => c.status !== 'Up').reduce((s, c) => s + (c.sizeRw ?? 0), 0);
+  const volSize = r.volumes.reduce((s, v) => s + v.size, 0);
+  const volReclaim = r.volumes.filter((v) => v.links === 0).reduce((s, v) => s + v.size, 0);
+  let out = '';
+  if (!verbose) {
+    out += tabTable(['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'], [
+      ['Images', String(byId.size), String(activeImages.length), humanSize(r.layersSize), `${humanSize(r.layersSize - used)} (${pct(r.layersSize - used, r.layersSize)})`],
+      ['Containers', String(r.containers.length), String(r.containers.filter((c) => c.status === 'Up').length), humanSize(ctrSize), `${humanSize(ctrReclaim)} (${pct(ctrReclaim, ctrSize)})`],
+      ['Local Volumes', String(r.volumes.length), String(r.volumes.filter((v) => v.links > 0).length), humanSize(volSize), `${humanSize(volReclaim)} (${pct(volReclaim, volSize)})`],
+      ['Build Cache', '0', '0', humanSize(r.buildCache.disk), humanSize(r.buildCache.disk)],
+    ], MODERN_TABLE);
+  } else {
+    const ago = (c: string | null) => (c ? `${humanDuration(now.getTime() - new Date(c).getTime())} ago` : 'N/A');
+    out += 'Images space usage:\n\n';
+    out += tabTable(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE', 'SHARED SIZE', 'UNIQUE SIZE', 'CONTAINERS'],
+      r.images.map((i) => [i.repository, i.tag, truncateId(i.id), ago(i.created), h3(i.size), humanSize(i.sharedSize), humanSize(i.uniqueSize), String(i.containers)]), MODERN_TABLE);
+    out += '\nContainers space usage:\n\n';
+    out += tabTable(['CONTAINER ID', 'IMAGE', 'COMMAND', 'LOCAL VOLUMES', 'SIZE', 'CREATED', 'STATUS', 'NAMES'],
+      r.containers.map((c) => [truncateId(c.id), c.image, `"${c.command.length > 20 ? c.command.slice(0, 19) + '…' : c.command}"`, String(c.localVolumes), c.sizeRw === null ? 'N/A' : humanSize(c.sizeRw), ago(c.created), c.status, c.names]), MODERN_TABLE);
+    out += '\nLocal Volumes space usage:\n\n';
+    out += tabTable(['VOLUME NAME', 'LINKS', 'SIZE'], r.volumes.map((v) => [v.name, String(v.links), humanSize(v.size)]), MODERN_TABLE);
+    out += `\nBuild cache usage: ${humanSize(r.buildCache.disk)}\n`;
+  }
+  out += `\nOn disk (${r.root}, like du -sx): ${humanSize(r.total.disk)} in ${r.total.entries} entries\n\n`;
+  out += tabTable(['WHAT', 'DISK', 'APPARENT', 'ENTRIES'],
+    r.areas.map((a) => [a.area, humanSize(a.usage.disk), humanSize(a.usage.apparent), String(a.usage.entries)]), MODERN_TABLE);
+  const odd = r.driverDirs.filter((d) => d.class === 'orphan' || d.class === 'removing' || d.class === 'init-orphan' || d.class === 'buildkit');
+  if (odd.length || r.danglingLinks.length) {
+    out += '\nNot referenced by the image store:\n\n';
+    out += tabTable(['KIND', 'DISK', 'PATH'], [
+      ...odd.map((d) => [d.class, humanSize(d.usage.disk), d.paths.join(' ')]),
+      ...r.danglingLinks.map((l) => ['dangling-link', '0B', `${l} -> ${safeReadlink(l)}`]),
+    ], MODERN_TABLE);
+  }
+  if (verbose) {
+    out += '\nDriver directories:\n\n';
+    out += tabTable(['ID', 'KIND', 'OWNER', 'DISK', 'APPARENT'],
+      r.driverDirs.filter((d) => d.id !== '').map((d) => [d.id, d.class, d.owner ? truncateId(d.owner) : '-', humanSize(d.usage.disk), humanSize(d.usage.apparent)]), MODERN_TABLE);
+  }
+  return out;
+}
+
+function safeReadlink(p: string): string {
+  try {
+    return fs.readlinkSync(p);
+  } catch {
+    return '?';
+  }
+}
