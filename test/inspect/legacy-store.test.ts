@@ -8,6 +8,10 @@ import { LAYER_SIZES, PRECISE, QUANTAL, QUANTAL_BASE, SCOOBY, setLegacyState, wr
 import { imageRows, imageTree, renderImageTree, renderImages } from '../../inspect/images.ts';
 import { imageHistory, renderHistory } from '../../inspect/history.ts';
 import { findImage, openStore } from '../../inspect/store.ts';
+import { diskUsage } from '../../inspect/df.ts';
+import { diffImages } from '../../inspect/diff.ts';
+import { copyStore, duBytes } from '../helpers/store-copy.ts';
+import { snapshotDiff, snapshotTree } from '../helpers/store-snapshot.ts';
 import { strata } from '../helpers/strata-cli.ts';
 
 // `docker images` as seed 002 prints it at each step of the article, verbatim.
@@ -172,4 +176,65 @@ test.serial('history walks the parent chain: CREATED BY is container_config.Cmd,
   ]);
   const text = renderHistory(model, rows, { now: new Date(SEED_002.built.now) });
   t.is(text.split('\n')[1], '91acef3a5936        5 minutes ago       /bin/sh -c touch scooby_snacks.txt   12.29 kB            ');
+});
+
+test.serial('verify: the 0.6 store is consistent (layersize = StoreSize of each layer dir, parents, tags)', async (t) => {
+  await setLegacyState(root, 'pushed');
+  const r = strata(['verify', '--root', root, '--json']);
+  t.is(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { ok: boolean; checked: { images: number; tags: number } };
+  t.true(report.ok);
+  t.is(report.checked.images, 4);
+  t.is(report.checked.tags, 7);
+});
+
+test.serial('damage: a wrong layersize, a truncated json, a missing parent — each named; images still lists the rest', async (t) => {
+  await setLegacyState(root, 'pushed');
+  const c = copyStore(root);
+  t.teardown(c.cleanup);
+  const g = (id: string, f: string) => path.join(c.root, 'graph', id, f);
+  fs.writeFileSync(g(SCOOBY, 'layersize'), '12289');
+  const json = fs.readFileSync(g(PRECISE, 'json'));
+  fs.writeFileSync(g(PRECISE, 'json'), json.subarray(0, json.length - 30));
+  fs.rmSync(path.join(c.root, 'graph', QUANTAL_BASE), { recursive: true });
+  const v = strata(['verify', '--root', c.root]);
+  t.is(v.code, 1);
+  t.regex(v.stderr, new RegExp(`error: ${g(SCOOBY, 'layersize')}: says 12289 bytes, StoreSize of ${g(SCOOBY, 'layer')} is 12288`));
+  t.regex(v.stderr, new RegExp(`error: ${g(PRECISE, 'json')}: image JSON is truncated JSON`));
+  t.regex(v.stderr, new RegExp(`error: ${path.join(c.root, 'graph', QUANTAL_BASE)}: parent image ${QUANTAL_BASE} \\(of ${QUANTAL}\\) is missing`));
+  t.false(v.stderr.includes('    at '));
+  const i = strata(['images', '--root', c.root, '--now', SEED_002.pushed.now]);
+  t.is(i.code, 0);
+  // what can still be read is shown: the tags, sizes from layersize; 8dbd… lost its creation time
+  t.true(i.stdout.includes('thoward/scooby_snacks   latest              91acef3a5936        30 minutes ago      12.29 kB (virtual 131.3 MB)'), i.stdout);
+  t.true(i.stdout.includes('ubuntu                  12.04               8dbd9e392a96        N/A                 131.3 MB (virtual 131.3 MB)'), i.stdout);
+  t.regex(i.stderr, new RegExp(`${g(PRECISE, 'json')}: image JSON is truncated JSON`));
+});
+
+test.serial('df: the 0.6 root accounted for to the byte (= du -sx), image layers are graph/<id>', async (t) => {
+  await setLegacyState(root, 'built');
+  const model = openStore(root);
+  const r = await diskUsage(model);
+  t.is(r.total.disk, duBytes(root));
+  t.deepEqual(r.driverDirs.filter((d) => d.class === 'image-layer').map((d) => d.id).sort(), [QUANTAL_BASE, PRECISE, SCOOBY, QUANTAL].sort());
+  t.true(r.driverDirs.filter((d) => d.class === 'orphan').length === 0);
+});
+
+test.serial('read-only: every command leaves the 0.6 store as it was', async (t) => {
+  await setLegacyState(root, 'pushed');
+  const before = snapshotTree(root);
+  for (const args of [['images', '-a'], ['images', '--tree', '--json'], ['history', SCOOBY.slice(0, 6)], ['inspect', 'ubuntu:12.10'], ['df', '-v'], ['verify'], ['diff', 'ubuntu:12.04', 'scooby_snacks']]) {
+    const r = strata([...args, '--root', root]);
+    t.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+  }
+  t.deepEqual(snapshotDiff(before, snapshotTree(root)), []);
+});
+
+test.serial('diff IMAGE IMAGE on aufs branches without tar-split: 91acef… adds scooby_snacks.txt, aufs metadata is not content', async (t) => {
+  await setLegacyState(root, 'built');
+  const model = openStore(root);
+  const d = await diffImages(model, PRECISE, SCOOBY);
+  t.deepEqual(d.added.map((e) => [e.path, e.size]), [['/scooby_snacks.txt', 0]]);
+  t.deepEqual(d.changed, []);
+  t.deepEqual(d.removed, []);
 });
