@@ -3,11 +3,8 @@
 // hardlink-copy applyDiff (and its naive fallbacks), metadata, status,
 // options, and mounts shared by two processes.
 import test from 'ava';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { treeManifest } from '../archive/digest.ts';
 import { InvalidParameterError, QuotaNotSupportedError, type Driver } from '../drivers/driver.ts';
 import { init } from '../drivers/overlay/overlay.ts';
@@ -17,8 +14,8 @@ import { isMountPoint } from '../drivers/refcount.ts';
 import * as sys from '../sys/syscalls.ts';
 import { asRoot } from './helpers/require.ts';
 import { packTar, tempDir, type Entry } from './helpers/tar.ts';
+import { LineChild, repo } from './helpers/line-child.ts';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 async function scratch(t: { teardown: (fn: () => Promise<void> | void) => void }): Promise<{ home: string; d: Driver }> {
   const { dir, cleanup } = tempDir('strata-overlay-');
@@ -263,38 +260,9 @@ for await (const line of createInterface({ input: process.stdin })) {
 }
 `;
 
-class Child {
-  private readonly proc: ChildProcessWithoutNullStreams;
-  private readonly lines: string[] = [];
-  private waiter: ((l: string) => void) | undefined;
+class Child extends LineChild {
   constructor(home: string) {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD], {
-      cwd: repo, env: { ...process.env, OVERLAY_HOME: home }, stdio: 'pipe',
-    });
-    this.proc.stderr.on('data', (b: Buffer) => process.stderr.write(`[child ${this.proc.pid}] ${b}`));
-    createInterface({ input: this.proc.stdout }).on('line', (l) => {
-      if (this.waiter) {
-        const w = this.waiter;
-        this.waiter = undefined;
-        w(l);
-      } else this.lines.push(l);
-    });
-  }
-  async line(): Promise<string> {
-    return this.lines.shift() ?? new Promise<string>((r) => (this.waiter = r));
-  }
-  async send(cmd: string): Promise<string> {
-    this.proc.stdin.write(cmd + '\n');
-    const l = await this.line();
-    if (!l.startsWith('ok')) throw new Error(`child: ${cmd}: ${l}`);
-    return l.slice(3);
-  }
-  end(): Promise<void> {
-    return new Promise((r) => {
-      if (this.proc.exitCode !== null) return r();
-      this.proc.once('exit', () => r());
-      this.proc.stdin.end();
-    });
+    super(CHILD, { OVERLAY_HOME: home });
   }
 }
 
@@ -303,7 +271,7 @@ asRoot({ serial: true })('two processes get/put one container layer: neither unm
   await d.create('img', null);
   await d.createReadWrite('ctr', 'img');
   const other = new Child(home);
-  t.teardown(() => other.end());
+  t.teardown(() => other.close());
   t.is(await other.line(), 'ready');
 
   const merged = await d.get('ctr');

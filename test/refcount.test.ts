@@ -2,17 +2,14 @@
 // take and drop references on a tmpfs mount through drivers/refcount.ts;
 // after each step the parent reads /proc/self/mountinfo itself.
 import test from 'ava';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { RefCounter, parseMountPoints, unescapeMountinfo } from '../drivers/refcount.ts';
 import * as sys from '../sys/syscalls.ts';
 import { asRoot } from './helpers/require.ts';
+import { LineChild, repo } from './helpers/line-child.ts';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 // The child: reads `acquire|release|loop|count ID PATH [N]` lines, answers `ok COUNT` or `error MESSAGE`.
 const CHILD = `
@@ -47,43 +44,13 @@ for await (const line of createInterface({ input: process.stdin })) {
 }
 `;
 
-class Child {
-  private readonly proc: ChildProcessWithoutNullStreams;
-  private readonly lines: string[] = [];
-  private waiter: ((l: string) => void) | undefined;
+/** A child answering counts: `send` gives the number it printed. */
+class Child extends LineChild {
   constructor(home: string) {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD], {
-      cwd: repo, env: { ...process.env, REF_HOME: home }, stdio: 'pipe',
-    });
-    this.proc.stderr.on('data', (d: Buffer) => process.stderr.write(`[child ${this.proc.pid}] ${d}`));
-    createInterface({ input: this.proc.stdout }).on('line', (l) => {
-      if (this.waiter) {
-        const w = this.waiter;
-        this.waiter = undefined;
-        w(l);
-      } else this.lines.push(l);
-    });
+    super(CHILD, { REF_HOME: home });
   }
-  get pid(): number { return this.proc.pid!; }
-  /** Send a command, return the count it answered; an `error` answer throws. */
-  async send(cmd: string): Promise<number> {
-    this.proc.stdin.write(cmd + '\n');
-    const line = this.lines.shift() ?? await new Promise<string>((r) => (this.waiter = r));
-    if (!line.startsWith('ok ')) throw new Error(`child ${this.pid}: ${cmd}: ${line}`);
-    return Number(line.slice(3));
-  }
-  kill9(): Promise<void> {
-    return new Promise((r) => {
-      this.proc.once('exit', () => r());
-      this.proc.kill('SIGKILL');
-    });
-  }
-  close(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return Promise.resolve();
-    return new Promise((r) => {
-      this.proc.once('exit', () => r());
-      this.proc.stdin.end();
-    });
+  async count(cmd: string): Promise<number> {
+    return Number(await super.send(cmd));
   }
 }
 
@@ -115,16 +82,16 @@ const rootSerial = asRoot({ serial: true });
 
 rootSerial('two processes share one mount: the last put unmounts, not the first', async (t) => {
   const { mnt, kids: [a, b] } = setup(t);
-  t.is(await a.send(`acquire L ${mnt}`), 1);
+  t.is(await a.count(`acquire L ${mnt}`), 1);
   t.is(mountsAt(mnt), 1);
-  t.is(await b.send(`acquire L ${mnt}`), 2);
+  t.is(await b.count(`acquire L ${mnt}`), 2);
   t.is(mountsAt(mnt), 1, 'the second get must not mount again');
-  t.is(await a.send(`release L ${mnt}`), 1);
+  t.is(await a.count(`release L ${mnt}`), 1);
   t.is(mountsAt(mnt), 1, 'A put must not unmount under B');
-  t.is(await b.send(`count L ${mnt}`), 1);
-  t.is(await b.send(`release L ${mnt}`), 0);
+  t.is(await b.count(`count L ${mnt}`), 1);
+  t.is(await b.count(`release L ${mnt}`), 0);
   t.is(mountsAt(mnt), 0, 'the last put unmounts');
-  t.is(await a.send(`release L ${mnt}`), 0, 'an extra put is a no-op');
+  t.is(await a.count(`release L ${mnt}`), 0, 'an extra put is a no-op');
 });
 
 rootSerial('a count for a path that is not mounted is stale and counts as 0', async (t) => {
@@ -133,21 +100,21 @@ rootSerial('a count for a path that is not mounted is stale and counts as 0', as
   t.false(refsDir.startsWith(home), 'counts live outside the driver home');
   fs.mkdirSync(refsDir, { recursive: true });
   fs.writeFileSync(path.join(refsDir, 'L'), JSON.stringify({ count: 5, path: mnt }));
-  t.is(await a.send(`count L ${mnt}`), 0);
-  t.is(await a.send(`acquire L ${mnt}`), 1);
+  t.is(await a.count(`count L ${mnt}`), 0);
+  t.is(await a.count(`acquire L ${mnt}`), 1);
   t.is(mountsAt(mnt), 1, 'a stale count must not stop the mount');
-  t.is(await a.send(`release L ${mnt}`), 0);
+  t.is(await a.count(`release L ${mnt}`), 0);
   t.is(mountsAt(mnt), 0);
   t.false(fs.existsSync(path.join(refsDir, 'L')));
 });
 
 rootSerial('a crashed holder: its count stays while mounted; once unmounted the count is stale; cleanup unmounts', async (t) => {
   const { home, mnt, kids: [a, b] } = setup(t);
-  t.is(await a.send(`acquire L ${mnt}`), 1);
+  t.is(await a.count(`acquire L ${mnt}`), 1);
   await a.kill9();
   t.is(mountsAt(mnt), 1);
-  t.is(await b.send(`acquire L ${mnt}`), 2);
-  t.is(await b.send(`release L ${mnt}`), 1);
+  t.is(await b.count(`acquire L ${mnt}`), 2);
+  t.is(await b.count(`release L ${mnt}`), 1);
   t.is(mountsAt(mnt), 1, 'the crashed holder still has its reference');
   // Cleanup (driver shutdown) unmounts everything recorded
   const refs = new RefCounter(home);
@@ -157,21 +124,21 @@ rootSerial('a crashed holder: its count stays while mounted; once unmounted the 
   // a count left behind by a crash, for a path someone unmounted by hand
   const c = new Child(home);
   t.teardown(() => c.close());
-  t.is(await c.send(`acquire L ${mnt}`), 1);
+  t.is(await c.count(`acquire L ${mnt}`), 1);
   await c.kill9();
   sys.umount2(mnt);
-  t.is(await b.send(`acquire L ${mnt}`), 1, 'stale count ignored');
+  t.is(await b.count(`acquire L ${mnt}`), 1, 'stale count ignored');
   t.is(mountsAt(mnt), 1, 'mounted again');
-  t.is(await b.send(`release L ${mnt}`), 0);
+  t.is(await b.count(`release L ${mnt}`), 0);
   t.is(mountsAt(mnt), 0);
 });
 
 rootSerial('a mount made outside the counts (dockerd, by hand) is never unmounted by balanced get/put', async (t) => {
   const { mnt, kids: [a] } = setup(t, 1);
   sys.mount('tmpfs', mnt, 'tmpfs', 0, 'size=1m');
-  t.is(await a.send(`acquire L ${mnt}`), 2);
+  t.is(await a.count(`acquire L ${mnt}`), 2);
   t.is(mountsAt(mnt), 1);
-  t.is(await a.send(`release L ${mnt}`), 1);
+  t.is(await a.count(`release L ${mnt}`), 1);
   t.is(mountsAt(mnt), 1);
 });
 
@@ -184,11 +151,11 @@ rootSerial('two processes racing get/put 40 times each never unmount under each 
 
 rootSerial('forget unmounts and drops the record and its lock file', async (t) => {
   const { home, mnt, kids: [a] } = setup(t, 1);
-  t.is(await a.send(`acquire L ${mnt}`), 1);
-  t.is(await a.send(`acquire L ${mnt}`), 2);
+  t.is(await a.count(`acquire L ${mnt}`), 1);
+  t.is(await a.count(`acquire L ${mnt}`), 2);
   const refs = new RefCounter(home);
   await refs.forget('L', (p) => sys.umount2(p));
   t.is(mountsAt(mnt), 0);
   t.false(fs.existsSync(refs.dir), 'with no references left, nothing stays in the run dir');
-  t.is(await a.send(`count L ${mnt}`), 0);
+  t.is(await a.count(`count L ${mnt}`), 0);
 });
