@@ -8,16 +8,22 @@
 // they make `verify` exit 1, the other commands still exit 0 with what could
 // be read.
 import type { Argv, CommandModule } from 'yargs';
-import { describe } from '../inspect/describe.ts';
-import { diskUsage, renderDf } from '../inspect/df.ts';
-import { changesJson, containerChanges, diffImages, renderChanges, renderImageDiff } from '../inspect/diff.ts';
-import { imageRows, imageTree, renderImageTree, renderImages } from '../inspect/images.ts';
-import { imageHistory, renderHistory } from '../inspect/history.ts';
 import type { StoreModel } from '../inspect/model.ts';
-import { formatProblems, type Problem } from '../inspect/problems.ts';
-import { findImage, openStore } from '../inspect/store.ts';
-import { verifyStore, renderVerify } from '../inspect/verify.ts';
+import type { Problem } from '../inspect/problems.ts';
 import { emit, UsageError } from './output.ts';
+
+// The inspect modules are loaded by the command that needs them, not at
+// start-up: every strata command pays for what the CLI imports eagerly.
+const lib = {
+  store: () => import('../inspect/store.ts'),
+  images: () => import('../inspect/images.ts'),
+  history: () => import('../inspect/history.ts'),
+  describe: () => import('../inspect/describe.ts'),
+  diff: () => import('../inspect/diff.ts'),
+  df: () => import('../inspect/df.ts'),
+  verify: () => import('../inspect/verify.ts'),
+  problems: () => import('../inspect/problems.ts'),
+};
 
 interface StoreArgs {
   json: boolean;
@@ -40,13 +46,13 @@ function nowOf(argv: StoreArgs): Date {
   return d;
 }
 
-function open(argv: StoreArgs): StoreModel {
-  return openStore(argv.root, { driver: argv.driver });
+async function open(argv: StoreArgs): Promise<StoreModel> {
+  return (await lib.store()).openStore(argv.root, { driver: argv.driver });
 }
 
 /** Problems on stderr (both output modes: stdout stays parseable). */
-function reportProblems(problems: readonly Problem[]): void {
-  if (problems.length) process.stderr.write(formatProblems(problems).replace(/^/gm, 'strata: '));
+async function reportProblems(problems: readonly Problem[]): Promise<void> {
+  if (problems.length) process.stderr.write((await lib.problems()).formatProblems(problems).replace(/^/gm, 'strata: '));
 }
 
 interface ImagesArgs extends StoreArgs {
@@ -62,8 +68,9 @@ export const imagesCommand: CommandModule<{ json: boolean }, ImagesArgs> = {
     .option('all', { alias: 'a', type: 'boolean', default: false, describe: 'show intermediate images too' })
     .option('tree', { type: 'boolean', default: false, describe: 'draw the layer-sharing tree (docker images --tree)' })
     .option('no-trunc', { type: 'boolean', default: false, describe: 'full ids' }) as unknown as Argv<ImagesArgs>,
-  handler: (argv) => {
-    const model = open(argv);
+  handler: async (argv) => {
+    const model = await open(argv);
+    const { imageRows, imageTree, renderImageTree, renderImages } = await lib.images();
     const opts = { all: argv.all, noTrunc: argv['no-trunc'], now: nowOf(argv) };
     if (argv.tree) {
       const roots = imageTree(model);
@@ -72,7 +79,7 @@ export const imagesCommand: CommandModule<{ json: boolean }, ImagesArgs> = {
       const rows = imageRows(model, opts);
       emit(argv.json, rows, () => process.stdout.write(renderImages(model, rows, opts)));
     }
-    reportProblems(model.problems.list);
+    await reportProblems(model.problems.list);
   },
 };
 
@@ -87,12 +94,13 @@ export const historyCommand: CommandModule<{ json: boolean }, HistoryArgs> = {
   builder: (y) => storeOptions(y)
     .positional('image', { type: 'string', describe: 'image id (or unique prefix), repo:tag or repo@digest' })
     .option('no-trunc', { type: 'boolean', default: false, describe: 'full ids and commands' }) as unknown as Argv<HistoryArgs>,
-  handler: (argv) => {
+  handler: async (argv) => {
     if (!argv.image) throw new UsageError('strata history needs an IMAGE');
-    const model = open(argv);
-    const rows = imageHistory(model, findImage(model, argv.image));
+    const model = await open(argv);
+    const { imageHistory, renderHistory } = await lib.history();
+    const rows = imageHistory(model, (await lib.store()).findImage(model, argv.image));
     emit(argv.json, rows, () => process.stdout.write(renderHistory(model, rows, { noTrunc: argv['no-trunc'], now: nowOf(argv) })));
-    reportProblems(model.problems.list);
+    await reportProblems(model.problems.list);
   },
 };
 
@@ -105,13 +113,14 @@ export const inspectCommand: CommandModule<{ json: boolean }, InspectArgs> = {
   describe: 'everything the store records about images, layers or containers (config, chain/diff/cache ids, driver dirs, sizes), as JSON',
   builder: (y) => storeOptions(y)
     .positional('ref', { type: 'string', array: true, describe: 'image (id, prefix, repo:tag), container (id, prefix, name) or layer (chain id, diff id, cache id, prefix)' }) as unknown as Argv<InspectArgs>,
-  handler: (argv) => {
+  handler: async (argv) => {
     const refs = argv.ref ?? [];
     if (!refs.length) throw new UsageError('strata inspect needs an IMAGE, CONTAINER or LAYER');
-    const model = open(argv);
+    const model = await open(argv);
+    const { describe } = await lib.describe();
     const out = refs.map((r) => describe(model, r));
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-    reportProblems(model.problems.list);
+    await reportProblems(model.problems.list);
   },
 };
 
@@ -128,15 +137,17 @@ export const diffCommand: CommandModule<{ json: boolean }, DiffArgs> = {
     .positional('b', { type: 'string', describe: 'the second IMAGE' }) as unknown as Argv<DiffArgs>,
   handler: async (argv) => {
     if (!argv.a) throw new UsageError('strata diff needs a CONTAINER or two IMAGEs');
-    const model = open(argv);
+    const model = await open(argv);
+    const { changesJson, containerChanges, diffImages, renderChanges, renderImageDiff } = await lib.diff();
     if (argv.b === undefined) {
       const changes = await containerChanges(model, argv.a);
       emit(argv.json, changesJson(changes), () => process.stdout.write(renderChanges(changes)));
     } else {
+      const { findImage } = await lib.store();
       const d = await diffImages(model, findImage(model, argv.a), findImage(model, argv.b));
       emit(argv.json, d, () => process.stdout.write(renderImageDiff(d)));
     }
-    reportProblems(model.problems.list);
+    await reportProblems(model.problems.list);
   },
 };
 
@@ -150,10 +161,11 @@ export const dfCommand: CommandModule<{ json: boolean }, DfArgs> = {
   builder: (y) => storeOptions(y)
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'per image, container, volume and driver directory' }) as unknown as Argv<DfArgs>,
   handler: async (argv) => {
-    const model = open(argv);
+    const model = await open(argv);
+    const { diskUsage, renderDf } = await lib.df();
     const report = await diskUsage(model);
     emit(argv.json, report, () => process.stdout.write(renderDf(report, argv.verbose, nowOf(argv))));
-    reportProblems(model.problems.list);
+    await reportProblems(model.problems.list);
   },
 };
 
@@ -167,10 +179,11 @@ export const verifyCommand: CommandModule<{ json: boolean }, VerifyArgs> = {
   builder: (y) => storeOptions(y)
     .option('metadata-only', { type: 'boolean', default: false, describe: 'skip rebuilding layer tars (no layer file is read)' }) as unknown as Argv<VerifyArgs>,
   handler: async (argv) => {
-    const model = open(argv);
+    const model = await open(argv);
+    const { verifyStore, renderVerify } = await lib.verify();
     const report = await verifyStore(model, { content: !argv['metadata-only'] });
     emit(argv.json, report, () => process.stdout.write(renderVerify(report)));
-    reportProblems(report.problems);
+    await reportProblems(report.problems);
     if (!report.ok) process.exitCode = 1;
   },
 };

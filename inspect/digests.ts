@@ -26,9 +26,21 @@ export function digestHex(d: string): string {
  * ChainIDs of a stack of DiffIDs, base first: ChainID(L1) = DiffID(L1),
  * ChainID(L1..Ln) = sha256(ChainID(L1..Ln-1) + " " + DiffID(Ln)).
  */
-export function chainIds(diffIds: readonly string[]): string[] {
+export function chainIds(diffIds: readonly string[], memo?: Map<string, string>): string[] {
   const out: string[] = [];
-  for (const d of diffIds) out.push(out.length === 0 ? d : sha256Digest(`${out[out.length - 1]} ${d}`));
+  for (const d of diffIds) {
+    if (out.length === 0) {
+      out.push(d);
+      continue;
+    }
+    const key = `${out[out.length - 1]} ${d}`;
+    let c = memo?.get(key);
+    if (c === undefined) {
+      c = sha256Digest(key);
+      memo?.set(key, c);
+    }
+    out.push(c);
+  }
   return out;
 }
 

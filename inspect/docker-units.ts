@@ -16,9 +16,14 @@ export function goFormatG(x: number, prec: number): string {
   if (x === 0) return Object.is(x, -0) ? '-0' : '0';
   if (prec < 1) prec = 1;
   const neg = x < 0;
-  // 100 significant digits hold the exact expansion of every double in the
-  // range sizes and durations use (≤ 55 digits for 1 ≤ |x| < 1e3)
-  const [mant, expPart] = Math.abs(x).toExponential(99).split('e');
+  // A rounding tie (where Go's half-to-even and JS's half-up differ) needs the
+  // exact expansion to end in 5 right after the kept digits. 20 more digits
+  // rule that out almost always; else take 100 significant digits, which hold
+  // the exact expansion of every double in the range sizes and durations use
+  // (≤ 55 digits for 1 ≤ |x| < 1e3).
+  let [mant, expPart] = Math.abs(x).toExponential(Math.min(prec + 20, 100)).split('e');
+  const tail = mant.replace('.', '').slice(prec);
+  if (/^50*$/.test(tail) || /^49*$/.test(tail)) [mant, expPart] = Math.abs(x).toExponential(99).split('e');
   const digits = (mant[0] + mant.slice(2)).split('').map(Number);
   let exp = Number(expPart);
   const kept = digits.slice(0, prec);

@@ -16,14 +16,14 @@
 // archive change walkers on the same directories.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { changesDirs, changesFromDiffDir, changesSize } from '../archive/changes.ts';
 import type { Change } from '../archive/types.ts';
 import type { Driver } from '../drivers/driver.ts';
-import { NaiveDiffDriver } from '../drivers/naive.ts';
 import { LINK_DIR } from '../drivers/overlay2/layout.ts';
-import { Overlay2Driver } from '../drivers/overlay2/overlay2.ts';
-import { VfsDriver } from '../drivers/vfs/vfs.ts';
 import { treeSize } from './layer-sizes.ts';
+
+// The drivers and change walkers (and the FFI bindings under them) are loaded
+// by the operations that use them, so listing a store does not pay for them.
+const changesLib = () => import('../archive/changes.ts');
 import { isDirectory, lstatQuiet } from './store-files.ts';
 
 /** The drivers whose layouts are known here (moby's six + fuse-overlayfs, zfs) and docker 0.x's graph-only layout. */
@@ -142,13 +142,13 @@ export class DriverDirs {
    * for layouts that record none (docker ≤ 0.6). Throws when the data is not
    * reachable.
    */
-  changes(id: string, parent: string | null, lowers?: string[]): Promise<Change[]> {
-    const h = this.home;
+  async changes(id: string, parent: string | null, lowers?: string[]): Promise<Change[]> {
+    const { changesDirs, changesFromDiffDir } = await changesLib();
     switch (this.name) {
       case 'overlay2':
-        return this.overlay2().changes(id, parent);
+        return (await this.overlay2()).changes(id, parent);
       case 'vfs':
-        return this.vfs().changes(id, parent);
+        return (await this.vfs()).changes(id, parent);
       case 'fuse-overlayfs':
       case 'aufs':
       case GRAPH_LAYOUT: {
@@ -158,7 +158,7 @@ export class DriverDirs {
           if (r.dir === null) throw new Error(r.reason);
           return r.dir;
         });
-        return Promise.resolve(changesFromDiffDir(own.dir, lowerDirs, this.diffFormat));
+        return changesFromDiffDir(own.dir, lowerDirs, this.diffFormat);
       }
       default: {
         const own = this.filesDir(id);
@@ -169,8 +169,7 @@ export class DriverDirs {
           if (p.dir === null) throw new Error(p.reason);
           base = p.dir;
         }
-        void h;
-        return Promise.resolve(changesDirs(own.dir, base));
+        return changesDirs(own.dir, base);
       }
     }
   }
@@ -184,9 +183,9 @@ export class DriverDirs {
   async diffSize(id: string, parent: string | null, lowers?: string[]): Promise<number> {
     switch (this.name) {
       case 'overlay2':
-        return this.overlay2().diffSize(id, parent);
+        return (await this.overlay2()).diffSize(id, parent);
       case 'vfs':
-        return this.vfs().diffSize(id, parent);
+        return (await this.vfs()).diffSize(id, parent);
       case 'fuse-overlayfs':
       case 'aufs':
       case GRAPH_LAYOUT: {
@@ -197,6 +196,7 @@ export class DriverDirs {
       default: {
         const own = this.filesDir(id);
         if (own.dir === null) throw new Error(own.reason);
+        const { changesSize } = await changesLib();
         return changesSize(own.dir, await this.changes(id, parent, lowers));
       }
     }
@@ -230,11 +230,15 @@ export class DriverDirs {
   private vfsDriver: Driver | null = null;
 
   /** The strata overlay2 driver on this home, constructed without init (no probe, nothing written). */
-  private overlay2(): Driver {
+  private async overlay2(): Promise<Driver> {
+    const { Overlay2Driver } = await import('../drivers/overlay2/overlay2.ts');
     return (this.overlay2Driver ??= new Overlay2Driver(this.home, 'unknown (read offline)', { native: true, reason: '' }, 'offline read: no quota', 0));
   }
 
-  private vfs(): Driver {
+  /** The strata vfs driver (naive diffs) on this home, constructed without init. */
+  private async vfs(): Promise<Driver> {
+    const { VfsDriver } = await import('../drivers/vfs/vfs.ts');
+    const { NaiveDiffDriver } = await import('../drivers/naive.ts');
     return (this.vfsDriver ??= new NaiveDiffDriver(new VfsDriver(this.home, 'offline read: no quota')));
   }
 
@@ -259,6 +263,13 @@ export class DriverDirs {
         return [];
       }
     };
+    const lsTyped = (d: string): fs.Dirent[] => {
+      try {
+        return fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      } catch {
+        return [];
+      }
+    };
     const subdirLayout = (sub: string[]) => {
       for (const name of ls(h)) {
         if (sub.includes(name) && isDirectory(path.join(h, name))) {
@@ -270,15 +281,16 @@ export class DriverDirs {
       case 'overlay2':
       case 'fuse-overlayfs':
       case 'overlay':
-        for (const name of ls(h)) {
-          const p = path.join(h, name);
-          if (name === LINK_DIR && (this.name !== 'overlay')) {
+        // entry types from readdir (d_type): no lstat per layer
+        for (const e of lsTyped(h)) {
+          const p = path.join(h, e.name);
+          if (e.name === LINK_DIR && this.name !== 'overlay') {
             other.push(p);
-            for (const l of ls(p)) {
-              const lp = path.join(p, l);
-              if (lstatQuiet(lp)?.isSymbolicLink() && !fs.existsSync(lp)) danglingLinks.push(lp);
+            for (const l of lsTyped(p)) {
+              const lp = path.join(p, l.name);
+              if (l.isSymbolicLink() && !fs.existsSync(lp)) danglingLinks.push(lp);
             }
-          } else if (isDirectory(p) && !name.startsWith('.')) addUnit(name, p);
+          } else if (e.isDirectory() && !e.name.startsWith('.')) addUnit(e.name, p);
           else other.push(p);
         }
         break;

@@ -1,7 +1,6 @@
 // How Docker sized a layer, per era. The numbers a store records (legacy
 // layersize, layerdb size) came from one of these; verify recomputes them.
 import * as fs from 'node:fs';
-import { directorySize } from '../drivers/overlay2/overlay2.ts';
 
 /**
  * docker ≤ 0.6 `StoreSize`: walk the layer directory (itself included) and
@@ -31,8 +30,10 @@ export function graphStoreSize(dir: string): number {
 
 /**
  * docker 0.7+ `utils.TreeSize` / moby `directory.Size` (aufs DiffSize, overlay2's
- * native ApplyDiff): st_size of everything but directories, each inode once.
+ * native ApplyDiff): st_size of everything but directories, each inode once —
+ * the overlay2 driver's own implementation, loaded when first needed.
  */
-export function treeSize(dir: string): number {
+export async function treeSize(dir: string): Promise<number> {
+  const { directorySize } = await import('../drivers/overlay2/overlay2.ts');
   return directorySize(dir);
 }

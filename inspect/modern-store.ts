@@ -167,6 +167,7 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
   }
 
   // images
+  const chainMemo = new Map<string, string>(); // images share layer prefixes
   const contentDir = path.join(metaDir, 'imagedb', 'content', 'sha256');
   const metadataDir = path.join(metaDir, 'imagedb', 'metadata', 'sha256');
   for (const name of files.dir(contentDir, { required: false }) ?? []) {
@@ -189,7 +190,7 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
         break;
       }
     }
-    const layers = chainIds(goodDiffIds);
+    const layers = chainIds(goodDiffIds, chainMemo);
     const parentFile = path.join(metadataDir, name, 'parent');
     const parentText = files.text(parentFile, { required: false, what: 'image parent' });
     let parent: string | null = null;

@@ -27,13 +27,27 @@ export function openReadOnly(p: string | Buffer, extra = 0): number {
   return fs.openSync(p, O_RDONLY | extra);
 }
 
-/** The whole file, read through openReadOnly. */
+const SMALL = 64 * 1024;
+const smallBuf = Buffer.allocUnsafe(SMALL);
+
+/**
+ * The whole file, read through openReadOnly. Metadata files are small: one
+ * read into a shared buffer (no fstat) covers them; bigger files are read to
+ * their end in a growing buffer.
+ */
 export function readFileReadOnly(p: string | Buffer): Buffer {
   const fd = openReadOnly(p);
   try {
-    const size = fs.fstatSync(fd).size;
-    let buf = Buffer.allocUnsafe(size > 0 ? size : 4096);
     let n = 0;
+    for (;;) {
+      const r = fs.readSync(fd, smallBuf, n, SMALL - n, null);
+      if (r === 0) return Buffer.from(smallBuf.subarray(0, n));
+      n += r;
+      if (n === SMALL) break;
+    }
+    const size = fs.fstatSync(fd).size;
+    let buf = Buffer.allocUnsafe(Math.max(size, SMALL) + 1);
+    smallBuf.copy(buf, 0, 0, n);
     for (;;) {
       if (n === buf.length) {
         const bigger = Buffer.allocUnsafe(buf.length * 2);

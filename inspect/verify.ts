@@ -157,7 +157,7 @@ async function verifyModernLayer(model: StoreModel, layer: LayerRecord, dirs: Dr
       // reported by the reassembly below
     }
     const candidates = [tarSum];
-    if (dirs.holdsDiffs) candidates.push(treeSize(files.dir));
+    if (dirs.holdsDiffs) candidates.push(await treeSize(files.dir));
     if (tarSum !== null && !candidates.includes(size)) {
       const what = dirs.holdsDiffs ? `its files total ${candidates[1]} bytes (directory.Size of ${files.dir}) and its tar entries ${tarSum}` : `its tar entries total ${tarSum} bytes`;
       problems.add(path.join(layer.dir, 'size'), `says ${size} bytes, but ${what}`);
@@ -185,7 +185,7 @@ async function verifyLegacyLayer(model: StoreModel, layer: LayerRecord, dirs: Dr
       measured = graphStoreSize(files.dir);
       how = `StoreSize of ${files.dir}`;
     } else if (dirs.holdsDiffs) {
-      measured = treeSize(files.dir);
+      measured = await treeSize(files.dir);
       how = `directory.Size of ${files.dir}`;
     } else if (layer.tarSplit) {
       try {
