@@ -246,6 +246,7 @@ class LayerWriter implements TarEntryHandler {
     if (this.format === 'aufs') {
       const markerRel = parent === '' ? WHITEOUT_PREFIX + name : parent + '/' + WHITEOUT_PREFIX + name;
       const marker = this.scope.abs(markerRel);
+      this.removeAll(marker); // an older marker is replaced like any entry
       const fd = fs.openSync(fsPath(marker), CREATE_FLAGS, h.mode & 0o777);
       try {
         this.finishFile(fd, h, marker);
@@ -267,6 +268,7 @@ class LayerWriter implements TarEntryHandler {
     this.emptyExcept(dir);
     if (this.format === 'aufs') {
       const marker = this.scope.abs(dir === '' ? WHITEOUT_OPAQUE_DIR : dir + '/' + WHITEOUT_OPAQUE_DIR);
+      this.removeAll(marker);
       const fd = fs.openSync(fsPath(marker), CREATE_FLAGS, h.mode & 0o777);
       try {
         this.finishFile(fd, h, marker);

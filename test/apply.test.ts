@@ -53,6 +53,10 @@ asRoot()('aufs form keeps whiteout and opaque markers as files', async (t) => {
   t.deepEqual([wh.uid, wh.gid], [7, 8]);
   t.true(fs.lstatSync(path.join(dir, 'a/.wh..wh..opq')).isFile());
   t.false(fs.existsSync(path.join(dir, 'x')));
+  // applying the same layer again replaces the markers instead of failing on them
+  await apply(child, dir, 'aufs');
+  t.true(fs.lstatSync(path.join(dir, '.wh.x')).isFile());
+  t.true(fs.lstatSync(path.join(dir, 'a/.wh..wh..opq')).isFile());
 });
 
 asRoot()('overlay form: char 0/0 whiteout owned as in the header, opaque xattr', async (t) => {
