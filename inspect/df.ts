@@ -158,6 +158,7 @@ export interface DfReport {
   layersSize: number;
   containers: ContainerUsage[];
   volumes: VolumeUsage[];
+  /** buildkit/ (its databases) plus the driver directories they name */
   buildCache: Usage;
   driverDirs: DriverDirUsage[];
   danglingLinks: string[];
@@ -344,6 +345,8 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
     else area = `${name}${fs.lstatSync(p).isDirectory() ? '/' : ''}`;
     areas.push({ area, paths: [p], usage });
   }
+  // BuildKit's snapshots live in the driver home; its databases in buildkit/
+  for (const d of driverDirs) if (d.class === 'buildkit') add(buildCache, d.usage);
   const total = zero();
   for (const a of areas) add(total, a.usage);
   return { root, driver: model.driver, images, layersSize, containers, volumes, buildCache, driverDirs, danglingLinks, areas, total };

@@ -225,9 +225,19 @@ function suite(driver: string, ok: boolean, why: string): void {
       dangling = path.join(home, 'l', 'ZZZZZZZZZZZZZZZZZZZZZZZZZZ');
       fs.symlinkSync('../nothing-here/diff', dangling);
     }
+    // a snapshot BuildKit made in the driver home, named in its bolt database
+    const bkId = 'b'.repeat(64);
+    const bkDir = path.join(layerParent, bkId);
+    fs.mkdirSync(path.join(bkDir, driver === 'overlay2' ? 'diff' : 'y'), { recursive: true });
+    fs.writeFileSync(path.join(bkDir, driver === 'overlay2' ? 'diff' : 'y', 'cache.bin'), Buffer.alloc(8000, 3));
+    fs.mkdirSync(path.join(c.root, 'buildkit'));
+    fs.writeFileSync(path.join(c.root, 'buildkit', 'snapshots.db'), Buffer.concat([Buffer.alloc(4096), Buffer.from(`\x00${bkId}\x00`), Buffer.alloc(4096)]));
     const model = openStore(c.root);
     const r = await diskUsage(model);
     t.is(r.total.disk, duBytes(c.root));
+    const clsOf = (p: string) => r.driverDirs.find((d) => d.paths.includes(p))?.class;
+    t.is(clsOf(bkDir), 'buildkit');
+    t.is(r.buildCache.disk, duBytes(bkDir) + duBytes(path.join(c.root, 'buildkit')));
     const cls = (p: string) => r.driverDirs.find((d) => d.paths.includes(p))?.class;
     t.is(cls(orphan), 'orphan');
     t.is(cls(removing), 'removing');
