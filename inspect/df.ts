@@ -153,6 +153,7 @@ export interface VolumeUsage {
 export interface DfReport {
   root: string;
   driver: string | null;
+  /** one row per image, with its first reference, as docker system df -v */
   images: ImageUsage[];
   /** Σ sizes of all layers, each once (docker's LayersSize) */
   layersSize: number;
@@ -215,14 +216,14 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
   for (const img of [...model.images.values()].sort((a, b) => (b.created?.getTime() ?? 0) - (a.created?.getTime() ?? 0) || (a.id < b.id ? -1 : 1))) {
     const size = model.kind === 'modern' ? img.size ?? 0 : img.virtualSize ?? 0;
     const shared = img.layers.filter((l) => (layerRefs.get(l) ?? 0) > 1).reduce((s, l) => s + layerSize(l), 0);
-    const refs = img.tags.length ? img.tags : ['<none>:<none>'];
-    for (const ref of refs) {
-      const i = ref.lastIndexOf(':');
-      images.push({
-        repository: ref.slice(0, i), tag: ref.slice(i + 1), id: img.id, created: img.created?.toISOString() ?? null,
-        size, sharedSize: shared, uniqueSize: size - shared, containers: ctrCount.get(img.id) ?? 0,
-      });
-    }
+    // docker system df -v shows one row per image, with its first reference
+    // (the daemon sorts references lexically by their normalized names)
+    const ref = firstTag(img.tags) ?? '<none>:<none>';
+    const i = ref.lastIndexOf(':');
+    images.push({
+      repository: ref.slice(0, i), tag: ref.slice(i + 1), id: img.id, created: img.created?.toISOString() ?? null,
+      size, sharedSize: shared, uniqueSize: size - shared, containers: ctrCount.get(img.id) ?? 0,
+    });
   }
   let layersSize = 0;
   for (const l of model.layers.values()) layersSize += l.size ?? 0;
@@ -350,6 +351,25 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
   const total = zero();
   for (const a of areas) add(total, a.usage);
   return { root, driver: model.driver, images, layersSize, containers, volumes, buildCache, driverDirs, danglingLinks, areas, total };
+}
+
+/** A familiar reference normalized as the reference store keys it ("ubuntu:x" → "docker.io/library/ubuntu:x"). */
+export function normalizedName(ref: string): string {
+  const slash = ref.indexOf('/');
+  const first = slash < 0 ? '' : ref.slice(0, slash);
+  const hasDomain = first !== '' && (first.includes('.') || first.includes(':') || first === 'localhost');
+  if (hasDomain) return ref;
+  return slash < 0 ? `docker.io/library/${ref}` : `docker.io/${ref}`;
+}
+
+/** The reference docker lists first for an image: the lexically smallest normalized one. */
+export function firstTag(tags: string[]): string | null {
+  if (!tags.length) return null;
+  return [...tags].sort((a, b) => {
+    const x = normalizedName(a);
+    const y = normalizedName(b);
+    return x < y ? -1 : x > y ? 1 : 0;
+  })[0];
 }
 
 function safeList(d: string): string[] {

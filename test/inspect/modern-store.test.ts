@@ -248,6 +248,8 @@ function suite(driver: string, ok: boolean, why: string): void {
     t.is(r.driverDirs.find((d) => d.id === web.mountId)?.class, 'container-layer');
     t.is(r.driverDirs.find((d) => d.id === web.initId)?.class, 'container-init');
     // docker system df -v: shared = the base layer (in all four images), unique = the rest
+    // one row per image with its first reference (docker sorts them by normalized name: 2.0 < latest)
+    t.deepEqual(r.images.map((i) => `${i.repository}:${i.tag}`), ['strata/app:2.0', 'strata/app:1.0', '<none>:<none>', 'strata/base:latest']);
     const app2 = r.images.find((i) => i.tag === '2.0')!;
     t.is(app2.sharedSize, expectedImageSize('base', driver));
     t.is(app2.uniqueSize, expectedImageSize('app2', driver) - expectedImageSize('base', driver));
