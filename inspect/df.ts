@@ -31,16 +31,36 @@ export interface Usage {
 const zero = (): Usage => ({ disk: 0, apparent: 0, entries: 0 });
 
 /**
- * du -x over several trees with one inode set: an inode with several links is
- * counted where it is met first; directories on another filesystem than the
- * root (mounted merged/ dirs) are neither counted nor entered.
+ * du over several trees with one inode set: an inode with several links is
+ * counted where it is met first. Mount points below the root (an overlay2
+ * merged/ dir of a running container, a bind mount) are neither counted nor
+ * entered, like du -x; a directory on another device that is not a mount
+ * point (a btrfs subvolume: each has its own st_dev) is entered, where du -x
+ * would skip it.
  */
 export class DiskUsage {
   private readonly seen = new Set<string>();
+  private mounts: Set<string> | null = null;
   constructor(private readonly dev: number) {}
 
   static forRoot(root: string): DiskUsage {
     return new DiskUsage(fs.lstatSync(root).dev);
+  }
+
+  /** A directory on another device: skip it when it is a mount point (or when mount points cannot be known). */
+  private skipOtherDevice(p: Buffer): boolean {
+    if (this.mounts === null) {
+      this.mounts = new Set();
+      try {
+        for (const line of fs.readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
+          const f = line.split(' ');
+          if (f.length > 4) this.mounts.add(f[4].replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+        }
+      } catch {
+        // no /proc: devices alone decide
+      }
+    }
+    return this.mounts.size === 0 || this.mounts.has(p.toString('latin1'));
   }
 
   /** Usage of the entry `p` alone (a directory without its contents). */
@@ -48,11 +68,9 @@ export class DiskUsage {
     const u = zero();
     try {
       const st = fs.lstatSync(p);
-      if (st.dev === this.dev) {
-        u.disk = st.blocks * 512;
-        u.apparent = st.size;
-        u.entries = 1;
-      }
+      u.disk = st.blocks * 512;
+      u.apparent = st.size;
+      u.entries = 1;
     } catch {
       // absent
     }
@@ -62,20 +80,20 @@ export class DiskUsage {
   /** Usage of `p` and everything below it (a missing path counts 0). */
   measure(p: string): Usage {
     const u = zero();
-    this.walk(Buffer.from(p), u);
+    this.walk(Buffer.from(p), u, this.dev);
     return u;
   }
 
-  private walk(p: Buffer, u: Usage): void {
+  private walk(p: Buffer, u: Usage, parentDev: number): void {
     let st: fs.Stats;
     try {
       st = fs.lstatSync(p);
     } catch {
       return;
     }
-    if (st.dev !== this.dev) return;
+    if (st.dev !== parentDev && st.isDirectory() && this.skipOtherDevice(p)) return;
     if (st.nlink > 1 && !st.isDirectory()) {
-      const key = `${st.ino}`;
+      const key = `${st.dev}:${st.ino}`;
       if (this.seen.has(key)) return;
       this.seen.add(key);
     }
@@ -89,7 +107,7 @@ export class DiskUsage {
       } catch {
         return;
       }
-      for (const n of names) this.walk(Buffer.concat([p, Buffer.from('/'), n]), u);
+      for (const n of names) this.walk(Buffer.concat([p, Buffer.from('/'), n]), u, st.dev);
     }
   }
 }

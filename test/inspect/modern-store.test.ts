@@ -4,6 +4,7 @@
 // from the layer entries, ids from sha256 of the configs) or from `du`, never from
 // the reader under test.
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -257,6 +258,21 @@ function suite(driver: string, ok: boolean, why: string): void {
     // SizeRw: what the container wrote: hello.txt (25 B) and the copied-up passwd (app1's 64 B + the
     // appended 31 B line); the whiteout of /bin/rmme counts 0
     t.is(r.containers[0].sizeRw, 25 + 64 + 31);
+  });
+
+  t(title('df: a file system mounted below the root (a running container\'s merged/) is not counted, like du -x'), async (t) => {
+    const info = await store(driver);
+    const c = copyStore(info.root);
+    const mnt = path.join(c.root, 'containers', info.containers.get('web')!.id, 'mounted');
+    fs.mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'strata-df-test', mnt]);
+    t.teardown(() => {
+      execFileSync('umount', [mnt]);
+      c.cleanup();
+    });
+    fs.writeFileSync(path.join(mnt, 'big'), Buffer.alloc(1 << 20, 1));
+    const r = await diskUsage(openStore(c.root));
+    t.is(r.total.disk, duBytes(c.root));
   });
 
   t(title('read-only: images, history, inspect, diff, df, verify leave every file as it was'), async (t) => {
