@@ -41,6 +41,8 @@ const zero = (): Usage => ({ disk: 0, apparent: 0, entries: 0 });
 export class DiskUsage {
   private readonly seen = new Set<string>();
   private mounts: Set<string> | null = null;
+  /** directories that could not be listed (their contents are not counted), with the error code */
+  readonly unreadable: { path: string; code: string }[] = [];
   constructor(private readonly dev: number) {}
 
   static forRoot(root: string): DiskUsage {
@@ -104,7 +106,8 @@ export class DiskUsage {
       let names: Buffer[];
       try {
         names = fs.readdirSync(p, { encoding: 'buffer' });
-      } catch {
+      } catch (e) {
+        this.unreadable.push({ path: p.toString(), code: (e as NodeJS.ErrnoException).code ?? 'error' });
         return;
       }
       for (const n of names) this.walk(Buffer.concat([p, Buffer.from('/'), n]), u, st.dev);
@@ -364,6 +367,7 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
     else area = `${name}${fs.lstatSync(p).isDirectory() ? '/' : ''}`;
     areas.push({ area, paths: [p], usage });
   }
+  for (const u of du.unreadable) model.problems.warn(u.path, `cannot be listed (${u.code}): its contents are not counted`);
   // BuildKit's snapshots live in the driver home; its databases in buildkit/
   for (const d of driverDirs) if (d.class === 'buildkit') add(buildCache, d.usage);
   const total = zero();

@@ -5,9 +5,12 @@
 // is flattened from its layers' tar-split records (headers and CRC-64 of
 // every file: no layer data is read) where it has them; else from the
 // driver's directories (the top layer's full tree for vfs/btrfs/overlay,
-// the union of the diff dirs with their whiteouts for aufs/overlay2/docker 0.6).
+// the union of the diff dirs with their whiteouts for aufs/overlay2/docker 0.6);
+// registry trees from their gzip'd layer blobs.
 import * as fs from 'node:fs';
+import * as zlib from 'node:zlib';
 import { cleanRel } from '../archive/scope.ts';
+import { TarParser } from '../archive/tar-reader.ts';
 import type { EntryType } from '../archive/tar-header.ts';
 import {
   type Change, type ChangeKind, OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, changeLetter, displayPath,
@@ -120,6 +123,44 @@ async function flattenFromTarSplit(files: string[]): Promise<Flat> {
   return flat;
 }
 
+/** Flatten from gzip'd layer tars (registry blobs), CRC-64 of every file body computed on the way. */
+async function flattenFromBlobs(blobs: string[]): Promise<Flat> {
+  const flat: Flat = new Map();
+  for (const blob of blobs) {
+    const added = new Set<string>();
+    let current: { name: string; e: FlatEntry; crc: Crc64 | null } | null = null;
+    const parser = new TarParser({
+      entry: (h) => {
+        current = {
+          name: h.name, crc: h.type === 'file' ? new Crc64() : null,
+          e: { type: h.type, mode: h.mode, uid: h.uid, gid: h.gid, size: h.type === 'file' ? h.size : 0, mtime: h.mtimeSec, linkname: h.linkname, crc: null, file: null, inode: null },
+        };
+      },
+      data: (chunk) => current?.crc?.update(chunk),
+      entryEnd: () => {
+        const c = current!;
+        if (c.crc) c.e.crc = c.crc.digest().toString('hex');
+        applyTarEntry(flat, added, c.name, c.e);
+        current = null;
+      },
+    });
+    const input = fs.createReadStream('', { fd: openReadOnly(blob), highWaterMark: 1 << 20 });
+    const gunzip = zlib.createGunzip();
+    input.on('error', (e) => gunzip.destroy(e));
+    input.pipe(gunzip);
+    try {
+      for await (const chunk of gunzip) if (!parser.ended) parser.push(chunk as Buffer);
+      parser.end();
+    } catch (e) {
+      throw new InspectError(`${blob}: cannot be read as a gzip'd tar (${(e as Error).message})`, blob);
+    } finally {
+      input.destroy();
+      gunzip.destroy();
+    }
+  }
+  return flat;
+}
+
 function entryOf(st: fs.Stats, file: string, linkname: string): FlatEntry {
   const t = st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isCharacterDevice() ? 'char'
     : st.isBlockDevice() ? 'block' : st.isFIFO() ? 'fifo' : 'file';
@@ -166,7 +207,11 @@ export async function flattenImage(model: StoreModel, imageId: string): Promise<
   if (layers.some((l) => !l)) throw new InspectError(`image ${imageId} has layers missing from the store`, img.configPath);
   if (layers.every((l) => l!.tarSplit)) return flattenFromTarSplit(layers.map((l) => l!.tarSplit!));
   const dirs = driverDirsOf(model);
-  if (!dirs) throw new InspectError(`image ${imageId}: layers of a registry tree are compared through their blobs, which is not implemented`);
+  if (!dirs) {
+    const blobs = layers.map((l) => l!.blob);
+    if (blobs.some((b) => !b)) throw new InspectError(`image ${imageId} has layers without a blob`, img.configPath);
+    return flattenFromBlobs(blobs as string[]);
+  }
   const dirOf = (key: string) => {
     const l = model.layers.get(key)!;
     const id = model.kind === 'modern' ? l.cacheId : l.key;

@@ -147,3 +147,16 @@ test('CLI on the registry tree: docker 0.7–1.9 columns, read-only', (t) => {
   }
   t.deepEqual(snapshotDiff(before, snapshotTree(root)), []);
 });
+
+test('diff IMAGE IMAGE from the layer blobs: centos:6.4 → centos:6.5', async (t) => {
+  const { diffImages } = await import('../../inspect/diff.ts');
+  const model = openStore(root);
+  const d = await diffImages(model, TAGS.centos['6.4'], TAGS.centos['6.5']);
+  const note = (id: string) => `layer of ${id}\n`.length;
+  const a = TAGS.centos['6.4'];
+  const b = TAGS.centos['6.5'];
+  // (the fixture's tars carry no entries for var/ and var/lib/, so neither do the flattened trees)
+  t.deepEqual(d.added.map((e) => [e.path, e.size]), [[`/etc/strata-layer-${b.slice(0, 12)}`, note(b)], [`/var/lib/strata-padding-${b.slice(0, 12)}`, 5_000_000 - note(b)]]);
+  t.deepEqual(d.removed.map((e) => [e.path, e.size]), [[`/etc/strata-layer-${a.slice(0, 12)}`, note(a)], [`/var/lib/strata-padding-${a.slice(0, 12)}`, 4_000_000 - note(a)]]);
+  t.deepEqual(d.changed, []);
+});
