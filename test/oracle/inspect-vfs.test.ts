@@ -1,0 +1,5 @@
+// strata's offline inspection of a store built by a real dockerd 20.10 on vfs,
+// compared with what the daemon said about it: see inspect-vs-docker.ts.
+import { inspectOracleSuite } from './inspect-vs-docker.ts';
+
+inspectOracleSuite('vfs');
