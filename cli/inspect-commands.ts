@@ -58,7 +58,7 @@ async function reportProblems(problems: readonly Problem[]): Promise<void> {
 interface ImagesArgs extends StoreArgs {
   all: boolean;
   tree: boolean;
-  'no-trunc': boolean;
+  trunc: boolean;
 }
 
 export const imagesCommand: CommandModule<{ json: boolean }, ImagesArgs> = {
@@ -67,11 +67,11 @@ export const imagesCommand: CommandModule<{ json: boolean }, ImagesArgs> = {
   builder: (y) => storeOptions(y)
     .option('all', { alias: 'a', type: 'boolean', default: false, describe: 'show intermediate images too' })
     .option('tree', { type: 'boolean', default: false, describe: 'draw the layer-sharing tree (docker images --tree)' })
-    .option('no-trunc', { type: 'boolean', default: false, describe: 'full ids' }) as unknown as Argv<ImagesArgs>,
+    .option('trunc', { type: 'boolean', default: true, describe: 'truncate ids to 12 characters (--no-trunc: full ids)' }) as unknown as Argv<ImagesArgs>,
   handler: async (argv) => {
     const model = await open(argv);
     const { imageRows, imageTree, renderImageTree, renderImages } = await lib.images();
-    const opts = { all: argv.all, noTrunc: argv['no-trunc'], now: nowOf(argv) };
+    const opts = { all: argv.all, noTrunc: !argv.trunc, now: nowOf(argv) };
     if (argv.tree) {
       const roots = imageTree(model);
       emit(argv.json, roots, () => process.stdout.write(renderImageTree(model, roots, opts)));
@@ -85,7 +85,7 @@ export const imagesCommand: CommandModule<{ json: boolean }, ImagesArgs> = {
 
 interface HistoryArgs extends StoreArgs {
   image?: string;
-  'no-trunc': boolean;
+  trunc: boolean;
 }
 
 export const historyCommand: CommandModule<{ json: boolean }, HistoryArgs> = {
@@ -93,13 +93,13 @@ export const historyCommand: CommandModule<{ json: boolean }, HistoryArgs> = {
   describe: 'show the history of an image (docker history), read offline',
   builder: (y) => storeOptions(y)
     .positional('image', { type: 'string', describe: 'image id (or unique prefix), repo:tag or repo@digest' })
-    .option('no-trunc', { type: 'boolean', default: false, describe: 'full ids and commands' }) as unknown as Argv<HistoryArgs>,
+    .option('trunc', { type: 'boolean', default: true, describe: 'truncate ids and commands (--no-trunc: in full)' }) as unknown as Argv<HistoryArgs>,
   handler: async (argv) => {
     if (!argv.image) throw new UsageError('strata history needs an IMAGE');
     const model = await open(argv);
     const { imageHistory, renderHistory } = await lib.history();
     const rows = imageHistory(model, (await lib.store()).findImage(model, argv.image));
-    emit(argv.json, rows, () => process.stdout.write(renderHistory(model, rows, { noTrunc: argv['no-trunc'], now: nowOf(argv) })));
+    emit(argv.json, rows, () => process.stdout.write(renderHistory(model, rows, { noTrunc: !argv.trunc, now: nowOf(argv) })));
     await reportProblems(model.problems.list);
   },
 };

@@ -305,6 +305,24 @@ function suite(driver: string, ok: boolean, why: string): void {
       t.is(top.SourceDir, path.join(info.root, 'vfs', 'dir', info.layers.get(app1.chainIds[2])!.cacheId));
     }
   });
+
+  t(title('inspect LAYER by chain-id prefix or cache id; --no-trunc shows full ids'), async (t) => {
+    const info = await store(driver);
+    const app2 = info.images.get('app2')!;
+    const top = info.layers.get(app2.chainIds[app2.chainIds.length - 1])!;
+    for (const ref of [top.chainId.slice(7, 19), top.cacheId]) {
+      const r = strata(['inspect', ref, '--root', info.root]);
+      t.is(r.code, 0, r.stderr);
+      const [l] = JSON.parse(r.stdout) as { Type: string; ChainID: string; DiffID: string; CacheID: string; Size: number; Parent: string; Images: string[] }[];
+      t.deepEqual([l.Type, l.ChainID, l.DiffID, l.CacheID, l.Size, l.Parent], ['layer', top.chainId, top.diffId, top.cacheId, top.size, top.parent]);
+      t.deepEqual(l.Images, [sha(app2.configBytes)]);
+    }
+    const nt = strata(['images', '--no-trunc', '--root', info.root]);
+    t.true(nt.stdout.split('\n')[1].includes(sha(app2.configBytes)), nt.stdout);
+    const none = strata(['inspect', 'no-such-thing', '--root', info.root]);
+    t.is(none.code, 1);
+    t.is(none.stderr, 'strata: no such image, container or layer: no-such-thing\n');
+  });
 }
 
 suite('vfs', isRoot, 'root (the vfs copy keeps owners)');
