@@ -45,14 +45,12 @@ export function describe(model: StoreModel, ref: string): Record<string, unknown
     () => describeContainer(model, findContainer(model, ref)),
     () => ({ Type: 'layer', ...describeLayer(model, model.layers.get(findLayer(model, ref))!), Images: imagesWithLayer(model, findLayer(model, ref)) }),
   ];
-  const misses: string[] = [];
   for (const t of tries) {
     try {
       return t();
     } catch (e) {
       if (!(e instanceof InspectError)) throw e;
       if (/ambiguous/.test(e.message)) throw e;
-      misses.push(e.message);
     }
   }
   throw new InspectError(`no such image, container or layer: ${ref}`);
