@@ -38,11 +38,11 @@ export function describeLayer(model: StoreModel, l: LayerRecord): LayerDescripti
   };
 }
 
-/** The object `ref` names: an image, then a container, then a layer (as `docker inspect` tries several kinds). */
+/** The object `ref` names: a container, then an image, then a layer (`docker inspect` tries containers before images). */
 export function describe(model: StoreModel, ref: string): Record<string, unknown> {
   const tries: (() => Record<string, unknown>)[] = [
-    () => describeImage(model, findImage(model, ref)),
     () => describeContainer(model, findContainer(model, ref)),
+    () => describeImage(model, findImage(model, ref)),
     () => ({ Type: 'layer', ...describeLayer(model, model.layers.get(findLayer(model, ref))!), Images: imagesWithLayer(model, findLayer(model, ref)) }),
   ];
   for (const t of tries) {

@@ -12,8 +12,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DriverDirs, KNOWN_LAYOUTS, type DriverUnit } from './driver-dirs.ts';
-import { humanSize, humanSizeWithPrecision, humanDuration, truncateId } from './docker-units.ts';
-import type { StoreModel } from './model.ts';
+import { humanSize, humanDuration, truncateId } from './docker-units.ts';
+import { imageRows } from './images.ts';
+import type { ContainerState, StoreModel } from './model.ts';
 import { readFileReadOnly } from './store-files.ts';
 import { MODERN_TABLE, tabTable } from './tabwriter.ts';
 
@@ -161,7 +162,9 @@ export interface ContainerUsage {
   sizeRw: number | null;
   sizeRootFs: number | null;
   created: string | null;
+  /** docker's STATUS text ("Exited (0) 2 hours ago"), relative to the time df ran */
   status: string;
+  state: ContainerState;
   names: string;
 }
 
@@ -180,7 +183,7 @@ export interface DfReport {
   layersSize: number;
   containers: ContainerUsage[];
   volumes: VolumeUsage[];
-  /** buildkit/ (its databases) plus the driver directories they name */
+  /** the driver directories BuildKit's databases name (its snapshots: the build cache) */
   buildCache: Usage;
   driverDirs: DriverDirUsage[];
   danglingLinks: string[];
@@ -217,6 +220,23 @@ function buildkitDbs(root: string): Buffer[] {
 export interface DfOptions {
   /** measure container RW layers (docker's SizeRw; default true) */
   containerSizes?: boolean;
+  /** the time container STATUS is relative to (default: now) */
+  now?: Date;
+}
+
+/** moby's State.String(): the STATUS column of docker ps / system df. */
+export function containerStatus(s: ContainerState, now: Date): string {
+  const since = (d: Date | null) => humanDuration(now.getTime() - (d?.getTime() ?? now.getTime()));
+  if (s.running) {
+    if (s.paused) return `Up ${since(s.startedAt)} (Paused)`;
+    if (s.restarting) return `Restarting (${s.exitCode}) ${since(s.finishedAt)} ago`;
+    return `Up ${since(s.startedAt)}`;
+  }
+  if (s.removalInProgress) return 'Removal In Progress';
+  if (s.dead) return 'Dead';
+  if (s.startedAt === null) return 'Created';
+  if (s.finishedAt === null) return '';
+  return `Exited (${s.exitCode}) ${since(s.finishedAt)} ago`;
 }
 
 export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promise<DfReport> {
@@ -227,14 +247,17 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
   let danglingLinks: string[] = [];
   const homes = new Set<string>();
 
-  // --- images and layers (docker system df)
+  // --- images and layers (docker system df): the images `docker image ls` lists
+  // (tagged ones and dangling heads, no intermediates); a layer is shared when
+  // more than one of those uses it (moby counts layer references over them)
+  const listed = [...new Set(imageRows(model).map((r) => r.id))].map((id) => model.images.get(id)!);
   const layerRefs = new Map<string, number>();
-  for (const img of model.images.values()) for (const l of new Set(img.layers)) layerRefs.set(l, (layerRefs.get(l) ?? 0) + 1);
+  for (const img of listed) for (const l of new Set(img.layers)) layerRefs.set(l, (layerRefs.get(l) ?? 0) + 1);
   const layerSize = (k: string) => model.layers.get(k)?.size ?? 0;
   const ctrCount = new Map<string, number>();
   for (const c of model.containers) if (c.imageId) ctrCount.set(c.imageId, (ctrCount.get(c.imageId) ?? 0) + 1);
   const images: ImageUsage[] = [];
-  for (const img of [...model.images.values()].sort((a, b) => (b.created?.getTime() ?? 0) - (a.created?.getTime() ?? 0) || (a.id < b.id ? -1 : 1))) {
+  for (const img of listed) {
     const size = model.kind === 'modern' ? img.size ?? 0 : img.virtualSize ?? 0;
     const shared = img.layers.filter((l) => (layerRefs.get(l) ?? 0) > 1).reduce((s, l) => s + layerSize(l), 0);
     // docker system df -v shows one row per image, with its first reference
@@ -328,9 +351,9 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
       const img = c.imageId ? model.images.get(c.imageId) : undefined;
       const imgSize = img ? (model.kind === 'modern' ? img.size : img.virtualSize) : null;
       containers.push({
-        id: c.id, image: img?.tags[0] ?? (c.imageId ? truncateId(c.imageId) : ''), command: c.command,
+        id: c.id, image: c.imageName ?? (c.imageId ? truncateId(c.imageId) : ''), command: c.command,
         localVolumes: 0, sizeRw, sizeRootFs: sizeRw !== null && imgSize !== null ? sizeRw + imgSize : null,
-        created: c.created?.toISOString() ?? null, status: c.running ? 'Up' : 'Exited', names: c.name,
+        created: c.created?.toISOString() ?? null, status: containerStatus(c.state, opts.now ?? new Date()), state: c.state, names: c.name,
       });
     }
   }
@@ -359,16 +382,14 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
     if (name === 'image') area = 'image/ (image and layer metadata)';
     else if (name === 'containers') area = 'containers/ (configs, logs)';
     else if (name === 'volumes') area = 'volumes/';
-    else if (name === 'buildkit') {
-      area = 'buildkit/ (build cache databases)';
-      add(buildCache, usage);
-    } else if (name === 'graph') area = 'graph/ (pre-1.10 image metadata)';
+    else if (name === 'buildkit') area = 'buildkit/ (BuildKit databases)';
+    else if (name === 'graph') area = 'graph/ (pre-1.10 image metadata)';
     else if ((KNOWN_LAYOUTS as readonly string[]).includes(name)) area = `${name}/ (home of a storage driver not in use)`;
     else area = `${name}${fs.lstatSync(p).isDirectory() ? '/' : ''}`;
     areas.push({ area, paths: [p], usage });
   }
   for (const u of du.unreadable) model.problems.warn(u.path, `cannot be listed (${u.code}): its contents are not counted`);
-  // BuildKit's snapshots live in the driver home; its databases in buildkit/
+  // BuildKit's snapshots live in the driver home (its databases, in buildkit/, are an area of their own)
   for (const d of driverDirs) if (d.class === 'buildkit') add(buildCache, d.usage);
   const total = zero();
   for (const a of areas) add(total, a.usage);
@@ -438,20 +459,19 @@ const pct = (part: number, whole: number) => (whole > 0 ? `${Math.round((part * 
 
 /** `docker system df` (summary) or `-v` (tables), then the accounting of the root. */
 export function renderDf(r: DfReport, verbose: boolean, now = new Date()): string {
-  const h3 = (n: number) => humanSizeWithPrecision(n, 3);
   const byId = new Map<string, ImageUsage>();
   for (const i of r.images) byId.set(i.id, i);
   const activeImages = [...byId.values()].filter((i) => i.containers > 0);
   const used = activeImages.reduce((s, i) => s + i.size - i.sharedSize, 0);
   const ctrSize = r.containers.reduce((s, c) => s + (c.sizeRw ?? 0), 0);
-  const ctrReclaim = r.containers.filter((c) => c.status !== 'Up').reduce((s, c) => s + (c.sizeRw ?? 0), 0);
+  const ctrReclaim = r.containers.filter((c) => !c.state.running).reduce((s, c) => s + (c.sizeRw ?? 0), 0);
   const volSize = r.volumes.reduce((s, v) => s + v.size, 0);
   const volReclaim = r.volumes.filter((v) => v.links === 0).reduce((s, v) => s + v.size, 0);
   let out = '';
   if (!verbose) {
     out += tabTable(['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'], [
       ['Images', String(byId.size), String(activeImages.length), humanSize(r.layersSize), `${humanSize(r.layersSize - used)} (${pct(r.layersSize - used, r.layersSize)})`],
-      ['Containers', String(r.containers.length), String(r.containers.filter((c) => c.status === 'Up').length), humanSize(ctrSize), `${humanSize(ctrReclaim)} (${pct(ctrReclaim, ctrSize)})`],
+      ['Containers', String(r.containers.length), String(r.containers.filter((c) => c.state.running).length), humanSize(ctrSize), `${humanSize(ctrReclaim)} (${pct(ctrReclaim, ctrSize)})`],
       ['Local Volumes', String(r.volumes.length), String(r.volumes.filter((v) => v.links > 0).length), humanSize(volSize), `${humanSize(volReclaim)} (${pct(volReclaim, volSize)})`],
       ['Build Cache', '0', '0', humanSize(r.buildCache.disk), humanSize(r.buildCache.disk)],
     ], MODERN_TABLE);
@@ -459,10 +479,10 @@ export function renderDf(r: DfReport, verbose: boolean, now = new Date()): strin
     const ago = (c: string | null) => (c ? `${humanDuration(now.getTime() - new Date(c).getTime())} ago` : 'N/A');
     out += 'Images space usage:\n\n';
     out += tabTable(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE', 'SHARED SIZE', 'UNIQUE SIZE', 'CONTAINERS'],
-      r.images.map((i) => [i.repository, i.tag, truncateId(i.id), ago(i.created), h3(i.size), humanSize(i.sharedSize), humanSize(i.uniqueSize), String(i.containers)]), MODERN_TABLE);
+      r.images.map((i) => [i.repository, i.tag, truncateId(i.id), ago(i.created), humanSize(i.size), humanSize(i.sharedSize), humanSize(i.uniqueSize), String(i.containers)]), MODERN_TABLE);
     out += '\nContainers space usage:\n\n';
     out += tabTable(['CONTAINER ID', 'IMAGE', 'COMMAND', 'LOCAL VOLUMES', 'SIZE', 'CREATED', 'STATUS', 'NAMES'],
-      r.containers.map((c) => [truncateId(c.id), c.image, `"${c.command.length > 20 ? c.command.slice(0, 19) + '…' : c.command}"`, String(c.localVolumes), c.sizeRw === null ? 'N/A' : humanSize(c.sizeRw), ago(c.created), c.status, c.names]), MODERN_TABLE);
+      r.containers.map((c) => [truncateId(c.id), c.image, JSON.stringify([...c.command].length > 20 ? [...c.command].slice(0, 19).join('') + '…' : c.command), String(c.localVolumes), c.sizeRw === null ? 'N/A' : humanSize(c.sizeRw), ago(c.created), containerStatus(c.state, now), c.names]), MODERN_TABLE);
     out += '\nLocal Volumes space usage:\n\n';
     out += tabTable(['VOLUME NAME', 'LINKS', 'SIZE'], r.volumes.map((v) => [v.name, String(v.links), humanSize(v.size)]), MODERN_TABLE);
     out += `\nBuild cache usage: ${humanSize(r.buildCache.disk)}\n`;

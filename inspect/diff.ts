@@ -184,6 +184,8 @@ function applyDir(flat: Flat, root: string, format: 'aufs' | 'overlay' | null): 
         else if (!n.startsWith(WHITEOUT_META_PREFIX)) removeTree(flat, rel ? `${rel}/${n.slice(WHITEOUT_PREFIX.length)}` : n.slice(WHITEOUT_PREFIX.length));
         continue;
       }
+      // fuse-overlayfs' own opaque markers in the directories it creates
+      if (format === 'overlay' && (n === WHITEOUT_OPAQUE_DIR || n === '.wh..opq')) continue;
       if (format === 'overlay' && st.isCharacterDevice() && st.rdev === 0) {
         removeTree(flat, r);
         continue;

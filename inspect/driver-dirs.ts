@@ -158,7 +158,11 @@ export class DriverDirs {
           if (r.dir === null) throw new Error(r.reason);
           return r.dir;
         });
-        return changesFromDiffDir(own.dir, lowerDirs, this.diffFormat);
+        const changes = changesFromDiffDir(own.dir, lowerDirs, this.diffFormat);
+        // fuse-overlayfs marks the directories it creates in an upper dir with its own
+        // opaque markers (a .wh..wh..opq file, a 0/0 .wh..opq device): bookkeeping, not content
+        if (this.name === 'fuse-overlayfs') return changes.filter((c) => !/\/\.wh\.(\.wh\.)?\.opq$/.test(c.path));
+        return changes;
       }
       default: {
         const own = this.filesDir(id);

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { GRAPH_LAYOUT, driverHomesIn } from './driver-dirs.ts';
 import { isDigest } from './digests.ts';
 import {
-  parseCreated, type ContainerRecord, type Era, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel,
+  commandOf, containerStateOf, parseCreated, type ContainerRecord, type Era, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel,
 } from './model.ts';
 import { Problems } from './problems.ts';
 import { StoreFiles, isDirectory, isFile } from './store-files.ts';
@@ -208,11 +208,11 @@ function readLegacyContainers(model: StoreModel, files: StoreFiles): void {
     const cfg = files.jsonObject(configPath, { what: 'container config' })?.value ?? null;
     const image = str(cfg?.Image) || null;
     const driver = str(cfg?.Driver) || (isDirectory(path.join(dir, 'rw')) ? GRAPH_LAYOUT : null);
-    const state = obj(cfg?.State);
-    const cmd = [str(cfg?.Path), ...(Array.isArray(cfg?.Args) ? (cfg!.Args as unknown[]).map(str) : [])].filter(Boolean);
+    const st = containerStateOf(cfg?.State);
     const rec: ContainerRecord = {
       id, name: str(cfg?.Name).replace(/^\//, ''), imageId: image, driver,
-      created: parseCreated(cfg?.Created), running: state?.Running === true, command: cmd.join(' '),
+      created: parseCreated(cfg?.Created), running: st.running, state: st, command: commandOf(cfg?.Path, cfg?.Args),
+      imageName: str(obj(cfg?.Config)?.Image) || null,
       // ≤ 1.9: the container's driver ids are its id and (0.7+) <id>-init
       mountId: id, initId: driver === GRAPH_LAYOUT ? null : `${id}-init`, parentLayer: image, configPath,
     };

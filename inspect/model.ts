@@ -89,13 +89,51 @@ export interface ContainerRecord {
   driver: string | null;
   created: Date | null;
   running: boolean;
+  /** the state docker recorded (config.v2.json / config.json State) */
+  state: ContainerState;
+  /** Path and Args as docker lists them (arguments with spaces in single quotes) */
   command: string;
+  /** the image name the container was created with (Config.Image), as `docker ps` shows it */
+  imageName: string | null;
   /** driver id of the RW layer and of the init layer */
   mountId: string | null;
   initId: string | null;
   /** layer key the RW layer sits on (top image layer) */
   parentLayer: string | null;
   configPath: string;
+}
+
+export interface ContainerState {
+  running: boolean;
+  paused: boolean;
+  restarting: boolean;
+  dead: boolean;
+  removalInProgress: boolean;
+  exitCode: number;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+/** Container State from its config JSON (missing fields: docker's zero values). */
+export function containerStateOf(v: unknown): ContainerState {
+  const o = typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {};
+  const time = (t: unknown) => {
+    const d = parseCreated(t);
+    return d === null || d.getUTCFullYear() <= 1 ? null : d; // Go's zero time: 0001-01-01
+  };
+  return {
+    running: o.Running === true, paused: o.Paused === true, restarting: o.Restarting === true, dead: o.Dead === true,
+    removalInProgress: o.RemovalInProgress === true, exitCode: typeof o.ExitCode === 'number' ? o.ExitCode : 0,
+    startedAt: time(o.StartedAt), finishedAt: time(o.FinishedAt),
+  };
+}
+
+/** moby's container listing Command: Path, then Args, those containing a space in single quotes. */
+export function commandOf(path: unknown, args: unknown): string {
+  const p = typeof path === 'string' ? path : '';
+  const a = Array.isArray(args) ? args.map((x) => (typeof x === 'string' ? x : '')) : [];
+  if (!a.length) return p;
+  return `${p} ${a.map((x) => (x.includes(' ') ? `'${x}'` : x)).join(' ')}`;
 }
 
 export interface StoreModel {

@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chainIds, isDigest, isHex64 } from './digests.ts';
 import {
-  parseCreated, type ContainerRecord, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel, type TagRecord,
+  commandOf, containerStateOf, parseCreated, type ContainerRecord, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel, type TagRecord,
 } from './model.ts';
 import { Problems } from './problems.ts';
 import { StoreFiles, isDirectory, isFile } from './store-files.ts';
@@ -297,12 +297,11 @@ function readModernContainers(model: StoreModel, files: StoreFiles): void {
     } else if (driver === model.driver || driver === null) {
       problems.add(md, `container ${id} has no RW layer record in layerdb/mounts`);
     }
-    const cmd = [str(cfg?.Path), ...(Array.isArray(cfg?.Args) ? (cfg!.Args as unknown[]).map(str) : [])].filter(Boolean);
+    const st = containerStateOf(state);
     const rec: ContainerRecord = {
       id, name: str(cfg?.Name).replace(/^\//, ''), imageId: image || null, driver,
-      created: parseCreated(cfg?.Created), running: state?.Running === true,
-      command: cmd.length ? cmd.join(' ') : (Array.isArray(config?.Cmd) ? (config!.Cmd as unknown[]).map(str).join(' ') : ''),
-      mountId, initId, parentLayer, configPath,
+      created: parseCreated(cfg?.Created), running: st.running, state: st, command: commandOf(cfg?.Path, cfg?.Args),
+      imageName: str(config?.Image) || null, mountId, initId, parentLayer, configPath,
     };
     if (image && !model.images.has(image)) problems.add(configPath, `container image ${image} is not in imagedb`);
     model.containers.push(rec);

@@ -11,7 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { bodySize, type FixtureEntry } from '../../fixtures/layer-tar.ts';
 import { sampleStoreSpec, writeModernStore, type ModernStoreInfo } from '../../fixtures/modern-store.ts';
-import { diskUsage } from '../../inspect/df.ts';
+import { diskUsage, renderDf } from '../../inspect/df.ts';
+import { humanDuration } from '../../inspect/docker-units.ts';
 import { containerChanges, diffImages } from '../../inspect/diff.ts';
 import { imageHistory } from '../../inspect/history.ts';
 import { imageRows, renderImages } from '../../inspect/images.ts';
@@ -238,7 +239,7 @@ function suite(driver: string, ok: boolean, why: string): void {
     t.is(r.total.disk, duBytes(c.root));
     const clsOf = (p: string) => r.driverDirs.find((d) => d.paths.includes(p))?.class;
     t.is(clsOf(bkDir), 'buildkit');
-    t.is(r.buildCache.disk, duBytes(bkDir) + duBytes(path.join(c.root, 'buildkit')));
+    t.is(r.buildCache.disk, duBytes(bkDir));
     const cls = (p: string) => r.driverDirs.find((d) => d.paths.includes(p))?.class;
     t.is(cls(orphan), 'orphan');
     t.is(cls(removing), 'removing');
@@ -255,6 +256,12 @@ function suite(driver: string, ok: boolean, why: string): void {
     t.is(app2.sharedSize, expectedImageSize('base', driver));
     t.is(app2.uniqueSize, expectedImageSize('app2', driver) - expectedImageSize('base', driver));
     t.is(r.images.find((i) => i.tag === '1.0')!.containers, 1);
+    // the containers table as docker system df -v: IMAGE as created, Path + Args quoted, STATUS from State
+    const ctr = r.containers[0];
+    t.is(ctr.image, 'strata/app:1.0');
+    t.is(ctr.command, "/bin/sh -c 'mkdir -p /data && echo hello > /data/hello.txt'");
+    t.is(ctr.status, `Exited (0) ${humanDuration(Date.now() - Date.parse('2023-11-17T12:00:00Z'))} ago`);
+    t.true(renderDf(r, true, new Date('2023-11-17T14:00:00Z')).includes('"/bin/sh -c \'mkdir -…"   0               120B      2 hours ago   Exited (0) 2 hours ago   web'));
     // SizeRw: what the container wrote: hello.txt (25 B) and the copied-up passwd (app1's 64 B + the
     // appended 31 B line); the whiteout of /bin/rmme counts 0
     t.is(r.containers[0].sizeRw, 25 + 64 + 31);
@@ -319,6 +326,15 @@ function suite(driver: string, ok: boolean, why: string): void {
     }
     const nt = strata(['images', '--no-trunc', '--root', info.root]);
     t.true(nt.stdout.split('\n')[1].includes(sha(app2.configBytes)), nt.stdout);
+    // a container name that is also an image id prefix names the container, as in docker inspect
+    const c = copyStore(info.root);
+    t.teardown(c.cleanup);
+    const web = info.containers.get('web')!;
+    const prefix = sha(app2.configBytes).slice(7, 9);
+    const cfgPath = path.join(c.root, 'containers', web.id, 'config.v2.json');
+    fs.writeFileSync(cfgPath, fs.readFileSync(cfgPath, 'utf8').replace('"Name":"/web"', `"Name":"/${prefix}"`));
+    const byName = strata(['inspect', prefix, '--root', c.root]);
+    t.is((JSON.parse(byName.stdout) as { Type: string; Id: string }[])[0].Id, web.id, byName.stderr);
     const none = strata(['inspect', 'no-such-thing', '--root', info.root]);
     t.is(none.code, 1);
     t.is(none.stderr, 'strata: no such image, container or layer: no-such-thing\n');
