@@ -164,7 +164,8 @@ export interface ContainerUsage {
   created: string | null;
   /** docker's STATUS text ("Exited (0) 2 hours ago"), relative to the time df ran */
   status: string;
-  state: ContainerState;
+  /** the recorded State, times as ISO strings (the report is plain JSON) */
+  state: ContainerStateRecord;
   names: string;
 }
 
@@ -224,9 +225,15 @@ export interface DfOptions {
   now?: Date;
 }
 
+export type ContainerStateRecord = Omit<ContainerState, 'startedAt' | 'finishedAt'> & { startedAt: string | null; finishedAt: string | null };
+
+function stateRecord(s: ContainerState): ContainerStateRecord {
+  return { ...s, startedAt: s.startedAt?.toISOString() ?? null, finishedAt: s.finishedAt?.toISOString() ?? null };
+}
+
 /** moby's State.String(): the STATUS column of docker ps / system df. */
-export function containerStatus(s: ContainerState, now: Date): string {
-  const since = (d: Date | null) => humanDuration(now.getTime() - (d?.getTime() ?? now.getTime()));
+export function containerStatus(s: ContainerStateRecord, now: Date): string {
+  const since = (d: string | null) => humanDuration(now.getTime() - (d === null ? now.getTime() : Date.parse(d)));
   if (s.running) {
     if (s.paused) return `Up ${since(s.startedAt)} (Paused)`;
     if (s.restarting) return `Restarting (${s.exitCode}) ${since(s.finishedAt)} ago`;
@@ -353,7 +360,7 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
       containers.push({
         id: c.id, image: c.imageName ?? (c.imageId ? truncateId(c.imageId) : ''), command: c.command,
         localVolumes: 0, sizeRw, sizeRootFs: sizeRw !== null && imgSize !== null ? sizeRw + imgSize : null,
-        created: c.created?.toISOString() ?? null, status: containerStatus(c.state, opts.now ?? new Date()), state: c.state, names: c.name,
+        created: c.created?.toISOString() ?? null, status: containerStatus(stateRecord(c.state), opts.now ?? new Date()), state: stateRecord(c.state), names: c.name,
       });
     }
   }
@@ -476,7 +483,8 @@ export function renderDf(r: DfReport, verbose: boolean, now = new Date()): strin
       ['Build Cache', '0', '0', humanSize(r.buildCache.disk), humanSize(r.buildCache.disk)],
     ], MODERN_TABLE);
   } else {
-    const ago = (c: string | null) => (c ? `${humanDuration(now.getTime() - new Date(c).getTime())} ago` : 'N/A');
+    // the API carries creation times in whole seconds
+    const ago = (c: string | null) => (c ? `${humanDuration(now.getTime() - Math.floor(Date.parse(c) / 1000) * 1000)} ago` : 'N/A');
     out += 'Images space usage:\n\n';
     out += tabTable(['REPOSITORY', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE', 'SHARED SIZE', 'UNIQUE SIZE', 'CONTAINERS'],
       r.images.map((i) => [i.repository, i.tag, truncateId(i.id), ago(i.created), humanSize(i.size), humanSize(i.sharedSize), humanSize(i.uniqueSize), String(i.containers)]), MODERN_TABLE);
