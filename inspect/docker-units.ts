@@ -16,14 +16,16 @@ export function goFormatG(x: number, prec: number): string {
   if (x === 0) return Object.is(x, -0) ? '-0' : '0';
   if (prec < 1) prec = 1;
   const neg = x < 0;
-  // A rounding tie (where Go's half-to-even and JS's half-up differ) needs the
-  // exact expansion to end in 5 right after the kept digits. 20 more digits
-  // rule that out almost always; else take 100 significant digits, which hold
-  // the exact expansion of every double in the range sizes and durations use
-  // (≤ 55 digits for 1 ≤ |x| < 1e3).
-  let [mant, expPart] = Math.abs(x).toExponential(Math.min(prec + 20, 100)).split('e');
-  const tail = mant.replace('.', '').slice(prec);
-  if (/^50*$/.test(tail) || /^49*$/.test(tail)) [mant, expPart] = Math.abs(x).toExponential(99).split('e');
+  // JS rounds a tie up, Go to even; they agree everywhere else. An exact tie
+  // at `prec` digits shows as a 5 in the next digit, so only then are 100
+  // significant digits taken — enough for the exact expansion of every double
+  // sizes and durations produce (≤ 55 digits for 1 ≤ |x| < 1e3) — and the
+  // rounding done here; otherwise JS's own rounding to `prec` digits is Go's.
+  const a = Math.abs(x);
+  const probe = a.toExponential(Math.min(prec, 100)).split('e')[0];
+  const exact = probe[probe.length - 1] === '5';
+  let [mant, expPart] = (exact ? a.toExponential(99) : a.toExponential(prec - 1)).split('e');
+  if (!mant.includes('.')) mant = `${mant}.`;
   const digits = (mant[0] + mant.slice(2)).split('').map(Number);
   let exp = Number(expPart);
   const kept = digits.slice(0, prec);
