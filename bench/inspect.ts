@@ -9,9 +9,9 @@
 // Measured, interleaved per round so host noise hits every variant alike:
 //   images (library)  openStore + imageRows + renderImages, in this process
 //   df (library)      openStore + diskUsage + renderDf -v, in this process
-//   images (CLI)      `node --import tsx cli/main.ts images --root …`, whole process
+//   images (CLI)      `bin/strata.js images --root …` (the compiled CLI when dist/ is current), whole process
 //   df (CLI)          the same for `df -v`
-//   startup (CLI)     `strata version`: what Node + tsx cost before any work
+//   startup (CLI)     `strata version`: what Node and module loading cost before any work
 // Runs after the first are warm-cache (the store was just written or read);
 // the first run is reported apart. Output: a table and bench/out/inspect.json.
 import * as fs from 'node:fs';
@@ -60,7 +60,8 @@ try {
   const first = openStore(root);
   const shape = { images: first.images.size, layers: first.layers.size, containers: first.containers.length, driver: first.driver };
 
-  const cli = (args: string[]) => timeProcess([process.execPath, '--import', 'tsx', path.join(repo, 'cli', 'main.ts'), ...args]);
+  // the strata command as installed: bin/strata.js runs dist/ when it is current (npm run build)
+  const cli = (args: string[]) => timeProcess([process.execPath, path.join(repo, 'bin', 'strata.js'), ...args]);
   const variants: Record<string, () => Promise<Sample> | Sample> = {
     'images (library)': () => measureInProcess(async () => {
       const m = openStore(root);

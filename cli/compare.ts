@@ -1,7 +1,7 @@
 // strata compare --sample: the embedded sample image through apply → export → re-apply in
 // every whiteout format, with tree-digest checks. Exit 1 when a check fails.
 import type { CommandModule } from 'yargs';
-import { compareSample, type CompareReport } from '../bench/compare.ts';
+import type { CompareReport } from '../bench/compare.ts';
 import { emit, table, UsageError } from './output.ts';
 
 interface CompareArgs {
@@ -19,6 +19,8 @@ export const compareCommand: CommandModule<{ json: boolean }, CompareArgs> = {
       .option('keep', { type: 'boolean', default: false, describe: 'keep the work dir (its path is printed)' }),
   handler: async (argv) => {
     if (!argv.sample) throw new UsageError('compare needs --sample (the embedded sample image is the only source so far)');
+    // loaded on use: start-up of every other command should not pay for the engine and drivers
+    const { compareSample } = await import('../bench/compare.ts');
     const report = await compareSample({ keep: argv.keep });
     emit(argv.json, report, () => printReport(report));
     if (!report.ok) process.exitCode = 1;

@@ -5,8 +5,6 @@
 import type { CommandModule } from 'yargs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import '../drivers/all.ts';
-import { probeDrivers } from '../drivers/registry.ts';
 import { emit, table } from './output.ts';
 
 interface DriversArgs {
@@ -29,6 +27,9 @@ export const driversCommand: CommandModule<{ json: boolean }, DriversArgs> = {
   builder: (y) =>
     y.option('root', { type: 'string', default: '/var/lib/docker', describe: 'Docker data root the driver homes would live in' }),
   handler: async (argv) => {
+    // loaded on use, so that other commands start without the drivers
+    await import('../drivers/all.ts');
+    const { probeDrivers } = await import('../drivers/registry.ts');
     const probes = await probeDrivers(argv.root);
     const rows = probes.map((p) => ({ ...p, data: hasData(argv.root, p.name) }));
     emit(argv.json, rows, () => {

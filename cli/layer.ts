@@ -19,9 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { changeLetter, displayPath } from '../archive/types.ts';
-import '../drivers/all.ts';
 import { parseStorageOptKeyValue, type Driver } from '../drivers/driver.ts';
-import { drivers, getDriver } from '../drivers/registry.ts';
 import { emit, table, UsageError } from './output.ts';
 
 const ACTIONS = ['create', 'apply', 'diff', 'changes', 'size', 'mount', 'umount', 'rm', 'ls'] as const;
@@ -43,6 +41,9 @@ interface LayerArgs {
 async function openDriver(argv: LayerArgs): Promise<Driver> {
   if (!argv.driver) throw new UsageError('--driver NAME is required');
   if (!argv.home) throw new UsageError('--home DIR is required (the driver home, e.g. /var/lib/docker/overlay2)');
+  // loaded on use, so that other commands start without the drivers
+  await import('../drivers/all.ts');
+  const { drivers, getDriver } = await import('../drivers/registry.ts');
   if (!drivers.has(argv.driver)) {
     throw new UsageError(`unknown driver ${JSON.stringify(argv.driver)} (this strata implements: ${drivers.names().join(', ')})`);
   }

@@ -1,8 +1,11 @@
 import type { CommandModule } from 'yargs';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { emit } from './output.ts';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+// cli/ in the sources, dist/cli/ when compiled: the package root is one or two levels up
+const pkgUrl = [new URL('../package.json', import.meta.url), new URL('../../package.json', import.meta.url)]
+  .find((u) => existsSync(u))!;
+const pkg = JSON.parse(readFileSync(pkgUrl, 'utf8')) as { version: string };
 
 export const versionCommand: CommandModule<{ json: boolean }, { json: boolean }> = {
   command: 'version',

@@ -43,3 +43,22 @@ test('version --json is structured', (t) => {
   t.is(r.code, 0);
   t.is(JSON.parse(r.out).version, JSON.parse(fs.readFileSync(path.join(import.meta.dirname, '..', 'package.json'), 'utf8')).version);
 });
+
+test.serial('bin/strata.js runs the compiled CLI only while it is newer than every source', (t) => {
+  const repoDir = path.join(import.meta.dirname, '..');
+  const build = spawnSync('npm', ['run', 'build'], { cwd: repoDir, encoding: 'utf8' });
+  t.is(build.status, 0, build.stderr);
+  const entry = () => {
+    const r = spawnSync(process.execPath, [path.join(repoDir, 'bin', 'strata.js'), 'version'], {
+      encoding: 'utf8', env: { ...process.env, STRATA_TRACE_ENTRY: '1' },
+    });
+    t.is(r.status, 0, r.stderr);
+    t.regex(r.stdout, /^strata \d+\.\d+\.\d+/);
+    return r.stderr;
+  };
+  t.regex(entry(), /running dist\/cli\/main\.js/);
+  const built = path.join(repoDir, 'dist', 'cli', 'main.js');
+  fs.utimesSync(built, 0, 0); // older than the sources: stale
+  t.regex(entry(), /running cli\/main\.ts through tsx/);
+  t.is(spawnSync('npm', ['run', 'build'], { cwd: repoDir }).status, 0); // leave a current build behind
+});
