@@ -25,6 +25,7 @@ import { treeSize } from './layer-sizes.ts';
 // by the operations that use them, so listing a store does not pay for them.
 const changesLib = () => import('../archive/changes.ts');
 import { isDirectory, lstatQuiet } from './store-files.ts';
+import { devmapperPaths, kernelHasDeviceMapper, withDeviceMounted } from './devmapper-thin.ts';
 
 /** The drivers whose layouts are known here (moby's six + fuse-overlayfs, zfs) and docker 0.x's graph-only layout. */
 export const KNOWN_LAYOUTS = ['overlay2', 'fuse-overlayfs', 'aufs', 'overlay', 'btrfs', 'devicemapper', 'vfs', 'zfs'] as const;
@@ -114,6 +115,32 @@ export class DriverDirs {
     }
     if (!isDirectory(dir)) return { dir: null, reason: `${dir} is missing` };
     return { dir };
+  }
+
+  /**
+   * A devicemapper store whose thin devices this kernel cannot activate (no
+   * /sys/class/misc/device-mapper or no dmsetup): its layers are read by
+   * rebuilding the thin devices in userspace (inspect/devmapper-thin.ts).
+   */
+  get readsThinPoolInUserspace(): boolean {
+    return this.name === 'devicemapper' && fs.existsSync(devmapperPaths(this.root).metadata) && !kernelHasDeviceMapper();
+  }
+
+  /**
+   * fn on the directory of layer `id`'s files (as filesDir). A devicemapper
+   * device that is not mounted is, when readsThinPoolInUserspace, rebuilt from
+   * the pool and loop-mounted read-only for the duration of fn, then unmounted
+   * and removed. Throws filesDir's reason when the files cannot be reached.
+   */
+  async withFilesDir<T>(id: string, fn: (dir: string) => Promise<T>): Promise<T> {
+    const f = this.filesDir(id);
+    if (f.dir !== null) return fn(f.dir);
+    if (!this.readsThinPoolInUserspace) throw new Error(f.reason);
+    return withDeviceMounted(this.root, id, (mnt) => {
+      const rootfs = path.join(mnt, 'rootfs');
+      if (!isDirectory(rootfs)) throw new Error(`thin device of ${id} has no rootfs/ directory`);
+      return fn(rootfs);
+    });
   }
 
   /** Parent ids recorded by the driver itself, nearest first (aufs layers/<id>, overlay2 lower), when it records them. */

@@ -1,0 +1,354 @@
+// Reading a Docker devicemapper store (loop-lvm) in userspace, for kernels
+// without device-mapper (graphdrivers.md §2.5): the thin pool's metadata file
+// is decoded by `thin_dump` (thin-provisioning-tools) into per-device block
+// mappings; a thin device is rebuilt as a sparse image from the data blocks it
+// maps; the image is loop-mounted read-only and its `rootfs/` is the layer.
+//
+//   <root>/devicemapper/devicemapper/{data,metadata}   the pool's two loop files
+//   <root>/devicemapper/metadata/<id>                  {"device_id","size","transaction_id","initialized","deleted"}
+//   <root>/devicemapper/metadata/base                  the base device (Docker hash "")
+//
+// Nothing here ever writes into the store:
+//  - thin_dump is run without --repair and without -m (metadata snapshot, which
+//    needs a live pool); it opens the metadata file O_RDONLY and only reads.
+//  - the data file is opened with flag 'r'; mapped blocks are copied out to a
+//    temporary image outside the store.
+//  - the image (not the store) is attached with `losetup --read-only` and
+//    mounted MS_RDONLY with `noload` (ext4: no journal replay) or `norecovery`
+//    (xfs: no log recovery), so not even the copy is written.
+import { execFile, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+
+/** One extent of a thin device: `length` blocks at `originBlock` of the device live at `dataBlock` of the data file. */
+export interface ThinMapping {
+  originBlock: number;
+  dataBlock: number;
+  length: number;
+  /** the pool time at which the block(s) were written */
+  time: number;
+}
+
+export interface ThinDevice {
+  devId: number;
+  mappedBlocks: number;
+  transaction: number;
+  creationTime: number;
+  snapTime: number;
+  mappings: ThinMapping[];
+}
+
+export interface ThinSuperblock {
+  uuid: string;
+  time: number;
+  transaction: number;
+  /** bytes (thin_dump reports 512-byte sectors) */
+  dataBlockSize: number;
+  nrDataBlocks: number;
+}
+
+export interface ThinPool {
+  superblock: ThinSuperblock;
+  devices: Map<number, ThinDevice>;
+}
+
+/** thin_dump failed on a metadata file (damaged, not a thin pool, or the tool is missing). */
+export class ThinMetadataError extends Error {
+  constructor(readonly file: string, message: string) {
+    super(`${file}: ${message}`);
+    this.name = 'ThinMetadataError';
+  }
+}
+
+function attrs(s: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of s.matchAll(/([\w-]+)="([^"]*)"/g)) out[m[1]!] = m[2]!;
+  return out;
+}
+
+function num(a: Record<string, string>, k: string, where: string): number {
+  const v = a[k];
+  if (v === undefined || !/^\d+$/.test(v)) throw new Error(`thin_dump: <${where}> has no numeric ${k}`);
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new Error(`thin_dump: <${where}> ${k}=${v} is too large`);
+  return n;
+}
+
+/**
+ * Decode a pool's metadata with `thin_dump --format xml`, streamed line by
+ * line (the XML of a big pool runs to gigabytes: only the mappings of the
+ * devices asked for are kept). `devIds` null keeps every device's mappings;
+ * the other devices are still listed, with no mappings.
+ */
+export async function readThinMetadata(metadataFile: string, devIds: Iterable<number> | null = null): Promise<ThinPool> {
+  const want = devIds === null ? null : new Set(devIds);
+  // read-only: no --repair, no -m; see the header
+  const child = spawn('thin_dump', ['--format', 'xml', metadataFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => {
+    if (stderr.length < 4096) stderr += d;
+  });
+  const exited = new Promise<{ code: number | null; err: Error | null }>((resolve) => {
+    child.on('error', (err) => resolve({ code: null, err }));
+    child.on('close', (code) => resolve({ code, err: null }));
+  });
+  let superblock: ThinSuperblock | null = null;
+  const devices = new Map<number, ThinDevice>();
+  let cur: ThinDevice | null = null;
+  let keep = false;
+  let parseError: Error | null = null;
+  const rl = readline.createInterface({ input: child.stdout, crlfDelay: Infinity });
+  try {
+    for await (const line of rl) {
+      if (parseError) continue;
+      try {
+        for (const m of line.matchAll(/<(\/?)(\w+)([^>]*?)\/?>/g)) {
+          const [, close, tag, rest] = m as unknown as [string, string, string, string];
+          if (close) {
+            if (tag === 'device') cur = null;
+            continue;
+          }
+          const a = attrs(rest);
+          switch (tag) {
+            case 'superblock':
+              superblock = {
+                uuid: a.uuid ?? '',
+                time: num(a, 'time', tag),
+                transaction: num(a, 'transaction', tag),
+                dataBlockSize: num(a, 'data_block_size', tag) * 512,
+                nrDataBlocks: num(a, 'nr_data_blocks', tag),
+              };
+              break;
+            case 'device': {
+              const devId = num(a, 'dev_id', tag);
+              cur = {
+                devId, mappedBlocks: num(a, 'mapped_blocks', tag), transaction: num(a, 'transaction', tag),
+                creationTime: num(a, 'creation_time', tag), snapTime: num(a, 'snap_time', tag), mappings: [],
+              };
+              devices.set(devId, cur);
+              keep = want === null || want.has(devId);
+              break;
+            }
+            case 'single_mapping':
+              if (cur && keep) cur.mappings.push({ originBlock: num(a, 'origin_block', tag), dataBlock: num(a, 'data_block', tag), length: 1, time: num(a, 'time', tag) });
+              break;
+            case 'range_mapping':
+              if (cur && keep) cur.mappings.push({ originBlock: num(a, 'origin_begin', tag), dataBlock: num(a, 'data_begin', tag), length: num(a, 'length', tag), time: num(a, 'time', tag) });
+              break;
+            default:
+              break; // <def>/<ref> (shared subtrees, only with --skip-mappings off… not emitted by plain xml dumps) and future tags
+          }
+        }
+      } catch (e) {
+        parseError = e as Error;
+        child.kill();
+      }
+    }
+  } finally {
+    rl.close();
+  }
+  const { code, err } = await exited;
+  if (err) throw new ThinMetadataError(metadataFile, `cannot run thin_dump (package thin-provisioning-tools): ${err.message}`);
+  if (parseError) throw new ThinMetadataError(metadataFile, parseError.message);
+  if (code !== 0) throw new ThinMetadataError(metadataFile, `thin_dump failed (exit ${code}): ${stderr.trim() || 'no message'}`);
+  if (!superblock) throw new ThinMetadataError(metadataFile, 'thin_dump printed no superblock');
+  return { superblock, devices };
+}
+
+export interface ExtractStats {
+  extents: number;
+  mappedBlocks: number;
+  /** mapped blocks that hold only zeros, left as holes */
+  zeroBlocks: number;
+  imageSize: number;
+}
+
+const CHUNK_BLOCKS_BYTES = 1 << 20;
+
+/**
+ * Write thin device image `out` (created, must not exist): every mapped block
+ * copied from `dataFile` (opened read-only) to its origin position, holes
+ * elsewhere and for all-zero blocks. Memory stays at one 1 MiB buffer.
+ * `size` (bytes) is the device size (Docker's JSON `size`: the thin metadata
+ * does not hold it); default: the end of the last mapped block.
+ */
+export function extractDevice(dataFile: string, mappings: readonly ThinMapping[], blockSize: number, out: string, size?: number): ExtractStats {
+  const per = Math.max(1, Math.floor(CHUNK_BLOCKS_BYTES / blockSize));
+  const buf = Buffer.alloc(per * blockSize);
+  const dfd = fs.openSync(dataFile, 'r');
+  let ofd: number | null = null;
+  const stats: ExtractStats = { extents: mappings.length, mappedBlocks: 0, zeroBlocks: 0, imageSize: 0 };
+  try {
+    ofd = fs.openSync(out, 'wx', 0o600);
+    let end = 0;
+    for (const m of mappings) {
+      for (let i = 0; i < m.length; i += per) {
+        const n = Math.min(per, m.length - i);
+        const bytes = n * blockSize;
+        let got = 0;
+        while (got < bytes) {
+          const r = fs.readSync(dfd, buf, got, bytes - got, (m.dataBlock + i) * blockSize + got);
+          if (r === 0) break;
+          got += r;
+        }
+        if (got < bytes) buf.fill(0, got, bytes); // beyond the data file's end reads as zeros
+        for (let b = 0; b < n; b++) {
+          stats.mappedBlocks++;
+          const off = b * blockSize;
+          if (isZero(buf, off, blockSize)) {
+            stats.zeroBlocks++;
+            continue;
+          }
+          let w = 0;
+          while (w < blockSize) w += fs.writeSync(ofd, buf, off + w, blockSize - w, (m.originBlock + i + b) * blockSize + w);
+        }
+      }
+      end = Math.max(end, (m.originBlock + m.length) * blockSize);
+    }
+    stats.imageSize = size ?? end;
+    fs.ftruncateSync(ofd, stats.imageSize);
+    return stats;
+  } finally {
+    fs.closeSync(dfd);
+    if (ofd !== null) fs.closeSync(ofd);
+  }
+}
+
+function isZero(buf: Buffer, off: number, len: number): boolean {
+  const end = off + len;
+  // 8 bytes at a time where aligned, then the rest
+  let i = off;
+  for (; i + 8 <= end; i += 8) if (buf.readBigUInt64LE(i) !== 0n) return false;
+  for (; i < end; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+/** Docker's record of one device (devicemapper/metadata/<id>, or `base`). */
+export interface DockerDevInfo {
+  device_id: number;
+  size: number;
+  transaction_id: number;
+  initialized: boolean;
+  deleted: boolean;
+}
+
+/** The paths of a devicemapper store under a docker data root. */
+export function devmapperPaths(root: string) {
+  const home = path.join(root, 'devicemapper');
+  return {
+    home,
+    data: path.join(home, 'devicemapper', 'data'),
+    metadata: path.join(home, 'devicemapper', 'metadata'),
+    devInfo: (id: string) => path.join(home, 'metadata', id === '' ? 'base' : id),
+  };
+}
+
+export function readDevInfo(root: string, id: string): DockerDevInfo {
+  const file = devmapperPaths(root).devInfo(id);
+  const j = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<DockerDevInfo>;
+  if (typeof j.device_id !== 'number') throw new Error(`${file}: no device_id`);
+  return { device_id: j.device_id, size: Number(j.size ?? 0), transaction_id: Number(j.transaction_id ?? 0), initialized: !!j.initialized, deleted: !!j.deleted };
+}
+
+/** The file system of an image by its magic: ext2/3/4 (0xEF53 at 1080) or xfs ("XFSB" at 0). */
+export function fsTypeOf(image: string): 'ext4' | 'xfs' | null {
+  const fd = fs.openSync(image, 'r');
+  try {
+    const b = Buffer.alloc(1082);
+    fs.readSync(fd, b, 0, b.length, 0);
+    if (b.toString('latin1', 0, 4) === 'XFSB') return 'xfs';
+    if (b.readUInt16LE(1080) === 0xef53) return 'ext4';
+    return null;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Whether the running kernel can activate the pool itself (the dm misc device and dmsetup are both there). */
+export function kernelHasDeviceMapper(): boolean {
+  if (!fs.existsSync('/sys/class/misc/device-mapper')) return false;
+  const dirs = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':');
+  return dirs.some((d) => d && fs.existsSync(path.join(d, 'dmsetup')));
+}
+
+/**
+ * Decode the pool metadata of the store at `root` and record what fails as a
+ * problem on the metadata file (thin_dump's own message), so a damaged pool is
+ * reported, not thrown. Returns the pool, or null when it cannot be read.
+ */
+export async function checkThinPool(root: string, problems: { add(path: string, message: string): void }): Promise<ThinPool | null> {
+  const p = devmapperPaths(root);
+  try {
+    return await readThinMetadata(p.metadata, []);
+  } catch (e) {
+    problems.add(p.metadata, e instanceof ThinMetadataError ? e.message.slice(p.metadata.length + 2) : (e as Error).message);
+    return null;
+  }
+}
+
+export interface MountOptions {
+  /** where the temporary image and mount point go (default os.tmpdir()); must have room for the device's mapped data */
+  tmpDir?: string;
+}
+
+/**
+ * Rebuild device `id` (a layer's cache/mount id, or '' for the base device) of
+ * the store at docker root `root`, loop-mount it read-only, call fn with the
+ * mount point (the layer's files are in `<mountpoint>/rootfs`), then always
+ * unmount, detach the loop device and remove the image.
+ */
+export async function withDeviceMounted<T>(root: string, id: string, fn: (mountpoint: string) => Promise<T> | T, opts: MountOptions = {}): Promise<T> {
+  const p = devmapperPaths(root);
+  const info = readDevInfo(root, id);
+  if (info.deleted) throw new Error(`${p.devInfo(id)}: device ${info.device_id} is marked deleted`);
+  const pool = await readThinMetadata(p.metadata, [info.device_id]);
+  const dev = pool.devices.get(info.device_id);
+  if (!dev) throw new ThinMetadataError(p.metadata, `has no thin device ${info.device_id} (named by ${p.devInfo(id)})`);
+  const work = fs.mkdtempSync(path.join(opts.tmpDir ?? os.tmpdir(), 'strata-dm-'));
+  const image = path.join(work, 'device.img');
+  const mnt = path.join(work, 'mnt');
+  let loop: string | null = null;
+  let mounted = false;
+  // the FFI bindings load only when a device is mounted
+  const { MS_RDONLY, mount, umount2 } = await import('../sys/syscalls.ts');
+  try {
+    extractDevice(p.data, dev.mappings, pool.superblock.dataBlockSize, image, info.size || undefined);
+    const fstype = fsTypeOf(image);
+    if (!fstype) throw new Error(`thin device ${info.device_id} (${p.devInfo(id)}) holds no ext4 or xfs file system`);
+    fs.mkdirSync(mnt);
+    loop = (await execFileP('losetup', ['--find', '--show', '--read-only', image])).stdout.trim();
+    // noload/norecovery: a device cut from a pool that was in use has a dirty journal; replaying it would write
+    mount(loop, mnt, fstype, MS_RDONLY, fstype === 'ext4' ? 'noload' : 'norecovery,nouuid');
+    mounted = true;
+    return await fn(mnt);
+  } finally {
+    const errors: string[] = [];
+    if (mounted) {
+      try {
+        umount2(mnt);
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
+    if (loop) {
+      try {
+        await execFileP('losetup', ['-d', loop]);
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
+    try {
+      fs.rmSync(work, { recursive: true, force: true });
+    } catch (e) {
+      errors.push((e as Error).message);
+    }
+    // eslint-disable-next-line no-unsafe-finally
+    if (errors.length) throw new Error(`cleaning up thin device ${info.device_id}: ${errors.join('; ')}`);
+  }
+}

@@ -1,0 +1,181 @@
+// A Docker devicemapper store read with no device-mapper in the kernel
+// (inspect/devmapper-thin.ts): the pool built by fixtures/devmapper-store.ts
+// (real ext4 devices in a real thin pool, metadata made by thin_restore) is
+// decoded with thin_dump, each thin device rebuilt as a sparse image and
+// loop-mounted read-only; its files must match the trees the fixture wrote,
+// the store must be left byte-identical and nothing may stay mounted.
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { manifestDiff, treeManifest } from '../../archive/digest.ts';
+import { DM_BLOCK, DM_DEVICE_SIZE, writeDevmapperStore, type DevmapperStoreInfo } from '../../fixtures/devmapper-store.ts';
+import { checkThinPool, extractDevice, kernelHasDeviceMapper, readThinMetadata, ThinMetadataError, withDeviceMounted, type ThinMapping } from '../../inspect/devmapper-thin.ts';
+import { DriverDirs } from '../../inspect/driver-dirs.ts';
+import { Problems } from '../../inspect/problems.ts';
+import { isRoot, when } from '../helpers/require.ts';
+
+const hasTool = (t: string) => (process.env.PATH ?? '').split(':').some((d) => d && fs.existsSync(path.join(d, t)));
+const ok = isRoot && ['thin_dump', 'thin_restore', 'thin_check', 'mkfs.ext4', 'losetup'].every(hasTool) && fs.existsSync('/dev/loop-control');
+const serial = when(ok, 'root, loop devices, mkfs.ext4 and thin-provisioning-tools (thin_dump/thin_restore/thin_check)', { serial: true });
+
+let tmp: string;
+let info: DevmapperStoreInfo;
+let before: Map<string, string>;
+const metaFile = () => path.join(info.root, 'devicemapper/devicemapper/metadata');
+const dataFile = () => path.join(info.root, 'devicemapper/devicemapper/data');
+
+/** sha256, size, mode and mtime (ns) of every file under the store's devicemapper home. */
+function snapshot(root: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      const st = fs.lstatSync(p, { bigint: true });
+      let h = '';
+      if (e.isFile()) h = crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+      out.set(path.relative(root, p), `${st.mode} ${st.size} ${st.mtimeNs} ${h}`);
+      if (e.isDirectory()) walk(p);
+    }
+  };
+  walk(path.join(root, 'devicemapper'));
+  return out;
+}
+
+function expand(mappings: readonly ThinMapping[]): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const x of mappings) for (let i = 0; i < x.length; i++) m.set(x.originBlock + i, x.dataBlock + i);
+  return m;
+}
+
+test.before(() => {
+  if (!ok) return;
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-dmtest-'));
+  fs.mkdirSync(path.join(tmp, 'root'));
+  fs.mkdirSync(path.join(tmp, 'work'));
+  info = writeDevmapperStore(path.join(tmp, 'root'), path.join(tmp, 'work'));
+  before = snapshot(info.root);
+});
+
+test.after.always(() => {
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+serial('thin_dump of the pool: superblock and every device with the mappings the fixture laid out', async (t) => {
+  const pool = await readThinMetadata(metaFile());
+  t.is(pool.superblock.dataBlockSize, DM_BLOCK);
+  t.is(pool.superblock.transaction, 3);
+  t.deepEqual([...pool.devices.keys()].sort(), [1, 2, 3]);
+  for (const d of info.devices) {
+    const dev = pool.devices.get(d.devId)!;
+    t.is(dev.mappedBlocks, d.map.size, `dev ${d.devId}`);
+    t.deepEqual(expand(dev.mappings), d.map, `dev ${d.devId}`);
+  }
+  // only the devices asked for keep their mappings
+  const one = await readThinMetadata(metaFile(), [2]);
+  t.is(one.devices.get(1)!.mappings.length, 0);
+  t.true(one.devices.get(2)!.mappings.length > 0);
+});
+
+serial('both layer devices rebuilt and mounted read-only: their rootfs matches the source trees', async (t) => {
+  for (const d of info.devices) {
+    await withDeviceMounted(info.root, d.id, async (mnt) => {
+      t.is(fs.statSync(mnt).size >= 0, true);
+      if (d.tree === null) {
+        t.deepEqual(fs.readdirSync(mnt), ['lost+found'], 'the base device holds an empty file system');
+        return;
+      }
+      t.is(fs.readFileSync(path.join(mnt, 'id'), 'utf8'), d.id);
+      const got = await treeManifest(path.join(mnt, 'rootfs'), { dirMtimes: false });
+      const want = await treeManifest(d.tree, { dirMtimes: false });
+      t.deepEqual(got, want, manifestDiff(want, got));
+      // read-only: writing fails
+      t.throws(() => fs.writeFileSync(path.join(mnt, 'rootfs/new'), 'x'), { code: 'EROFS' });
+    });
+  }
+});
+
+serial('a block shared by layer A and its snapshot B is read from the same data block; B\'s own block is not', async (t) => {
+  const pool = await readThinMetadata(metaFile(), [2, 3]);
+  const a = expand(pool.devices.get(2)!.mappings);
+  const b = expand(pool.devices.get(3)!.mappings);
+  const { sharedBlock: s, ownBlock: o } = info;
+  t.is(a.get(s.origin), s.data);
+  t.is(b.get(s.origin), s.data);
+  t.is(a.get(o.origin), o.dataA);
+  t.is(b.get(o.origin), o.dataB);
+  t.not(o.dataA, o.dataB);
+  // the rebuilt images hold the data file's block at that origin
+  const dataFd = fs.openSync(dataFile(), 'r');
+  const blockAt = (fd: number, i: number) => {
+    const buf = Buffer.alloc(DM_BLOCK);
+    fs.readSync(fd, buf, 0, DM_BLOCK, i * DM_BLOCK);
+    return buf;
+  };
+  try {
+    for (const [devId, m] of [[2, pool.devices.get(2)!.mappings], [3, pool.devices.get(3)!.mappings]] as const) {
+      const img = path.join(tmp, `dev${devId}.img`);
+      const st = extractDevice(dataFile(), m, DM_BLOCK, img, DM_DEVICE_SIZE);
+      t.is(st.imageSize, DM_DEVICE_SIZE);
+      t.is(fs.statSync(img).size, DM_DEVICE_SIZE);
+      t.true(fs.statSync(img).blocks * 512 < DM_DEVICE_SIZE / 4, 'the image is sparse');
+      const fd = fs.openSync(img, 'r');
+      try {
+        t.true(blockAt(fd, s.origin).equals(blockAt(dataFd, s.data)));
+        t.true(blockAt(fd, o.origin).equals(blockAt(dataFd, devId === 2 ? o.dataA : o.dataB)));
+      } finally {
+        fs.closeSync(fd);
+        fs.rmSync(img);
+      }
+    }
+  } finally {
+    fs.closeSync(dataFd);
+  }
+});
+
+serial('DriverDirs.withFilesDir reads an unmounted devicemapper layer through the thin reader', async (t) => {
+  const dirs = new DriverDirs('devicemapper', info.root);
+  const b = info.devices[2]!;
+  t.is(dirs.filesDir(b.id).dir, null, 'not mounted: filesDir has no directory');
+  if (kernelHasDeviceMapper()) {
+    t.false(dirs.readsThinPoolInUserspace);
+    return;
+  }
+  t.true(dirs.readsThinPoolInUserspace);
+  const got = await dirs.withFilesDir(b.id, (dir) => treeManifest(dir, { dirMtimes: false }));
+  t.deepEqual(got, await treeManifest(b.tree!, { dirMtimes: false }));
+});
+
+serial('a corrupt metadata file: thin_dump fails and the problem names the file', async (t) => {
+  const root2 = path.join(tmp, 'corrupt');
+  fs.mkdirSync(root2);
+  execFileSync('cp', ['-a', '--sparse=always', path.join(info.root, 'devicemapper'), root2]);
+  const meta2 = path.join(root2, 'devicemapper/devicemapper/metadata');
+  const fd = fs.openSync(meta2, 'r+');
+  fs.writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, 0); // the superblock
+  fs.closeSync(fd);
+  const err = await t.throwsAsync(readThinMetadata(meta2), { instanceOf: ThinMetadataError });
+  t.is(err!.file, meta2);
+  t.regex(err!.message, /thin_dump failed/);
+  t.true(err!.message.startsWith(meta2));
+  const problems = new Problems();
+  t.is(await checkThinPool(root2, problems), null);
+  t.is(problems.errors.length, 1);
+  t.is(problems.errors[0]!.path, meta2);
+  await t.throwsAsync(withDeviceMounted(root2, info.devices[1]!.id, () => t.fail('must not be called')), { instanceOf: ThinMetadataError });
+  const ok2 = new Problems();
+  t.not(await checkThinPool(info.root, ok2), null);
+  t.is(ok2.size, 0);
+});
+
+serial('afterwards: the store is byte-identical and nothing stays mounted or attached', (t) => {
+  const after = snapshot(info.root);
+  t.deepEqual([...after.entries()], [...before.entries()]);
+  const loops = execFileSync('losetup', ['-a'], { encoding: 'utf8' });
+  t.false(loops.includes('strata-dm-'), loops);
+  const mi = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+  t.false(mi.includes('strata-dm-'), mi.split('\n').filter((l) => l.includes('strata-dm-')).join('\n'));
+  t.deepEqual(fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('strata-dm-')), []);
+});
