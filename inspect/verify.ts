@@ -20,6 +20,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { TarParser } from '../archive/tar-reader.ts';
 import { GRAPH_LAYOUT, type DriverDirs } from './driver-dirs.ts';
+import { devmapperPaths } from './devmapper-thin.ts';
 import { sha256Digest } from './digests.ts';
 import { graphStoreSize, treeSize } from './layer-sizes.ts';
 import type { LayerRecord, StoreModel } from './model.ts';
@@ -99,8 +100,10 @@ export async function verifyStore(model: StoreModel, opts: VerifyOptions = {}): 
     for (const c of model.containers) {
       if (c.driver && c.driver !== model.driver) continue;
       const md = path.join(model.metaDir, 'layerdb', 'mounts', c.id);
-      if (c.mountId && !dirs!.filesDir(c.mountId).dir) problems.add(path.join(md, 'mount-id'), `container RW layer ${c.mountId}: ${(dirs!.filesDir(c.mountId) as { reason: string }).reason}`);
-      if (c.initId && !dirs!.filesDir(c.initId).dir) problems.add(path.join(md, 'init-id'), `container init layer ${c.initId}: ${(dirs!.filesDir(c.initId) as { reason: string }).reason}`);
+      const mountGone = c.mountId ? unreachable(dirs!, c.mountId) : null;
+      const initGone = c.initId ? unreachable(dirs!, c.initId) : null;
+      if (mountGone) problems.add(path.join(md, 'mount-id'), `container RW layer ${c.mountId}: ${mountGone}`);
+      if (initGone) problems.add(path.join(md, 'init-id'), `container init layer ${c.initId}: ${initGone}`);
       if (c.parentLayer && !model.layers.has(c.parentLayer)) problems.add(path.join(md, 'parent'), `parent layer ${c.parentLayer} is not in layerdb`);
       const img = c.imageId ? model.images.get(c.imageId) : undefined;
       if (img && c.parentLayer && img.layers[img.layers.length - 1] !== c.parentLayer) {
@@ -124,6 +127,18 @@ export async function verifyStore(model: StoreModel, opts: VerifyOptions = {}): 
   };
 }
 
+/**
+ * Why layer `id`'s data cannot be reached, or null when it can: its driver
+ * directory, or (devicemapper read in userspace) its device record, whose
+ * device the thin pool holds.
+ */
+function unreachable(dirs: DriverDirs, id: string): string | null {
+  const f = dirs.filesDir(id);
+  if (f.dir !== null) return null;
+  if (dirs.readsThinPoolInUserspace && fs.existsSync(devmapperPaths(dirs.root).devInfo(id))) return null;
+  return f.reason;
+}
+
 type Reassemble = (layer: LayerRecord, filesDir: string) => Promise<string | null>;
 
 async function verifyModernLayer(model: StoreModel, layer: LayerRecord, dirs: DriverDirs, content: boolean, reassemble: Reassemble): Promise<void> {
@@ -141,7 +156,9 @@ async function verifyModernLayer(model: StoreModel, layer: LayerRecord, dirs: Dr
   const size = layer.size;
   if (!cacheId) return;
   const files = dirs.filesDir(cacheId);
-  if (files.dir === null) {
+  // a devicemapper device that is not mounted is read from the thin pool in userspace (withFilesDir)
+  const fromPool = files.dir === null && dirs.readsThinPoolInUserspace;
+  if (files.dir === null && !fromPool) {
     problems.add(path.join(layer.dir, 'cache-id'), `layer data ${cacheId}: ${files.reason}`);
     return;
   }
@@ -149,24 +166,39 @@ async function verifyModernLayer(model: StoreModel, layer: LayerRecord, dirs: Dr
     problems.add(path.join(layer.dir, 'tar-split.json.gz'), 'is missing: the layer tar (and its DiffID) cannot be rebuilt');
     return;
   }
+  let tarSum: number | null = null;
   if (size !== null) {
-    let tarSum: number | null = null;
     try {
       tarSum = await tarSplitSizeSum(layer.tarSplit);
     } catch {
       // reported by the reassembly below
     }
-    const candidates = [tarSum];
-    if (dirs.holdsDiffs) candidates.push(await treeSize(files.dir));
-    if (tarSum !== null && !candidates.includes(size)) {
-      const what = dirs.holdsDiffs ? `its files total ${candidates[1]} bytes (directory.Size of ${files.dir}) and its tar entries ${tarSum}` : `its tar entries total ${tarSum} bytes`;
-      problems.add(path.join(layer.dir, 'size'), `says ${size} bytes, but ${what}`);
-    }
   }
-  if (!content) return;
-  const actual = await reassemble(layer, files.dir);
-  if (actual && diffId && actual !== diffId) {
-    problems.add(path.join(layer.dir, 'diff'), `says ${diffId}, but the tar rebuilt from tar-split and ${files.dir} hashes to ${actual}`);
+  // nothing below needs the files: no thin device is rebuilt for it
+  if (fromPool && !content && !dirs.holdsDiffs) {
+    if (tarSum !== null && size !== null && tarSum !== size) problems.add(path.join(layer.dir, 'size'), `says ${size} bytes, but its tar entries total ${tarSum} bytes`);
+    return;
+  }
+  const check = async (dir: string, where: string): Promise<void> => {
+    if (size !== null) {
+      const candidates = [tarSum];
+      if (dirs.holdsDiffs) candidates.push(await treeSize(dir));
+      if (tarSum !== null && !candidates.includes(size)) {
+        const what = dirs.holdsDiffs ? `its files total ${candidates[1]} bytes (directory.Size of ${dir}) and its tar entries ${tarSum}` : `its tar entries total ${tarSum} bytes`;
+        problems.add(path.join(layer.dir, 'size'), `says ${size} bytes, but ${what}`);
+      }
+    }
+    if (!content) return;
+    const actual = await reassemble(layer, dir);
+    if (actual && diffId && actual !== diffId) {
+      problems.add(path.join(layer.dir, 'diff'), `says ${diffId}, but the tar rebuilt from tar-split and ${where} hashes to ${actual}`);
+    }
+  };
+  if (files.dir !== null) return check(files.dir, files.dir);
+  try {
+    await dirs.withFilesDir(cacheId, (dir) => check(dir, `thin device ${cacheId} (read from the pool, mounted at ${dir})`));
+  } catch (e) {
+    problems.add(path.join(layer.dir, 'cache-id'), `layer data ${cacheId}: cannot be read from the thin pool (${(e as Error).message})`);
   }
 }
 
