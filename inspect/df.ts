@@ -349,7 +349,7 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
       if (opts.containerSizes !== false && c.mountId && (!c.driver || c.driver === model.driver || model.kind !== 'modern')) {
         try {
           const lowers = model.kind === 'legacy' && c.imageId ? (model.images.get(c.imageId)?.layers.slice().reverse() ?? []) : undefined;
-          const parent = c.initId && dirs.filesDir(c.initId).dir ? c.initId : (c.parentLayer ? model.layers.get(c.parentLayer)?.cacheId ?? null : null);
+          const parent = c.initId && dirs.reachable(c.initId) ? c.initId : (c.parentLayer ? model.layers.get(c.parentLayer)?.cacheId ?? null : null);
           sizeRw = await dirs.diffSize(c.mountId, parent, lowers);
         } catch {
           sizeRw = null;

@@ -39,7 +39,7 @@ export async function containerChanges(model: StoreModel, ref: string): Promise<
   }
   let parent: string | null = null;
   let lowers: string[] | undefined;
-  if (c.initId && dirs.filesDir(c.initId).dir !== null) parent = c.initId;
+  if (c.initId && dirs.reachable(c.initId)) parent = c.initId;
   else if (c.parentLayer) parent = model.kind === 'modern' ? model.layers.get(c.parentLayer)?.cacheId ?? null : c.parentLayer;
   if (dirs.name === GRAPH_LAYOUT && c.imageId) lowers = (model.images.get(c.imageId)?.layers ?? []).slice().reverse();
   try {

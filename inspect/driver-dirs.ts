@@ -143,6 +143,20 @@ export class DriverDirs {
     });
   }
 
+  /**
+   * Layer `id` can be read: its directory is there, or (readsThinPoolInUserspace)
+   * dockerd's record of its thin device is, for withFilesDir to rebuild it.
+   */
+  reachable(id: string): boolean {
+    if (this.filesDir(id).dir !== null) return true;
+    return this.readsThinPoolInUserspace && fs.existsSync(devmapperPaths(this.root).devInfo(id));
+  }
+
+  /** fn on the full trees of `id` and of `parent` (null: none), each through withFilesDir. */
+  private withTrees<T>(id: string, parent: string | null, fn: (own: string, base: string | null) => Promise<T>): Promise<T> {
+    return this.withFilesDir(id, (own) => (parent ? this.withFilesDir(parent, (base) => fn(own, base)) : fn(own, null)));
+  }
+
   /** Parent ids recorded by the driver itself, nearest first (aufs layers/<id>, overlay2 lower), when it records them. */
   recordedLowers(id: string): string[] | null {
     try {
@@ -191,17 +205,8 @@ export class DriverDirs {
         if (this.name === 'fuse-overlayfs') return changes.filter((c) => !/\/\.wh\.(\.wh\.)?\.opq$/.test(c.path));
         return changes;
       }
-      default: {
-        const own = this.filesDir(id);
-        if (own.dir === null) throw new Error(own.reason);
-        let base: string | null = null;
-        if (parent) {
-          const p = this.filesDir(parent);
-          if (p.dir === null) throw new Error(p.reason);
-          base = p.dir;
-        }
-        return changesDirs(own.dir, base);
-      }
+      default:
+        return this.withTrees(id, parent, async (own, base) => changesDirs(own, base));
     }
   }
 
@@ -225,10 +230,8 @@ export class DriverDirs {
         return treeSize(own.dir);
       }
       default: {
-        const own = this.filesDir(id);
-        if (own.dir === null) throw new Error(own.reason);
-        const { changesSize } = await changesLib();
-        return changesSize(own.dir, await this.changes(id, parent, lowers));
+        const { changesDirs, changesSize } = await changesLib();
+        return this.withTrees(id, parent, async (own, base) => changesSize(own, changesDirs(own, base)));
       }
     }
   }

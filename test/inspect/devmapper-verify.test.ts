@@ -78,7 +78,7 @@ test.before(async () => {
   process.env.TMPDIR = scratchDir;
   fs.mkdirSync(path.join(tmp, 'root'));
   fs.mkdirSync(path.join(tmp, 'work'));
-  info = await writeDevmapperModernStore(path.join(tmp, 'root'), path.join(tmp, 'work'));
+  info = await writeDevmapperModernStore(path.join(tmp, 'root'), path.join(tmp, 'work'), { withContainer: true });
   before = snapshot(info.root);
 });
 
@@ -101,6 +101,7 @@ serial('verify on a devicemapper store: every DiffID rebuilt from tar-split and 
   t.is(r.checked.images, 1);
   t.is(r.checked.layers, 2);
   t.is(r.checked.layersReassembled, 2);
+  t.is(r.checked.containers, 1, 'its RW and init devices count as present (their device records are there)');
   t.is(r.checked.bytesReassembled, info.layers.reduce((s, l) => s + l.tarBytes, 0));
   const cli = strata(['verify', '--root', info.root]);
   t.is(cli.code, 0, cli.stderr);
@@ -133,6 +134,21 @@ serial('a byte flipped in the data file inside a block of B\'s file: verify exit
   t.false(r.stderr.includes(layerDir(copy, a.chainId)), 'layer A still verifies');
   t.false(r.stderr.includes('    at '));
   t.deepEqual([...snapshot(copy).entries()], [...flipped.entries()], 'verify changed nothing in the copy');
+});
+
+serial('diff of the container: its RW thin device against its init device, both rebuilt from the pool', async (t) => {
+  const r = strata(['diff', '--root', info.root, 'dm-box']);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, ['A /data', 'A /data/hello.txt', 'C /etc', 'C /etc/hostname', 'C /opt', 'C /opt/b', 'D /opt/b/new.bin', ''].join('\n'));
+});
+
+serial('df: the container\'s SIZE is its RW device\'s DiffSize against the init device (Σ added and changed files)', async (t) => {
+  const r = strata(['df', '--root', info.root, '--json']);
+  t.is(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { containers: { id: string; sizeRw: number | null }[] };
+  t.is(report.containers.length, 1);
+  t.is(report.containers[0]!.id, info.containerId!);
+  t.is(report.containers[0]!.sizeRw, 'hello\n'.length + 'container\n'.length);
 });
 
 serial('afterwards: the store is unchanged and nothing stays mounted or attached', (t) => {
