@@ -103,7 +103,8 @@ export class DriverDirs {
       case 'devicemapper':
         dir = path.join(h, 'mnt', id, 'rootfs');
         if (!isDirectory(dir)) {
-          return { dir: null, reason: `devicemapper device for ${id} is not mounted (${dir}); its data is in the thin pool, which strata does not read` };
+          // the pool is read in userspace only through withFilesDir (when the kernel has no dm)
+          return { dir: null, reason: `devicemapper device for ${id} is not mounted (${dir}); this path reads only mounted devices` };
         }
         break;
       case GRAPH_LAYOUT:
