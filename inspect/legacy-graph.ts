@@ -14,10 +14,10 @@ import * as path from 'node:path';
 import { GRAPH_LAYOUT, driverHomesIn } from './driver-dirs.ts';
 import { isDigest } from './digests.ts';
 import {
-  commandOf, containerStateOf, parseCreated, type ContainerRecord, type Era, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel,
+  assembleImageChains, commandOf, containerStateOf, parseCreated, type ContainerRecord, type Era, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel,
 } from './model.ts';
 import { Problems } from './problems.ts';
-import { StoreFiles, isDirectory, isFile } from './store-files.ts';
+import { StoreFiles, asString as str, asObject as obj, isDirectory, isFile } from './store-files.ts';
 
 export interface LegacyOptions {
   /** the storage driver when the store does not say (several repositories-<driver> files or driver homes) */
@@ -49,13 +49,6 @@ class LegacyLayer implements LayerRecord {
   }
 }
 
-function str(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
-
-function obj(v: unknown): Record<string, unknown> | null {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
-}
 
 /** `container_config.Cmd` joined, as docker ≤ 1.9 history's CREATED BY. */
 export function createdByOf(json: Record<string, unknown> | null): string {
@@ -135,37 +128,10 @@ export function readLegacyStore(root: string, opts: LegacyOptions = {}, problems
   }
 
   // layer chains, virtual sizes (Σ own sizes down the parent chain), history down the chain
-  // each image's own history entry, before the chains are assembled
-  const own = new Map([...model.images.values()].map((i) => [i.id, i.history[0]]));
-  for (const img of model.images.values()) {
-    const chain: string[] = [];
-    const seen = new Set<string>();
-    let cur: string | null = img.id;
-    let vsize = 0;
-    let complete = true;
-    while (cur !== null) {
-      if (seen.has(cur)) {
-        problems.add(path.join(graphDir, img.id, 'json'), `parent chain loops at ${cur}`);
-        complete = false;
-        break;
-      }
-      seen.add(cur);
-      const layer = model.images.get(cur);
-      if (!layer) {
-        const child = chain.length ? chain[0] : img.id;
-        problems.add(path.join(graphDir, cur), `parent image ${cur} (of ${child}) is missing`);
-        complete = false;
-        break;
-      }
-      chain.unshift(cur);
-      vsize += layer.size ?? 0;
-      if (layer.size === null) complete = false;
-      cur = parents.get(cur) ?? null;
-    }
-    img.layers = chain;
-    img.virtualSize = complete || vsize > 0 ? vsize : null;
-    img.history = chain.map((id) => own.get(id)!);
-  }
+  assembleImageChains(model, (id) => parents.get(id) ?? null, (img, at, why, child) => {
+    if (why === 'loop') problems.add(path.join(graphDir, img.id, 'json'), `parent chain loops at ${at}`);
+    else problems.add(path.join(graphDir, at), `parent image ${at} (of ${child}) is missing`);
+  });
 
   // tags
   const tagFile = repoFiles.find((r) => r.driver === driver) ?? repoFiles.find((r) => r.driver === null) ?? null;

@@ -174,3 +174,42 @@ export function parseCreated(v: unknown): Date | null {
   const d = new Date(`${m[1]}${frac}${m[3] ?? 'Z'}`);
   return Number.isNaN(d.getTime()) ? null : d;
 }
+
+/**
+ * Fill in each image's `layers` (base first), `virtualSize` (the sum of the
+ * chain's own sizes; null when a size is unknown and nothing was summed) and
+ * `history` (the chain's own entries, base first), following `parentOf`. A
+ * missing parent or a loop ends the chain where it breaks; `broken` is told
+ * which image, where, why, and the chain's lowest image so far.
+ */
+export function assembleImageChains(
+  model: StoreModel,
+  parentOf: (id: string) => string | null,
+  broken: (img: ImageRecord, at: string, why: 'missing' | 'loop', child: string) => void,
+): void {
+  // each image's own history entry, taken before the chains replace them
+  const own = new Map([...model.images.values()].map((i) => [i.id, i.history[0]]));
+  for (const img of model.images.values()) {
+    const chain: string[] = [];
+    const seen = new Set<string>();
+    let cur: string | null = img.id;
+    let vsize = 0;
+    let complete = true;
+    while (cur !== null) {
+      const layer: ImageRecord | undefined = seen.has(cur) ? undefined : model.images.get(cur);
+      if (!layer) {
+        broken(img, cur, seen.has(cur) ? 'loop' : 'missing', chain.length ? chain[0] : img.id);
+        complete = false;
+        break;
+      }
+      seen.add(cur);
+      chain.unshift(cur);
+      vsize += layer.size ?? 0;
+      if (layer.size === null) complete = false;
+      cur = parentOf(cur);
+    }
+    img.layers = chain;
+    img.virtualSize = complete || vsize > 0 ? vsize : null;
+    img.history = chain.map((id) => own.get(id)!);
+  }
+}

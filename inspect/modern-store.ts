@@ -17,7 +17,7 @@ import {
   commandOf, containerStateOf, parseCreated, type ContainerRecord, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel, type TagRecord,
 } from './model.ts';
 import { Problems } from './problems.ts';
-import { StoreFiles, isDirectory, isFile } from './store-files.ts';
+import { StoreFiles, asString as str, asObject as obj, isDirectory, isFile } from './store-files.ts';
 
 export interface ModernOptions {
   /** which image/<driver> store to read when there are several */
@@ -102,13 +102,6 @@ export class ModernLayer implements LayerRecord {
   }
 }
 
-function str(v: unknown): string {
-  return typeof v === 'string' ? v : '';
-}
-
-function obj(v: unknown): Record<string, unknown> | null {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
-}
 
 /** Split a familiar reference ("ubuntu:18.04", "busybox@sha256:…", "localhost:5000/x:1") into tag or digest. */
 export function splitReference(ref: string): { name: string; tag: string | null; digest: string | null } {

@@ -14,9 +14,9 @@
 // official images and is dropped from names, as docker did).
 import * as path from 'node:path';
 import { createdByOf, isV1Id } from './legacy-graph.ts';
-import { parseCreated, type ImageRecord, type LayerRecord, type StoreModel } from './model.ts';
+import { assembleImageChains, parseCreated, type ImageRecord, type LayerRecord, type StoreModel } from './model.ts';
 import { Problems } from './problems.ts';
-import { StoreFiles, isDirectory, isFile } from './store-files.ts';
+import { StoreFiles, asString as str, isDirectory, isFile } from './store-files.ts';
 
 class RegistryLayer implements LayerRecord {
   constructor(readonly key: string, readonly dir: string, readonly parent: string | null, readonly size: number | null, readonly blob: string | null) {}
@@ -32,10 +32,6 @@ class RegistryLayer implements LayerRecord {
   get tarSplit(): null {
     return null;
   }
-}
-
-function str(v: unknown): string {
-  return typeof v === 'string' ? v : '';
 }
 
 /** Does `root` look like a registry v1 storage tree? */
@@ -77,32 +73,13 @@ export function readRegistryV1(root: string, problems = new Problems()): StoreMo
       tags: [], digests: [],
     });
   }
-  // each image's own history entry, before the chains are assembled
-  const own = new Map([...model.images.values()].map((i) => [i.id, i.history[0]]));
+  assembleImageChains(model, (id) => model.images.get(id)?.parent ?? null, (img, at, why) => {
+    if (why === 'loop') problems.add(path.join(imagesDir, img.id, 'json'), `parent chain loops at ${at}`);
+    else problems.add(path.join(imagesDir, at), `parent image ${at} is missing`);
+  });
   for (const img of model.images.values()) {
-    const chain: string[] = [];
-    const seen = new Set<string>();
-    let cur: string | null = img.id;
-    let vsize = 0;
-    let complete = true;
-    while (cur !== null && !seen.has(cur)) {
-      seen.add(cur);
-      const p: ImageRecord | undefined = model.images.get(cur);
-      if (!p) {
-        problems.add(path.join(imagesDir, cur), `parent image ${cur} is missing`);
-        complete = false;
-        break;
-      }
-      chain.unshift(cur);
-      if (p.size === null) complete = false;
-      vsize += p.size ?? 0;
-      cur = p.parent;
-    }
-    img.layers = chain;
-    img.virtualSize = complete || vsize > 0 ? vsize : null;
-    img.history = chain.map((id) => own.get(id)!);
+    const expected = img.layers.slice().reverse();
     const anc = ancestries.get(img.id);
-    const expected = chain.slice().reverse();
     if (anc && anc.join(' ') !== expected.join(' ')) {
       problems.add(path.join(imagesDir, img.id, 'ancestry'), `ancestry [${anc.map((a) => a.slice(0, 12)).join(', ')}] differs from the parent chain [${expected.map((a) => a.slice(0, 12)).join(', ')}]`);
     }

@@ -186,3 +186,13 @@ export function isDirectory(p: string): boolean {
 export function isFile(p: string): boolean {
   return lstatQuiet(p)?.isFile() ?? false;
 }
+
+/** A JSON value as a string ('' when it is not one): store files are read leniently, problems reported elsewhere. */
+export function asString(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+/** A JSON value as a plain object (null when it is not one). */
+export function asObject(v: unknown): Record<string, unknown> | null {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+}
