@@ -30,7 +30,7 @@ import { exportDir } from '../../archive/export.ts';
 import { manifestDiff, treeManifest, type DigestOptions } from '../../archive/digest.ts';
 import { ChangeKind, changeLetter, sortChanges, type Change } from '../../archive/types.ts';
 import { QuotaNotSupportedError, type Driver } from '../../drivers/driver.ts';
-import { isRoot, when } from '../helpers/require.ts';
+import { hasTool, isRoot, when } from '../helpers/require.ts';
 import * as A from './appliers.ts';
 
 // ---- options -----------------------------------------------------------------------
@@ -939,14 +939,7 @@ function makeXfsQuotaHome(): QuotaHome {
  * no package can fix that, so the test is skipped even under STRATA_REQUIRE_ALL).
  */
 export function xfsProjectQuotaHome(): { missing: string | null; kernel: boolean; makeHome: () => Promise<QuotaHome> } {
-  const has = (tool: string) => {
-    try {
-      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const has = hasTool;
   let missing: string | null = null;
   let kernel = false;
   if (!isRoot) missing = 'root (loop mounts)';

@@ -2,6 +2,7 @@
 // A user without one sees the test skipped with the reason printed; CI sets
 // STRATA_REQUIRE_ALL=1 and then a missing prerequisite fails the test instead.
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 
 export const requireAll = process.env.STRATA_REQUIRE_ALL === '1';
 export const isRoot = process.getuid?.() === 0;
@@ -24,3 +25,13 @@ export function when(ok: boolean, reason: string, opts: { serial?: boolean } = {
 
 /** Tests that need root (mknod, mounts, chown, trusted.* xattrs). */
 export const asRoot = (opts: { serial?: boolean } = {}) => when(isRoot, 'root (run the tests as root)', opts);
+
+/** Is `tool` on the PATH (as the shell would find it)? */
+export function hasTool(tool: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}

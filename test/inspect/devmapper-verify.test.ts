@@ -16,6 +16,7 @@ import { kernelHasDeviceMapper } from '../../inspect/devmapper-thin.ts';
 import { openStore } from '../../inspect/store.ts';
 import { verifyStore } from '../../inspect/verify.ts';
 import { isRoot, when } from '../helpers/require.ts';
+import { snapshotTree } from '../helpers/store-snapshot.ts';
 import { strata } from '../helpers/strata-cli.ts';
 
 const hasTool = (t: string) => (process.env.PATH ?? '').split(':').some((d) => d && fs.existsSync(path.join(d, t)));
@@ -32,23 +33,6 @@ let before: Map<string, string>;
  */
 let scratchDir: string;
 const scratch = () => fs.readdirSync(scratchDir).filter((n) => n.startsWith('strata-dm-')).sort();
-
-/** sha256, size, mode and mtime (ns) of every entry under `root`. */
-function snapshot(root: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const p = path.join(d, e.name);
-      const st = fs.lstatSync(p, { bigint: true });
-      let h = '';
-      if (e.isFile()) h = crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex');
-      out.set(path.relative(root, p), `${st.mode} ${st.size} ${st.mtimeNs} ${h}`);
-      if (e.isDirectory()) walk(p);
-    }
-  };
-  walk(root);
-  return out;
-}
 
 /** Byte offset in `file` of the first occurrence of `needle`. */
 function offsetOf(file: string, needle: Buffer): number {
@@ -79,7 +63,7 @@ test.before(async () => {
   fs.mkdirSync(path.join(tmp, 'root'));
   fs.mkdirSync(path.join(tmp, 'work'));
   info = await writeDevmapperModernStore(path.join(tmp, 'root'), path.join(tmp, 'work'), { withContainer: true });
-  before = snapshot(info.root);
+  before = snapshotTree(info.root);
 });
 
 test.after.always(() => {
@@ -123,7 +107,7 @@ serial('a byte flipped in the data file inside a block of B\'s file: verify exit
   one[0]! ^= 0x40;
   fs.writeSync(fd, one, 0, 1, at + 7);
   fs.closeSync(fd);
-  const flipped = snapshot(copy);
+  const flipped = snapshotTree(copy);
   const [a, b] = info.layers as [DevmapperModernStoreInfo['layers'][0], DevmapperModernStoreInfo['layers'][0]];
   t.is(os.tmpdir(), scratchDir);
   const r = strata(['verify', '--root', copy]);
@@ -133,7 +117,7 @@ serial('a byte flipped in the data file inside a block of B\'s file: verify exit
   t.true(r.stderr.includes(`error: ${diffB}: says ${b.diffId}, but the tar rebuilt from tar-split and thin device ${b.cacheId}`), r.stderr);
   t.false(r.stderr.includes(layerDir(copy, a.chainId)), 'layer A still verifies');
   t.false(r.stderr.includes('    at '));
-  t.deepEqual([...snapshot(copy).entries()], [...flipped.entries()], 'verify changed nothing in the copy');
+  t.deepEqual([...snapshotTree(copy).entries()], [...flipped.entries()], 'verify changed nothing in the copy');
 });
 
 serial('diff of the container: its RW thin device against its init device, both rebuilt from the pool', async (t) => {
@@ -152,7 +136,7 @@ serial('df: the container\'s SIZE is its RW device\'s DiffSize against the init 
 });
 
 serial('afterwards: the store is unchanged and nothing stays mounted or attached', (t) => {
-  t.deepEqual([...snapshot(info.root).entries()], [...before.entries()]);
+  t.deepEqual([...snapshotTree(info.root).entries()], [...before.entries()]);
   const loops = execFileSync('losetup', ['-a'], { encoding: 'utf8' });
   t.false(loops.includes(scratchDir), loops);
   const mi = fs.readFileSync('/proc/self/mountinfo', 'utf8');

@@ -6,7 +6,6 @@
 // the store must be left byte-identical and nothing may stay mounted.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,6 +15,7 @@ import { checkThinPool, extractDevice, kernelHasDeviceMapper, readThinMetadata, 
 import { DriverDirs } from '../../inspect/driver-dirs.ts';
 import { Problems } from '../../inspect/problems.ts';
 import { isRoot, when } from '../helpers/require.ts';
+import { snapshotTree } from '../helpers/store-snapshot.ts';
 
 const hasTool = (t: string) => (process.env.PATH ?? '').split(':').some((d) => d && fs.existsSync(path.join(d, t)));
 const ok = isRoot && ['thin_dump', 'thin_restore', 'thin_check', 'mkfs.ext4', 'losetup'].every(hasTool) && fs.existsSync('/dev/loop-control');
@@ -30,23 +30,6 @@ const scratch = () => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('st
 const metaFile = () => path.join(info.root, 'devicemapper/devicemapper/metadata');
 const dataFile = () => path.join(info.root, 'devicemapper/devicemapper/data');
 
-/** sha256, size, mode and mtime (ns) of every file under the store's devicemapper home. */
-function snapshot(root: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      const st = fs.lstatSync(p, { bigint: true });
-      let h = '';
-      if (e.isFile()) h = crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex');
-      out.set(path.relative(root, p), `${st.mode} ${st.size} ${st.mtimeNs} ${h}`);
-      if (e.isDirectory()) walk(p);
-    }
-  };
-  walk(path.join(root, 'devicemapper'));
-  return out;
-}
-
 function expand(mappings: readonly ThinMapping[]): Map<number, number> {
   const m = new Map<number, number>();
   for (const x of mappings) for (let i = 0; i < x.length; i++) m.set(x.originBlock + i, x.dataBlock + i);
@@ -60,7 +43,7 @@ test.before(() => {
   fs.mkdirSync(path.join(tmp, 'root'));
   fs.mkdirSync(path.join(tmp, 'work'));
   info = writeDevmapperStore(path.join(tmp, 'root'), path.join(tmp, 'work'));
-  before = snapshot(info.root);
+  before = snapshotTree(path.join(info.root, 'devicemapper'));
 });
 
 test.after.always(() => {
@@ -175,7 +158,7 @@ serial('a corrupt metadata file: thin_dump fails and the problem names the file'
 });
 
 serial('afterwards: the store is byte-identical and nothing stays mounted or attached', (t) => {
-  const after = snapshot(info.root);
+  const after = snapshotTree(path.join(info.root, 'devicemapper'));
   t.deepEqual([...after.entries()], [...before.entries()]);
   const loops = execFileSync('losetup', ['-a'], { encoding: 'utf8' });
   t.false(loops.includes(os.tmpdir() + '/strata-dm'), loops);

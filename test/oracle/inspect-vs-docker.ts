@@ -49,7 +49,7 @@ import { imageRows, renderImages, type ImageRow } from '../../inspect/images.ts'
 import type { StoreModel } from '../../inspect/model.ts';
 import { findContainer, findImage, openStore } from '../../inspect/store.ts';
 import { verifyStore, type VerifyReport } from '../../inspect/verify.ts';
-import { isRoot, when } from '../helpers/require.ts';
+import { hasTool, isRoot, when } from '../helpers/require.ts';
 import { snapshotDiff, snapshotTree } from '../helpers/store-snapshot.ts';
 import { tempDir } from '../helpers/tar.ts';
 import { dockerdAvailable, hostPaths, processesMentioning, startDockerd, type Dockerd, type StopReport } from './dockerd.ts';
@@ -351,14 +351,7 @@ interface State {
 }
 
 function prerequisites(driver: OracleDriver): string[] {
-  const has = (tool: string) => {
-    try {
-      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const has = hasTool;
   const kernelFs = (name: string) => {
     try {
       return fs.readFileSync('/proc/filesystems', 'utf8').split('\n').some((l) => l.split('\t')[1] === name);
