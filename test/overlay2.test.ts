@@ -122,6 +122,14 @@ const hasXfs = (() => {
 when(isRoot && hasXfs, 'root and xfsprogs (mkfs.xfs, xfs_quota)', { serial: true })(
   'quota on a loop-mounted xfs: size on a read-write layer (25 MiB fits, 50 MiB does not), or moby\'s refusal where the kernel has no quota', async (t) => {
     const { dir, cleanup } = tempDir();
+    let mounted = false;
+    let d: Awaited<ReturnType<typeof getDriver>> | undefined;
+    // registered first, so a failed mkfs or mount leaves nothing behind either
+    t.teardown(async () => {
+      await d?.cleanup();
+      if (mounted) execFileSync('umount', [mnt]); // the loop device detaches with it (autoclear)
+      cleanup();
+    });
     const img = path.join(dir, 'xfs.img');
     const mnt = path.join(dir, 'mnt');
     fs.mkdirSync(mnt);
@@ -136,12 +144,7 @@ when(isRoot && hasXfs, 'root and xfsprogs (mkfs.xfs, xfs_quota)', { serial: true
       kernelQuota = false;
       execFileSync('mount', ['-o', 'loop', img, mnt]);
     }
-    let d: Awaited<ReturnType<typeof getDriver>> | undefined;
-    t.teardown(async () => {
-      await d?.cleanup();
-      execFileSync('umount', [mnt]); // the loop device detaches with it (autoclear)
-      cleanup();
-    });
+    mounted = true;
     d = await getDriver('overlay2', mnt);
     t.is(Object.fromEntries(d.status())['Backing Filesystem'], 'xfs');
     await d.create('Base', null);
