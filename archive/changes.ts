@@ -386,3 +386,27 @@ export function changesSize(dir: string, changes: Change[]): number {
   }
   return Number(size);
 }
+
+/** moby directory.Size: Σ st_size of everything but directories, each hardlinked inode once. */
+export function directorySize(dir: string): number {
+  let total = 0;
+  const seen = new Set<string>();
+  const walk = (d: Buffer) => {
+    for (const e of fs.readdirSync(d, { encoding: 'buffer', withFileTypes: true })) {
+      const p = Buffer.concat([d, Buffer.from('/'), e.name]);
+      if (e.isDirectory()) {
+        walk(p);
+        continue;
+      }
+      const st = fs.lstatSync(p);
+      if (st.nlink > 1) {
+        const key = `${st.dev}:${st.ino}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
+      total += st.size;
+    }
+  };
+  walk(Buffer.from(dir));
+  return total;
+}

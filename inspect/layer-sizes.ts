@@ -31,9 +31,10 @@ export function graphStoreSize(dir: string): number {
 /**
  * docker 0.7+ `utils.TreeSize` / moby `directory.Size` (aufs DiffSize, overlay2's
  * native ApplyDiff): st_size of everything but directories, each inode once —
- * the overlay2 driver's own implementation, loaded when first needed.
+ * archive's implementation (shared with the overlay2 driver), loaded when first
+ * needed: it brings in the syscall layer, which `images` never needs.
  */
 export async function treeSize(dir: string): Promise<number> {
-  const { directorySize } = await import('../drivers/overlay2/overlay2.ts');
+  const { directorySize } = await import('../archive/changes.ts');
   return directorySize(dir);
 }

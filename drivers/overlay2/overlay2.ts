@@ -9,12 +9,11 @@
 // mounting (moby always mounts and walks both trees here).
 // Everything else goes through the shared naive path.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import * as sys from '../../sys/syscalls.ts';
 import { applyLayer } from '../../archive/apply.ts';
-import { changesFromDiffDir } from '../../archive/changes.ts';
+import { changesFromDiffDir, directorySize } from '../../archive/changes.ts';
 import { exportDir } from '../../archive/export.ts';
 import type { Change } from '../../archive/types.ts';
 import {
@@ -295,28 +294,3 @@ export class Overlay2Driver implements Driver {
   }
 }
 
-/** moby directory.Size: Σ st_size of everything but directories, each hardlinked inode once. */
-export function directorySize(dir: string): number {
-  let total = 0;
-  const seen = new Set<string>();
-  const walk = (d: Buffer) => {
-    for (const e of fs.readdirSync(d, { encoding: 'buffer', withFileTypes: true })) {
-      const p = Buffer.concat([d, Buffer.from('/'), e.name]);
-      if (e.isDirectory()) {
-        walk(p);
-        continue;
-      }
-      const st = fs.lstatSync(p);
-      if (st.nlink > 1) {
-        const key = `${st.dev}:${st.ino}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-      }
-      total += st.size;
-    }
-  };
-  walk(Buffer.from(dir));
-  return total;
-}
-
-void os;
