@@ -16,14 +16,11 @@
 //  - the image (not the store) is attached with `losetup --read-only` and
 //    mounted MS_RDONLY with `noload` (ext4: no journal replay) or `norecovery`
 //    (xfs: no log recovery), so not even the copy is written.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { promisify } from 'node:util';
-
-const execFileP = promisify(execFile);
 
 /** One extent of a thin device: `length` blocks at `originBlock` of the device live at `dataBlock` of the data file. */
 export interface ThinMapping {
@@ -317,12 +314,13 @@ export async function withDeviceMounted<T>(root: string, id: string, fn: (mountp
   let mounted = false;
   // the FFI bindings load only when a device is mounted
   const { MS_RDONLY, mount, umount2 } = await import('../sys/syscalls.ts');
+  const { attachLoop, detachLoop } = await import('../sys/loop.ts');
   try {
     extractDevice(p.data, dev.mappings, pool.superblock.dataBlockSize, image, info.size || undefined);
     const fstype = fsTypeOf(image);
     if (!fstype) throw new Error(`thin device ${info.device_id} (${p.devInfo(id)}) holds no ext4 or xfs file system`);
     fs.mkdirSync(mnt);
-    loop = (await execFileP('losetup', ['--find', '--show', '--read-only', image])).stdout.trim();
+    loop = attachLoop(image, { readOnly: true });
     // noload/norecovery: a device cut from a pool that was in use has a dirty journal; replaying it would write
     mount(loop, mnt, fstype, MS_RDONLY, fstype === 'ext4' ? 'noload' : 'norecovery,nouuid');
     mounted = true;
@@ -338,7 +336,7 @@ export async function withDeviceMounted<T>(root: string, id: string, fn: (mountp
     }
     if (loop) {
       try {
-        await execFileP('losetup', ['-d', loop]);
+        detachLoop(loop, image);
       } catch (e) {
         errors.push((e as Error).message);
       }

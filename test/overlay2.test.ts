@@ -13,6 +13,7 @@ import { probeNativeDiff } from '../drivers/overlay2/probes.ts';
 import { isMountPoint } from '../drivers/refcount.ts';
 import { asRoot, when, isRoot } from './helpers/require.ts';
 import { packTar, tempDir } from './helpers/tar.ts';
+import { loopMount, type LoopMount } from '../sys/loop.ts';
 
 const longId = (i: number) => createHash('sha256').update(String(i)).digest('hex');
 
@@ -122,12 +123,12 @@ const hasXfs = (() => {
 when(isRoot && hasXfs, 'root and xfsprogs (mkfs.xfs, xfs_quota)', { serial: true })(
   'quota on a loop-mounted xfs: size on a read-write layer (25 MiB fits, 50 MiB does not), or moby\'s refusal where the kernel has no quota', async (t) => {
     const { dir, cleanup } = tempDir();
-    let mounted = false;
+    let loop: LoopMount | undefined;
     let d: Awaited<ReturnType<typeof getDriver>> | undefined;
     // registered first, so a failed mkfs or mount leaves nothing behind either
     t.teardown(async () => {
       await d?.cleanup();
-      if (mounted) execFileSync('umount', [mnt]); // the loop device detaches with it (autoclear)
+      loop?.unmount();
       cleanup();
     });
     const img = path.join(dir, 'xfs.img');
@@ -139,12 +140,11 @@ when(isRoot && hasXfs, 'root and xfsprogs (mkfs.xfs, xfs_quota)', { serial: true
     // a kernel built without XFS quota refuses prjquota: then mount plain xfs and check the refusal
     let kernelQuota = true;
     try {
-      execFileSync('mount', ['-o', 'loop,prjquota', img, mnt], { stdio: 'pipe' });
+      loop = loopMount(img, mnt, { options: 'prjquota' });
     } catch {
       kernelQuota = false;
-      execFileSync('mount', ['-o', 'loop', img, mnt]);
+      loop = loopMount(img, mnt);
     }
-    mounted = true;
     d = await getDriver('overlay2', mnt);
     t.is(Object.fromEntries(d.status())['Backing Filesystem'], 'xfs');
     await d.create('Base', null);

@@ -32,6 +32,7 @@ import { ChangeKind, changeLetter, sortChanges, type Change } from '../../archiv
 import { QuotaNotSupportedError, type Driver } from '../../drivers/driver.ts';
 import { hasTool, isRoot, when } from '../helpers/require.ts';
 import * as A from './appliers.ts';
+import { loopMount, type LoopMount } from '../../sys/loop.ts';
 
 // ---- options -----------------------------------------------------------------------
 
@@ -910,12 +911,13 @@ function makeXfsQuotaHome(): QuotaHome {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-xfs-quota-'));
   const img = path.join(tmp, 'xfs.img');
   const mnt = path.join(tmp, 'mnt');
+  let loop: LoopMount;
   try {
     fs.mkdirSync(mnt);
     fs.closeSync(fs.openSync(img, 'w'));
     fs.truncateSync(img, 320 * MiB); // mkfs.xfs ≥ 5.19 refuses less than 300 MB
     execFileSync('mkfs.xfs', ['-q', img], { stdio: 'pipe' });
-    execFileSync('mount', ['-o', 'loop,prjquota', img, mnt], { stdio: 'pipe' });
+    loop = loopMount(img, mnt, { options: 'prjquota' });
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
@@ -924,7 +926,7 @@ function makeXfsQuotaHome(): QuotaHome {
     dir: mnt,
     cleanup: async () => {
       try {
-        execFileSync('umount', [mnt], { stdio: 'pipe' });
+        loop.unmount();
       } finally {
         fs.rmSync(tmp, { recursive: true, force: true });
       }

@@ -52,6 +52,7 @@ import { verifyStore, type VerifyReport } from '../../inspect/verify.ts';
 import { hasTool, isRoot, when } from '../helpers/require.ts';
 import { snapshotDiff, snapshotTree } from '../helpers/store-snapshot.ts';
 import { tempDir } from '../helpers/tar.ts';
+import { loopDevicesOf, loopMount, type LoopMount } from '../../sys/loop.ts';
 import { dockerdAvailable, hostPaths, processesMentioning, startDockerd, type Dockerd, type StopReport } from './dockerd.ts';
 import { BASE_REF, CONTAINER, SAMPLE_REF, buildSampleStore, chainIds, type SampleStore } from './store.ts';
 
@@ -337,7 +338,7 @@ interface State {
   driver: OracleDriver;
   scratch: { dir: string; cleanup: () => void };
   /** the loop-mounted btrfs (the daemon dir), unmounted by the cleanup test or the after hook */
-  btrfsMount: string | null;
+  btrfsLoop: LoopMount | null;
   daemon: Dockerd;
   store: SampleStore;
   answers: Answers;
@@ -374,7 +375,6 @@ function prerequisites(driver: OracleDriver): string[] {
 const mountsUnder = (dir: string) =>
   parseMountPoints(fs.readFileSync('/proc/self/mountinfo', 'latin1')).filter((m) => m === dir || m.startsWith(dir + '/'));
 
-const loopDevicesOf = (img: string) => execFileSync('losetup', ['-j', img], { encoding: 'utf8' }).trim();
 
 /**
  * Register the oracle tests for one driver (call once, from inspect-<driver>.test.ts).
@@ -387,11 +387,7 @@ export function inspectOracleSuite(driver: OracleDriver): void {
   let st: State | undefined;
   let scratch: { dir: string; cleanup: () => void } | undefined;
   let daemon: Dockerd | undefined;
-  let btrfsMount: string | null = null;
-
-  const unmountBtrfs = () => {
-    if (btrfsMount && mountsUnder(btrfsMount).includes(btrfsMount)) execFileSync('umount', [btrfsMount], { stdio: 'pipe' });
-  };
+  let btrfsLoop: LoopMount | null = null;
 
   if (missing.length === 0) {
     test.before(async () => {
@@ -410,8 +406,7 @@ export function inspectOracleSuite(driver: OracleDriver): void {
         execFileSync('mkfs.btrfs', ['-q', '-f', img], { stdio: 'pipe' });
         dir = path.join(scratch.dir, 'd');
         fs.mkdirSync(dir);
-        execFileSync('mount', ['-o', 'loop', img, dir], { stdio: 'pipe' });
-        btrfsMount = dir;
+        btrfsLoop = loopMount(img, dir, { type: 'btrfs' });
         lap('btrfs');
       }
       const hostBefore = hostPaths().filter((p) => fs.existsSync(p));
@@ -436,14 +431,14 @@ export function inspectOracleSuite(driver: OracleDriver): void {
       const cli = await runCli(daemon.dataRoot, answers);
       lap('cli');
       st = {
-        driver, scratch, btrfsMount, daemon, store, answers, stop, hostBefore, before, cli, model: openStore(daemon.dataRoot), ms,
+        driver, scratch, btrfsLoop, daemon, store, answers, stop, hostBefore, before, cli, model: openStore(daemon.dataRoot), ms,
       };
     });
 
     test.after.always(async () => {
       await daemon?.stop();
       try {
-        unmountBtrfs();
+        btrfsLoop?.unmount();
       } finally {
         if (scratch && mountsUnder(scratch.dir).length === 0) scratch.cleanup();
       }
@@ -669,11 +664,11 @@ export function inspectOracleSuite(driver: OracleDriver): void {
     t.deepEqual(s.stop.killedStragglers, [], 'containerd and shims went with dockerd');
     t.deepEqual(s.stop.unmounted, [], 'dockerd unmounted everything itself');
     t.deepEqual(processesMentioning([s.daemon.dataRoot, s.daemon.execRoot, s.daemon.dir]), []);
-    if (s.btrfsMount) {
-      const img = path.join(s.scratch.dir, 'btrfs.img');
-      t.not(loopDevicesOf(img), '', 'the btrfs image was loop-mounted');
-      unmountBtrfs();
-      t.is(loopDevicesOf(img), '', 'the loop device detached with the unmount');
+    if (s.btrfsLoop) {
+      const { image } = s.btrfsLoop;
+      t.deepEqual(loopDevicesOf(image), [s.btrfsLoop.device], 'the btrfs image was loop-mounted');
+      s.btrfsLoop.unmount();
+      t.deepEqual(loopDevicesOf(image), [], 'the loop device is detached');
     }
     t.deepEqual(mountsUnder(s.scratch.dir), []);
     const leftover = hostPaths().filter((p) => fs.existsSync(p) && !s.hostBefore.includes(p) && !s.stop.keptHostPaths.includes(p));
