@@ -10,10 +10,8 @@
 // synchronous and never follows symlinks.
 import fs from 'node:fs';
 import { lgetxattr, S_IFDIR, S_IFMT, S_IFREG } from '../sys/syscalls.ts';
-import {
-  type Change, ChangeKind, OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
-  type WhiteoutFormat, fsPath, rawPath, sortChanges,
-} from './types.ts';
+import { type DiffFormat, entryRole, hiddenEntry, opaqueByXattr } from './diff-format.ts';
+import { type Change, ChangeKind, fsPath, rawPath, sortChanges } from './types.ts';
 
 type Stat = fs.BigIntStats;
 type Entry = fs.Dirent<Buffer>;
@@ -142,7 +140,7 @@ export function changesDirs(newDir: string, oldDir: string | null): Change[] {
 function addChildren(dirRaw: string, rel: string, out: Change[], fmt: DiffFormat | null): void {
   for (const e of readEntries(dirRaw || '/')) {
     const name = e.name.toString('latin1');
-    if (fmt !== null && hiddenEntry(dirRaw, name, e, fmt)) continue;
+    if (fmt !== null && hiddenIn(dirRaw, name, e, fmt)) continue;
     const path = `${rel}/${name}`;
     add(out, path);
     if (e.isDirectory()) addChildren(`${dirRaw}/${name}`, path, out, fmt);
@@ -187,8 +185,7 @@ function compareChildren(newRoot: string, oldRoot: string, rel: string, newIsDir
 
 // ---- changesFromDiffDir -----------------------------------------------------
 
-/** The whiteout forms a diff dir can be stored in ('none' has no markers to read). */
-export type DiffFormat = Exclude<WhiteoutFormat, 'none'>;
+export type { DiffFormat };
 
 /** One directory of one layer, as the union sees it. */
 interface LayerDir {
@@ -197,52 +194,33 @@ interface LayerDir {
   entries: Map<string, Entry>;
   /** names this directory whites out in the layers below */
   whiteouts: Set<string>;
-  /** aufs: `.wh..wh..opq` seen; overlay: read lazily from the xattr */
-  aufsOpaque: boolean;
+  /** a `.wh..wh..opq` marker was listed (aufs, fuse-overlayfs); xattrs are read lazily */
+  opaqueMarker: boolean;
 }
 
-/**
- * Whether a directory entry is union bookkeeping rather than content:
- * overlay whiteouts (char device 0/0), aufs `.wh.*` files. Shared by the
- * listing and the Add walk, so both filter the same way.
- */
-function hiddenEntry(dirRaw: string, name: string, e: Entry, fmt: DiffFormat): boolean {
-  if (fmt === 'aufs') return name.startsWith(WHITEOUT_PREFIX);
+/** Whether entry `name` of `dirRaw` is union bookkeeping (shared by the listing and the Add walk). */
+function hiddenIn(dirRaw: string, name: string, e: Entry, fmt: DiffFormat): boolean {
+  return hiddenEntry(name, () => whiteoutDevice(dirRaw, name, e), fmt);
+}
+
+function whiteoutDevice(dirRaw: string, name: string, e: Entry): boolean {
   return e.isCharacterDevice() && lstat(`${dirRaw}/${name}`)?.rdev === 0n;
 }
 
 function readLayerDir(raw: string, fmt: DiffFormat): LayerDir {
-  const dir: LayerDir = { raw, entries: new Map(), whiteouts: new Set(), aufsOpaque: false };
+  const dir: LayerDir = { raw, entries: new Map(), whiteouts: new Set(), opaqueMarker: false };
   for (const e of readEntries(raw || '/')) {
     const name = e.name.toString('latin1');
-    if (fmt === 'aufs') {
-      if (name.startsWith(WHITEOUT_META_PREFIX)) {
-        // .wh..wh..opq marks the dir opaque; .wh..wh.plnk/.orph/.aufs are aufs internals
-        if (name === WHITEOUT_OPAQUE_DIR) dir.aufsOpaque = true;
-        continue;
-      }
-      if (name.startsWith(WHITEOUT_PREFIX)) {
-        dir.whiteouts.add(name.slice(WHITEOUT_PREFIX.length));
-        continue;
-      }
-    } else if (e.isCharacterDevice() && lstat(`${raw}/${name}`)?.rdev === 0n) {
-      dir.whiteouts.add(name);
-      continue;
-    }
-    dir.entries.set(name, e);
+    const r = entryRole(name, () => whiteoutDevice(raw, name, e), fmt);
+    if (r.role === 'content') dir.entries.set(name, e);
+    else if (r.role === 'whiteout') dir.whiteouts.add(r.of);
+    else if (r.role === 'opaque') dir.opaqueMarker = true;
   }
   return dir;
 }
 
 function opaque(dir: LayerDir, fmt: DiffFormat): boolean {
-  if (fmt === 'aufs') return dir.aufsOpaque;
-  let v: Buffer | null = null;
-  try {
-    v = lgetxattr(fsPath(dir.raw), OVERLAY_OPAQUE_XATTR);
-  } catch {
-    return false;
-  }
-  return v !== null && v.length === 1 && v[0] === 0x79; // 'y' ('x' on 6.7+ is "has xwhiteouts", not opaque)
+  return dir.opaqueMarker || opaqueByXattr(fsPath(dir.raw), fmt);
 }
 
 /** Where `name` resolves in a union of directories (nearest first): its layer index, or -1 if absent/whited out. */

@@ -13,9 +13,9 @@ import { cleanRel } from '../archive/scope.ts';
 import { TarParser } from '../archive/tar-reader.ts';
 import type { EntryType } from '../archive/tar-header.ts';
 import {
-  type Change, type ChangeKind, OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, changeLetter, displayPath,
+  type Change, type ChangeKind, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, changeLetter, displayPath,
 } from '../archive/types.ts';
-import { lgetxattr } from '../sys/syscalls.ts';
+import { type DiffFormat, entryRole, opaqueByXattr } from '../archive/diff-format.ts';
 import { Crc64 } from './crc64.ts';
 import { GRAPH_LAYOUT } from './driver-dirs.ts';
 import { humanSize } from './docker-units.ts';
@@ -171,7 +171,7 @@ function entryOf(st: fs.Stats, file: string, linkname: string): FlatEntry {
 }
 
 /** Walk a layer directory; `format` set: it is a diff dir whose whiteouts apply to what is below. */
-function applyDir(flat: Flat, root: string, format: 'aufs' | 'overlay' | null): void {
+function applyDir(flat: Flat, root: string, format: DiffFormat | null): void {
   const added = new Set<string>();
   const walk = (absRaw: Buffer, rel: string) => {
     for (const name of fs.readdirSync(absRaw, { encoding: 'buffer' })) {
@@ -179,20 +179,15 @@ function applyDir(flat: Flat, root: string, format: 'aufs' | 'overlay' | null): 
       const p = Buffer.concat([absRaw, Buffer.from('/'), name]);
       const r = rel ? `${rel}/${n}` : n;
       const st = fs.lstatSync(p);
-      if (format === 'aufs' && n.startsWith(WHITEOUT_PREFIX)) {
-        if (n === WHITEOUT_OPAQUE_DIR) applyTarEntry(flat, added, r, entryOf(st, '', ''));
-        else if (!n.startsWith(WHITEOUT_META_PREFIX)) removeTree(flat, rel ? `${rel}/${n.slice(WHITEOUT_PREFIX.length)}` : n.slice(WHITEOUT_PREFIX.length));
+      // a full-tree layer (format null) has no bookkeeping entries
+      const role = format === null ? null : entryRole(n, () => st.isCharacterDevice() && st.rdev === 0, format);
+      if (role && role.role !== 'content') {
+        if (role.role === 'opaque') applyTarEntry(flat, added, r, entryOf(st, '', ''));
+        else if (role.role === 'whiteout') removeTree(flat, rel ? `${rel}/${role.of}` : role.of);
         continue;
       }
-      // fuse-overlayfs' own opaque markers in the directories it creates
-      if (format === 'overlay' && (n === WHITEOUT_OPAQUE_DIR || n === '.wh..opq')) continue;
-      if (format === 'overlay' && st.isCharacterDevice() && st.rdev === 0) {
-        removeTree(flat, r);
-        continue;
-      }
-      if (format === 'overlay' && st.isDirectory()) {
-        const opq = lgetxattr(p, OVERLAY_OPAQUE_XATTR);
-        if (opq && opq.toString() === 'y') applyTarEntry(flat, added, `${r}/${WHITEOUT_OPAQUE_DIR}`, entryOf(st, '', ''));
+      if (format !== null && st.isDirectory() && opaqueByXattr(p, format)) {
+        applyTarEntry(flat, added, `${r}/${WHITEOUT_OPAQUE_DIR}`, entryOf(st, '', ''));
       }
       applyTarEntry(flat, added, r, entryOf(st, p.toString('latin1'), st.isSymbolicLink() ? fs.readlinkSync(p, { encoding: 'buffer' }).toString('latin1') : ''));
       if (st.isDirectory()) walk(p, r);

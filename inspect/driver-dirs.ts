@@ -17,6 +17,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Change } from '../archive/types.ts';
+import type { DiffFormat } from '../archive/diff-format.ts';
 import type { Driver } from '../drivers/driver.ts';
 import { LINK_DIR } from '../drivers/overlay2/layout.ts';
 import { treeSize } from './layer-sizes.ts';
@@ -63,8 +64,9 @@ export class DriverDirs {
   }
 
   /** Whiteout form of the diff dirs. */
-  get diffFormat(): 'overlay' | 'aufs' {
-    return this.name === 'aufs' || this.name === GRAPH_LAYOUT ? 'aufs' : 'overlay';
+  get diffFormat(): DiffFormat {
+    if (this.name === 'aufs' || this.name === GRAPH_LAYOUT) return 'aufs';
+    return this.name === 'fuse-overlayfs' ? 'fuse-overlayfs' : 'overlay';
   }
 
   /**
@@ -200,11 +202,7 @@ export class DriverDirs {
           if (r.dir === null) throw new Error(r.reason);
           return r.dir;
         });
-        const changes = changesFromDiffDir(own.dir, lowerDirs, this.diffFormat);
-        // fuse-overlayfs marks the directories it creates in an upper dir with its own
-        // opaque markers (a .wh..wh..opq file, a 0/0 .wh..opq device): bookkeeping, not content
-        if (this.name === 'fuse-overlayfs') return changes.filter((c) => !/\/\.wh\.(\.wh\.)?\.opq$/.test(c.path));
-        return changes;
+        return changesFromDiffDir(own.dir, lowerDirs, this.diffFormat);
       }
       default:
         return this.withTrees(id, parent, async (own, base) => changesDirs(own, base));
