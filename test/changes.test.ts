@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { changesDirs, changesFromDiffDir, changesSize } from '../archive/changes.ts';
 import { escapeRaw } from '../archive/digest.ts';
 import { type Change, ChangeKind, changeLetter, fsPath, OVERLAY_OPAQUE_XATTR } from '../archive/types.ts';
@@ -10,7 +11,7 @@ import { lsetxattr, lutimensNs, makedev, mknod, S_IFBLK, S_IFCHR, S_IFSOCK } fro
 import { withRandomStack, type StackLayer } from './helpers/layer-stack.ts';
 import { overlayListed } from './helpers/overlay-mount.ts';
 import { capabilityV2 } from './helpers/file-capability.ts';
-import { asRoot, isRoot, when } from './helpers/require.ts';
+import { asRoot, hasTool, isRoot, when } from './helpers/require.ts';
 
 /** Changes as `docker diff` lines (raw paths as UTF-8 text, other bytes as \xHH). */
 function lines(changes: Change[]): string[] {
@@ -338,6 +339,32 @@ asRoot()('changesFromDiffDir overlay: char 0/0 whiteouts, opaque xattr, real cha
   t.deepEqual(lines(changesFromDiffDir(up, [low], 'aufs')), ['C /keep', 'A /keep/null', 'A /nothing', 'C /o', 'A /o/new', 'C /w']);
 });
 
+asRoot()('changesFromDiffDir fuse-overlayfs: .wh. entries of any type, char 0/0, its own .wh..opq device, the marker file and three opaque xattrs', (t) => {
+  const d = tmp(t);
+  const [low, up] = [`${d}/low`, `${d}/up`];
+  for (const x of ['m', 'u', 'f', 'x', 'plain']) fs.mkdirSync(`${low}/${x}`, { recursive: true });
+  for (const f of ['m/a', 'u/a', 'f/a', 'x/a', 'plain/a', 'plain/.opq', 'w1', 'w2', '.opq']) fs.writeFileSync(`${low}/${f}`, f);
+  for (const x of ['m', 'u', 'f', 'x', 'plain']) {
+    fs.mkdirSync(`${up}/${x}`, { recursive: true });
+    fs.chmodSync(`${up}/${x}`, fs.statSync(`${low}/${x}`).mode & 0o7777);
+  }
+  fs.writeFileSync(`${up}/m/.wh..wh..opq`, ''); // marker file
+  lsetxattr(`${up}/u`, 'user.overlay.opaque', Buffer.from('y'));
+  lsetxattr(`${up}/f`, 'user.fuseoverlayfs.opaque', Buffer.from('y'));
+  lsetxattr(`${up}/x`, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
+  // what fuse-overlayfs leaves in a dir it recreates: not a marker, it hides `.opq` only
+  mknod(`${up}/plain/.wh..opq`, S_IFCHR | 0o600, 0);
+  mknod(`${up}/w1`, S_IFCHR | 0o600, 0); // overlay whiteout
+  mknod(`${up}/.wh.w2`, S_IFCHR | 0o600, makedev(1, 3)); // a .wh. name hides whatever its type
+  t.deepEqual(lines(changesFromDiffDir(up, [low], 'fuse-overlayfs')), [
+    'C /f', 'D /f/a', 'C /m', 'D /m/a', 'C /plain', 'D /plain/.opq', 'C /u', 'D /u/a', 'D /w1', 'D /w2', 'C /x', 'D /x/a',
+  ]);
+  // the overlay reading sees only the trusted xattr and the 0/0 devices
+  t.deepEqual(lines(changesFromDiffDir(up, [low], 'overlay')), [
+    'A /.wh.w2', 'C /m', 'A /m/.wh..wh..opq', 'D /w1', 'C /x', 'D /x/a',
+  ]);
+});
+
 // ---- changesFromDiffDir vs changesDirs on kernel overlay stacks -------------
 
 const SEEDS = Array.from({ length: 30 }, (_, i) => 1000 + i * 7919);
@@ -375,6 +402,44 @@ withOverlay()('changesFromDiffDir equals changesDirs of kernel overlay views: 30
   // the stacks must actually exercise the walkers
   t.true(deletes > 20 && changes > 300, `too few changes generated: ${changes} / ${deletes} deletes`);
 });
+
+const fuseReady = isRoot && hasTool('fuse-overlayfs') && fs.existsSync('/dev/fuse');
+
+when(fuseReady, 'root, fuse-overlayfs (apt-get install fuse-overlayfs) and /dev/fuse', { serial: true })(
+  'changesFromDiffDir fuse-overlayfs equals changesDirs of fuse-overlayfs views: 10 seeded stacks written through fuse-overlayfs itself', (t) => {
+    let layers = 0;
+    let changes = 0;
+    let deletes = 0;
+    let markers = 0;
+    let overlayWrong = 0;
+    for (const seed of SEEDS.slice(0, 10)) {
+      withRandomStack(seed, (layer) => {
+        layers++;
+        changes += layer.expected.length;
+        deletes += layer.expected.filter((c) => c.kind === ChangeKind.Delete).length;
+        markers += countOpaqueMarkers(layer.diff);
+        const fo = changesFromDiffDir(layer.diff, layer.lowers, 'fuse-overlayfs');
+        if (!t.deepEqual(fo, layer.expected, describe(seed, layer, 'fuse-overlayfs', fo))) throw new Error(`seed ${seed} failed`);
+        if (!isDeepStrictEqual(changesFromDiffDir(layer.diff, layer.lowers, 'overlay'), layer.expected)) overlayWrong++;
+      }, 'fuse-overlayfs');
+    }
+    t.log(`${layers} layers, ${changes} changes (${deletes} deletes), ${markers} fuse-overlayfs opaque markers compared; the kernel-overlay reading is wrong on ${overlayWrong}`);
+    // the format matters: read as kernel overlay form, its markers show up as changes
+    t.true(overlayWrong > 0);
+    t.true(deletes > 5 && changes > 100, `too few changes generated: ${changes} / ${deletes} deletes`);
+    // its own markers must be there, or the case is not exercised
+    t.true(markers > 0, 'fuse-overlayfs wrote no .wh..wh..opq / .wh..opq markers');
+  });
+
+function countOpaqueMarkers(dirRaw: string): number {
+  let n = 0;
+  for (const e of fs.readdirSync(fsPath(dirRaw), { withFileTypes: true, encoding: 'buffer' })) {
+    const name = e.name.toString('latin1');
+    if (name === '.wh..wh..opq' || name === '.wh..opq') n++;
+    if (e.isDirectory()) n += countOpaqueMarkers(`${dirRaw}/${name}`);
+  }
+  return n;
+}
 
 withOverlay()('the randomized comparison catches a walker that misreads whiteouts', (t) => {
   let withDeletes = 0;

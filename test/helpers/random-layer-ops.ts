@@ -229,21 +229,33 @@ const ops: Array<[number, string, Op]> = [
   }],
 ];
 
-const totalWeight = ops.reduce((s, [w]) => s + w, 0);
-
 /**
  * Apply `count` random operations to the tree at raw path `root`.
  * Returns a log line per operation (raw paths as text, see escapeRaw).
+ * For a union with known defects (fuse-overlayfs): `refused` lists error codes it
+ * returns for some operations (it cannot copy up a device, fifo or socket to
+ * change its times, mode or owner: EIO/ENXIO); such an op is logged as refused
+ * and the run goes on, the caller's reference walk seeing whatever state it left.
+ * `without` names operations never to choose.
  */
-export function applyRandomOps(rng: Rng, root: string, count: number): string[] {
+export function applyRandomOps(rng: Rng, root: string, count: number, opts: { refused?: readonly string[]; without?: readonly string[] } = {}): string[] {
   const log: string[] = [];
+  const refused = opts.refused ?? [];
+  const chosen = ops.filter(([, name]) => !opts.without?.includes(name));
+  const weight = chosen.reduce((s, [w]) => s + w, 0);
   for (let i = 0; i < count; i++) {
-    let r = rng.next() * totalWeight;
+    let r = rng.next() * weight;
     let k = 0;
-    while (r >= ops[k][0]) r -= ops[k++][0];
-    const [, name, op] = ops[k];
-    const p = op(rng, root, indexTree(root));
-    if (p !== null) log.push(`${name} ${escapeRaw(p)}`);
+    while (r >= chosen[k][0]) r -= chosen[k++][0];
+    const [, name, op] = chosen[k];
+    try {
+      const p = op(rng, root, indexTree(root));
+      if (p !== null) log.push(`${name} ${escapeRaw(p)}`);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (!code || !refused.includes(code)) throw e;
+      log.push(`${name}: refused by the union (${(e as Error).message})`);
+    }
   }
   return log;
 }
