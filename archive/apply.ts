@@ -10,14 +10,17 @@
 //   how many entries that was); temporary aufs hardlink copies are removed.
 // - File data is written with synchronous calls straight from the input
 //   chunks: memory does not grow with layer size.
+// - In a user namespace, as moby: device nodes are skipped and xattrs the
+//   namespace may not set (trusted.*) are dropped.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as sys from '../sys/syscalls.ts';
+import { runningInUserNS } from '../sys/userns.ts';
 import { TarParser, type TarEntryHandler } from './tar-reader.ts';
 import type { TarHeader } from './tar-header.ts';
 import { BreakoutError, ScopedResolver, cleanRel, splitRel } from './scope.ts';
 import {
-  OVERLAY_OPAQUE_XATTR, WHITEOUT_LINK_DIR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
+  overlayOpaqueXattr, WHITEOUT_LINK_DIR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
   displayPath, fsPath, rawPath, type WhiteoutFormat,
 } from './types.ts';
 
@@ -197,6 +200,8 @@ class LayerWriter implements TarEntryHandler {
       case 'char':
       case 'block':
       case 'fifo': {
+        // moby (InUserNS): a user namespace cannot create device nodes; skip them
+        if (h.type !== 'fifo' && runningInUserNS()) return;
         const t = h.type === 'char' ? sys.S_IFCHR : h.type === 'block' ? sys.S_IFBLK : sys.S_IFIFO;
         sys.mknod(p, t | (h.mode & 0o777), h.type === 'fifo' ? 0 : sys.makedev(h.devmajor, h.devminor));
         this.meta(p, h, false);
@@ -254,7 +259,7 @@ class LayerWriter implements TarEntryHandler {
         fs.closeSync(fd);
       }
       this.unpacked.add(markerRel);
-    } else if (this.format === 'overlay') {
+    } else if (overlayOpaqueXattr(this.format)) {
       sys.mknod(fsPath(abs), sys.S_IFCHR, 0);
       if (isRoot) fs.lchownSync(fsPath(abs), h.uid, h.gid);
       // moby leaves the device's times at "now"; the header's keep re-exports reproducible
@@ -276,8 +281,9 @@ class LayerWriter implements TarEntryHandler {
         fs.closeSync(fd);
       }
       this.unpacked.add(dir === '' ? WHITEOUT_OPAQUE_DIR : dir + '/' + WHITEOUT_OPAQUE_DIR);
-    } else if (this.format === 'overlay') {
-      sys.lsetxattr(fsPath(this.scope.abs(dir)), OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
+    } else {
+      const xattr = overlayOpaqueXattr(this.format);
+      if (xattr) sys.lsetxattr(fsPath(this.scope.abs(dir)), xattr, Buffer.from('y'));
     }
   }
 
@@ -383,11 +389,16 @@ function mtimeNs(h: { mtimeSec: number; mtimeNsec: number }): bigint {
   return BigInt(h.mtimeSec) * 1_000_000_000n + BigInt(h.mtimeNsec);
 }
 
-/** moby ignores xattrs the target file system cannot hold (EOPNOTSUPP), and so do we. */
+/**
+ * moby ignores xattrs the target file system cannot hold (EOPNOTSUPP), and so do
+ * we; in a user namespace also those it may not set (EPERM: trusted.*).
+ */
 function setXattr(p: Buffer, name: string, value: Buffer): void {
   try {
     sys.lsetxattr(p, name, value);
   } catch (e) {
-    if (!(e instanceof sys.SysError) || (e.code !== 'ENOTSUP' && e.code !== 'EOPNOTSUPP')) throw e;
+    if (!(e instanceof sys.SysError)) throw e;
+    if (e.code === 'ENOTSUP' || e.code === 'EOPNOTSUPP' || (e.code === 'EPERM' && runningInUserNS())) return;
+    throw e;
   }
 }

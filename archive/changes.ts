@@ -277,13 +277,11 @@ function unionNames(layers: LayerDir[]): string[] {
  * union(...lowers))` gives, where union is the overlay/aufs merged view, but
  * walks only `diffDir` and looks names up in the lowers' directory listings.
  *
- * Union rules: overlay — a char device 0/0 `x` whites out `x`, a dir with
- * `trusted.overlay.opaque=y` hides the layers below it; aufs — `.wh.x` whites
- * out `x`, `<dir>/.wh..wh..opq` makes `<dir>` opaque, other `.wh..wh.*` are
- * aufs internals and invisible. As in the kernel, opacity of a layer's root
- * directory is ignored. Only `trusted.overlay.opaque=y` is read: no
- * `user.overlay.*` (userxattr mounts), no 6.7+ xwhiteouts. Throws if a
- * directory cannot be read or an entry vanishes (diff dirs must be quiescent).
+ * Union rules per format are in diff-format.ts (overlay: char 0/0 and the
+ * opaque xattr of the mount's namespace; aufs: `.wh.` entries; fuse-overlayfs:
+ * both). As in the kernel, opacity of a layer's root directory is ignored.
+ * The 6.7+ xattr whiteouts are not read. Throws if a directory cannot be read
+ * or an entry vanishes (diff dirs must be quiescent).
  */
 export function changesFromDiffDir(diffDir: string, lowers: string[], format: DiffFormat): Change[] {
   const out: Change[] = [];

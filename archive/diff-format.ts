@@ -7,6 +7,7 @@
 //   overlay         a char device 0/0 hides its own name; `trusted.overlay.opaque=y`
 //                   on a dir makes it opaque. `.wh.` names are ordinary files here:
 //                   the kernel shows them.
+//   overlay-userxattr  the same as a `userxattr` mount reads it: `user.overlay.opaque=y`.
 //   fuse-overlayfs  what fuse-overlayfs honours (checked on this machine, 1.10):
 //                   both of the above, any entry named `.wh.<name>` (whatever its
 //                   type) hides <name> and is never shown, and opacity comes from
@@ -15,9 +16,9 @@
 //                   it leaves in dirs it recreates is therefore a whiteout of `.opq`,
 //                   not a marker: it alone does not make the dir opaque.
 import { lgetxattr, type PathArg } from '../sys/syscalls.ts';
-import { OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX } from './types.ts';
+import { OVERLAY_OPAQUE_XATTR, OVERLAY_USER_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX } from './types.ts';
 
-export type DiffFormat = 'aufs' | 'overlay' | 'fuse-overlayfs';
+export type DiffFormat = 'aufs' | 'overlay' | 'overlay-userxattr' | 'fuse-overlayfs';
 
 export type EntryRole =
   /** an ordinary entry of the layer */
@@ -40,7 +41,7 @@ const INTERNAL: EntryRole = { role: 'internal' };
  * common case costs no lstat).
  */
 export function entryRole(name: string, whiteoutDevice: () => boolean, fmt: DiffFormat): EntryRole {
-  if (fmt !== 'overlay' && name.startsWith(WHITEOUT_PREFIX)) {
+  if ((fmt === 'aufs' || fmt === 'fuse-overlayfs') && name.startsWith(WHITEOUT_PREFIX)) {
     if (name === WHITEOUT_OPAQUE_DIR) return OPAQUE;
     if (fmt === 'aufs' && name.startsWith(WHITEOUT_META_PREFIX)) return INTERNAL;
     return { role: 'whiteout', of: name.slice(WHITEOUT_PREFIX.length) };
@@ -57,7 +58,8 @@ export function hiddenEntry(name: string, whiteoutDevice: () => boolean, fmt: Di
 const OPAQUE_XATTRS: Record<DiffFormat, string[]> = {
   aufs: [],
   overlay: [OVERLAY_OPAQUE_XATTR],
-  'fuse-overlayfs': [OVERLAY_OPAQUE_XATTR, 'user.overlay.opaque', 'user.fuseoverlayfs.opaque'],
+  'overlay-userxattr': [OVERLAY_USER_OPAQUE_XATTR],
+  'fuse-overlayfs': [OVERLAY_OPAQUE_XATTR, OVERLAY_USER_OPAQUE_XATTR, 'user.fuseoverlayfs.opaque'],
 };
 
 /**

@@ -17,12 +17,12 @@ import * as sys from '../sys/syscalls.ts';
 import { splitRel } from './scope.ts';
 import { BLOCK, encodeHeader, headerSpace, type EntryType, type TarHeader } from './tar-header.ts';
 import {
-  ChangeKind, OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
+  ChangeKind, overlayOpaqueXattr, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
   fsPath, rawPath, type Change, type WhiteoutFormat,
 } from './types.ts';
 
 export interface ExportOptions {
-  /** how `dir` stores whiteouts: 'overlay' converts them to tar form, 'aufs' drops aufs internals */
+  /** how `dir` stores whiteouts: the overlay forms are converted to tar form, 'aufs' drops aufs internals */
   whiteouts?: WhiteoutFormat;
   /** read and export xattrs (default true) */
   xattrs?: boolean;
@@ -49,6 +49,8 @@ interface Frame { rel: string; names: string[]; i: number }
 class TarProducer {
   private readonly root: string;
   private readonly format: WhiteoutFormat;
+  /** the overlayfs forms' opaque xattr; also says char 0/0 devices are whiteouts */
+  private readonly opaqueXattr: string | null;
   private readonly xattrs: boolean;
   private buf = Buffer.allocUnsafe(CHUNK);
   private pos = 0;
@@ -65,6 +67,7 @@ class TarProducer {
   constructor(dir: string, opts: ExportOptions) {
     this.root = rawPath(path.resolve(dir));
     this.format = opts.whiteouts ?? 'none';
+    this.opaqueXattr = overlayOpaqueXattr(this.format);
     this.xattrs = opts.xattrs ?? true;
   }
 
@@ -182,14 +185,14 @@ class TarProducer {
     if (this.xattrs) {
       for (const name of sys.llistxattr(p)) {
         if (name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.')) {
-          if (name === OVERLAY_OPAQUE_XATTR && ifmt === sys.S_IFDIR) opaque = sys.lgetxattr(p, name)?.toString() === 'y';
+          if (name === this.opaqueXattr && ifmt === sys.S_IFDIR) opaque = sys.lgetxattr(p, name)?.toString() === 'y';
           continue;
         }
         const v = sys.lgetxattr(p, name);
         if (v) (h.xattrs ??= new Map()).set(name, v);
       }
-    } else if (this.format === 'overlay' && ifmt === sys.S_IFDIR) {
-      opaque = sys.lgetxattr(p, OVERLAY_OPAQUE_XATTR)?.toString() === 'y';
+    } else if (this.opaqueXattr && ifmt === sys.S_IFDIR) {
+      opaque = sys.lgetxattr(p, this.opaqueXattr)?.toString() === 'y';
     }
     let type: EntryType;
     switch (ifmt) {
@@ -204,7 +207,7 @@ class TarProducer {
     if (type === 'char' || type === 'block') {
       h.devmajor = sys.major(Number(st.rdev));
       h.devminor = sys.minor(Number(st.rdev));
-      if (type === 'char' && st.rdev === 0n && this.format === 'overlay') {
+      if (type === 'char' && st.rdev === 0n && this.opaqueXattr) {
         // overlay whiteout → `.wh.<name>`, as moby's overlayWhiteoutConverter writes it
         const [d, b] = splitRel(rel);
         h.name = (d === '' ? '' : d + '/') + WHITEOUT_PREFIX + b;

@@ -12,6 +12,11 @@ export type WhiteoutFormat =
   | 'aufs'
   /** overlayfs form: char device 0/0 named `<name>`, `trusted.overlay.opaque=y` on the dir */
   | 'overlay'
+  /**
+   * overlayfs form as a `userxattr` mount reads it (in a user namespace, where
+   * trusted.* is out of reach): char device 0/0, `user.overlay.opaque=y`
+   */
+  | 'overlay-userxattr'
   /** a flat tree (vfs, btrfs, devicemapper, a mounted union): whiteouts remove, no marker kept */
   | 'none';
 
@@ -59,3 +64,9 @@ export const WHITEOUT_META_PREFIX = '.wh..wh.';
 export const WHITEOUT_LINK_DIR = '.wh..wh.plnk';
 export const WHITEOUT_OPAQUE_DIR = '.wh..wh..opq';
 export const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
+export const OVERLAY_USER_OPAQUE_XATTR = 'user.overlay.opaque';
+
+/** The opaque-dir xattr of an overlayfs form, or null for the forms without one. */
+export function overlayOpaqueXattr(f: WhiteoutFormat): string | null {
+  return f === 'overlay' ? OVERLAY_OPAQUE_XATTR : f === 'overlay-userxattr' ? OVERLAY_USER_OPAQUE_XATTR : null;
+}

@@ -26,7 +26,7 @@ const child: Entry[] = [
   { name: 'a/new', content: 'fresh' },
 ];
 
-async function apply(entries: Entry[] | Buffer, dir: string, whiteouts: 'none' | 'aufs' | 'overlay') {
+async function apply(entries: Entry[] | Buffer, dir: string, whiteouts: 'none' | 'aufs' | 'overlay' | 'overlay-userxattr') {
   const buf = Buffer.isBuffer(entries) ? entries : await packTar(entries);
   return applyLayer(chunked(buf), dir, { whiteouts });
 }
@@ -70,6 +70,21 @@ asRoot()('overlay form: char 0/0 whiteout owned as in the header, opaque xattr',
   t.false(fs.existsSync(path.join(dir, '.wh.x')));
   t.is(sys.lgetxattr(path.join(dir, 'a'), 'trusted.overlay.opaque')?.toString(), 'y');
   t.false(fs.existsSync(path.join(dir, 'a/.wh..wh..opq')));
+});
+
+asRoot()('overlay-userxattr form (rootless): user.overlay.opaque, never trusted.*, and the export reads it back as .wh..wh..opq', async (t) => {
+  const { exportDir } = await import('../archive/export.ts');
+  const { collect, listTar } = await import('./helpers/tar.ts');
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  await apply(child, dir, 'overlay-userxattr');
+  t.true(fs.lstatSync(path.join(dir, 'x')).isCharacterDevice());
+  t.is(sys.lgetxattr(path.join(dir, 'a'), 'user.overlay.opaque')?.toString(), 'y');
+  t.is(sys.lgetxattr(path.join(dir, 'a'), 'trusted.overlay.opaque'), null);
+  const names = async (fmt: 'overlay' | 'overlay-userxattr') => (await listTar(await collect(exportDir(dir, { whiteouts: fmt })))).map((h) => h.name);
+  t.deepEqual(await names('overlay-userxattr'), ['a/', 'a/.wh..wh..opq', 'a/new', '.wh.x'], 'both markers come back in tar form');
+  // read in the host form, the same dir is not opaque (the xattr namespaces do not mix)
+  t.deepEqual(await names('overlay'), ['a/', 'a/new', '.wh.x']);
 });
 
 asRoot({ serial: true })('overlay-form layers mounted by the kernel equal the flat apply', async (t) => {
@@ -226,7 +241,7 @@ asRoot()('apply → export → apply is identity in every format (tree digests)'
     ...child,
   ];
   const tar = await packTar(layer);
-  for (const fmt of ['none', 'aufs', 'overlay'] as const) {
+  for (const fmt of ['none', 'aufs', 'overlay', 'overlay-userxattr'] as const) {
     const one = path.join(dir, fmt + '-1');
     const two = path.join(dir, fmt + '-2');
     fs.mkdirSync(one);
