@@ -27,7 +27,7 @@ import { register } from '../registry.ts';
 import { ProjectQuota } from '../quota.ts';
 import { backingFsName, supportsDType } from '../backing-fs.ts';
 import { LINK_DIR, childLower, generateLinkId, planMount } from './layout.ts';
-import { probeNativeDiff, probeOverlay } from './probes.ts';
+import { probeNativeDiff, probeOverlay, probeUserXattr } from './probes.ts';
 
 export const NAME = 'overlay2';
 
@@ -56,8 +56,9 @@ export async function init(home: string, options: string[], extra: Overlay2Optio
   if (defaultSize > 0 && typeof quota === 'string') {
     throw new InvalidParameterError(`Storage Option overlay2.size only supported for backingFS XFS. Found ${backing}`);
   }
-  const native = extra.forceNaive ? { native: false, reason: 'forced by option' } : probeNativeDiff(home);
-  return new Overlay2Driver(home, backing, native, quota, defaultSize);
+  const { userxattr } = probeUserXattr(home);
+  const native = extra.forceNaive ? { native: false, reason: 'forced by option' } : probeNativeDiff(home, userxattr);
+  return new Overlay2Driver(home, backing, native, quota, defaultSize, userxattr);
 }
 
 register(NAME, (home, options) => init(home, options));
@@ -65,8 +66,10 @@ register(NAME, (home, options) => init(home, options));
 export class Overlay2Driver implements Driver {
   readonly name = NAME;
   private readonly refs: RefCounter;
-  /** `index=off,` where the kernel has the parameter, as moby does */
+  /** `index=off,` where the kernel has the parameter, and `userxattr,` where needed, as moby does */
   private readonly optPrefix: string;
+  /** the whiteout form of the diff dirs: the opaque xattr follows the mount's namespace */
+  private readonly format: 'overlay' | 'overlay-userxattr';
 
   constructor(
     readonly home: string,
@@ -74,9 +77,11 @@ export class Overlay2Driver implements Driver {
     private readonly nativeDiff: { native: boolean; reason: string },
     private readonly quota: ProjectQuota | string,
     private readonly defaultSize: number,
+    private readonly userxattr = false,
   ) {
     this.refs = new RefCounter(home);
-    this.optPrefix = fs.existsSync('/sys/module/overlay/parameters/index') ? 'index=off,' : '';
+    this.optPrefix = (fs.existsSync('/sys/module/overlay/parameters/index') ? 'index=off,' : '') + (userxattr ? 'userxattr,' : '');
+    this.format = userxattr ? 'overlay-userxattr' : 'overlay';
   }
 
   private dir(id: string): string {
@@ -213,7 +218,7 @@ export class Overlay2Driver implements Driver {
       ['Supports d_type', 'true'],
       ['Native Overlay Diff', String(this.nativeDiff.native)],
       ...(this.nativeDiff.native ? [] : [['Native Overlay Diff (why not)', this.nativeDiff.reason] as [string, string]]),
-      ['userxattr', 'false'],
+      ['userxattr', String(this.userxattr)],
     ];
   }
 
@@ -270,20 +275,20 @@ export class Overlay2Driver implements Driver {
   diff(id: string, parent: string | null): Readable {
     this.mustExist(id, 'diff');
     if (!this.useNative(id, parent)) return naiveDiff(this, id, parent);
-    return exportDir(path.join(this.dir(id), 'diff'), { whiteouts: 'overlay' });
+    return exportDir(path.join(this.dir(id), 'diff'), { whiteouts: this.format });
   }
 
   async changes(id: string, parent: string | null): Promise<Change[]> {
     this.mustExist(id, 'changes');
     if (!this.useNative(id, parent)) return naiveChanges(this, id, parent);
-    return changesFromDiffDir(path.join(this.dir(id), 'diff'), this.lowerDiffDirs(id), 'overlay');
+    return changesFromDiffDir(path.join(this.dir(id), 'diff'), this.lowerDiffDirs(id), this.format);
   }
 
   async applyDiff(id: string, parent: string | null, tar: TarInput): Promise<number> {
     this.mustExist(id, 'applyDiff');
     if (!this.useNative(id, parent)) return naiveApplyDiff(this, id, parent, tar);
     const diff = path.join(this.dir(id), 'diff');
-    await applyLayer(tar, diff, { whiteouts: 'overlay' });
+    await applyLayer(tar, diff, { whiteouts: this.format });
     return directorySize(diff);
   }
 

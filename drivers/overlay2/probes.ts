@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as sys from '../../sys/syscalls.ts';
+import { runningInUserNS } from '../../sys/userns.ts';
 
 function scratch<T>(home: string, prefix: string, fn: (dir: string) => T): T {
   const dir = fs.mkdtempSync(path.join(home, prefix));
@@ -39,25 +40,56 @@ export function probeOverlay(home: string): true | string {
   }
 }
 
+const TMPFS_MAGIC = 0x01021994;
+
+/**
+ * moby NeedsUserXAttr: overlayfs must be mounted with `userxattr` (and keeps its
+ * bookkeeping in user.overlay.* instead of trusted.*) when we run in a user
+ * namespace, except on tmpfs, which refuses user.* xattrs. moby trusts the
+ * kernel version on >= 5.11; we always make the test mount.
+ */
+export function probeUserXattr(home: string): { userxattr: boolean; reason: string } {
+  if (!runningInUserNS()) return { userxattr: false, reason: 'not in a user namespace' };
+  if (Number(fs.statfsSync(home).type) === TMPFS_MAGIC) return { userxattr: false, reason: 'tmpfs does not take user.* xattrs' };
+  return scratch(home, 'userxattr-check', (d) => {
+    for (const n of ['lower1', 'lower2', 'upper', 'work', 'merged']) fs.mkdirSync(path.join(d, n));
+    try {
+      mountOverlay(path.join(d, 'merged'), `lowerdir=${d}/lower2:${d}/lower1,upperdir=${d}/upper,workdir=${d}/work,userxattr`, () => undefined);
+      return { userxattr: true, reason: '' };
+    } catch (e) {
+      return { userxattr: false, reason: `test mount with userxattr failed: ${(e as Error).message}` };
+    }
+  });
+}
+
 /**
  * moby doesSupportNativeDiff: the native diff reads the upper dir directly,
  * which is only right when the kernel neither copies the opaque flag up
  * (kernels < 4.8) nor records directory renames as redirects
  * (CONFIG_OVERLAY_FS_REDIRECT_DIR): either would leave changes the tar
- * conversion cannot express.
+ * conversion cannot express. moby gives up on the native diff in a user
+ * namespace; with `userxattr` the same probe works on user.overlay.* (as
+ * containers/storage does), so the native paths stay available there.
  */
-export function probeNativeDiff(home: string): { native: boolean; reason: string } {
+export function probeNativeDiff(home: string, userxattr = false): { native: boolean; reason: string } {
+  const ns = userxattr ? 'user.overlay.' : 'trusted.overlay.';
   return scratch(home, 'opaque-bug-check', (d) => {
     const p = (n: string) => path.join(d, n);
     for (const n of ['l1', 'l2', 'l3', 'work', 'merged']) fs.mkdirSync(p(n));
     fs.mkdirSync(p('l1/d'));
     fs.mkdirSync(p('l1/d1'));
     fs.mkdirSync(p('l2/d'));
-    sys.lsetxattr(p('l2/d'), 'trusted.overlay.opaque', Buffer.from('y'));
+    try {
+      sys.lsetxattr(p('l2/d'), `${ns}opaque`, Buffer.from('y'));
+    } catch (e) {
+      // e.g. trusted.* in a user namespace on a kernel without userxattr
+      return { native: false, reason: `failed to set opaque flag on middle layer: ${(e as Error).message}` };
+    }
     let result = { native: true, reason: '' };
-    mountOverlay(p('merged'), `lowerdir=${p('l2')}:${p('l1')},upperdir=${p('l3')},workdir=${p('work')}`, () => {
+    const data = `lowerdir=${p('l2')}:${p('l1')},upperdir=${p('l3')},workdir=${p('work')}${userxattr ? ',userxattr' : ''}`;
+    mountOverlay(p('merged'), data, () => {
       fs.writeFileSync(p('merged/d/f'), '');
-      if (sys.lgetxattr(p('l3/d'), 'trusted.overlay.opaque')?.toString() === 'y') {
+      if (sys.lgetxattr(p('l3/d'), `${ns}opaque`)?.toString() === 'y') {
         result = { native: false, reason: 'opaque flag erroneously copied up, consider update to kernel 4.8 or later to fix' };
         return;
       }
@@ -67,7 +99,7 @@ export function probeNativeDiff(home: string): { native: boolean; reason: string
         if ((e as NodeJS.ErrnoException).code === 'EXDEV') return; // redirect_dir off: native diff is safe
         throw e;
       }
-      if (sys.lgetxattr(p('l3/d2'), 'trusted.overlay.redirect') !== null) {
+      if (sys.lgetxattr(p('l3/d2'), `${ns}redirect`) !== null) {
         result = { native: false, reason: 'kernel has CONFIG_OVERLAY_FS_REDIRECT_DIR enabled' };
       }
     });
