@@ -1,7 +1,12 @@
 // overlay2 through the conformance suite twice: with the native diff paths
 // (diff dir export/apply, changes from the diff dir and its lowers) and with
 // the naive ones forced, so native and naive are held to the same cases.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { init } from '../../drivers/overlay2/overlay2.ts';
+import { runningInUserNS } from '../../sys/userns.ts';
+import { asRoot } from '../helpers/require.ts';
 import { runConformance, xfsProjectQuotaHome } from './suite.ts';
 
 const xfs = xfsProjectQuotaHome();
@@ -18,3 +23,15 @@ const common = {
 
 runConformance('overlay2', (home) => init(home, []), common);
 runConformance('overlay2-naive', (home) => init(home, ['overlay2.force_naive_diff=true']), common);
+
+// test/conformance/overlay2-userns.test.ts runs this file again inside a user namespace
+asRoot({ serial: true })('overlay2 status: userxattr exactly in a user namespace, and the native diff either way', async (t) => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-ov2-status-'));
+  t.teardown(() => fs.rmSync(home, { recursive: true, force: true }));
+  const d = await init(home, []);
+  t.teardown(() => d.cleanup());
+  const status = Object.fromEntries(d.status());
+  t.log(`in a user namespace: ${runningInUserNS()}; status ${JSON.stringify(status)}`);
+  t.is(status.userxattr, String(runningInUserNS()));
+  t.is(status['Native Overlay Diff'], 'true', status['Native Overlay Diff (why not)']);
+});
