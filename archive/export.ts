@@ -10,14 +10,20 @@
 // - Hardlinked files (same inode inside the export) become hardlink entries.
 // - Backpressure: the stream is pulled; each read fills one ~1 MiB chunk with
 //   synchronous calls, so memory does not grow with layer size.
+// - Two threads for a big tree: past a thousand entries the walk (lstat,
+//   xattrs, readlink: scan.ts) moves to a worker, at most 16 batches ahead,
+//   while this thread reads file data and encodes. Same bytes either way.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import * as sys from '../sys/syscalls.ts';
+import { scanEntry, TreeScanner, unpackBatch, type ScanOptions, type Scanned } from './scan.ts';
+import { POSTED, READY, STOP, TAKEN, type BatchMessage, type StartMessage } from './scan-worker.ts';
 import { splitRel } from './scope.ts';
 import { BLOCK, encodeHeader, headerSpace, type EntryType, type TarHeader } from './tar-header.ts';
 import {
-  ChangeKind, overlayOpaqueXattr, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
+  ChangeKind, overlayOpaqueXattr, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
   fsPath, rawPath, type Change, type WhiteoutFormat,
 } from './types.ts';
 
@@ -26,57 +32,206 @@ export interface ExportOptions {
   whiteouts?: WhiteoutFormat;
   /** read and export xattrs (default true) */
   xattrs?: boolean;
+  /**
+   * whether a worker thread walks the tree (the lstat/xattr/readlink half)
+   * while this thread reads file data: 'auto' (default) once a tree proves
+   * large, 'always' from the first entry (waiting for the worker to load),
+   * 'never'. Same bytes either way.
+   */
+  parallel?: 'auto' | 'always' | 'never';
+  /** told once, at the end of a whole-tree walk, how many entries each thread scanned */
+  onWalkEnd?: (stats: WalkStats) => void;
 }
 
+export interface WalkStats { inThread: number; byWorker: number }
+
 const CHUNK = 1 << 20;
+/** entries walked in-thread before a worker is started (smaller trees never pay for one) */
+const HANDOFF_AFTER = 1000;
+/** a worker that loads or posts nothing for this long is taken for dead */
+const WORKER_SILENCE_MS = 60_000;
 
 /** A tar stream of everything below `dir`. */
 export function exportDir(dir: string, opts: ExportOptions = {}): Readable {
-  const p = new TarProducer(dir, opts);
-  p.walk();
-  return p.stream();
+  const root = rawPath(path.resolve(dir));
+  return new TarProducer(root, opts, new Walk(root, scanOptions(opts), opts.parallel ?? 'auto', opts.onWalkEnd)).stream();
 }
 
 /** moby ExportChanges: a tar of the changed paths of `dir`, deletions as `.wh.` entries. */
 export function exportChanges(dir: string, changes: Change[], opts: ExportOptions = {}): Readable {
-  const p = new TarProducer(dir, opts);
-  p.changes([...changes].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)));
-  return p.stream();
+  const root = rawPath(path.resolve(dir));
+  const sorted = [...changes].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return new TarProducer(root, opts, new ChangeList(root, scanOptions(opts), sorted)).stream();
 }
 
-interface Frame { rel: string; names: string[]; i: number }
+function scanOptions(opts: ExportOptions): ScanOptions {
+  return { format: opts.whiteouts ?? 'none', xattrs: opts.xattrs ?? true };
+}
+
+/** Where the producer's entries come from: a scanned entry, a deletion (whiteout) to write, or the end. */
+interface Source {
+  next(): Scanned | { deleted: string } | null;
+  close(): void;
+}
+
+/** The entries of a change list, deletions as they are. */
+class ChangeList implements Source {
+  private i = 0;
+  constructor(private readonly root: string, private readonly opts: ScanOptions, private readonly list: Change[]) {}
+  next(): Scanned | { deleted: string } | null {
+    for (;;) {
+      if (this.i >= this.list.length) return null;
+      const c = this.list[this.i++];
+      const rel = c.path.replace(/^\/+/, '');
+      if (c.kind === ChangeKind.Delete) return { deleted: rel };
+      const s = scanEntry(this.root, rel, this.opts, true);
+      if (s) return s;
+    }
+  }
+  close(): void {}
+}
+
+/**
+ * A whole-tree walk: in this thread at first; past HANDOFF_AFTER entries a
+ * worker (scan-worker.ts) is started, and once it has loaded, the rest of the
+ * walk (the scanner's stack) is handed to it and its batches are read back
+ * synchronously (receiveMessageOnPort, Atomics.wait while it is behind).
+ */
+class Walk implements Source {
+  private scanner: TreeScanner | null;
+  private worker: Worker | null = null;
+  private ctl: Int32Array | null = null;
+  private port: MessagePort | null = null;
+  private batch: Scanned[] = [];
+  private bi = 0;
+  private received = 0;
+  private readonly stats: WalkStats = { inThread: 0, byWorker: 0 };
+  private ended = false;
+
+  constructor(
+    private readonly root: string,
+    private readonly opts: ScanOptions,
+    private readonly parallel: 'auto' | 'always' | 'never',
+    private readonly onEnd?: (stats: WalkStats) => void,
+  ) {
+    this.scanner = new TreeScanner(root, opts);
+    if (parallel === 'always') {
+      this.startWorker();
+      const since = Date.now();
+      while (Atomics.load(this.ctl!, READY) !== 1) {
+        if (!this.worker || Date.now() - since > WORKER_SILENCE_MS) {
+          this.close();
+          throw new Error(`export of ${root}: the scan worker did not start`);
+        }
+        Atomics.wait(this.ctl!, READY, 0, 100);
+      }
+    }
+  }
+
+  next(): Scanned | null {
+    if (this.scanner) {
+      if (this.parallel === 'auto' && this.stats.inThread === HANDOFF_AFTER) this.startWorker();
+      if (!this.worker || Atomics.load(this.ctl!, READY) !== 1) {
+        const s = this.scanner.next();
+        if (s) this.stats.inThread++;
+        else this.end();
+        return s;
+      }
+      this.handOff();
+    }
+    return this.fromWorker();
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.close();
+    this.onEnd?.(this.stats);
+  }
+
+  private startWorker(): void {
+    this.ctl = new Int32Array(new SharedArrayBuffer(16));
+    const options = { workerData: { strataScan: true, ctl: this.ctl } };
+    try {
+      if (import.meta.url.endsWith('.ts')) {
+        // a TypeScript checkout: the worker registers tsx itself (hooks registered in
+        // this thread, by flag or by API, do not reach a worker on Node 20)
+        const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+        const entry = JSON.stringify(new URL('./scan-worker.ts', import.meta.url).href);
+        this.worker = new Worker(`import(${tsx}).then((t) => { t.register(); return import(${entry}); })`, { ...options, eval: true });
+      } else {
+        this.worker = new Worker(new URL('./scan-worker.js', import.meta.url), options);
+      }
+    } catch {
+      return; // no worker: the walk simply stays in this thread
+    }
+    // a worker that fails to load never sets READY, and the walk stays here
+    this.worker.on('error', () => undefined);
+    this.worker.unref();
+  }
+
+  private handOff(): void {
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    const start: StartMessage = { root: this.root, opts: this.opts, stack: this.scanner!.stack, port: port2 };
+    this.worker!.postMessage(start, [port2]);
+    this.scanner = null;
+  }
+
+  private fromWorker(): Scanned | null {
+    if (this.bi < this.batch.length) return this.batch[this.bi++];
+    if (this.ended) return null;
+    const ctl = this.ctl!;
+    let since = Date.now();
+    for (;;) {
+      const got = receiveMessageOnPort(this.port!);
+      if (got) {
+        this.received++;
+        const m = got.message as BatchMessage;
+        if ('batch' in m) {
+          Atomics.add(ctl, TAKEN, 1);
+          Atomics.notify(ctl, TAKEN);
+          this.batch = unpackBatch(m.batch);
+          this.stats.byWorker += this.batch.length;
+          this.bi = 0;
+          return this.batch[this.bi++];
+        }
+        if ('done' in m) {
+          this.end();
+          return null;
+        }
+        this.ended = true;
+        this.close();
+        throw Object.assign(new Error(m.error.message), { code: m.error.code });
+      }
+      if (Atomics.wait(ctl, POSTED, this.received, 1000) === 'timed-out') {
+        if (Date.now() - since > WORKER_SILENCE_MS) throw new Error(`export of ${this.root}: the scan worker stopped responding`);
+      } else since = Date.now();
+    }
+  }
+
+  close(): void {
+    if (!this.worker) return;
+    Atomics.store(this.ctl!, STOP, 1);
+    Atomics.notify(this.ctl!, TAKEN);
+    void this.worker.terminate();
+    this.worker = null;
+    this.port?.close();
+  }
+}
 
 class TarProducer {
-  private readonly root: string;
-  private readonly format: WhiteoutFormat;
-  /** the overlayfs forms' opaque xattr; also says char 0/0 devices are whiteouts */
   private readonly opaqueXattr: string | null;
-  private readonly xattrs: boolean;
   private buf = Buffer.allocUnsafe(CHUNK);
   private pos = 0;
-  private stack: Frame[] = [];
-  private list: Change[] | null = null;
-  private listIndex = 0;
   private fd = -1;
   private fileLeft = 0;
   private padLeft = 0;
-  private filePath = '';
   private done = false;
   private readonly seen = new Map<string, string>(); // dev:ino → first path, for hardlinks
 
-  constructor(dir: string, opts: ExportOptions) {
-    this.root = rawPath(path.resolve(dir));
-    this.format = opts.whiteouts ?? 'none';
-    this.opaqueXattr = overlayOpaqueXattr(this.format);
-    this.xattrs = opts.xattrs ?? true;
-  }
-
-  walk(): void {
-    this.stack.push({ rel: '', names: this.readdir(''), i: 0 });
-  }
-
-  changes(list: Change[]): void {
-    this.list = list;
+  constructor(private readonly root: string, opts: ExportOptions, private readonly source: Source) {
+    this.opaqueXattr = overlayOpaqueXattr(opts.whiteouts ?? 'none');
   }
 
   stream(): Readable {
@@ -100,7 +255,13 @@ class TarProducer {
     });
   }
 
+  /** Release everything: the open file and the source (its worker). */
   private close(): void {
+    this.closeFile();
+    this.source.close();
+  }
+
+  private closeFile(): void {
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
   }
@@ -117,27 +278,10 @@ class TarProducer {
 
   private step(): void {
     if (this.fd >= 0 || this.padLeft) return this.copyFile();
-    if (this.list) {
-      if (this.listIndex >= this.list.length) return this.finish();
-      const c = this.list[this.listIndex++];
-      const rel = c.path.replace(/^\/+/, '');
-      if (c.kind === ChangeKind.Delete) return this.whiteoutFor(rel);
-      const st = this.lstat(rel, true);
-      if (st) this.entry(rel, st);
-      return;
-    }
-    const top = this.stack[this.stack.length - 1];
-    if (!top) return this.finish();
-    if (top.i >= top.names.length) {
-      this.stack.pop();
-      return;
-    }
-    const name = top.names[top.i++];
-    if (this.format === 'aufs' && name.startsWith(WHITEOUT_META_PREFIX) && name !== WHITEOUT_OPAQUE_DIR) return;
-    const rel = top.rel === '' ? name : top.rel + '/' + name;
-    const st = this.lstat(rel, false)!;
-    this.entry(rel, st);
-    if (st.isDirectory()) this.stack.push({ rel, names: this.readdir(rel), i: 0 });
+    const s = this.source.next();
+    if (s === null) return this.finish();
+    if ('deleted' in s) return this.whiteoutFor(s.deleted);
+    this.entry(s);
   }
 
   private finish(): void {
@@ -146,58 +290,22 @@ class TarProducer {
     this.buf.fill(0, this.pos, this.pos + BLOCK * 2);
     this.pos += BLOCK * 2;
     this.done = true;
+    this.source.close();
   }
 
-  private abs(rel: string): string {
-    return rel === '' ? this.root : this.root + '/' + rel;
-  }
-
-  private readdir(rel: string): string[] {
-    return fs.readdirSync(fsPath(this.abs(rel)), { encoding: 'buffer' }).map((b) => b.toString('latin1')).sort();
-  }
-
-  private lstat(rel: string, missingOk: boolean): fs.BigIntStats | null {
-    try {
-      return fs.lstatSync(fsPath(this.abs(rel)), { bigint: true });
-    } catch (e) {
-      // a change list may name a file the container removed since: moby skips it too
-      if (missingOk && (e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw e;
-    }
-  }
-
-  private entry(rel: string, st: fs.BigIntStats): void {
-    const p = fsPath(this.abs(rel));
-    const mode = Number(st.mode);
-    const ifmt = mode & sys.S_IFMT;
+  private entry(s: Scanned): void {
+    const { rel } = s;
+    const ifmt = s.mode & sys.S_IFMT;
     if (ifmt === sys.S_IFSOCK) return; // sockets are not archived (GNU tar and moby skip them)
-    const mtimeNs = st.mtimeNs;
     const h: TarHeader = {
-      name: rel, type: 'file', mode: mode & 0o7777, uid: Number(st.uid), gid: Number(st.gid), size: 0,
-      mtimeSec: Number(mtimeNs / 1_000_000_000n), mtimeNsec: Number(mtimeNs % 1_000_000_000n),
-      linkname: '', devmajor: 0, devminor: 0, xattrs: null,
+      name: rel, type: 'file', mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, size: 0,
+      mtimeSec: s.mtimeSec, mtimeNsec: s.mtimeNsec, linkname: '', devmajor: 0, devminor: 0,
+      xattrs: s.xattrs ? new Map(s.xattrs) : null,
     };
-    if (h.mtimeNsec < 0) {
-      h.mtimeSec -= 1;
-      h.mtimeNsec += 1e9;
-    }
-    let opaque = false;
-    if (this.xattrs) {
-      for (const name of sys.llistxattr(p)) {
-        if (name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.')) {
-          if (name === this.opaqueXattr && ifmt === sys.S_IFDIR) opaque = sys.lgetxattr(p, name)?.toString() === 'y';
-          continue;
-        }
-        const v = sys.lgetxattr(p, name);
-        if (v) (h.xattrs ??= new Map()).set(name, v);
-      }
-    } else if (this.opaqueXattr && ifmt === sys.S_IFDIR) {
-      opaque = sys.lgetxattr(p, this.opaqueXattr)?.toString() === 'y';
-    }
     let type: EntryType;
     switch (ifmt) {
       case sys.S_IFDIR: type = 'dir'; h.name = rel + '/'; break;
-      case sys.S_IFLNK: type = 'symlink'; h.linkname = fs.readlinkSync(p, { encoding: 'buffer' }).toString('latin1'); break;
+      case sys.S_IFLNK: type = 'symlink'; h.linkname = s.linkname; break;
       case sys.S_IFCHR: type = 'char'; break;
       case sys.S_IFBLK: type = 'block'; break;
       case sys.S_IFIFO: type = 'fifo'; break;
@@ -205,9 +313,9 @@ class TarProducer {
     }
     h.type = type;
     if (type === 'char' || type === 'block') {
-      h.devmajor = sys.major(Number(st.rdev));
-      h.devminor = sys.minor(Number(st.rdev));
-      if (type === 'char' && st.rdev === 0n && this.opaqueXattr) {
+      h.devmajor = sys.major(s.rdev);
+      h.devminor = sys.minor(s.rdev);
+      if (type === 'char' && s.rdev === 0 && this.opaqueXattr) {
         // overlay whiteout → `.wh.<name>`, as moby's overlayWhiteoutConverter writes it
         const [d, b] = splitRel(rel);
         h.name = (d === '' ? '' : d + '/') + WHITEOUT_PREFIX + b;
@@ -216,29 +324,27 @@ class TarProducer {
         h.xattrs = null;
       }
     }
-    if (type === 'file' && st.nlink > 1n) {
-      const key = `${st.dev}:${st.ino}`;
-      const first = this.seen.get(key);
+    if (s.linkKey) {
+      const first = this.seen.get(s.linkKey);
       if (first !== undefined) {
         h.type = 'link';
         h.linkname = first;
         return this.header(h);
       }
-      this.seen.set(key, rel);
+      this.seen.set(s.linkKey, rel);
     }
     if (type === 'file') {
-      h.size = Number(st.size);
+      h.size = s.size;
       this.header(h);
       if (h.size > 0) {
-        this.fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+        this.fd = fs.openSync(fsPath(this.root + '/' + rel), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
         this.fileLeft = h.size;
         this.padLeft = (BLOCK - (h.size % BLOCK)) % BLOCK;
-        this.filePath = rel;
       }
       return;
     }
     this.header(h);
-    if (opaque) {
+    if (s.opaque) {
       // the opaque marker inherits the dir's owner and permissions (moby)
       this.header({
         name: rel + '/' + WHITEOUT_OPAQUE_DIR, type: 'file', mode: h.mode & 0o777, uid: h.uid, gid: h.gid, size: 0,
@@ -282,7 +388,7 @@ class TarProducer {
       }
       this.pos += n;
       this.fileLeft -= n;
-      if (this.fileLeft === 0) this.close();
+      if (this.fileLeft === 0) this.closeFile();
       return;
     }
     const pad = Math.min(room, this.padLeft);

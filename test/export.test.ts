@@ -1,0 +1,121 @@
+// exportDir with its walk on a worker thread must give the bytes the in-thread
+// walk gives: every entry kind, hardlinks whose first name was scanned by the
+// other thread, overlay whiteouts, and errors raised on the worker.
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { exportDir, type ExportOptions, type WalkStats } from '../archive/export.ts';
+import { fsPath } from '../archive/types.ts';
+import * as sys from '../sys/syscalls.ts';
+import { capabilityV2 } from './helpers/file-capability.ts';
+import { asRoot } from './helpers/require.ts';
+import { collect, listTar, tempDir } from './helpers/tar.ts';
+
+/** ~3,500 entries of every kind; `hard-first` and `zz/hard-last` share an inode far apart in the walk. */
+function buildTree(root: string): void {
+  const t = new Date('2021-05-06T07:08:09.123Z');
+  fs.writeFileSync(path.join(root, 'hard-first'), 'one inode, two names');
+  for (let d = 0; d < 30; d++) {
+    const dir = path.join(root, `d${String(d).padStart(2, '0')}`);
+    fs.mkdirSync(dir);
+    for (let f = 0; f < 100; f++) {
+      const p = path.join(dir, `f${f}`);
+      fs.writeFileSync(p, f % 17 === 0 ? '' : `file ${d}/${f} `.repeat(f));
+      if (f % 10 === 1) fs.symlinkSync(`f${f - 1}`, path.join(dir, `l${f}`));
+      if (f % 25 === 3) sys.lsetxattr(p, 'user.note', Buffer.from(`x${f}`));
+      fs.utimesSync(p, t, t);
+    }
+  }
+  fs.mkdirSync(path.join(root, 'zz/opaque'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'zz/big'), Buffer.alloc(3 << 20, 7)); // spans several 1 MiB chunks
+  fs.linkSync(path.join(root, 'hard-first'), path.join(root, 'zz/hard-last'));
+  fs.writeFileSync(path.join(root, 'zz/cap'), 'ping');
+  sys.lsetxattr(path.join(root, 'zz/cap'), 'security.capability', capabilityV2(1 << 13, true));
+  sys.mknod(path.join(root, 'zz/whiteout'), sys.S_IFCHR | 0o600, 0);
+  sys.mknod(path.join(root, 'zz/null'), sys.S_IFCHR | 0o666, sys.makedev(1, 3));
+  sys.mknod(path.join(root, 'zz/fifo'), sys.S_IFIFO | 0o644, 0);
+  sys.lsetxattr(path.join(root, 'zz/opaque'), 'trusted.overlay.opaque', Buffer.from('y'));
+  fs.writeFileSync(fsPath(path.join(root, 'zz/bad\xff name')), 'not UTF-8');
+}
+
+async function exported(dir: string, opts: ExportOptions): Promise<{ tar: Buffer; stats: WalkStats | null }> {
+  let stats: WalkStats | null = null;
+  const tar = await collect(exportDir(dir, { ...opts, onWalkEnd: (s) => (stats = s) }));
+  return { tar, stats };
+}
+
+asRoot({ serial: true })('exportDir: the worker walk gives byte for byte the in-thread walk (overlay and plain forms, every entry kind)', async (t) => {
+  const { dir, cleanup } = tempDir('strata-export-');
+  t.teardown(cleanup);
+  buildTree(dir);
+  for (const whiteouts of ['none', 'overlay'] as const) {
+    const mine = await exported(dir, { whiteouts, parallel: 'never' });
+    const worker = await exported(dir, { whiteouts, parallel: 'always' });
+    const auto = await exported(dir, { whiteouts });
+    t.is(mine.stats?.byWorker, 0);
+    t.is(worker.stats?.inThread, 0, 'always: the worker walked from the first entry');
+    t.true(worker.stats!.byWorker > 3000, `${worker.stats!.byWorker} entries`);
+    t.true(mine.tar.equals(worker.tar), `${whiteouts}: worker and in-thread walks differ`);
+    t.true(mine.tar.equals(auto.tar), `${whiteouts}: the auto split differs`);
+    const names = (await listTar(worker.tar)).map((h) => `${h.type} ${h.name}${h.linkname ? ` -> ${h.linkname}` : ''}`);
+    t.true(names.includes('link zz/hard-last -> hard-first'), 'a hardlink to an entry scanned long before');
+    if (whiteouts === 'overlay') {
+      t.true(names.includes('file zz/.wh.whiteout'));
+      t.true(names.includes('file zz/opaque/.wh..wh..opq'));
+    } else {
+      t.true(names.includes('character-device zz/whiteout'));
+    }
+  }
+});
+
+asRoot({ serial: true })('exportDir: an error on the worker reaches the reader with its code, as in-thread', async (t) => {
+  const { dir } = tempDir('strata-export-err-');
+  for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(dir, `a${i}`), 'x');
+  // a chain of directories deeper than PATH_MAX, made one level at a time from inside (a child
+  // process, so this test process keeps its cwd): no full path reaches the bottom
+  const deep = `const fs = require('fs'); for (let i = 0; i < 120; i++) { fs.mkdirSync('z'.repeat(40)); process.chdir('z'.repeat(40)); }`;
+  execFileSync(process.execPath, ['-e', deep], { cwd: dir });
+  t.teardown(() => execFileSync('rm', ['-rf', dir])); // GNU rm walks by fd, past PATH_MAX
+  for (const parallel of ['never', 'always'] as const) {
+    const err = await t.throwsAsync(collect(exportDir(dir, { parallel })));
+    t.is((err as NodeJS.ErrnoException).code, 'ENAMETOOLONG', `${parallel}: ${String(err)}`);
+  }
+});
+
+asRoot({ serial: true })('exportDir: a reader that stops early stops the worker too (its thread ends, no descriptor stays open)', async (t) => {
+  const { dir, cleanup } = tempDir('strata-export-stop-');
+  t.teardown(cleanup);
+  buildTree(dir);
+  // more entries than the worker may run ahead (16 batches of 256), so it is still walking when we stop
+  fs.mkdirSync(path.join(dir, 'more'));
+  for (let i = 0; i < 5000; i++) fs.writeFileSync(path.join(dir, 'more', `m${i}`), '');
+  // descriptors and threads of this process
+  const fds = () => fs.readdirSync('/proc/self/fd').length;
+  const threads = () => fs.readdirSync('/proc/self/task').length;
+  const settle = async (fdLimit: number, threadLimit: number) => {
+    for (let i = 0; i < 50 && (fds() > fdLimit || threads() > threadLimit); i++) await new Promise((r) => setTimeout(r, 100));
+  };
+  let fdsBefore = -1;
+  let threadsBefore = -1;
+  for (let i = 0; i < 4; i++) {
+    if (i === 1) {
+      // after a first round, which may set up what any worker needs once per process
+      await new Promise((r) => setTimeout(r, 300));
+      fdsBefore = fds();
+      threadsBefore = threads();
+    }
+    const s: Readable = exportDir(dir, { parallel: 'always' });
+    for await (const chunk of s) {
+      void chunk;
+      break; // destroys the stream
+    }
+    t.true(s.destroyed);
+  }
+  // the open files of the destroyed streams are closed, and the terminated workers' own
+  // descriptors are released (asynchronously, so give them a moment)
+  await settle(fdsBefore, threadsBefore);
+  t.true(threads() <= threadsBefore, `${threads()} threads, ${threadsBefore} before: a scan worker is still alive`);
+  t.true(fds() <= fdsBefore, `${fds()} descriptors open, ${fdsBefore} before`);
+});
