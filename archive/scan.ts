@@ -10,23 +10,18 @@
 // to the worker mid-way (see export.ts).
 import * as fs from 'node:fs';
 import * as sys from '../sys/syscalls.ts';
+import type { TarHeader } from './tar-header.ts';
 import { WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, fsPath, overlayOpaqueXattr, type WhiteoutFormat } from './types.ts';
 
-/** One entry as the producer needs it. Plain data: it crosses threads by structured clone. */
-export interface Scanned {
+/** One entry as the producer needs it: the header's numbers plus what it derives the rest from. */
+export interface Scanned extends Pick<TarHeader, 'uid' | 'gid' | 'size' | 'mtimeSec' | 'mtimeNsec' | 'linkname'> {
   /** raw byte-string path relative to the root, no leading slash */
   rel: string;
+  /** st_mode: file type and permission bits */
   mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtimeSec: number;
-  mtimeNsec: number;
   rdev: number;
   /** `dev:ino` of a regular file with more than one link (hardlink detection), else '' */
   linkKey: string;
-  /** symlink target (raw byte string) */
-  linkname: string;
   /** xattrs to archive (the overlay driver's own trusted.overlay.* / user.overlay.* left out) */
   xattrs: [string, Buffer][] | null;
   /** a directory carrying this form's opaque xattr */
