@@ -100,6 +100,12 @@ export interface StopReport {
   removedHostPaths: string[];
   /** host paths created meanwhile but kept, and why (another daemon still running) */
   keptHostPaths: string[];
+  /**
+   * host paths the oracle daemons created that still existed right after the
+   * removal, checked under the ledger lock (later, another oracle daemon may
+   * have started and made them again): [] when the cleanup worked
+   */
+  leftHostPaths: string[];
   note: string;
   ms: number;
 }
@@ -355,20 +361,20 @@ function rmdirTree(p: string): void {
 }
 
 /** Leave the ledger after our daemon stopped; the last one out removes what the oracle daemons created. */
-function leaveLedger(dir: string, ownDockerd: number): { removed: string[]; kept: string[]; note: string } {
+function leaveLedger(dir: string, ownDockerd: number): { removed: string[]; kept: string[]; left: string[]; note: string } {
   return withLedgerLock(() => {
     const l = readLedger();
-    if (!l) return { removed: [], kept: [], note: 'no ledger (already cleaned up)' };
+    if (!l) return { removed: [], kept: [], left: [], note: 'no ledger (already cleaned up)' };
     l.members = l.members.filter((m) => !(m.dir === dir && m.owner === process.pid)).filter(memberAlive);
     const created = hostPaths().filter((p) => exists(p) && !l.existed.includes(p));
     if (l.members.length > 0) {
       writeLedger(l);
-      return { removed: [], kept: created, note: `${l.members.length} other oracle dockerd(s) still running: host paths left for the last one to remove` };
+      return { removed: [], kept: created, left: [], note: `${l.members.length} other oracle dockerd(s) still running: host paths left for the last one to remove` };
     }
     const foreign = daemonProcesses().filter((p) => p !== ownDockerd);
     if (foreign.length > 0) {
       fs.rmSync(LEDGER, { force: true });
-      return { removed: [], kept: created, note: `dockerd/containerd processes not started by this oracle are running (PIDs ${foreign.join(' ')}): host paths kept` };
+      return { removed: [], kept: created, left: [], note: `dockerd/containerd processes not started by this oracle are running (PIDs ${foreign.join(' ')}): host paths kept` };
     }
     const removed: string[] = [];
     for (const p of created) {
@@ -381,7 +387,7 @@ function leaveLedger(dir: string, ownDockerd: number): { removed: string[]; kept
       removed.push(p);
     }
     fs.rmSync(LEDGER, { force: true });
-    return { removed, kept: [], note: '' };
+    return { removed, kept: [], left: created.filter(exists), note: '' };
   });
 }
 
@@ -537,7 +543,7 @@ export async function startDockerd(opts: DockerdOptions): Promise<Dockerd> {
       const host = leaveLedger(dir, pid);
       return {
         exit: exit ?? { code: null, signal: null }, forced, killedStragglers, unmounted,
-        removedHostPaths: host.removed, keptHostPaths: host.kept,
+        removedHostPaths: host.removed, keptHostPaths: host.kept, leftHostPaths: host.left,
         note: [ledgerNote, host.note].filter(Boolean).join('; '), ms: Date.now() - t0,
       };
     })();

@@ -53,7 +53,7 @@ import { hasTool, isRoot, when } from '../helpers/require.ts';
 import { snapshotDiff, snapshotTree } from '../helpers/store-snapshot.ts';
 import { tempDir } from '../helpers/tar.ts';
 import { loopDevicesOf, loopMount, type LoopMount } from '../../sys/loop.ts';
-import { dockerdAvailable, hostPaths, processesMentioning, startDockerd, type Dockerd, type StopReport } from './dockerd.ts';
+import { dockerdAvailable, processesMentioning, startDockerd, type Dockerd, type StopReport } from './dockerd.ts';
 import { BASE_REF, CONTAINER, SAMPLE_REF, buildSampleStore, chainIds, type SampleStore } from './store.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -343,7 +343,6 @@ interface State {
   store: SampleStore;
   answers: Answers;
   stop: StopReport;
-  hostBefore: string[];
   /** fingerprint of the data-root after the daemon stopped, before strata ran */
   before: Map<string, string>;
   cli: CliAnswers;
@@ -409,7 +408,6 @@ export function inspectOracleSuite(driver: OracleDriver): void {
         btrfsLoop = loopMount(img, dir, { type: 'btrfs' });
         lap('btrfs');
       }
-      const hostBefore = hostPaths().filter((p) => fs.existsSync(p));
       daemon = await startDockerd({ driver, dir });
       lap('start');
       let store: SampleStore;
@@ -431,7 +429,7 @@ export function inspectOracleSuite(driver: OracleDriver): void {
       const cli = await runCli(daemon.dataRoot, answers);
       lap('cli');
       st = {
-        driver, scratch, btrfsLoop, daemon, store, answers, stop, hostBefore, before, cli, model: openStore(daemon.dataRoot), ms,
+        driver, scratch, btrfsLoop, daemon, store, answers, stop, before, cli, model: openStore(daemon.dataRoot), ms,
       };
     });
 
@@ -671,8 +669,8 @@ export function inspectOracleSuite(driver: OracleDriver): void {
       t.deepEqual(loopDevicesOf(image), [], 'the loop device is detached');
     }
     t.deepEqual(mountsUnder(s.scratch.dir), []);
-    const leftover = hostPaths().filter((p) => fs.existsSync(p) && !s.hostBefore.includes(p) && !s.stop.keptHostPaths.includes(p));
-    t.deepEqual(leftover, [], 'host paths created by the run are gone');
+    // checked by stop() under the ledger lock: a daemon of another oracle file may have started since
+    t.deepEqual(s.stop.leftHostPaths, [], 'host paths created by the run are gone');
     if (s.stop.keptHostPaths.length) t.log(`kept for another oracle daemon: ${s.stop.keptHostPaths.join(' ')} (${s.stop.note})`);
   });
 }
