@@ -11,8 +11,11 @@
 // - Backpressure: the stream is pulled; each read fills one ~1 MiB chunk with
 //   synchronous calls, so memory does not grow with layer size.
 // - Two threads for a big tree: past a thousand entries the walk (lstat,
-//   xattrs, readlink: scan.ts) moves to a worker, at most 16 batches ahead,
-//   while this thread reads file data and encodes. Same bytes either way.
+//   xattrs, readlink: scan.ts) moves to a worker, at most 16 batches of 256
+//   entries ahead, while this thread reads file data and encodes. Same bytes
+//   either way for a tree nobody changes meanwhile (as for any tar of a live
+//   tree, a file replaced between its lstat and its read is not consistent;
+//   with the worker that window spans up to 4,096 entries, not one).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
@@ -24,7 +27,7 @@ import { splitRel } from './scope.ts';
 import { BLOCK, encodeHeader, headerSpace, type EntryType, type TarHeader } from './tar-header.ts';
 import {
   ChangeKind, overlayOpaqueXattr, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
-  fsPath, rawPath, type Change, type WhiteoutFormat,
+  displayPath, fsPath, rawPath, type Change, type WhiteoutFormat,
 } from './types.ts';
 
 export interface ExportOptions {
@@ -45,10 +48,16 @@ export interface ExportOptions {
 
 export interface WalkStats { inThread: number; byWorker: number }
 
+/**
+ * Fault injection for tests: scan workers started from now on exit (code 3)
+ * after posting this many batches, or throw while loading.
+ */
+export const scanWorkerFaults: { exitAfterBatches?: number; failToLoad?: boolean } = {};
+
 const CHUNK = 1 << 20;
 /** entries walked in-thread before a worker is started (smaller trees never pay for one) */
 const HANDOFF_AFTER = 1000;
-/** a worker that loads or posts nothing for this long is taken for dead */
+/** a worker that loads or posts nothing for this long is taken for dead (it is not blocked on us then) */
 const WORKER_SILENCE_MS = 60_000;
 
 /** A tar stream of everything below `dir`. */
@@ -68,9 +77,15 @@ function scanOptions(opts: ExportOptions): ScanOptions {
   return { format: opts.whiteouts ?? 'none', xattrs: opts.xattrs ?? true };
 }
 
-/** Where the producer's entries come from: a scanned entry, a deletion (whiteout) to write, or the end. */
+/** What a source can say: an entry, a deletion (whiteout) to write, the end (null), or "not yet". */
+const PENDING = Symbol('pending');
+type Next = Scanned | { deleted: string } | null | typeof PENDING;
+
+/** Where the producer's entries come from. */
 interface Source {
-  next(): Scanned | { deleted: string } | null;
+  next(): Next;
+  /** resolves once next() may have more than PENDING to say; rejects if it never will */
+  wait(): Promise<void>;
   close(): void;
 }
 
@@ -78,7 +93,7 @@ interface Source {
 class ChangeList implements Source {
   private i = 0;
   constructor(private readonly root: string, private readonly opts: ScanOptions, private readonly list: Change[]) {}
-  next(): Scanned | { deleted: string } | null {
+  next(): Next {
     for (;;) {
       if (this.i >= this.list.length) return null;
       const c = this.list[this.i++];
@@ -88,14 +103,21 @@ class ChangeList implements Source {
       if (s) return s;
     }
   }
+  wait(): Promise<void> {
+    return Promise.resolve();
+  }
   close(): void {}
 }
 
 /**
  * A whole-tree walk: in this thread at first; past HANDOFF_AFTER entries a
  * worker (scan-worker.ts) is started, and once it has loaded, the rest of the
- * walk (the scanner's stack) is handed to it and its batches are read back
- * synchronously (receiveMessageOnPort, Atomics.wait while it is behind).
+ * walk (the scanner's stack) is handed to it. Its batches are taken with
+ * receiveMessageOnPort; when none is there, next() says PENDING and wait()
+ * waits without blocking this thread (Atomics.waitAsync), so the worker's
+ * 'error' and 'exit' events still arrive. In 'auto' mode a worker that fails
+ * to load is dropped and the walk stays here; after the handoff its failure
+ * is the export's.
  */
 class Walk implements Source {
   private scanner: TreeScanner | null;
@@ -107,6 +129,9 @@ class Walk implements Source {
   private received = 0;
   private readonly stats: WalkStats = { inThread: 0, byWorker: 0 };
   private ended = false;
+  /** why the worker is gone (its error, or its exit): final once the port is drained */
+  private dead: Error | null = null;
+  private wake: (() => void) | null = null;
 
   constructor(
     private readonly root: string,
@@ -115,31 +140,51 @@ class Walk implements Source {
     private readonly onEnd?: (stats: WalkStats) => void,
   ) {
     this.scanner = new TreeScanner(root, opts);
-    if (parallel === 'always') {
-      this.startWorker();
-      const since = Date.now();
-      while (Atomics.load(this.ctl!, READY) !== 1) {
-        if (!this.worker || Date.now() - since > WORKER_SILENCE_MS) {
-          this.close();
-          throw new Error(`export of ${root}: the scan worker did not start`);
-        }
-        Atomics.wait(this.ctl!, READY, 0, 100);
-      }
-    }
+    if (parallel === 'always') this.startWorker();
   }
 
-  next(): Scanned | null {
+  next(): Next {
     if (this.scanner) {
       if (this.parallel === 'auto' && this.stats.inThread === HANDOFF_AFTER) this.startWorker();
-      if (!this.worker || Atomics.load(this.ctl!, READY) !== 1) {
+      if (this.dead) {
+        if (this.parallel === 'always') throw this.dead;
+        this.dropWorker(); // 'auto': carry on in this thread
+      }
+      if (this.worker && Atomics.load(this.ctl!, READY) === 1) this.handOff();
+      else if (this.worker && this.parallel === 'always') return PENDING;
+      else {
         const s = this.scanner.next();
         if (s) this.stats.inThread++;
         else this.end();
         return s;
       }
-      this.handOff();
     }
     return this.fromWorker();
+  }
+
+  wait(): Promise<void> {
+    if (!this.worker || this.dead) return Promise.resolve(); // next() will say what happened
+    // before the handoff we wait for the worker to load, after it for its next post
+    const [index, seen] = this.scanner ? [READY, 0] : [POSTED, this.received];
+    const w = Atomics.waitAsync(this.ctl!, index, seen, WORKER_SILENCE_MS);
+    const changed = (w.async ? w.value : Promise.resolve(w.value)).then((r) => {
+      if (r === 'timed-out') throw new Error(`export of ${displayPath(this.root)}: the scan worker did nothing for ${WORKER_SILENCE_MS / 1000} s`);
+    });
+    const died = new Promise<void>((resolve) => (this.wake = resolve));
+    // waitAsync alone does not keep the process alive; the worker does while we wait for it
+    // (and only then: a stream nobody reads must not hold the process open)
+    const w2 = this.worker;
+    w2.ref();
+    return Promise.race([changed, died]).finally(() => {
+      this.wake = null;
+      w2.unref();
+    });
+  }
+
+  /** The worker failed or exited: what it posted before still counts, then this is the error. */
+  private die(e: Error): void {
+    this.dead ??= e;
+    this.wake?.();
   }
 
   private end(): void {
@@ -151,23 +196,34 @@ class Walk implements Source {
 
   private startWorker(): void {
     this.ctl = new Int32Array(new SharedArrayBuffer(16));
-    const options = { workerData: { strataScan: true, ctl: this.ctl } };
+    const options = { workerData: { strataScan: true, ctl: this.ctl, ...scanWorkerFaults } };
     try {
-      if (import.meta.url.endsWith('.ts')) {
-        // a TypeScript checkout: the worker registers tsx itself (hooks registered in
-        // this thread, by flag or by API, do not reach a worker on Node 20)
+      if (new URL(import.meta.url).pathname.endsWith('.ts')) {
+        // a TypeScript checkout: the worker needs tsx, which (registered in this thread by
+        // flag or by API) does not reach workers on Node 20; registered there only if needed
         const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
-        const entry = JSON.stringify(new URL('./scan-worker.ts', import.meta.url).href);
-        this.worker = new Worker(`import(${tsx}).then((t) => { t.register(); return import(${entry}); })`, { ...options, eval: true });
+        const entry = new URL('./scan-worker.ts', import.meta.url).href;
+        // (a failed import stays failed for its URL: the retry asks for another one)
+        this.worker = new Worker(
+          `import(${JSON.stringify(entry)}).catch((e) => { if (e?.code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw e; ` +
+          `return import(${tsx}).then((t) => { t.register(); return import(${JSON.stringify(entry + '?tsx')}); }); })`,
+          { ...options, eval: true },
+        );
       } else {
         this.worker = new Worker(new URL('./scan-worker.js', import.meta.url), options);
       }
-    } catch {
-      return; // no worker: the walk simply stays in this thread
+    } catch (e) {
+      this.die(e as Error);
+      return;
     }
-    // a worker that fails to load never sets READY, and the walk stays here
-    this.worker.on('error', () => undefined);
+    this.worker.on('error', (e) => this.die(new Error(`export of ${displayPath(this.root)}: the scan worker failed: ${e?.message ?? e}`, { cause: e })));
+    this.worker.on('exit', (code) => this.die(new Error(`export of ${displayPath(this.root)}: the scan worker exited (code ${code}) before the walk ended`)));
     this.worker.unref();
+  }
+
+  private dropWorker(): void {
+    this.close();
+    this.dead = null;
   }
 
   private handOff(): void {
@@ -178,46 +234,54 @@ class Walk implements Source {
     this.scanner = null;
   }
 
-  private fromWorker(): Scanned | null {
+  private fromWorker(): Next {
     if (this.bi < this.batch.length) return this.batch[this.bi++];
     if (this.ended) return null;
-    const ctl = this.ctl!;
-    let since = Date.now();
-    for (;;) {
-      const got = receiveMessageOnPort(this.port!);
-      if (got) {
-        this.received++;
-        const m = got.message as BatchMessage;
-        if ('batch' in m) {
-          Atomics.add(ctl, TAKEN, 1);
-          Atomics.notify(ctl, TAKEN);
-          this.batch = unpackBatch(m.batch);
-          this.stats.byWorker += this.batch.length;
-          this.bi = 0;
-          return this.batch[this.bi++];
-        }
-        if ('done' in m) {
-          this.end();
-          return null;
-        }
+    const got = receiveMessageOnPort(this.port!);
+    if (!got) {
+      if (this.dead) {
         this.ended = true;
         this.close();
-        throw Object.assign(new Error(m.error.message), { code: m.error.code });
+        throw this.dead;
       }
-      if (Atomics.wait(ctl, POSTED, this.received, 1000) === 'timed-out') {
-        if (Date.now() - since > WORKER_SILENCE_MS) throw new Error(`export of ${this.root}: the scan worker stopped responding`);
-      } else since = Date.now();
+      return PENDING;
     }
+    this.received++;
+    const m = got.message as BatchMessage;
+    if ('batch' in m) {
+      Atomics.add(this.ctl!, TAKEN, 1);
+      Atomics.notify(this.ctl!, TAKEN);
+      this.batch = unpackBatch(m.batch);
+      this.stats.byWorker += this.batch.length;
+      this.bi = 0;
+      return this.batch[this.bi++];
+    }
+    if ('done' in m) {
+      this.end();
+      return null;
+    }
+    this.ended = true;
+    this.close();
+    // the worker's error as the in-thread walk would have thrown it (code, errno, syscall, path)
+    throw Object.assign(new Error(m.error.message), m.error.props);
   }
 
   close(): void {
     if (!this.worker) return;
+    const w = this.worker;
+    this.worker = null;
+    w.removeAllListeners('exit');
+    w.removeAllListeners('error');
+    w.on('error', () => undefined);
+    // Let it finish by itself: worker.terminate() while it is inside an ffi-rs call
+    // makes ffi-rs panic and abort the whole process. STOP ends a handed-over walk
+    // between batches; a worker still waiting for its start message gets none.
     Atomics.store(this.ctl!, STOP, 1);
     Atomics.notify(this.ctl!, TAKEN);
-    void this.worker.terminate();
-    this.worker = null;
+    if (this.scanner) w.postMessage({ stop: true });
     this.port?.close();
   }
+
 }
 
 class TarProducer {
@@ -239,14 +303,26 @@ class TarProducer {
     return new Readable({
       highWaterMark: CHUNK,
       read() {
-        try {
-          const chunk = self.fill();
-          this.push(chunk);
-          if (chunk !== null && self.done && self.pos === 0) this.push(null);
-        } catch (e) {
-          self.close();
-          this.destroy(e as Error);
-        }
+        const pump = (): void => {
+          if (this.destroyed) return;
+          try {
+            const chunk = self.fill();
+            if (chunk === PENDING) {
+              // nothing to give yet (the scan worker is behind): come back when it has posted
+              self.source.wait().then(pump, (e: Error) => {
+                self.close();
+                this.destroy(e);
+              });
+              return;
+            }
+            this.push(chunk);
+            if (chunk !== null && self.done && self.pos === 0) this.push(null);
+          } catch (e) {
+            self.close();
+            this.destroy(e as Error);
+          }
+        };
+        pump();
       },
       destroy(err, cb) {
         self.close();
@@ -266,22 +342,34 @@ class TarProducer {
     this.fd = -1;
   }
 
-  /** Produce the next chunk (null at the end). */
-  private fill(): Buffer | null {
-    while (!this.done && this.pos < CHUNK) this.step();
-    if (this.pos === 0) return null;
+  /** Produce the next chunk: null at the end, a short one (or PENDING) when the source has to wait. */
+  private fill(): Buffer | null | typeof PENDING {
+    let pending = false;
+    while (!this.done && this.pos < CHUNK) {
+      if (!this.step()) {
+        pending = true;
+        break;
+      }
+    }
+    if (this.pos === 0) return pending ? PENDING : null;
     const out = this.buf.subarray(0, this.pos);
     this.buf = Buffer.allocUnsafe(CHUNK);
     this.pos = 0;
     return out;
   }
 
-  private step(): void {
-    if (this.fd >= 0 || this.padLeft) return this.copyFile();
+  /** One step of work; false when the source has nothing yet. */
+  private step(): boolean {
+    if (this.fd >= 0 || this.padLeft) {
+      this.copyFile();
+      return true;
+    }
     const s = this.source.next();
-    if (s === null) return this.finish();
-    if ('deleted' in s) return this.whiteoutFor(s.deleted);
-    this.entry(s);
+    if (s === PENDING) return false;
+    if (s === null) this.finish();
+    else if ('deleted' in s) this.whiteoutFor(s.deleted);
+    else this.entry(s);
+    return true;
   }
 
   private finish(): void {

@@ -165,6 +165,7 @@ export function unpackBatch(b: PackedBatch): Scanned[] {
       rdev: n[o + 6], opaque: n[o + 7] === 1, linkKey: keys[i], linkname: links[i], xattrs: null,
     };
   }
-  for (const [i, x] of b.xattrs) out[i].xattrs = x;
+  // values arrive as Uint8Array views after the thread crossing
+  for (const [i, x] of b.xattrs) out[i].xattrs = x.map(([k, v]) => [k, Buffer.from(v.buffer, v.byteOffset, v.byteLength)]);
   return out;
 }

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { exportDir, type ExportOptions, type WalkStats } from '../archive/export.ts';
+import { exportDir, scanWorkerFaults, type ExportOptions, type WalkStats } from '../archive/export.ts';
 import { fsPath } from '../archive/types.ts';
 import * as sys from '../sys/syscalls.ts';
 import { capabilityV2 } from './helpers/file-capability.ts';
@@ -78,10 +78,14 @@ asRoot({ serial: true })('exportDir: an error on the worker reaches the reader w
   const deep = `const fs = require('fs'); for (let i = 0; i < 120; i++) { fs.mkdirSync('z'.repeat(40)); process.chdir('z'.repeat(40)); }`;
   execFileSync(process.execPath, ['-e', deep], { cwd: dir });
   t.teardown(() => execFileSync('rm', ['-rf', dir])); // GNU rm walks by fd, past PATH_MAX
+  const errors = [];
   for (const parallel of ['never', 'always'] as const) {
-    const err = await t.throwsAsync(collect(exportDir(dir, { parallel })));
-    t.is((err as NodeJS.ErrnoException).code, 'ENAMETOOLONG', `${parallel}: ${String(err)}`);
+    const err = await t.throwsAsync(collect(exportDir(dir, { parallel }))) as NodeJS.ErrnoException;
+    t.is(err.code, 'ENAMETOOLONG', `${parallel}: ${String(err)}`);
+    errors.push({ message: err.message, code: err.code, errno: err.errno, syscall: err.syscall, path: err.path });
   }
+  t.deepEqual(errors[1], errors[0], 'the same error, field for field');
+  t.truthy(errors[0].syscall);
 });
 
 asRoot({ serial: true })('exportDir: a reader that stops early stops the worker too (its thread ends, no descriptor stays open)', async (t) => {
@@ -118,4 +122,29 @@ asRoot({ serial: true })('exportDir: a reader that stops early stops the worker 
   await settle(fdsBefore, threadsBefore);
   t.true(threads() <= threadsBefore, `${threads()} threads, ${threadsBefore} before: a scan worker is still alive`);
   t.true(fds() <= fdsBefore, `${fds()} descriptors open, ${fdsBefore} before`);
+});
+
+asRoot({ serial: true })('exportDir: a scan worker that dies mid-walk fails the export at once; one that cannot load only costs the help', async (t) => {
+  const { dir, cleanup } = tempDir('strata-export-crash-');
+  t.teardown(cleanup);
+  t.teardown(() => {
+    delete scanWorkerFaults.exitAfterBatches;
+    delete scanWorkerFaults.failToLoad;
+  });
+  buildTree(dir);
+  const good = await exported(dir, { whiteouts: 'none', parallel: 'never' });
+
+  scanWorkerFaults.exitAfterBatches = 3;
+  const t0 = Date.now();
+  const died = await t.throwsAsync(collect(exportDir(dir, { parallel: 'always' })));
+  t.regex(died!.message, /the scan worker exited \(code 3\) before the walk ended/);
+  t.true(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+  delete scanWorkerFaults.exitAfterBatches;
+
+  scanWorkerFaults.failToLoad = true;
+  const unloaded = await t.throwsAsync(collect(exportDir(dir, { parallel: 'always' })));
+  t.regex(unloaded!.message, /failing to load/, 'asked for a worker: its failure is the error');
+  const auto = await exported(dir, { whiteouts: 'none' });
+  t.deepEqual(auto.stats, { inThread: good.stats!.inThread, byWorker: 0 }, "'auto' carried on in this thread");
+  t.true(auto.tar.equals(good.tar));
 });
