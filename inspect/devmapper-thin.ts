@@ -330,13 +330,15 @@ export async function withDeviceMounted<T>(root: string, id: string, fn: (mountp
     if (mounted) {
       try {
         umount2(mnt);
+        mounted = false;
       } catch (e) {
         errors.push((e as Error).message);
       }
     }
     if (loop) {
       try {
-        detachLoop(loop, image);
+        // still mounted: the kernel frees the device (autoclear) once the mount goes
+        detachLoop(loop, image, { wait: !mounted });
       } catch (e) {
         errors.push((e as Error).message);
       }

@@ -25,22 +25,26 @@ export function attachLoop(image: string, opts: { readOnly?: boolean } = {}): st
 
 /**
  * Detach `device` (which must no longer be mounted) and wait until the kernel has let
- * it go. A device still held open by another process (a udev probe) is marked
- * autoclear by LOOP_CLR_FD and freed when that opener closes, so we poll.
+ * it go. One LOOP_CLR_FD is enough: on a device another process still holds open (a
+ * udev probe) it sets autoclear and the kernel frees it when that opener closes, so
+ * after it we only poll (detaching again could hit a device someone else has just
+ * attached to the same number). `wait: false` after a failed unmount: the mount holds
+ * the device, and waiting would only time out.
  */
-export function detachLoop(device: string, image: string, timeoutMs = 15_000): void {
+export function detachLoop(device: string, image: string, opts: { wait?: boolean; timeoutMs?: number } = {}): void {
+  const timeoutMs = opts.timeoutMs ?? 15_000;
+  const attached = () => loopDevicesOf(image).includes(device);
+  if (!attached()) return;
+  try {
+    losetup(['--detach', device]);
+  } catch (e) {
+    // ENXIO: freed between our look and the detach
+    if (attached()) throw new Error(`loop device ${device} (${image}) did not detach: ${(e as Error).message.trim()}`);
+    return;
+  }
+  if (opts.wait === false) return;
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const still = loopDevicesOf(image).includes(device);
-    if (!still) return;
-    try {
-      losetup(['--detach', device]);
-    } catch (e) {
-      // ENXIO: freed between our look and the detach
-      if (!loopDevicesOf(image).includes(device)) return;
-      if (Date.now() > deadline) throw new Error(`loop device ${device} (${image}) did not detach: ${(e as Error).message.trim()}`);
-    }
-    if (!loopDevicesOf(image).includes(device)) return;
+  while (attached()) {
     if (Date.now() > deadline) throw new Error(`loop device ${device} (${image}) is still attached ${timeoutMs} ms after its detach (held open by another process?)`);
     sleepMs(50);
   }
