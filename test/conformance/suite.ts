@@ -1017,7 +1017,7 @@ export function runConformance(
     add('SetQuota on the default home (enforced, or ErrQuotaNotSupported)', (c) => checks.setQuota(c, false));
     let r = reg;
     if (q.missing !== null && q.kernel) {
-      process.stderr.write(`skipping ${name}: SetQuota on a quota filesystem: no package can provide ${q.missing}\n`);
+      process.stderr.write(`skipping ${name}: SetQuota on a quota filesystem: it needs what no package can install here: ${q.missing}\n`);
       r = (opts.serial ? test.serial.skip : test.skip) as unknown as typeof test;
     } else if (q.missing !== null) {
       r = when(false, `${name} SetQuota: ${q.missing}`, { serial: opts.serial });

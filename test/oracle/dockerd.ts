@@ -364,7 +364,8 @@ function rmdirTree(p: string): void {
 function leaveLedger(dir: string, ownDockerd: number): { removed: string[]; kept: string[]; left: string[]; note: string } {
   return withLedgerLock(() => {
     const l = readLedger();
-    if (!l) return { removed: [], kept: [], left: [], note: 'no ledger (already cleaned up)' };
+    // every start joins the ledger, so a missing one means something else removed it
+    if (!l) return { removed: [], kept: [], left: [`(no ledger at ${LEDGER}: host paths unaccounted for)`], note: 'no ledger' };
     l.members = l.members.filter((m) => !(m.dir === dir && m.owner === process.pid)).filter(memberAlive);
     const created = hostPaths().filter((p) => exists(p) && !l.existed.includes(p));
     if (l.members.length > 0) {
@@ -387,7 +388,8 @@ function leaveLedger(dir: string, ownDockerd: number): { removed: string[]; kept
       removed.push(p);
     }
     fs.rmSync(LEDGER, { force: true });
-    return { removed, kept: [], left: created.filter(exists), note: '' };
+    // looked up afresh: anything of the oracle daemons' that is still (or again) there
+    return { removed, kept: [], left: hostPaths().filter((p) => exists(p) && !l.existed.includes(p)), note: '' };
   });
 }
 
