@@ -183,7 +183,11 @@ function applyDir(flat: Flat, root: string, format: DiffFormat | null): void {
       const role = format === null ? null : entryRole(n, () => st.isCharacterDevice() && st.rdev === 0, format);
       if (role && role.role !== 'content') {
         if (role.role === 'opaque') applyTarEntry(flat, added, r, entryOf(st, '', ''));
-        else if (role.role === 'whiteout') removeTree(flat, rel ? `${rel}/${role.of}` : role.of);
+        else if (role.role === 'whiteout') {
+          // a whiteout hides the layers below, never this layer's own entry of that name
+          const target = rel ? `${rel}/${role.of}` : role.of;
+          if (!added.has(target)) removeTree(flat, target, added);
+        }
         continue;
       }
       if (format !== null && st.isDirectory() && opaqueByXattr(p, format)) {

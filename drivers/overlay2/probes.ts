@@ -45,12 +45,13 @@ const TMPFS_MAGIC = 0x01021994;
 /**
  * moby NeedsUserXAttr: overlayfs must be mounted with `userxattr` (and keeps its
  * bookkeeping in user.overlay.* instead of trusted.*) when we run in a user
- * namespace, except on tmpfs, which refuses user.* xattrs. moby trusts the
+ * namespace, except on tmpfs. moby trusts the
  * kernel version on >= 5.11; we always make the test mount.
  */
 export function probeUserXattr(home: string): { userxattr: boolean; reason: string } {
   if (!runningInUserNS()) return { userxattr: false, reason: 'not in a user namespace' };
-  if (Number(fs.statfsSync(home).type) === TMPFS_MAGIC) return { userxattr: false, reason: 'tmpfs does not take user.* xattrs' };
+  // moby's rule, from before tmpfs took user.* xattrs (Linux 6.6)
+  if (Number(fs.statfsSync(home).type) === TMPFS_MAGIC) return { userxattr: false, reason: 'on tmpfs (moby never uses userxattr there)' };
   return scratch(home, 'userxattr-check', (d) => {
     for (const n of ['lower1', 'lower2', 'upper', 'work', 'merged']) fs.mkdirSync(path.join(d, n));
     try {
