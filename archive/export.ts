@@ -280,6 +280,7 @@ class Walk implements Source {
     Atomics.notify(this.ctl!, TAKEN);
     if (this.scanner) w.postMessage({ stop: true });
     this.port?.close();
+    this.wake?.(); // a pending wait() settles (the stream is gone or done by now)
   }
 
 }
