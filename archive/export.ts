@@ -10,7 +10,7 @@
 // - Hardlinked files (same inode inside the export) become hardlink entries.
 // - Backpressure: the stream is pulled; each read fills one ~1 MiB chunk with
 //   synchronous calls, so memory does not grow with layer size.
-// - Two threads for a big tree: past a thousand entries the walk (lstat,
+// - Two threads for a big tree: past 8,000 entries (20,000 from sources) the walk (lstat,
 //   xattrs, readlink: scan.ts) moves to a worker, at most 16 batches of 256
 //   entries ahead, while this thread reads file data and encodes. Same bytes
 //   either way for a tree nobody changes meanwhile (as for any tar of a live
@@ -49,14 +49,22 @@ export interface ExportOptions {
 export interface WalkStats { inThread: number; byWorker: number }
 
 /**
- * Fault injection for tests: scan workers started from now on exit (code 3)
- * after posting this many batches, or throw while loading.
+ * For tests: the in-thread entries before a handoff in 'auto' mode (and whether
+ * the walk then waits for the worker instead of going on meanwhile), and faults
+ * for the scan workers started from now on (exit with code 3 after posting this
+ * many batches, or throw while loading).
  */
-export const scanWorkerFaults: { exitAfterBatches?: number; failToLoad?: boolean } = {};
+export const scanWorkerTesting: { handOffAfter?: number; waitAtHandOff?: boolean; exitAfterBatches?: number; failToLoad?: boolean } = {};
 
 const CHUNK = 1 << 20;
-/** entries walked in-thread before a worker is started (smaller trees never pay for one) */
-const HANDOFF_AFTER = 1000;
+/** running from TypeScript sources (tsx): a worker then compiles its modules again */
+const FROM_SOURCES = new URL(import.meta.url).pathname.endsWith('.ts');
+/**
+ * Entries walked in-thread before a worker is started. Loading one costs about
+ * 0.1 s of CPU compiled and 0.4 s through tsx; measured here, a 5k-entry tree
+ * exports faster without it and a 24k-entry one with it (compiled).
+ */
+const HANDOFF_AFTER = FROM_SOURCES ? 20_000 : 8_000;
 /** a worker that loads or posts nothing for this long is taken for dead (it is not blocked on us then) */
 const WORKER_SILENCE_MS = 60_000;
 
@@ -145,13 +153,13 @@ class Walk implements Source {
 
   next(): Next {
     if (this.scanner) {
-      if (this.parallel === 'auto' && this.stats.inThread === HANDOFF_AFTER) this.startWorker();
+      if (this.parallel === 'auto' && !this.ctl && this.stats.inThread >= (scanWorkerTesting.handOffAfter ?? HANDOFF_AFTER)) this.startWorker();
       if (this.dead) {
         if (this.parallel === 'always') throw this.dead;
         this.dropWorker(); // 'auto': carry on in this thread
       }
       if (this.worker && Atomics.load(this.ctl!, READY) === 1) this.handOff();
-      else if (this.worker && this.parallel === 'always') return PENDING;
+      else if (this.worker && (this.parallel === 'always' || scanWorkerTesting.waitAtHandOff)) return PENDING;
       else {
         const s = this.scanner.next();
         if (s) this.stats.inThread++;
@@ -196,9 +204,10 @@ class Walk implements Source {
 
   private startWorker(): void {
     this.ctl = new Int32Array(new SharedArrayBuffer(16));
-    const options = { workerData: { strataScan: true, ctl: this.ctl, ...scanWorkerFaults } };
+    const { exitAfterBatches, failToLoad } = scanWorkerTesting;
+    const options = { workerData: { strataScan: true, ctl: this.ctl, exitAfterBatches, failToLoad } };
     try {
-      if (new URL(import.meta.url).pathname.endsWith('.ts')) {
+      if (FROM_SOURCES) {
         // a TypeScript checkout: the worker needs tsx, which (registered in this thread by
         // flag or by API) does not reach workers on Node 20; registered there only if needed
         const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { exportDir, scanWorkerFaults, type ExportOptions, type WalkStats } from '../archive/export.ts';
+import { exportDir, scanWorkerTesting, type ExportOptions, type WalkStats } from '../archive/export.ts';
 import { fsPath } from '../archive/types.ts';
 import * as sys from '../sys/syscalls.ts';
 import { capabilityV2 } from './helpers/file-capability.ts';
@@ -53,14 +53,19 @@ asRoot({ serial: true })('exportDir: the worker walk gives byte for byte the in-
   for (const whiteouts of ['none', 'overlay'] as const) {
     const mine = await exported(dir, { whiteouts, parallel: 'never' });
     const worker = await exported(dir, { whiteouts, parallel: 'always' });
+    // 'auto', handing off after 500 entries (the real threshold is above this tree's size)
+    Object.assign(scanWorkerTesting, { handOffAfter: 500, waitAtHandOff: true });
     const auto = await exported(dir, { whiteouts });
+    delete scanWorkerTesting.handOffAfter;
+    delete scanWorkerTesting.waitAtHandOff;
+    t.is(auto.stats?.inThread, 500);
     t.is(mine.stats?.byWorker, 0);
     t.is(worker.stats?.inThread, 0, 'always: the worker walked from the first entry');
     t.true(worker.stats!.byWorker > 3000, `${worker.stats!.byWorker} entries`);
     t.true(mine.tar.equals(worker.tar), `${whiteouts}: worker and in-thread walks differ`);
     t.true(mine.tar.equals(auto.tar), `${whiteouts}: the auto split differs`);
     const names = (await listTar(worker.tar)).map((h) => `${h.type} ${h.name}${h.linkname ? ` -> ${h.linkname}` : ''}`);
-    t.true(names.includes('link zz/hard-last -> hard-first'), 'a hardlink to an entry scanned long before');
+    t.true(names.includes('link zz/hard-last -> hard-first'), 'a hardlink to an entry scanned long before (by the other thread, in the auto run)');
     if (whiteouts === 'overlay') {
       t.true(names.includes('file zz/.wh.whiteout'));
       t.true(names.includes('file zz/opaque/.wh..wh..opq'));
@@ -128,22 +133,24 @@ asRoot({ serial: true })('exportDir: a scan worker that dies mid-walk fails the 
   const { dir, cleanup } = tempDir('strata-export-crash-');
   t.teardown(cleanup);
   t.teardown(() => {
-    delete scanWorkerFaults.exitAfterBatches;
-    delete scanWorkerFaults.failToLoad;
+    delete scanWorkerTesting.exitAfterBatches;
+    delete scanWorkerTesting.failToLoad;
   });
   buildTree(dir);
   const good = await exported(dir, { whiteouts: 'none', parallel: 'never' });
 
-  scanWorkerFaults.exitAfterBatches = 3;
+  scanWorkerTesting.exitAfterBatches = 3;
   const t0 = Date.now();
   const died = await t.throwsAsync(collect(exportDir(dir, { parallel: 'always' })));
   t.regex(died!.message, /the scan worker exited \(code 3\) before the walk ended/);
   t.true(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
-  delete scanWorkerFaults.exitAfterBatches;
+  delete scanWorkerTesting.exitAfterBatches;
 
-  scanWorkerFaults.failToLoad = true;
+  scanWorkerTesting.failToLoad = true;
   const unloaded = await t.throwsAsync(collect(exportDir(dir, { parallel: 'always' })));
   t.regex(unloaded!.message, /failing to load/, 'asked for a worker: its failure is the error');
+  scanWorkerTesting.handOffAfter = 100; // the tree is smaller than the real threshold
+  t.teardown(() => delete scanWorkerTesting.handOffAfter);
   const auto = await exported(dir, { whiteouts: 'none' });
   t.deepEqual(auto.stats, { inThread: good.stats!.inThread, byWorker: 0 }, "'auto' carried on in this thread");
   t.true(auto.tar.equals(good.tar));
