@@ -37,8 +37,8 @@ import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { applyLayer } from '../archive/apply.ts';
-import { exportDir } from '../archive/export.ts';
+import type { applyLayer as ApplyLayer } from '../archive/apply.ts';
+import type { exportDir as ExportDir } from '../archive/export.ts';
 import { treeDigest, treeManifest, manifestDiff } from '../archive/digest.ts';
 import { copyTreeWithHardlinks, countTree, generateLargeFiles, generateTree, gnuTar, type TreeStats } from '../fixtures/big-tree.ts';
 import { writeSampleLayers } from '../fixtures/sample-image.ts';
@@ -48,6 +48,18 @@ const repo = fileURLToPath(new URL('..', import.meta.url));
 const TMPFS_MAGIC = 0x01021994;
 const SECTIONS = ['verify', 'apply', 'export', 'tinybench', 'rss'];
 const EXT4_MAGIC = 0xef53;
+
+// The engine under test: the TypeScript sources (through tsx, as the tests run them) or, with
+// --engine dist, the compiled build `npm run build` makes (what the strata command runs). They
+// differ where the engine starts a worker thread: one loads its modules through tsx again.
+let applyLayer: typeof ApplyLayer;
+let exportDir: typeof ExportDir;
+async function loadEngine(kind: string): Promise<void> {
+  const dist = kind === 'dist';
+  if (dist && !existsSync(join(repo, 'dist/archive/export.js'))) throw new Error('--engine dist: run `npm run build` first');
+  ({ applyLayer } = await import(dist ? '../dist/archive/apply.js' : '../archive/apply.ts'));
+  ({ exportDir } = await import(dist ? '../dist/archive/export.js' : '../archive/export.ts'));
+}
 
 // ---- child mode: one operation in a fresh process, for peak RSS ----------
 
@@ -180,6 +192,7 @@ async function main(): Promise<void> {
     .option('ext4', { type: 'string', default: tmpdir(), describe: 'ext4 dir for the ext4 targets' })
     .option('only', { type: 'array', string: true, choices: SECTIONS, describe: 'run only these sections (default: all)' })
     .option('out', { type: 'string', default: join(repo, 'bench/out/tar.json') })
+    .option('engine', { type: 'string', default: 'sources', choices: ['sources', 'dist'], describe: "the engine's TypeScript sources (tsx) or the compiled dist/ the CLI runs" })
     .option('child', { type: 'string', hidden: true })
     .option('src', { type: 'string', hidden: true })
     .option('dst', { type: 'string', hidden: true })
@@ -187,6 +200,7 @@ async function main(): Promise<void> {
     .help()
     .parse();
 
+  await loadEngine(argv.engine);
   if (argv.child) return child(argv.child, argv.src ?? '', argv.dst ?? '');
 
   const only = new Set(argv.only?.length ? argv.only : SECTIONS);
@@ -347,7 +361,7 @@ async function main(): Promise<void> {
       };
       const clean = () => rmSync(out, { force: true });
       const variants: Variant[] = [
-        { tool: 'strata', cmd: "exportDir(dir, { whiteouts: 'none' }) → file (walk on a worker thread past 1,000 entries)",
+        { tool: 'strata', cmd: "exportDir(dir, { whiteouts: 'none' }) → file (walk on a worker thread for big trees)",
           run: () => measureInProcess(() => pipeline(exportDir(src, { whiteouts: 'none' }), createWriteStream(out))) },
         { tool: 'strata, one thread', cmd: "exportDir(dir, { whiteouts: 'none', parallel: 'never' }) → file",
           run: () => measureInProcess(() => pipeline(exportDir(src, { whiteouts: 'none', parallel: 'never' }), createWriteStream(out))) },
@@ -400,7 +414,7 @@ async function main(): Promise<void> {
         for (const op of ['apply', 'export'] as const) {
           const dst = join(shm, op === 'apply' ? 'rss-target' : 'rss-out.tar');
           if (op === 'apply') freshDir(dst);
-          const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', op, '--src', op === 'apply' ? t : dir, '--dst', dst], {
+          const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--engine', argv.engine, '--child', op, '--src', op === 'apply' ? t : dir, '--dst', dst], {
             cwd: repo, encoding: 'utf8', maxBuffer: 16 << 20,
           });
           rmSync(dst, { recursive: true, force: true });
@@ -427,6 +441,7 @@ async function main(): Promise<void> {
         runs, warmup, rounds: 'variants interleaved, order rotated each round', ours: 'in-process, process.cpuUsage user+sys (all threads)',
         peers: 'whole process per run, CPU user+sys from bash `times`',
         ext4: argv['drop-caches'] ? 'sync + drop_caches before each run (untimed)' : 'sync before each run (untimed), page cache warm',
+        engine: argv.engine === 'dist' ? 'compiled dist/' : 'TypeScript sources through tsx',
         tmpfs: 'no sync needed', tarSource: 'GNU tar -cf of the tree, on tmpfs', speedRatio: 'peer median / our median; > 1 = we are faster',
       },
       verify, rows, rss, tinybench: tinybench ?? null,
@@ -444,7 +459,7 @@ async function main(): Promise<void> {
 function printReport(r: {
   data: { source: string; files: number; dirs: number; symlinks: number; hardlinks: number; contentMB: number; tarMB: number; entriesInTar: number };
   host: { cpu: string; cores: number; kernel: string; cpuPressure: string; loadavg: string };
-  method: { runs: number; warmup: number; ext4: string };
+  method: { runs: number; warmup: number; ext4: string; engine: string };
   verify: { check: string; ok: boolean }[];
   rows: Row[];
   rss: RssRow[];
@@ -454,7 +469,7 @@ function printReport(r: {
   const d = r.data;
   w(`data: ${d.source}: ${d.files} files, ${d.dirs} dirs, ${d.symlinks} symlinks, ${d.hardlinks} hardlinks; ${f1(d.contentMB)} MB of file data, tar ${f1(d.tarMB)} MB, ${d.entriesInTar} entries`);
   w(`host: ${r.host.cores} × ${r.host.cpu}, kernel ${r.host.kernel}; load ${r.host.loadavg}; cpu pressure ${r.host.cpuPressure}`);
-  w(`runs: ${r.method.runs} measured after ${r.method.warmup} warmup; ext4: ${r.method.ext4}; medians (min)`);
+  w(`runs: ${r.method.runs} measured after ${r.method.warmup} warmup; ext4: ${r.method.ext4}; engine: ${r.method.engine}; medians (min)`);
   for (const v of r.verify) w(`verify: ${v.ok ? 'ok' : 'FAIL'} ${v.check}`);
   w('');
   const header = ['OP', 'FS', 'TOOL', 'WALL s', 'CPU s', 'MB/s', 'ENTRIES/s', 'OURS/PEER (wall)', 'OURS/PEER (cpu)'];
