@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as sys from '../../sys/syscalls.ts';
 import { runningInUserNS } from '../../sys/userns.ts';
+import { backingFsName } from '../backing-fs.ts';
 
 function scratch<T>(home: string, prefix: string, fn: (dir: string) => T): T {
   const dir = fs.mkdtempSync(path.join(home, prefix));
@@ -40,18 +41,16 @@ export function probeOverlay(home: string): true | string {
   }
 }
 
-const TMPFS_MAGIC = 0x01021994;
-
 /**
  * moby NeedsUserXAttr: overlayfs must be mounted with `userxattr` (and keeps its
  * bookkeeping in user.overlay.* instead of trusted.*) when we run in a user
- * namespace, except on tmpfs. moby trusts the
- * kernel version on >= 5.11; we always make the test mount.
+ * namespace, except on tmpfs. moby trusts the kernel version on >= 5.11; we
+ * always make the test mount.
  */
 export function probeUserXattr(home: string): { userxattr: boolean; reason: string } {
   if (!runningInUserNS()) return { userxattr: false, reason: 'not in a user namespace' };
   // moby's rule, from before tmpfs took user.* xattrs (Linux 6.6)
-  if (Number(fs.statfsSync(home).type) === TMPFS_MAGIC) return { userxattr: false, reason: 'on tmpfs (moby never uses userxattr there)' };
+  if (backingFsName(home) === 'tmpfs') return { userxattr: false, reason: 'on tmpfs (moby never uses userxattr there)' };
   return scratch(home, 'userxattr-check', (d) => {
     for (const n of ['lower1', 'lower2', 'upper', 'work', 'merged']) fs.mkdirSync(path.join(d, n));
     try {

@@ -4,10 +4,10 @@
 // in user.overlay.opaque. A child ava process, since a running Node process
 // (many threads) cannot move itself into a new user namespace.
 import test from 'ava';
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { backingFsName } from '../../drivers/backing-fs.ts';
 import { hasTool, isRoot, when } from '../helpers/require.ts';
 import { overlayListed } from '../helpers/overlay-mount.ts';
 import { runInUserNS, tapCounts } from '../helpers/userns.ts';
@@ -20,7 +20,7 @@ const missing = [
   ...(hasTool('unshare') ? [] : ['unshare (apt-get install util-linux)']),
   ...(overlayListed() ? [] : ['overlayfs']),
   ...(major > 5 || (major === 5 && minor >= 11) ? [] : ['Linux >= 5.11 (overlayfs userxattr)']),
-  ...(Number(fs.statfsSync(os.tmpdir()).type) !== 0x01021994 ? [] : [`a TMPDIR that is not tmpfs (${os.tmpdir()} is)`]),
+  ...(backingFsName(os.tmpdir()) !== 'tmpfs' ? [] : [`a TMPDIR that is not tmpfs (${os.tmpdir()} is)`]),
 ];
 
 when(missing.length === 0, missing.join(', '), { serial: true })(

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { backingFsName } from '../../drivers/backing-fs.ts';
 import { init } from '../../drivers/overlay2/overlay2.ts';
 import { probeNativeDiff } from '../../drivers/overlay2/probes.ts';
 import { runningInUserNS } from '../../sys/userns.ts';
@@ -32,7 +33,7 @@ asRoot({ serial: true })('overlay2 status: userxattr exactly in a user namespace
   const d = await init(home, []);
   t.teardown(() => d.cleanup());
   const status = Object.fromEntries(d.status());
-  const tmpfs = Number(fs.statfsSync(home).type) === 0x01021994;
+  const tmpfs = backingFsName(home) === 'tmpfs';
   t.log(`in a user namespace: ${runningInUserNS()}; home on tmpfs: ${tmpfs}; status ${JSON.stringify(status)}`);
   t.is(status.userxattr, String(runningInUserNS() && !tmpfs));
   const probe = path.join(home, 'probe');
