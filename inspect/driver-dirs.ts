@@ -69,6 +69,13 @@ export class DriverDirs {
     return this.name === 'fuse-overlayfs' ? 'fuse-overlayfs' : 'overlay';
   }
 
+  /** filesDir, or its reason as an error. */
+  private reachableDir(id: string): string {
+    const f = this.filesDir(id);
+    if (f.dir === null) throw new Error(f.reason);
+    return f.dir;
+  }
+
   /**
    * The directory in which the files a layer's tar names are found: its own
    * changes (overlay2, aufs) or its full tree (vfs, btrfs, overlay image
@@ -196,13 +203,8 @@ export class DriverDirs {
       case 'fuse-overlayfs':
       case 'aufs':
       case GRAPH_LAYOUT: {
-        const own = this.filesDir(id);
-        if (own.dir === null) throw new Error(own.reason);
-        const lowerDirs = (lowers ?? this.recordedLowers(id) ?? []).map((l) => this.filesDir(l)).map((r) => {
-          if (r.dir === null) throw new Error(r.reason);
-          return r.dir;
-        });
-        return changesFromDiffDir(own.dir, lowerDirs, this.diffFormat);
+        const lowerDirs = (lowers ?? this.recordedLowers(id) ?? []).map((l) => this.reachableDir(l));
+        return changesFromDiffDir(this.reachableDir(id), lowerDirs, this.diffFormat);
       }
       default:
         return this.withTrees(id, parent, async (own, base) => changesDirs(own, base));
@@ -224,9 +226,7 @@ export class DriverDirs {
       case 'fuse-overlayfs':
       case 'aufs':
       case GRAPH_LAYOUT: {
-        const own = this.filesDir(id);
-        if (own.dir === null) throw new Error(own.reason);
-        return treeSize(own.dir);
+        return treeSize(this.reachableDir(id));
       }
       default: {
         const { changesDirs, changesSize } = await changesLib();
