@@ -3,9 +3,14 @@
 //
 // Contract:
 // - Returns moby's layer size: the sum of the size fields of every entry.
-// - Nothing outside `dir` is written, changed or removed: every path goes
-//   through ScopedResolver (chroot-equivalent); `..` escapes and symlinks or
-//   hardlinks pointing outside are refused with an ApplyError naming the entry.
+// - Nothing outside `dir` is written, changed or removed, and no metadata
+//   (owner, mode, xattrs, times) changes there: every syscall — deferred
+//   directory times included — acts on a directory handle from in-root.ts
+//   (resolved inside the layer at the moment of the call, symlinks followed in
+//   scope) and on a final name that is never followed, or on an open fd. A
+//   later entry that swaps a directory or a parent for a symlink cannot
+//   redirect it. `..` escapes and symlinks or hardlinks pointing outside
+//   lexically are refused (as moby does) with an ApplyError naming the entry.
 // - On error, what was applied before the failing entry stays (the error says
 //   how many entries that was); temporary aufs hardlink copies are removed.
 // - File data is written with synchronous calls straight from the input
@@ -18,7 +23,8 @@ import * as sys from '../sys/syscalls.ts';
 import { runningInUserNS } from '../sys/userns.ts';
 import { TarParser, type TarEntryHandler } from './tar-reader.ts';
 import type { TarHeader } from './tar-header.ts';
-import { BreakoutError, ScopedResolver, cleanRel, splitRel } from './scope.ts';
+import { BreakoutError, cleanRel, splitRel } from './scope.ts';
+import { InRoot, O_PATH, at, openDirNoFollow, self } from './in-root.ts';
 import {
   overlayOpaqueXattr, WHITEOUT_LINK_DIR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
   displayPath, fsPath, rawPath, type WhiteoutFormat,
@@ -74,28 +80,27 @@ export function applyLayerFile(file: string, dir: string, opts: ApplyOptions): P
   return applyLayer(fs.createReadStream(file, { highWaterMark: 1 << 20 }), dir, opts);
 }
 
-interface DirTime { abs: string; sec: number; nsec: number; atimeNs?: bigint }
+/** A directory's times, applied at the end; dev+ino say it is still the directory that was made. */
+interface DirTime { real: string; dev: number; ino: number; sec: number; nsec: number; atimeNs?: bigint }
 
 class LayerWriter implements TarEntryHandler {
   size = 0;
   private applied = 0;
   private current: TarHeader | undefined;
-  private readonly scope: ScopedResolver;
-  private readonly rootReal: string;
+  private readonly root: InRoot;
   /** real root-relative paths created from this tar, for opaque directories */
   private readonly unpacked = new Set<string>();
   private readonly dirTimes: DirTime[] = [];
   private fd = -1;
-  private fdPath = '';
-  private plnkDir = '';
+  private plnkDir = ''; // name in the root
+  private plnkFd = -1;
   private readonly plnk = new Map<string, TarHeader>();
   private readonly umask = process.umask();
 
   constructor(dir: string, private readonly format: WhiteoutFormat) {
     const rootAbs = path.resolve(dir);
     if (!fs.statSync(rootAbs).isDirectory()) throw new Error(`${dir}: not a directory`);
-    this.rootReal = rawPath(rootAbs === '/' ? '' : rootAbs);
-    this.scope = new ScopedResolver(this.rootReal);
+    this.root = new InRoot(fsPath(rawPath(rootAbs)));
   }
 
   wrap(e: unknown): Error {
@@ -132,17 +137,17 @@ class LayerWriter implements TarEntryHandler {
     if (base === WHITEOUT_OPAQUE_DIR) return this.opaque(h, dirRel);
     if (base.startsWith(WHITEOUT_PREFIX)) return this.whiteout(h, dirRel, base.slice(WHITEOUT_PREFIX.length));
 
-    const e = this.scope.resolveEntry(rel)!;
-    const abs = this.scope.abs(e.rel);
+    const parent = this.root.dir(dirRel)!;
+    const real = parent.real === '' ? base : parent.real + '/' + base;
     // create first, as GNU tar does: a fresh layer never pays for an lstat per entry
     try {
-      this.create(h, e.rel, abs);
+      this.create(h, parent.fd, base, real, dirRel);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const existing = fs.lstatSync(fsPath(abs));
-      if (existing.isDirectory() && h.type === 'dir') return this.mergeDir(h, e.rel);
-      this.removeAll(abs, existing);
-      this.create(h, e.rel, abs);
+      const existing = fs.lstatSync(at(parent.fd, base));
+      if (existing.isDirectory() && h.type === 'dir') return this.mergeDir(h, real);
+      this.removeAll(parent.fd, base, real, existing);
+      this.create(h, parent.fd, base, real, dirRel);
     }
   }
 
@@ -158,44 +163,45 @@ class LayerWriter implements TarEntryHandler {
       const fd = this.fd;
       this.fd = -1;
       try {
-        this.finishFile(fd, h, this.fdPath);
+        this.finishFile(fd, h);
       } finally {
         fs.closeSync(fd);
       }
-      if (h.mtimeNsec !== 0) sys.lutimensNs(fsPath(this.fdPath), mtimeNs(h), h.atimeNs);
     }
     this.applied++;
   }
 
   // ---- entry kinds ----------------------------------------------------------
 
-  private create(h: TarHeader, rel: string, abs: string): void {
-    const p = fsPath(abs);
+  /** Create entry `base` in the directory `pfd` (real path `real`); `dirRel` is the parent as the tar names it. */
+  private create(h: TarHeader, pfd: number, base: string, real: string, dirRel: string): void {
+    const p = at(pfd, base);
     switch (h.type) {
-      case 'dir':
+      case 'dir': {
         fs.mkdirSync(p, h.mode & 0o777);
-        this.meta(p, h, false);
-        this.dirTimes.push({ abs, sec: h.mtimeSec, nsec: h.mtimeNsec, atimeNs: h.atimeNs });
+        const dfd = openDirNoFollow(p);
+        if (dfd === null) throw new Error(`"${displayPath(real)}" vanished after mkdir`);
+        this.root.adopt(real, dfd); // its children usually follow
+        this.dirMeta(dfd, real, h);
         break;
+      }
       case 'file':
         this.fd = fs.openSync(p, CREATE_FLAGS, h.mode & 0o777);
-        this.fdPath = abs;
         break;
       case 'symlink': {
-        const [dirRel] = splitRel(cleanRel(h.name)!);
+        const [linkDir] = splitRel(cleanRel(h.name)!);
         // moby refuses targets that climb out of the layer lexically; others are
         // fine, since anything that follows them later does so in scope
-        const lexical = h.linkname.startsWith('/') ? h.linkname : dirRel + '/' + h.linkname;
+        const lexical = h.linkname.startsWith('/') ? h.linkname : linkDir + '/' + h.linkname;
         if (cleanRel(lexical) === null) {
           throw new BreakoutError(`invalid symlink "${displayPath(h.name)}" -> "${displayPath(h.linkname)}": points outside the layer`);
         }
         fs.symlinkSync(fsPath(h.linkname), p);
-        this.meta(p, h, true);
-        this.times(abs, h, true);
+        this.meta(p, h, 'symlink');
         break;
       }
       case 'link':
-        this.hardlink(h, abs);
+        this.hardlink(h, base, dirRel);
         break;
       case 'char':
       case 'block':
@@ -204,156 +210,181 @@ class LayerWriter implements TarEntryHandler {
         if (h.type !== 'fifo' && runningInUserNS()) return;
         const t = h.type === 'char' ? sys.S_IFCHR : h.type === 'block' ? sys.S_IFBLK : sys.S_IFIFO;
         sys.mknod(p, t | (h.mode & 0o777), h.type === 'fifo' ? 0 : sys.makedev(h.devmajor, h.devminor));
-        this.meta(p, h, false);
-        this.times(abs, h, false);
+        this.meta(p, h, 'node');
         break;
       }
     }
-    this.unpacked.add(rel);
+    this.unpacked.add(real);
   }
 
-  private hardlink(h: TarHeader, abs: string): void {
+  private hardlink(h: TarHeader, base: string, dirRel: string): void {
     const target = cleanRel(h.linkname);
     if (target === null || target === '') {
       throw new BreakoutError(`invalid hardlink "${displayPath(h.name)}" -> "${displayPath(h.linkname)}": points outside the layer`);
     }
     if (target.startsWith(WHITEOUT_LINK_DIR + '/')) {
       // aufs pseudo-link: moby extracts a fresh copy of the plnk file here
-      const src = this.plnk.get(splitRel(target)[1]);
-      if (!src) throw new Error(`invalid aufs hardlink to "${displayPath(h.linkname)}"`);
-      fs.copyFileSync(fsPath(this.plnkDir + '/' + splitRel(target)[1]), fsPath(abs), fs.constants.COPYFILE_EXCL);
-      const p = fsPath(abs);
-      this.meta(p, src, false);
-      this.times(abs, src, false);
+      const [, name] = splitRel(target);
+      const src = this.plnk.get(name);
+      if (!src || this.plnkFd < 0) throw new Error(`invalid aufs hardlink to "${displayPath(h.linkname)}"`);
+      const p = at(this.root.dir(dirRel)!.fd, base);
+      fs.copyFileSync(at(this.plnkFd, name), p, fs.constants.COPYFILE_EXCL); // O_EXCL: never through a symlink
+      this.meta(p, src, 'node');
       return;
     }
-    const t = this.scope.resolveEntry(target, false);
+    const [tDir, tBase] = splitRel(target);
+    const t = this.root.dir(tDir, false);
     if (t === null) throw new Error(`hardlink target "${displayPath(h.linkname)}" does not exist`);
-    fs.linkSync(fsPath(this.scope.abs(t.rel)), fsPath(abs));
+    // an fd of our own: resolving the entry's parent again may evict the cached one
+    const tfd = this.root.reopen(t.fd);
+    try {
+      // link(2) does not follow either name: a symlink target is linked as the symlink
+      fs.linkSync(at(tfd, tBase), at(this.root.dir(dirRel)!.fd, base));
+    } finally {
+      fs.closeSync(tfd);
+    }
   }
 
-  private mergeDir(h: TarHeader, rel: string): void {
-    const abs = this.scope.abs(rel);
-    const p = fsPath(abs);
-    this.meta(p, h, false);
-    this.dirTimes.push({ abs, sec: h.mtimeSec, nsec: h.mtimeNsec, atimeNs: h.atimeNs });
-    this.unpacked.add(rel);
+  private mergeDir(h: TarHeader, real: string): void {
+    const d = this.root.dir(real, false);
+    if (d === null) throw new Error(`"${displayPath(real)}" vanished`);
+    this.dirMeta(d.fd, d.real, h);
+    this.unpacked.add(real);
   }
 
   private whiteout(h: TarHeader, dirRel: string, name: string): void {
     if (name === '' || name === '.' || name === '..') {
       throw new BreakoutError(`invalid whiteout "${displayPath(h.name)}": it names no entry`);
     }
-    const parent = this.scope.resolveDir(dirRel)!;
-    const rel = parent === '' ? name : parent + '/' + name;
-    const abs = this.scope.abs(rel);
-    this.removeAll(abs);
+    const parent = this.root.dir(dirRel)!;
+    const real = parent.real === '' ? name : parent.real + '/' + name;
+    this.removeAll(parent.fd, name, real);
     if (this.format === 'aufs') {
-      const markerRel = parent === '' ? WHITEOUT_PREFIX + name : parent + '/' + WHITEOUT_PREFIX + name;
-      const marker = this.scope.abs(markerRel);
-      this.removeAll(marker); // an older marker is replaced like any entry
-      const fd = fs.openSync(fsPath(marker), CREATE_FLAGS, h.mode & 0o777);
-      try {
-        this.finishFile(fd, h, marker);
-      } finally {
-        fs.closeSync(fd);
-      }
-      this.unpacked.add(markerRel);
+      const markerName = WHITEOUT_PREFIX + name;
+      this.writeMarker(parent.fd, markerName, parent.real === '' ? markerName : parent.real + '/' + markerName, h);
     } else if (overlayOpaqueXattr(this.format)) {
-      sys.mknod(fsPath(abs), sys.S_IFCHR, 0);
-      if (isRoot) fs.lchownSync(fsPath(abs), h.uid, h.gid);
+      const p = at(parent.fd, name);
+      sys.mknod(p, sys.S_IFCHR, 0);
+      if (isRoot) fs.lchownSync(p, h.uid, h.gid);
       // moby leaves the device's times at "now"; the header's keep re-exports reproducible
-      this.times(abs, h, false);
-      this.unpacked.add(rel);
+      this.times(p, h);
+      this.unpacked.add(real);
     }
   }
 
   private opaque(h: TarHeader, dirRel: string): void {
-    const dir = this.scope.resolveDir(dirRel)!;
-    this.emptyExcept(dir);
+    const dir = this.root.dir(dirRel)!;
+    this.emptyExcept(dir.real);
     if (this.format === 'aufs') {
-      const marker = this.scope.abs(dir === '' ? WHITEOUT_OPAQUE_DIR : dir + '/' + WHITEOUT_OPAQUE_DIR);
-      this.removeAll(marker);
-      const fd = fs.openSync(fsPath(marker), CREATE_FLAGS, h.mode & 0o777);
-      try {
-        this.finishFile(fd, h, marker);
-      } finally {
-        fs.closeSync(fd);
-      }
-      this.unpacked.add(dir === '' ? WHITEOUT_OPAQUE_DIR : dir + '/' + WHITEOUT_OPAQUE_DIR);
+      const d = this.root.dir(dir.real, false)!;
+      this.writeMarker(d.fd, WHITEOUT_OPAQUE_DIR, d.real === '' ? WHITEOUT_OPAQUE_DIR : d.real + '/' + WHITEOUT_OPAQUE_DIR, h);
     } else {
       const xattr = overlayOpaqueXattr(this.format);
-      if (xattr) sys.lsetxattr(fsPath(this.scope.abs(dir)), xattr, Buffer.from('y'));
+      if (xattr) sys.lsetxattr(self(this.root.dir(dir.real, false)!.fd), xattr, Buffer.from('y'));
     }
   }
 
-  /** Remove everything below `dirRel` that this tar did not create (moby walks the whole subtree). */
-  private emptyExcept(dirRel: string): void {
-    const abs = this.scope.abs(dirRel);
-    let names: Buffer[];
+  /** An aufs marker file (an older one is replaced like any entry). */
+  private writeMarker(pfd: number, name: string, real: string, h: TarHeader): void {
+    this.removeAll(pfd, name, real);
+    const fd = fs.openSync(at(pfd, name), CREATE_FLAGS, h.mode & 0o777);
     try {
-      names = fs.readdirSync(fsPath(abs), { encoding: 'buffer' });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw e;
+      this.finishFile(fd, h);
+    } finally {
+      fs.closeSync(fd);
     }
-    for (const n of names) {
-      const rel = dirRel === '' ? n.toString('latin1') : dirRel + '/' + n.toString('latin1');
-      const childAbs = this.scope.abs(rel);
-      const st = fs.lstatSync(fsPath(childAbs));
-      if (!this.unpacked.has(rel)) this.removeAll(childAbs, st);
-      else if (st.isDirectory()) this.emptyExcept(rel);
+    this.unpacked.add(real);
+  }
+
+  /** Remove everything below `real` that this tar did not create (moby walks the whole subtree). */
+  private emptyExcept(real: string): void {
+    const d = this.root.dir(real, false);
+    if (d === null) return;
+    const fd = this.root.reopen(d.fd); // ours across the recursion, which resolves other dirs
+    try {
+      for (const n of fs.readdirSync(self(fd), { encoding: 'buffer' })) {
+        const name = n.toString('latin1');
+        const rel = real === '' ? name : real + '/' + name;
+        const st = fs.lstatSync(at(fd, name));
+        if (!this.unpacked.has(rel)) this.removeAll(fd, name, rel, st);
+        else if (st.isDirectory()) this.emptyExcept(rel);
+      }
+    } finally {
+      fs.closeSync(fd);
     }
   }
 
   private openPlnk(h: TarHeader, base: string): void {
-    if (!this.plnkDir) {
-      this.plnkDir = rawPath(fs.mkdtempSync(path.join(Buffer.from(this.rootReal || '/', 'latin1').toString('utf8'), '.strata-plnk-')));
+    if (this.plnkFd < 0) {
+      const made = fs.mkdtempSync(`/proc/self/fd/${this.root.rootFd}/.strata-plnk-`);
+      this.plnkDir = made.slice(made.lastIndexOf('/') + 1);
+      this.plnkFd = fs.openSync(made, O_PATH | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
     }
     this.plnk.set(base, h);
-    const abs = this.plnkDir + '/' + base;
-    this.fd = fs.openSync(fsPath(abs), CREATE_FLAGS, 0o600);
-    this.fdPath = abs;
+    this.fd = fs.openSync(at(this.plnkFd, base), CREATE_FLAGS, 0o600);
   }
 
   // ---- metadata ---------------------------------------------------------------
 
-  /** Owner, xattrs, mode (in that order: chown clears setuid bits and capabilities). */
-  private meta(p: Buffer, h: TarHeader, isLink: boolean): void {
+  /**
+   * Owner, xattrs, mode (in that order: chown clears setuid bits and
+   * capabilities) and times of a symlink or node just made at `p` (a pinned
+   * parent and a name). Only chmod follows names, so it goes through an
+   * O_PATH handle of the node itself, never through a name.
+   */
+  private meta(p: Buffer, h: TarHeader, kind: 'symlink' | 'node'): void {
     if (isRoot) fs.lchownSync(p, h.uid, h.gid);
     if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(p, k, v);
-    if (!isLink) fs.chmodSync(p, h.mode);
+    if (kind === 'node') {
+      const ofd = fs.openSync(p, O_PATH | O_NOFOLLOW);
+      try {
+        if (!fs.fstatSync(ofd).isSymbolicLink()) fs.chmodSync(`/proc/self/fd/${ofd}`, h.mode);
+      } finally {
+        fs.closeSync(ofd);
+      }
+    }
+    this.times(p, h);
   }
 
-  private finishFile(fd: number, h: TarHeader, abs: string): void {
+  /** Owner, xattrs and mode of a directory through its handle; its times are deferred to the end. */
+  private dirMeta(dfd: number, real: string, h: TarHeader): void {
+    const p = self(dfd);
+    if (isRoot) fs.lchownSync(p, h.uid, h.gid);
+    if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(p, k, v);
+    fs.chmodSync(p, h.mode);
+    const st = fs.fstatSync(dfd);
+    this.dirTimes.push({ real, dev: st.dev, ino: st.ino, sec: h.mtimeSec, nsec: h.mtimeNsec, atimeNs: h.atimeNs });
+  }
+
+  /** Owner, xattrs, mode and times of a regular file, all on its fd. */
+  private finishFile(fd: number, h: TarHeader): void {
     if (isRoot && (h.uid !== 0 || h.gid !== 0)) fs.fchownSync(fd, h.uid, h.gid);
-    if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(fsPath(abs), k, v);
+    if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(fd, k, v);
     // open() already applied the permission bits, unless umask or special bits interfere
     if ((h.mode & 0o7000) !== 0 || (h.mode & this.umask) !== 0) fs.fchmodSync(fd, h.mode);
     if (h.mtimeNsec === 0) {
       const at = h.atimeNs !== undefined ? Number(h.atimeNs / 1_000_000_000n) : h.mtimeSec;
       fs.futimesSync(fd, at, h.mtimeSec);
-    }
+    } else sys.futimensNs(fd, mtimeNs(h), h.atimeNs);
   }
 
-  private times(abs: string, h: TarHeader, isLink: boolean): void {
-    if (h.mtimeNsec === 0 && h.atimeNs === undefined) {
-      if (isLink) fs.lutimesSync(fsPath(abs), h.mtimeSec, h.mtimeSec);
-      else fs.utimesSync(fsPath(abs), h.mtimeSec, h.mtimeSec);
-    } else sys.lutimensNs(fsPath(abs), mtimeNs(h), h.atimeNs ?? mtimeNs(h));
+  /** Times of the node at `p`, never following its name. */
+  private times(p: Buffer, h: TarHeader): void {
+    if (h.mtimeNsec === 0 && h.atimeNs === undefined) fs.lutimesSync(p, h.mtimeSec, h.mtimeSec);
+    else sys.lutimensNs(p, mtimeNs(h), h.atimeNs ?? mtimeNs(h));
   }
 
-  /** Remove a file or a whole tree, never following symlinks; a missing path is fine. */
-  private removeAll(abs: string, st?: fs.Stats): void {
-    const p = fsPath(abs);
+  /** Remove `name` in `pfd` (real path `real`), a file or a whole tree, never following symlinks; missing is fine. */
+  private removeAll(pfd: number, name: string, real: string, st?: fs.Stats): void {
+    const p = at(pfd, name);
     st ??= fs.lstatSync(p, { throwIfNoEntry: false });
     if (!st) return;
     if (st.isDirectory()) {
+      this.root.forget(real, true);
       fs.rmSync(p, { recursive: true, force: true });
-      this.scope.invalidate();
     } else {
       fs.unlinkSync(p);
-      if (st.isSymbolicLink()) this.scope.invalidate();
+      if (st.isSymbolicLink()) this.root.forget(real, false);
     }
   }
 
@@ -361,14 +392,22 @@ class LayerWriter implements TarEntryHandler {
 
   finish(): void {
     this.dropPlnk();
-    // directory times last: creating entries inside changed them
+    // directory times last: creating entries inside changed them. Each is
+    // re-resolved inside the layer and must still be the directory that was
+    // made: one a later entry replaced (by a symlink, say) is skipped.
     for (const d of this.dirTimes) {
-      if (d.nsec === 0 && d.atimeNs === undefined) fs.utimesSync(fsPath(d.abs), d.sec, d.sec);
+      const h = this.root.dir(d.real, false);
+      if (h === null) continue;
+      const st = fs.fstatSync(h.fd);
+      if (st.dev !== d.dev || st.ino !== d.ino) continue;
+      const p = self(h.fd);
+      if (d.nsec === 0 && d.atimeNs === undefined) fs.utimesSync(p, d.sec, d.sec);
       else {
         const m = BigInt(d.sec) * 1_000_000_000n + BigInt(d.nsec);
-        sys.lutimensNs(fsPath(d.abs), m, d.atimeNs ?? m);
+        sys.lutimensNs(p, m, d.atimeNs ?? m);
       }
     }
+    this.root.close();
   }
 
   abort(): void {
@@ -376,12 +415,19 @@ class LayerWriter implements TarEntryHandler {
       fs.closeSync(this.fd);
       this.fd = -1;
     }
-    this.dropPlnk();
+    try {
+      this.dropPlnk();
+    } finally {
+      this.root.close();
+    }
   }
 
   private dropPlnk(): void {
-    if (this.plnkDir) fs.rmSync(fsPath(this.plnkDir), { recursive: true, force: true });
-    this.plnkDir = '';
+    if (this.plnkFd >= 0) {
+      fs.closeSync(this.plnkFd);
+      this.plnkFd = -1;
+      fs.rmSync(at(this.root.rootFd, this.plnkDir), { recursive: true, force: true });
+    }
   }
 }
 
@@ -393,9 +439,10 @@ function mtimeNs(h: { mtimeSec: number; mtimeNsec: number }): bigint {
  * moby ignores xattrs the target file system cannot hold (EOPNOTSUPP), and so do
  * we; in a user namespace also those it may not set (EPERM: trusted.*).
  */
-function setXattr(p: Buffer, name: string, value: Buffer): void {
+function setXattr(target: Buffer | number, name: string, value: Buffer): void {
   try {
-    sys.lsetxattr(p, name, value);
+    if (typeof target === 'number') sys.fsetxattr(target, name, value);
+    else sys.lsetxattr(target, name, value);
   } catch (e) {
     if (!(e instanceof sys.SysError)) throw e;
     if (e.code === 'ENOTSUP' || e.code === 'EOPNOTSUPP' || (e.code === 'EPERM' && runningInUserNS())) return;

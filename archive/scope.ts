@@ -1,8 +1,10 @@
 // Path resolution confined to a root directory, as if the process were
 // chrooted there (moby's chrootarchive / FollowSymlinkInScope): `..` stops at
-// the root, absolute symlink targets start again from the root. Everything the
-// tar engine writes goes through here, so no entry, symlink or hardlink can
-// make it touch anything outside the layer.
+// the root, absolute symlink targets start again from the root. Here: the
+// lexical helpers (cleanRel, splitRel) and a path resolver for READERS of a
+// tree (tar-split reassembly). Writers must not act on the absolute paths it
+// returns — a later change of the tree could redirect them; applyLayer goes
+// through in-root.ts, whose handles make that impossible by construction.
 import * as fs from 'node:fs';
 import { fsPath } from './types.ts';
 

@@ -164,6 +164,16 @@ export function lsetxattr(path: PathArg, name: string, value: Buffer, flags = 0)
   check(r, 'lsetxattr', path);
 }
 
+/** fsetxattr(2): on an open file, so no path (and no later swap of one) is involved. */
+export function fsetxattr(fd: number, name: string, value: Buffer, flags = 0): void {
+  const r = load({
+    library: LIBC, funcName: 'fsetxattr', retType: DataType.I32, errno: true,
+    paramsType: [DataType.I32, DataType.String, DataType.U8Array, DataType.I64, DataType.I32],
+    paramsValue: [fd, name, value.length ? value : Buffer.alloc(1), value.length, flags],
+  }) as ErrnoResult;
+  check(r, 'fsetxattr', `fd ${fd}`);
+}
+
 /** The value of one xattr, or null when the file does not carry it (or the fs has no xattrs). */
 export function lgetxattr(path: PathArg, name: string): Buffer | null {
   const [pt, pv] = pathParam(path);
@@ -247,6 +257,24 @@ const UTIME_OMIT = (1 << 30) - 2;
  */
 export function lutimensNs(path: PathArg, mtimeNs: bigint, atimeNs?: bigint): void {
   const [pt, pv] = pathParam(path);
+  const r = load({
+    library: LIBC, funcName: 'utimensat', retType: DataType.I32, errno: true,
+    paramsType: [DataType.I32, pt, DataType.U8Array, DataType.I32],
+    paramsValue: [AT_FDCWD, pv, timespecs(mtimeNs, atimeNs), AT_SYMLINK_NOFOLLOW],
+  }) as ErrnoResult;
+  check(r, 'utimensat', path);
+}
+
+/** futimens(3) with exact nanoseconds on an open fd; `atimeNs` undefined leaves atime as it is. */
+export function futimensNs(fd: number, mtimeNs: bigint, atimeNs?: bigint): void {
+  const r = load({
+    library: LIBC, funcName: 'futimens', retType: DataType.I32, errno: true,
+    paramsType: [DataType.I32, DataType.U8Array], paramsValue: [fd, timespecs(mtimeNs, atimeNs)],
+  }) as ErrnoResult;
+  check(r, 'futimens', `fd ${fd}`);
+}
+
+function timespecs(mtimeNs: bigint, atimeNs?: bigint): Buffer {
   const ts = Buffer.alloc(32);
   if (atimeNs === undefined) {
     ts.writeBigInt64LE(0n, 0);
@@ -257,12 +285,7 @@ export function lutimensNs(path: PathArg, mtimeNs: bigint, atimeNs?: bigint): vo
   }
   ts.writeBigInt64LE(floorDiv(mtimeNs, 1_000_000_000n), 16);
   ts.writeBigInt64LE(mod(mtimeNs, 1_000_000_000n), 24);
-  const r = load({
-    library: LIBC, funcName: 'utimensat', retType: DataType.I32, errno: true,
-    paramsType: [DataType.I32, pt, DataType.U8Array, DataType.I32],
-    paramsValue: [AT_FDCWD, pv, ts, AT_SYMLINK_NOFOLLOW],
-  }) as ErrnoResult;
-  check(r, 'utimensat', path);
+  return ts;
 }
 
 function floorDiv(a: bigint, b: bigint): bigint {
