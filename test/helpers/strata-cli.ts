@@ -11,9 +11,11 @@ export interface CliResult {
   stderr: string;
 }
 
-export function strata(args: string[]): CliResult {
+/** `timeoutMs`: kill the child (SIGKILL) after that long; the result's code is then -1. */
+export function strata(args: string[], opts: { timeoutMs?: number } = {}): CliResult {
   const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'cli', 'main.ts'), ...args], {
     cwd: repo, encoding: 'utf8', maxBuffer: 256 << 20, env: { ...process.env, STRATA_DEBUG: '' },
+    timeout: opts.timeoutMs, killSignal: 'SIGKILL',
   });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
