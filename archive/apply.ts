@@ -169,6 +169,8 @@ class LayerWriter implements TarEntryHandler {
       }
     }
     this.applied++;
+    // done with it: an error in the next header is that header's (the parser names it), not this entry's
+    this.current = undefined;
   }
 
   // ---- entry kinds ----------------------------------------------------------

@@ -5,6 +5,10 @@
 // on this machine tar-stream's parser alone costs more CPU than GNU tar's
 // whole extract (see bench/), and apply/export are strata's hot path.
 // Names stay raw byte strings (see archive/types.ts).
+//
+// Reading validates every numeric field before it can move the parser (see
+// decodeRaw): a hostile header is an error naming its entry and byte offset.
+import { displayPath } from './types.ts';
 
 export type EntryType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 
@@ -45,11 +49,14 @@ export class TarFormatError extends Error {
 export function readNumber(b: Buffer, off: number, len: number, field: string): number {
   const first = b[off];
   if (first & 0x80) {
-    // base-256: big-endian two's complement, first byte's top bit is the marker
-    let v = first === 0xff ? -1 : first & 0x7f;
-    for (let i = 1; i < len; i++) v = v * 256 + b[off + i];
-    if (!Number.isSafeInteger(v)) throw new TarFormatError(`tar header ${field} field out of range`);
-    return v;
+    // GNU base-256: big-endian two's complement after the marker bit; bit 6 of
+    // the first byte is the sign (as Go's archive/tar reads it)
+    const neg = (first & 0x40) !== 0;
+    const inv = neg ? 0xff : 0;
+    let m = (first ^ inv) & 0x7f;
+    for (let i = 1; i < len; i++) m = m * 256 + (b[off + i] ^ inv);
+    if (!Number.isSafeInteger(m + 1)) throw new TarFormatError(`${field} field is ${neg ? 'negative and ' : ''}out of range`);
+    return neg ? -(m + 1) : m;
   }
   let v = 0;
   let i = off;
@@ -58,7 +65,7 @@ export function readNumber(b: Buffer, off: number, len: number, field: string): 
   for (; i < end; i++) {
     const c = b[i];
     if (c === 0 || c === 0x20) break;
-    if (c < 0x30 || c > 0x37) throw new TarFormatError(`tar header ${field} field is not octal`);
+    if (c < 0x30 || c > 0x37) throw new TarFormatError(`${field} field is not octal`);
     v = v * 8 + (c - 0x30);
   }
   return v;
@@ -76,7 +83,12 @@ export function isZeroBlock(b: Buffer, off: number): boolean {
 }
 
 function checksumOk(b: Buffer, off: number): boolean {
-  const stored = readNumber(b, off + 148, 8, 'checksum');
+  let stored: number;
+  try {
+    stored = readNumber(b, off + 148, 8, 'checksum');
+  } catch {
+    return false; // not even a number: not a header
+  }
   // the checksum field counts as eight spaces
   let unsigned = 8 * 0x20;
   for (let i = off; i < off + 148; i++) unsigned += b[i];
@@ -106,41 +118,79 @@ export interface RawHeader {
   devminor: number;
 }
 
-export function decodeRaw(b: Buffer, off: number, position: number): RawHeader {
+/** Largest uid, gid, devmajor and devminor (32 bits, as the kernel's). */
+export const MAX_ID = 0xffffffff;
+
+/**
+ * The raw fields of the header block at byte `position` of the stream, each
+ * validated: size, uid, gid, mode and device numbers non-negative and within
+ * range (mtime may be negative: before 1970). Errors name the entry — `name`
+ * when an earlier PAX or GNU long-name header gave it, else the block's own —
+ * and `entryAt`, the byte offset of the entry's first header (a PAX or GNU
+ * one before this block, else this block's `position`).
+ */
+export function decodeRaw(b: Buffer, off: number, position: number, name?: string, entryAt = position): RawHeader {
   if (!checksumOk(b, off)) throw new TarFormatError(`invalid tar header checksum at byte ${position}`);
   const ustar = b[off + 257] === 0x75 && b[off + 258] === 0x73 && b[off + 259] === 0x74 &&
     b[off + 260] === 0x61 && b[off + 261] === 0x72;
   // "ustar\0" is POSIX (has a prefix field); "ustar " is GNU (atime/ctime there instead)
   const posix = ustar && b[off + 262] === 0;
-  let name = readString(b, off, 100);
-  if (posix && b[off + 345] !== 0) name = readString(b, off + 345, 155) + '/' + name;
+  let ownName = readString(b, off, 100);
+  if (posix && b[off + 345] !== 0) ownName = readString(b, off + 345, 155) + '/' + ownName;
+  const num = (o: number, len: number, field: string, max: number, signed = false): number => {
+    let v: number;
+    try {
+      v = readNumber(b, off + o, len, field);
+    } catch (e) {
+      throw e instanceof TarFormatError ? entryError(name ?? ownName, entryAt, e.message) : e;
+    }
+    if (v < 0 && !signed) throw entryError(name ?? ownName, entryAt, `${field} field is negative (${v})`);
+    if (v < -Number.MAX_SAFE_INTEGER) throw entryError(name ?? ownName, entryAt, `${field} field is out of range (${v})`);
+    if (v > max) throw entryError(name ?? ownName, entryAt, `${field} field is out of range (${v})`);
+    return v;
+  };
   return {
     typeflag: b[off + 156],
-    name,
+    name: ownName,
     linkname: readString(b, off + 157, 100),
-    mode: readNumber(b, off + 100, 8, 'mode'),
-    uid: readNumber(b, off + 108, 8, 'uid'),
-    gid: readNumber(b, off + 116, 8, 'gid'),
-    size: readNumber(b, off + 124, 12, 'size'),
-    mtime: readNumber(b, off + 136, 12, 'mtime'),
-    devmajor: ustar ? readNumber(b, off + 329, 8, 'devmajor') : 0,
-    devminor: ustar ? readNumber(b, off + 337, 8, 'devminor') : 0,
+    mode: num(100, 8, 'mode', Number.MAX_SAFE_INTEGER),
+    uid: num(108, 8, 'uid', MAX_ID),
+    gid: num(116, 8, 'gid', MAX_ID),
+    size: num(124, 12, 'size', MAX_SIZE),
+    mtime: num(136, 12, 'mtime', Number.MAX_SAFE_INTEGER, true),
+    devmajor: ustar ? num(329, 8, 'devmajor', MAX_ID) : 0,
+    devminor: ustar ? num(337, 8, 'devminor', MAX_ID) : 0,
   };
 }
 
-/** PAX records: `"%d %s=%s\n"`; values stay raw bytes. */
-export function parsePax(buf: Buffer, into: Map<string, Buffer>): void {
+/** Sizes up to 2^53-1 (8 PiB): what a JS number holds exactly; no layer comes near. */
+export const MAX_SIZE = Number.MAX_SAFE_INTEGER;
+
+/** An error in the header of the entry `name` at byte `position`. */
+export function entryError(name: string, position: number, what: string): TarFormatError {
+  return new TarFormatError(`tar entry "${displayPath(name)}" (header at byte ${position}): ${what}`);
+}
+
+/**
+ * PAX records: `"%d %s=%s\n"`; values stay raw bytes. Each record's length
+ * is checked (decimal, covering its own line, within the body); `base` is the
+ * body's byte offset in the stream, for the messages.
+ */
+export function parsePax(buf: Buffer, into: Map<string, Buffer>, base = 0): void {
   let i = 0;
   while (i < buf.length) {
     if (buf[i] === 0) break; // NUL padding written by some tools
+    const at = `malformed PAX record at byte ${base + i}`;
     const sp = buf.indexOf(0x20, i);
-    if (sp === -1) throw new TarFormatError('malformed PAX record (no length)');
-    const len = Number(buf.toString('latin1', i, sp));
-    if (!Number.isInteger(len) || len <= sp - i + 1 || i + len > buf.length || buf[i + len - 1] !== 0x0a) {
-      throw new TarFormatError('malformed PAX record (bad length)');
+    if (sp === -1 || sp - i > 20) throw new TarFormatError(`${at} (no length)`);
+    const digits = buf.toString('latin1', i, sp);
+    if (!/^[0-9]+$/.test(digits)) throw new TarFormatError(`${at} (length "${digits}" is not decimal)`);
+    const len = Number(digits);
+    if (len <= sp - i + 1 || i + len > buf.length || buf[i + len - 1] !== 0x0a) {
+      throw new TarFormatError(`${at} (length ${len} does not end a record inside the ${buf.length}-byte body)`);
     }
     const eq = buf.indexOf(0x3d, sp + 1);
-    if (eq === -1 || eq >= i + len) throw new TarFormatError('malformed PAX record (no "=")');
+    if (eq === -1 || eq >= i + len) throw new TarFormatError(`${at} (no "=")`);
     const key = buf.toString('utf8', sp + 1, eq);
     into.set(key, Buffer.from(buf.subarray(eq + 1, i + len - 1)));
     i += len;

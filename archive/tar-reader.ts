@@ -6,9 +6,11 @@
 // entry, which is what made stream-per-entry extractors 10× slower than GNU tar.
 // Memory is bounded: file data is passed through as slices of the input
 // chunk, only headers and PAX/GNU metadata bodies are buffered (capped).
+// It only moves forward: every size it acts on was validated non-negative and
+// in range (decodeRaw, paxInt) before it could move the parser.
 import {
-  BLOCK, TarFormatError, decodeRaw, entryTypeOf, isZeroBlock, parsePax, parsePaxTime, readNumber,
-  type TarHeader,
+  BLOCK, MAX_ID, MAX_SIZE, TarFormatError, decodeRaw, entryError, entryTypeOf, isZeroBlock, parsePax, parsePaxTime,
+  readNumber, type TarHeader,
 } from './tar-header.ts';
 
 export interface TarEntryHandler {
@@ -34,6 +36,9 @@ export class TarParser {
   private meta: Buffer | null = null;
   private metaLen = 0;
   private metaKind = 0; // typeflag of the metadata entry being collected
+  private metaName = ''; // its raw name and header offset, for errors in its body
+  private metaPos = 0;
+  private entryAt = -1; // offset of the first header of the entry being read (a PAX or GNU one), -1 before it
   private pax = new Map<string, Buffer>();
   private globalPax = new Map<string, Buffer>();
   private longName: string | null = null;
@@ -54,9 +59,10 @@ export class TarParser {
       switch (this.state) {
         case State.Header: {
           if (this.stashLen === 0 && n - i >= BLOCK) {
-            this.header(chunk, i);
+            const at = this.position;
             i += BLOCK;
             this.position += BLOCK;
+            this.header(chunk, i - BLOCK, at);
           } else {
             const take = Math.min(BLOCK - this.stashLen, n - i);
             chunk.copy(this.stash, this.stashLen, i, i + take);
@@ -65,7 +71,7 @@ export class TarParser {
             this.position += take;
             if (this.stashLen === BLOCK) {
               this.stashLen = 0;
-              this.header(this.stash, 0);
+              this.header(this.stash, 0, this.position - BLOCK);
             }
           }
           break;
@@ -112,21 +118,34 @@ export class TarParser {
     throw new TarFormatError(`unexpected end of tar stream at byte ${this.position} (truncated archive)`);
   }
 
-  private header(b: Buffer, off: number): void {
+  /** The header block at b[off], which starts at byte `at` of the stream. */
+  private header(b: Buffer, off: number, at: number): void {
     if (isZeroBlock(b, off)) {
       if (this.sawZeroBlock) this.state = State.End;
       this.sawZeroBlock = true;
       return;
     }
-    if (this.sawZeroBlock) {
-      // a lone zero block in the middle: GNU tar warns and goes on; so do we
-      this.sawZeroBlock = false;
+    if (this.entryAt < 0) this.entryAt = at;
+    const start = this.entryAt; // errors name the entry's first header, its PAX or long-name one included
+    const pendingName = this.longName ?? this.pax.get('path')?.toString('latin1') ?? this.globalPax.get('path')?.toString('latin1');
+    let raw;
+    try {
+      raw = decodeRaw(b, off, at, pendingName, start);
+    } catch (e) {
+      // after a zero block, what does not even checksum is not a header: say so
+      if (this.sawZeroBlock && e instanceof TarFormatError && e.message.startsWith('invalid tar header checksum')) {
+        throw new TarFormatError(`trailing garbage after the end-of-archive block at byte ${at}`);
+      }
+      throw e;
     }
-    const raw = decodeRaw(b, off, this.position - BLOCK);
+    // a lone zero block in the middle: GNU tar warns and goes on; so do we
+    this.sawZeroBlock = false;
     const tf = raw.typeflag;
     // metadata entries: collect their body, apply to the next real entry
     if (tf === 0x78 /* x */ || tf === 0x67 /* g */ || tf === 0x4c /* L */ || tf === 0x4b /* K */) {
-      if (raw.size > MAX_META) throw new TarFormatError(`tar metadata entry of ${raw.size} bytes is too large`);
+      if (raw.size > MAX_META) throw entryError(raw.name, start, `metadata entry of ${raw.size} bytes is larger than the ${MAX_META}-byte limit`);
+      this.metaName = raw.name;
+      this.metaPos = at;
       this.metaKind = tf;
       this.meta = Buffer.allocUnsafe(raw.size);
       this.metaLen = 0;
@@ -136,7 +155,8 @@ export class TarParser {
       else this.state = State.Meta;
       return;
     }
-    if (tf === 0x53 /* S */) throw new TarFormatError(`GNU sparse entries are not supported ("${raw.name}")`);
+    this.entryAt = -1;
+    if (tf === 0x53 /* S */) throw entryError(raw.name, start, 'GNU sparse entries are not supported');
     let name = this.longName ?? raw.name;
     let linkname = this.longLink ?? raw.linkname;
     let size = raw.size;
@@ -148,22 +168,24 @@ export class TarParser {
     let xattrs: Map<string, Buffer> | null = null;
     const pax = this.globalPax.size ? new Map([...this.globalPax, ...this.pax]) : this.pax;
     if (pax.size) {
+      const path = pax.get('path');
+      if (path) name = path.toString('latin1');
+      const bad = (what: string) => entryError(name, start, what);
       for (const [k, v] of pax) {
         switch (k) {
-          case 'path': name = v.toString('latin1'); break;
           case 'linkpath': linkname = v.toString('latin1'); break;
-          case 'size': size = paxInt(k, v); break;
-          case 'uid': uid = paxInt(k, v); break;
-          case 'gid': gid = paxInt(k, v); break;
-          case 'mtime': ({ sec: mtimeSec, nsec: mtimeNsec } = parsePaxTime(v.toString('latin1'))); break;
+          case 'size': size = paxInt(k, v, MAX_SIZE, bad); break;
+          case 'uid': uid = paxInt(k, v, MAX_ID, bad); break;
+          case 'gid': gid = paxInt(k, v, MAX_ID, bad); break;
+          case 'mtime': ({ sec: mtimeSec, nsec: mtimeNsec } = paxTime(k, v, bad)); break;
           case 'atime': {
-            const t = parsePaxTime(v.toString('latin1'));
+            const t = paxTime(k, v, bad);
             atimeNs = BigInt(t.sec) * 1_000_000_000n + BigInt(t.nsec);
             break;
           }
           default:
             if (k.startsWith('SCHILY.xattr.')) (xattrs ??= new Map()).set(k.slice(13), v);
-            else if (k.startsWith('GNU.sparse.')) throw new TarFormatError(`sparse PAX entries are not supported ("${name}")`);
+            else if (k.startsWith('GNU.sparse.')) throw bad('sparse PAX entries are not supported');
         }
       }
     }
@@ -171,9 +193,7 @@ export class TarParser {
     this.longName = null;
     this.longLink = null;
     const type = entryTypeOf(tf, name);
-    if (type === undefined) {
-      throw new TarFormatError(`unsupported tar entry type '${String.fromCharCode(tf)}' for "${name}"`);
-    }
+    if (type === undefined) throw entryError(name, start, `unsupported entry type '${String.fromCharCode(tf)}'`);
     this.entries++;
     const h: TarHeader = {
       name, type, mode: raw.mode & 0o7777, uid, gid, size, mtimeSec, mtimeNsec, atimeNs, linkname,
@@ -206,9 +226,16 @@ export class TarParser {
   private finishMeta(): void {
     const body = this.meta!;
     this.meta = null;
+    const bodyAt = this.metaPos + BLOCK;
+    try {
+      switch (this.metaKind) {
+        case 0x78: parsePax(body, this.pax, bodyAt); break;
+        case 0x67: parsePax(body, this.globalPax, bodyAt); break;
+      }
+    } catch (e) {
+      throw e instanceof TarFormatError ? entryError(this.metaName, this.metaPos, e.message) : e;
+    }
     switch (this.metaKind) {
-      case 0x78: parsePax(body, this.pax); break;
-      case 0x67: parsePax(body, this.globalPax); break;
       case 0x4c: this.longName = cstring(body); break;
       case 0x4b: this.longLink = cstring(body); break;
     }
@@ -221,12 +248,32 @@ function cstring(b: Buffer): string {
   return b.toString('latin1', 0, z === -1 ? b.length : z);
 }
 
-function paxInt(key: string, v: Buffer): number {
+type Blame = (what: string) => TarFormatError;
+
+/** A PAX integer record: decimal digits only (never negative), at most `max`. */
+function paxInt(key: string, v: Buffer, max: number, bad: Blame): number {
   const s = v.toString('latin1');
-  if (!/^-?\d+$/.test(s)) throw new TarFormatError(`malformed PAX ${key} "${s}"`);
+  if (!/^\d{1,20}$/.test(s)) throw bad(`PAX ${key} "${shorten(s)}" is not a non-negative integer`);
   const n = Number(s);
-  if (!Number.isSafeInteger(n)) throw new TarFormatError(`PAX ${key} out of range`);
+  if (n > max) throw bad(`PAX ${key} ${s} is out of range (at most ${max})`);
   return n;
+}
+
+/** A PAX time record: "[-]sec[.frac]", seconds within what a JS number holds exactly. */
+function paxTime(key: string, v: Buffer, bad: Blame): { sec: number; nsec: number } {
+  const s = v.toString('latin1');
+  let t: { sec: number; nsec: number };
+  try {
+    t = parsePaxTime(s);
+  } catch {
+    throw bad(`malformed PAX ${key} "${shorten(s)}"`);
+  }
+  if (!Number.isSafeInteger(t.sec)) throw bad(`PAX ${key} "${shorten(s)}" is out of range`);
+  return t;
+}
+
+function shorten(s: string): string {
+  return s.length > 40 ? s.slice(0, 40) + '…' : s;
 }
 
 /** Feed a whole stream through a parser. */
