@@ -27,7 +27,7 @@ import { BreakoutError, cleanRel, splitRel } from './scope.ts';
 import { InRoot, O_PATH, at, openDirNoFollow, self } from './in-root.ts';
 import {
   overlayOpaqueXattr, WHITEOUT_LINK_DIR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
-  displayPath, fsPath, rawPath, type WhiteoutFormat,
+  displayPath, fsPath, oneLine, rawPath, type WhiteoutFormat,
 } from './types.ts';
 
 export interface ApplyOptions {
@@ -69,8 +69,9 @@ export async function applyLayer(
     parser.end();
     w.finish();
   } catch (e) {
+    const err = w.wrap(e); // before abort() closes the handles its message names
     w.abort();
-    throw w.wrap(e);
+    throw err;
   }
   return w.size;
 }
@@ -106,10 +107,10 @@ class LayerWriter implements TarEntryHandler {
   wrap(e: unknown): Error {
     const entry = this.current?.name;
     if (e instanceof ApplyError) return e;
-    const msg = e instanceof Error ? e.message : String(e);
+    const msg = this.root.describe(e instanceof Error ? e.message : String(e));
     const where = entry !== undefined ? `tar entry "${displayPath(entry)}": ` : '';
     const partial = this.applied > 0 ? ` (layer partially applied: ${this.applied} entries written before it)` : '';
-    return new ApplyError(`${where}${msg}${partial}`, entry, this.applied, { cause: e });
+    return new ApplyError(oneLine(`${where}${msg}${partial}`), entry, this.applied, { cause: e });
   }
 
   // ---- TarEntryHandler ----------------------------------------------------
@@ -398,11 +399,9 @@ class LayerWriter implements TarEntryHandler {
     // re-resolved inside the layer and must still be the directory that was
     // made: one a later entry replaced (by a symlink, say) is skipped.
     for (const d of this.dirTimes) {
-      const h = this.root.dir(d.real, false);
-      if (h === null) continue;
-      const st = fs.fstatSync(h.fd);
-      if (st.dev !== d.dev || st.ino !== d.ino) continue;
-      const p = self(h.fd);
+      const fd = this.madeDir(d);
+      if (fd === null) continue;
+      const p = self(fd);
       if (d.nsec === 0 && d.atimeNs === undefined) fs.utimesSync(p, d.sec, d.sec);
       else {
         const m = BigInt(d.sec) * 1_000_000_000n + BigInt(d.nsec);
@@ -410,6 +409,33 @@ class LayerWriter implements TarEntryHandler {
       }
     }
     this.root.close();
+  }
+
+  /**
+   * The directory `d` recorded, if it is still there: its parent resolved in
+   * the layer, its own name opened without following, dev+ino compared.
+   * Gone, replaced, or under a parent now made a file or a symlink loop: null.
+   */
+  private madeDir(d: DirTime): number | null {
+    let fd: number;
+    if (d.real === '') fd = this.root.rootFd;
+    else {
+      const [dir, base] = splitRel(d.real);
+      let parent;
+      try {
+        parent = this.root.dir(dir, false);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOTDIR' || e instanceof BreakoutError) return null;
+        throw e;
+      }
+      if (parent === null) return null;
+      const own = openDirNoFollow(at(parent.fd, base));
+      if (own === null) return null;
+      this.root.adopt(d.real, own);
+      fd = own;
+    }
+    const st = fs.fstatSync(fd);
+    return st.dev === d.dev && st.ino === d.ino ? fd : null;
   }
 
   abort(): void {

@@ -59,8 +59,19 @@ export class InRoot {
   /** real path → O_PATH fd; Map order is the LRU order */
   private readonly fds = new Map<string, number>();
 
-  constructor(rootAbs: Buffer) {
+  constructor(private readonly rootAbs: Buffer) {
     this.rootFd = fs.openSync(rootAbs, O_PATH | fs.constants.O_DIRECTORY);
+  }
+
+  /** `text` (an error message) with the /proc/self/fd paths of our handles written as paths people know. */
+  describe(text: string): string {
+    const root = this.rootAbs.toString('utf8').replace(/\/$/, '');
+    return text.replace(/\/proc\/self\/fd\/(\d+)(\/\.(?=[\s':]|$))?/g, (_, n: string) => {
+      const fd = Number(n);
+      if (fd === this.rootFd) return root;
+      for (const [real, f] of this.fds) if (f === fd) return `${root}/${Buffer.from(real, 'latin1').toString('utf8')}`;
+      return `${root}/…`;
+    }).replace(/ fd \d+:/g, ':');
   }
 
   private closed = false;

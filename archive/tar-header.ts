@@ -8,7 +8,7 @@
 //
 // Reading validates every numeric field before it can move the parser (see
 // decodeRaw): a hostile header is an error naming its entry and byte offset.
-import { displayPath } from './types.ts';
+import { displayPath, oneLine } from './types.ts';
 
 export type EntryType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 
@@ -168,7 +168,7 @@ export const MAX_SIZE = Number.MAX_SAFE_INTEGER;
 
 /** An error in the header of the entry `name` at byte `position`. */
 export function entryError(name: string, position: number, what: string): TarFormatError {
-  return new TarFormatError(`tar entry "${displayPath(name)}" (header at byte ${position}): ${what}`);
+  return new TarFormatError(oneLine(`tar entry "${displayPath(name)}" (header at byte ${position}): ${what}`));
 }
 
 /**

@@ -59,6 +59,11 @@ export function displayPath(raw: string): string {
   return Buffer.from(raw, 'latin1').toString('utf8');
 }
 
+/** Text for one line of a message: control characters (a name may hold any byte) shown as \xHH. */
+export function oneLine(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f]/g, (c) => '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0'));
+}
+
 export const WHITEOUT_PREFIX = '.wh.';
 export const WHITEOUT_META_PREFIX = '.wh..wh.';
 export const WHITEOUT_LINK_DIR = '.wh..wh.plnk';
