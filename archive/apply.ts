@@ -93,9 +93,15 @@ class LayerWriter implements TarEntryHandler {
   private readonly unpacked = new Set<string>();
   private readonly dirTimes: DirTime[] = [];
   private fd = -1;
-  private plnkDir = ''; // name in the root
+  /**
+   * aufs plnk files, which later hardlinks copy. Each is an unnamed O_TMPFILE
+   * inode in the layer's file system while that works (nothing to clean if
+   * the process dies), else a file in a temp dir in the layer.
+   */
+  private readonly plnk = new Map<string, { h: TarHeader; src: Buffer; tmpFd: number }>();
+  private plnkDir = ''; // the fallback temp dir's name in the root
   private plnkFd = -1;
-  private readonly plnk = new Map<string, TarHeader>();
+  private fdKept = false; // the open file is a plnk tmpfile: entryEnd keeps it open
   private readonly umask = process.umask();
 
   constructor(dir: string, private readonly format: WhiteoutFormat) {
@@ -163,10 +169,13 @@ class LayerWriter implements TarEntryHandler {
     if (this.fd >= 0) {
       const fd = this.fd;
       this.fd = -1;
-      try {
-        this.finishFile(fd, h);
-      } finally {
-        fs.closeSync(fd);
+      if (this.fdKept) this.fdKept = false; // a plnk tmpfile: open until the end, its metadata unused
+      else {
+        try {
+          this.finishFile(fd, h);
+        } finally {
+          fs.closeSync(fd);
+        }
       }
     }
     this.applied++;
@@ -229,10 +238,10 @@ class LayerWriter implements TarEntryHandler {
       // aufs pseudo-link: moby extracts a fresh copy of the plnk file here
       const [, name] = splitRel(target);
       const src = this.plnk.get(name);
-      if (!src || this.plnkFd < 0) throw new Error(`invalid aufs hardlink to "${displayPath(h.linkname)}"`);
+      if (!src) throw new Error(`invalid aufs hardlink to "${displayPath(h.linkname)}"`);
       const p = at(this.root.dir(dirRel)!.fd, base);
-      fs.copyFileSync(at(this.plnkFd, name), p, fs.constants.COPYFILE_EXCL); // O_EXCL: never through a symlink
-      this.meta(p, src, 'node');
+      fs.copyFileSync(src.src, p, fs.constants.COPYFILE_EXCL); // O_EXCL: never through a symlink
+      this.meta(p, src.h, 'node');
       return;
     }
     const [tDir, tBase] = splitRel(target);
@@ -318,13 +327,26 @@ class LayerWriter implements TarEntryHandler {
   }
 
   private openPlnk(h: TarHeader, base: string): void {
+    const old = this.plnk.get(base);
+    if (old && old.tmpFd >= 0) fs.closeSync(old.tmpFd);
+    this.plnk.delete(base);
+    if (this.plnk.size < MAX_PLNK_TMPFILES) {
+      const fd = openTmpfile(self(this.root.rootFd));
+      if (fd !== null) {
+        this.plnk.set(base, { h, src: fsPath(`/proc/self/fd/${fd}`), tmpFd: fd });
+        this.fd = fd;
+        this.fdKept = true;
+        return;
+      }
+    }
     if (this.plnkFd < 0) {
       const made = fs.mkdtempSync(`/proc/self/fd/${this.root.rootFd}/.strata-plnk-`);
       this.plnkDir = made.slice(made.lastIndexOf('/') + 1);
       this.plnkFd = fs.openSync(made, O_PATH | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
     }
-    this.plnk.set(base, h);
-    this.fd = fs.openSync(at(this.plnkFd, base), CREATE_FLAGS, 0o600);
+    const p = at(this.plnkFd, base);
+    this.fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | O_NOFOLLOW, 0o600);
+    this.plnk.set(base, { h, src: p, tmpFd: -1 });
   }
 
   // ---- metadata ---------------------------------------------------------------
@@ -439,10 +461,8 @@ class LayerWriter implements TarEntryHandler {
   }
 
   abort(): void {
-    if (this.fd >= 0) {
-      fs.closeSync(this.fd);
-      this.fd = -1;
-    }
+    if (this.fd >= 0 && !this.fdKept) fs.closeSync(this.fd); // a kept one is closed with the plnk files
+    this.fd = -1;
     try {
       this.dropPlnk();
     } finally {
@@ -451,11 +471,28 @@ class LayerWriter implements TarEntryHandler {
   }
 
   private dropPlnk(): void {
+    for (const p of this.plnk.values()) if (p.tmpFd >= 0) fs.closeSync(p.tmpFd);
+    this.plnk.clear();
     if (this.plnkFd >= 0) {
       fs.closeSync(this.plnkFd);
       this.plnkFd = -1;
       fs.rmSync(at(this.root.rootFd, this.plnkDir), { recursive: true, force: true });
     }
+  }
+}
+
+/** plnk files held as open tmpfiles at most; more (rare) go to a temp dir. */
+const MAX_PLNK_TMPFILES = 256;
+const O_TMPFILE = 0o20000000 | fs.constants.O_DIRECTORY; // Linux's __O_TMPFILE | O_DIRECTORY
+
+/** An unnamed file in directory `dir`, or null where the file system has no O_TMPFILE. */
+function openTmpfile(dir: Buffer): number | null {
+  try {
+    return fs.openSync(dir, O_TMPFILE | fs.constants.O_RDWR, 0o600);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EOPNOTSUPP' || code === 'ENOTSUP' || code === 'EISDIR' || code === 'EINVAL') return null;
+    throw e;
   }
 }
 

@@ -1,7 +1,8 @@
 // Issue 8: apply onto a file system that fills up — out of blocks (ENOSPC) or
 // out of inodes — on a tiny loop-mounted ext4. The apply must fail with one
 // clean line naming the entry, close every fd it opened, and remove its aufs
-// plnk temp dir (the tar makes one before the disk fills).
+// plnk temp files (the tar makes one before the disk fills: an O_TMPFILE,
+// or a temp dir where the file system has none).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
