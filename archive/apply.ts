@@ -24,7 +24,7 @@ import { runningInUserNS } from '../sys/userns.ts';
 import { TarParser, type TarEntryHandler } from './tar-reader.ts';
 import type { TarHeader } from './tar-header.ts';
 import { BreakoutError, cleanRel, splitRel } from './scope.ts';
-import { InRoot, O_PATH, at, openDirNoFollow, self } from './in-root.ts';
+import { InRoot, O_PATH, at, fdPath, openDirNoFollow, self } from './in-root.ts';
 import {
   overlayOpaqueXattr, WHITEOUT_LINK_DIR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
   displayPath, fsPath, oneLine, rawPath, type WhiteoutFormat,
@@ -333,14 +333,14 @@ class LayerWriter implements TarEntryHandler {
     if (this.plnk.size < MAX_PLNK_TMPFILES) {
       const fd = openTmpfile(self(this.root.rootFd));
       if (fd !== null) {
-        this.plnk.set(base, { h, src: fsPath(`/proc/self/fd/${fd}`), tmpFd: fd });
+        this.plnk.set(base, { h, src: fsPath(fdPath(fd)), tmpFd: fd });
         this.fd = fd;
         this.fdKept = true;
         return;
       }
     }
     if (this.plnkFd < 0) {
-      const made = fs.mkdtempSync(`/proc/self/fd/${this.root.rootFd}/.strata-plnk-`);
+      const made = fs.mkdtempSync(`${fdPath(this.root.rootFd)}/.strata-plnk-`);
       this.plnkDir = made.slice(made.lastIndexOf('/') + 1);
       this.plnkFd = fs.openSync(made, O_PATH | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
     }
@@ -363,7 +363,7 @@ class LayerWriter implements TarEntryHandler {
     if (kind === 'node') {
       const ofd = fs.openSync(p, O_PATH | O_NOFOLLOW);
       try {
-        if (!fs.fstatSync(ofd).isSymbolicLink()) fs.chmodSync(`/proc/self/fd/${ofd}`, h.mode);
+        if (!fs.fstatSync(ofd).isSymbolicLink()) fs.chmodSync(fdPath(ofd), h.mode);
       } finally {
         fs.closeSync(ofd);
       }

@@ -7,7 +7,7 @@
 // *in scope* (`..` stops at the root, absolute targets restart at the root),
 // exactly as moby's FollowSymlinkInScope, but by construction rather than by a
 // lexical check followed by a path call. Callers act on a final component
-// through `at(dirFd, name)` — `/proc/self/fd/<dirFd>/<name>`, whose magic link
+// through `at(dirFd, name)` — `/proc/<pid>/fd/<dirFd>/<name>`, whose magic link
 // pins the directory inode — with calls that do not follow that name (O_EXCL /
 // O_NOFOLLOW opens, lchown, lutimes, lsetxattr, mkdir, mknod, symlink, link,
 // unlink), or on a directory itself through `self(dirFd)`. So a later entry
@@ -31,14 +31,23 @@ const MAX_LINKS = 40; // Linux's MAXSYMLINKS
 /** A directory inside the root: its handle and its real root-relative path ('' is the root). */
 export interface DirHandle { fd: number; real: string }
 
-/** `/proc/self/fd/<fd>/<name>` for a raw-byte-string name: acts on `name` inside the pinned directory. */
+// /proc/<pid>/fd rather than /proc/self/fd: the same magic links without
+// resolving the `self` symlink on every call (worker threads share the pid).
+const FD_DIR = `/proc/${process.pid}/fd/`;
+
+/** `/proc/<pid>/fd/<fd>/<name>` for a raw-byte-string name: acts on `name` inside the pinned directory. */
 export function at(fd: number, name: string): Buffer {
-  return fsPath(`/proc/self/fd/${fd}/${name}`);
+  return fsPath(`${FD_DIR}${fd}/${name}`);
 }
 
-/** `/proc/self/fd/<fd>/.`: the directory behind `fd` itself, for calls with or without follow. */
+/** `/proc/<pid>/fd/<fd>/.`: the directory behind `fd` itself, for calls with or without follow. */
 export function self(fd: number): Buffer {
-  return fsPath(`/proc/self/fd/${fd}/.`);
+  return fsPath(`${FD_DIR}${fd}/.`);
+}
+
+/** `/proc/<pid>/fd/<fd>`: the inode behind an fd (O_PATH ones included), for calls that follow. */
+export function fdPath(fd: number): string {
+  return `${FD_DIR}${fd}`;
 }
 
 /** Open a directory by a path whose last component must not be followed; null when it is not a directory. */
@@ -58,6 +67,9 @@ export class InRoot {
   private readonly names = new Map<string, string>();
   /** real path → O_PATH fd; Map order is the LRU order */
   private readonly fds = new Map<string, number>();
+  /** the last resolution: consecutive entries of a tar mostly share a directory */
+  private lastName: string | null = null;
+  private lastHandle: DirHandle = { fd: -1, real: '' };
 
   constructor(private readonly rootAbs: Buffer) {
     this.rootFd = fs.openSync(rootAbs, O_PATH | fs.constants.O_DIRECTORY);
@@ -66,7 +78,7 @@ export class InRoot {
   /** `text` (an error message) with the /proc/self/fd paths of our handles written as paths people know. */
   describe(text: string): string {
     const root = this.rootAbs.toString('utf8').replace(/\/$/, '');
-    return text.replace(/\/proc\/self\/fd\/(\d+)(\/\.(?=[\s':]|$))?/g, (_, n: string) => {
+    return text.replace(/\/proc\/(?:self|\d+)\/fd\/(\d+)(\/\.(?=[\s':]|$))?/g, (_, n: string) => {
       const fd = Number(n);
       if (fd === this.rootFd) return root;
       for (const [real, f] of this.fds) if (f === fd) return `${root}/${Buffer.from(real, 'latin1').toString('utf8')}`;
@@ -80,6 +92,7 @@ export class InRoot {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.lastName = null;
     for (const fd of this.fds.values()) fs.closeSync(fd);
     this.fds.clear();
     this.names.clear();
@@ -94,10 +107,11 @@ export class InRoot {
    */
   dir(relDir: string, create = true): DirHandle | null {
     if (relDir === '') return { fd: this.rootFd, real: '' };
+    if (relDir === this.lastName) return this.lastHandle;
     const known = this.names.get(relDir);
     if (known !== undefined) {
       const fd = this.cached(known);
-      if (fd !== undefined) return { fd, real: known };
+      if (fd !== undefined) return this.remember(relDir, { fd, real: known });
     }
     const todo = relDir.split('/').reverse(); // stack: next component on top
     const cur: string[] = [];
@@ -151,7 +165,13 @@ export class InRoot {
     }
     const real = cur.join('/');
     this.names.set(relDir, real);
-    return { fd, real };
+    return this.remember(relDir, { fd, real });
+  }
+
+  private remember(relDir: string, h: DirHandle): DirHandle {
+    this.lastName = relDir;
+    this.lastHandle = h;
+    return h;
   }
 
   /** A fresh fd of the same directory, owned by the caller (for use across other resolutions). */
@@ -170,6 +190,7 @@ export class InRoot {
    */
   forget(real: string, wasDir: boolean): void {
     this.names.clear();
+    this.lastName = null;
     if (!wasDir) return;
     const below = real + '/';
     for (const [k, fd] of this.fds) {
@@ -192,12 +213,16 @@ export class InRoot {
 
   private put(real: string, fd: number): void {
     const old = this.fds.get(real);
-    if (old !== undefined && old !== fd) fs.closeSync(old);
+    if (old !== undefined && old !== fd) {
+      if (old === this.lastHandle.fd) this.lastName = null;
+      fs.closeSync(old);
+    }
     this.fds.delete(real);
     this.fds.set(real, fd);
     if (this.fds.size > MAX_FDS) {
       // the oldest: never the handle just put, nor the parent it was opened under
       const [k, victim] = this.fds.entries().next().value as [string, number];
+      if (victim === this.lastHandle.fd) this.lastName = null;
       fs.closeSync(victim);
       this.fds.delete(k);
     }
