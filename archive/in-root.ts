@@ -21,7 +21,7 @@
 // could otherwise leave pointing through it.
 import * as fs from 'node:fs';
 import { BreakoutError } from './scope.ts';
-import { fsPath } from './types.ts';
+import { displayPath, fsPath } from './types.ts';
 
 export const O_PATH = 0o10000000; // Linux; node's fs.constants lacks it, open(2) takes it as is
 const DIR_FLAGS = O_PATH | fs.constants.O_NOFOLLOW | fs.constants.O_DIRECTORY;
@@ -152,7 +152,7 @@ export class InRoot {
             continue;
           }
           if (opened === null) {
-            const e = new Error(`ENOTDIR: "${real}" is not a directory`) as NodeJS.ErrnoException;
+            const e = new Error(`ENOTDIR: "${displayPath(real)}" is not a directory`) as NodeJS.ErrnoException;
             e.code = 'ENOTDIR';
             throw e;
           }

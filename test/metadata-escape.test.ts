@@ -10,9 +10,10 @@ import * as path from 'node:path';
 import { applyLayer, ApplyError } from '../archive/apply.ts';
 import { treeManifest, manifestDiff } from '../archive/digest.ts';
 import type { WhiteoutFormat } from '../archive/types.ts';
-import { lsetxattr } from '../sys/syscalls.ts';
+import { lgetxattr, lsetxattr } from '../sys/syscalls.ts';
+import { capabilityV2 } from './helpers/file-capability.ts';
 import { asRoot } from './helpers/require.ts';
-import { chunked, packTar, tempDir, type Entry } from './helpers/tar.ts';
+import { T0, chunked, packTar, tempDir, type Entry } from './helpers/tar.ts';
 
 const sym = (name: string, linkname: string): Entry => ({ name, type: 'symlink', linkname });
 const dir = (name: string, pax?: Record<string, string>): Entry => ({ name, type: 'directory', mode: 0o700, uid: 4242, gid: 4242, pax });
@@ -85,3 +86,28 @@ for (const format of formats) {
     });
   }
 }
+
+asRoot()('metadata through handles still lands: xattrs on a symlink, a device, a dir and a file; a capability survives the chown', async (t) => {
+  const { dir: layer, cleanup } = tempDir('strata-meta-handles-');
+  t.teardown(cleanup);
+  const x = (k: string, v: string) => ({ [`SCHILY.xattr.${k}`]: v });
+  const cap = capabilityV2(1 << 13, true).toString('latin1');
+  await applyLayer(await packTar([
+    { name: 'd/', type: 'directory', mode: 0o2750, uid: 3, gid: 4, pax: x('trusted.d', '1') },
+    { name: 'd/s', type: 'symlink', linkname: '/nowhere', uid: 5, pax: x('trusted.s', '2') },
+    { name: 'd/dev', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o620, uid: 6, pax: x('trusted.c', '3') },
+    { name: 'd/f', content: 'f', mode: 0o4711, uid: 7, gid: 8, pax: { ...x('security.capability', cap), ...x('user.f', '4') } },
+  ]), layer, { whiteouts: 'overlay' });
+  const p = (n: string) => path.join(layer, n);
+  t.is(lgetxattr(p('d'), 'trusted.d')?.toString(), '1');
+  t.is(lgetxattr(p('d/s'), 'trusted.s')?.toString(), '2');
+  t.is(lgetxattr(p('d/dev'), 'trusted.c')?.toString(), '3');
+  t.is(lgetxattr(p('d/f'), 'user.f')?.toString(), '4');
+  t.deepEqual(lgetxattr(p('d/f'), 'security.capability'), Buffer.from(cap, 'latin1'));
+  const st = (n: string) => fs.lstatSync(p(n));
+  t.deepEqual([st('d').mode & 0o7777, st('d').uid, st('d').gid], [0o2750, 3, 4]);
+  t.deepEqual([st('d/s').uid, st('d/s').isSymbolicLink()], [5, true]);
+  t.deepEqual([st('d/dev').mode & 0o7777, st('d/dev').uid, st('d/dev').isCharacterDevice()], [0o620, 6, true]);
+  t.deepEqual([st('d/f').mode & 0o7777, st('d/f').uid, st('d/f').gid], [0o4711, 7, 8], 'setuid kept: mode after chown');
+  t.is(st('d').mtime.getTime(), T0.getTime(), 'the deferred dir time landed');
+});
