@@ -25,7 +25,13 @@ function tinyExt4(t: { teardown(fn: () => void): void }, size: string, inodes: n
   execFileSync('mkfs.ext4', ['-q', '-F', '-b', '1024', '-N', String(inodes), '-O', '^has_journal', '-m', '0', img]);
   const m = loopMount(img, mnt, { type: 'ext4' });
   t.teardown(() => {
-    m.unmount();
+    try {
+      m.unmount();
+    } catch {
+      // busy (a failing apply that leaked an fd): detach lazily so no mount or loop device outlives the test
+      execFileSync('umount', ['-l', mnt]);
+      m.unmount();
+    }
     cleanup();
   });
   const layer = path.join(mnt, 'layer');
