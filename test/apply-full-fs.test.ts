@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { applyLayer, ApplyError } from '../archive/apply.ts';
-import { loopMount } from '../sys/loop.ts';
+import { detachLoop, loopMount } from '../sys/loop.ts';
 import { hasTool, isRoot, when } from './helpers/require.ts';
 import { packTar, tempDir, type Entry } from './helpers/tar.ts';
 
@@ -30,7 +30,7 @@ function tinyExt4(t: { teardown(fn: () => void): void }, size: string, inodes: n
     } catch {
       // busy (a failing apply that leaked an fd): detach lazily so no mount or loop device outlives the test
       execFileSync('umount', ['-l', mnt]);
-      m.unmount();
+      detachLoop(m.device, img, { wait: false });
     }
     cleanup();
   });
