@@ -25,7 +25,8 @@ import { treeSize } from './layer-sizes.ts';
 // The drivers and change walkers (and the FFI bindings under them) are loaded
 // by the operations that use them, so listing a store does not pay for them.
 const changesLib = () => import('../archive/changes.ts');
-import { isDirectory, lstatQuiet } from './store-files.ts';
+import { overlay2Lowers } from './overlay2-links.ts';
+import { TEXT_CAP, isDirectory, readFileReadOnly } from './store-files.ts';
 import { devmapperPaths, kernelHasDeviceMapper, withDeviceMounted } from './devmapper-thin.ts';
 
 /** The drivers whose layouts are known here (moby's six + fuse-overlayfs, zfs) and docker 0.x's graph-only layout. */
@@ -171,14 +172,10 @@ export class DriverDirs {
   recordedLowers(id: string): string[] | null {
     try {
       if (this.name === 'aufs') {
-        const t = fs.readFileSync(path.join(this.home, 'layers', id), 'utf8');
+        const t = readFileReadOnly(path.join(this.home, 'layers', id), TEXT_CAP).toString('utf8');
         return t.split('\n').map((s) => s.trim()).filter(Boolean);
       }
-      if (this.name === 'overlay2' || this.name === 'fuse-overlayfs') {
-        const lower = lstatQuiet(path.join(this.home, id, 'lower')) ? fs.readFileSync(path.join(this.home, id, 'lower'), 'utf8').trim() : '';
-        if (!lower) return [];
-        return lower.split(':').map((l) => path.basename(path.dirname(fs.realpathSync(path.join(this.home, l)))));
-      }
+      if (this.name === 'overlay2' || this.name === 'fuse-overlayfs') return overlay2Lowers(this.home, id);
     } catch {
       return null;
     }
@@ -197,6 +194,7 @@ export class DriverDirs {
     const { changesDirs, changesFromDiffDir } = await changesLib();
     switch (this.name) {
       case 'overlay2':
+        this.overlay2NativeOnly(id, parent);
         return (await this.overlay2()).changes(id, parent);
       case 'vfs':
         return (await this.vfs()).changes(id, parent);
@@ -220,6 +218,7 @@ export class DriverDirs {
   async diffSize(id: string, parent: string | null, lowers?: string[]): Promise<number> {
     switch (this.name) {
       case 'overlay2':
+        this.overlay2NativeOnly(id, parent);
         return (await this.overlay2()).diffSize(id, parent);
       case 'vfs':
         return (await this.vfs()).diffSize(id, parent);
@@ -232,6 +231,21 @@ export class DriverDirs {
         const { changesDirs, changesSize } = await changesLib();
         return this.withTrees(id, parent, async (own, base) => changesSize(own, changesDirs(own, base)));
       }
+    }
+  }
+
+  /**
+   * The overlay2 driver reads a layer against its direct parent from the diff
+   * dirs alone (native); against anything else it would mount (naive), which
+   * writes into the home. Offline, only the native case is allowed, and only
+   * on a `lower` whose links all stay inside the home (overlay2Lowers throws
+   * naming the bad entry): the driver then reads nothing but checked paths.
+   */
+  private overlay2NativeOnly(id: string, parent: string | null): void {
+    const lowers = overlay2Lowers(this.home, id);
+    const direct = parent === null ? lowers.length === 0 : lowers[0] === parent;
+    if (!direct) {
+      throw new Error(`layer ${id} is not a child of ${parent ?? 'nothing'} by its ${path.join(this.home, id, 'lower')} (${lowers[0] ?? 'a base layer'}); comparing them would need a mount, which an offline read does not do`);
     }
   }
 
