@@ -58,14 +58,14 @@ export function overlay2Lowers(home: string, id: string): string[] {
   try {
     text = readFileReadOnly(file, TEXT_CAP).toString('utf8').trim();
   } catch (e) {
-    throw new Error(`${file} ${describeFsError(e)}`);
+    throw new Error(`${file}: ${describeFsError(e)}`);
   }
   if (text === '') return [];
   return text.split(':').map((entry) => {
     const prefix = `${LINK_DIR}/`;
-    if (!entry.startsWith(prefix)) throw new Error(`${file} names ${JSON.stringify(entry)}, not an ${prefix}<LINKID> link`);
+    if (!entry.startsWith(prefix)) throw new Error(`${file}: names ${JSON.stringify(entry)}, not an ${prefix}<LINKID> link`);
     const t = overlay2LinkTarget(home, entry.slice(prefix.length));
-    if ('problem' in t) throw new Error(`${file} names ${entry}: ${t.problem}`);
+    if ('problem' in t) throw new Error(`${file}: names ${entry}: ${t.problem}`);
     return t.id;
   });
 }
@@ -93,7 +93,7 @@ export function overlay2LayoutProblems(home: string): LayoutProblem[] {
     try {
       overlay2Lowers(home, id);
     } catch (e) {
-      out.push({ path: path.join(dir, 'lower'), message: (e as Error).message.replace(`${path.join(dir, 'lower')} `, '') });
+      out.push({ path: path.join(dir, 'lower'), message: (e as Error).message.replace(`${path.join(dir, 'lower')}: `, '') });
     }
     const linkFile = path.join(dir, 'link');
     if (!lstatQuiet(linkFile)) continue;

@@ -97,11 +97,14 @@ export async function verifyStore(model: StoreModel, opts: VerifyOptions = {}): 
         problems.add(path.join(model.metaDir, 'imagedb', 'metadata', 'sha256', img.id.slice(7), 'parent'), `parent image ${img.parent} is not in imagedb`);
       }
     }
+    // every parent file on a loop is part of it: each is named
     for (const loop of parentLoops(model.images.keys(), (id) => model.images.get(id)?.parent ?? null)) {
-      problems.add(path.join(model.metaDir, 'imagedb', 'metadata', 'sha256', loop[0].slice(7), 'parent'), `image parent chain loops: ${loop.map(short).join(' → ')} → ${short(loop[0])}`);
+      const text = `image parent chain loops: ${loop.map(short).join(' → ')} → ${short(loop[0])}`;
+      for (const id of loop) problems.add(path.join(model.metaDir, 'imagedb', 'metadata', 'sha256', id.slice(7), 'parent'), text);
     }
     for (const loop of parentLoops(model.layers.keys(), (k) => model.layers.get(k)?.parent ?? null)) {
-      problems.add(path.join(model.layers.get(loop[0])!.dir, 'parent'), `layer parent chain loops: ${loop.map(short).join(' → ')} → ${short(loop[0])}`);
+      const text = `layer parent chain loops: ${loop.map(short).join(' → ')} → ${short(loop[0])}`;
+      for (const k of loop) problems.add(path.join(model.layers.get(k)!.dir, 'parent'), text);
     }
     if (dirs && isOverlay2Layout(dirs)) {
       for (const p of overlay2LayoutProblems(dirs.home)) problems.add(p.path, p.message);
@@ -186,7 +189,8 @@ function checkOverlay2Lowers(model: StoreModel, layer: LayerRecord, dirs: Driver
   }
   const expected: string[] = [];
   const seen = new Set<string>();
-  for (let p = layer.parent; p !== null && !seen.has(p); p = model.layers.get(p)?.parent ?? null) {
+  for (let p = layer.parent; p !== null; p = model.layers.get(p)?.parent ?? null) {
+    if (seen.has(p) || p === layer.key) return; // a loop: reported as one
     seen.add(p);
     const c = model.layers.get(p)?.cacheId;
     if (!c) return; // the chain is broken: reported where it breaks
