@@ -11,9 +11,9 @@
 //   devicemapper              <home>/metadata/<id> (device JSON), <home>/mnt/<id>/rootfs (only while mounted)
 //   docker ≤ 0.6 ("graph")    <root>/graph/<id>/layer (aufs branch), <root>/containers/<id>/rw
 //
-// Diffs of container layers go through the strata drivers where they exist
-// (overlay2 and vfs, constructed directly, no init), else through the
-// archive change walkers on the same directories.
+// Diffs of container layers go through the strata vfs driver (constructed
+// directly, no init) or the archive change walkers on the diff dirs (overlay2:
+// its native path, on lowers checked by overlay2-links.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Change } from '../archive/types.ts';
@@ -193,11 +193,12 @@ export class DriverDirs {
   async changes(id: string, parent: string | null, lowers?: string[]): Promise<Change[]> {
     const { changesDirs, changesFromDiffDir } = await changesLib();
     switch (this.name) {
-      case 'overlay2':
-        this.overlay2NativeOnly(id, parent);
-        return (await this.overlay2()).changes(id, parent);
       case 'vfs':
         return (await this.vfs()).changes(id, parent);
+      case 'overlay2':
+        // what the overlay2 driver's native changes() does, on checked lowers
+        this.overlay2NativeOnly(id, parent);
+        return changesFromDiffDir(this.reachableDir(id), (this.recordedLowers(id) ?? []).map((l) => this.reachableDir(l)), this.diffFormat);
       case 'fuse-overlayfs':
       case 'aufs':
       case GRAPH_LAYOUT: {
@@ -217,11 +218,12 @@ export class DriverDirs {
    */
   async diffSize(id: string, parent: string | null, lowers?: string[]): Promise<number> {
     switch (this.name) {
-      case 'overlay2':
-        this.overlay2NativeOnly(id, parent);
-        return (await this.overlay2()).diffSize(id, parent);
       case 'vfs':
         return (await this.vfs()).diffSize(id, parent);
+      case 'overlay2':
+        // the overlay2 driver's native diffSize: directory.Size of the diff
+        this.overlay2NativeOnly(id, parent);
+        return treeSize(this.reachableDir(id));
       case 'fuse-overlayfs':
       case 'aufs':
       case GRAPH_LAYOUT: {
@@ -235,11 +237,13 @@ export class DriverDirs {
   }
 
   /**
-   * The overlay2 driver reads a layer against its direct parent from the diff
-   * dirs alone (native); against anything else it would mount (naive), which
-   * writes into the home. Offline, only the native case is allowed, and only
-   * on a `lower` whose links all stay inside the home (overlay2Lowers throws
-   * naming the bad entry): the driver then reads nothing but checked paths.
+   * overlay2 compares a layer with its direct parent from the diff dirs alone
+   * (the driver's native path); against anything else it would mount (its
+   * naive path), which writes into the home. Offline, only the native case is
+   * done, and only on a `lower` whose links all stay inside the home
+   * (overlay2Lowers throws naming the bad entry). It is done here, not by the
+   * driver, so every file is read through the store readers (O_NOATIME,
+   * O_NONBLOCK, caps).
    */
   private overlay2NativeOnly(id: string, parent: string | null): void {
     const lowers = overlay2Lowers(this.home, id);
@@ -273,14 +277,7 @@ export class DriverDirs {
     }
   }
 
-  private overlay2Driver: Driver | null = null;
   private vfsDriver: Driver | null = null;
-
-  /** The strata overlay2 driver on this home, constructed without init (no probe, nothing written). */
-  private async overlay2(): Promise<Driver> {
-    const { Overlay2Driver } = await import('../drivers/overlay2/overlay2.ts');
-    return (this.overlay2Driver ??= new Overlay2Driver(this.home, 'unknown (read offline)', { native: true, reason: '' }, 'offline read: no quota', 0));
-  }
 
   /** The strata vfs driver (naive diffs) on this home, constructed without init. */
   private async vfs(): Promise<Driver> {
