@@ -15,7 +15,7 @@ import { DriverDirs, KNOWN_LAYOUTS, type DriverUnit } from './driver-dirs.ts';
 import { humanSize, humanDuration, truncateId } from './docker-units.ts';
 import { imageRows } from './images.ts';
 import type { ContainerState, StoreModel } from './model.ts';
-import { TEXT_CAP, openRegular, readFileReadOnly } from './store-files.ts';
+import { TEXT_CAP, lstatQuiet, openRegular, readFileReadOnly } from './store-files.ts';
 import { MODERN_TABLE, tabTable } from './tabwriter.ts';
 
 // ---- du ----------------------------------------------------------------------------
@@ -325,7 +325,8 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
     // RW layers recorded in layerdb/mounts without a container config still belong to that record
     if (model.kind === 'modern') {
       const mounts = path.join(model.metaDir, 'layerdb', 'mounts');
-      for (const id of safeList(mounts)) {
+      for (const id of lstatQuiet(mounts)?.isDirectory() ? safeList(mounts) : []) {
+        if (!lstatQuiet(path.join(mounts, id))?.isDirectory()) continue; // not followed: the format has no links here
         for (const [f, cls] of [['mount-id', 'container-layer'], ['init-id', 'container-init']] as const) {
           try {
             const v = readFileReadOnly(path.join(mounts, id, f), TEXT_CAP).toString('utf8').trim();
