@@ -8,7 +8,7 @@
 // read without O_NOATIME would show; treeManifest every fifth case). One JSON line
 // per case on stdout; the last line carries the peak RSS.
 //
-//   node --import tsx test/helpers/store-fuzz-runner.ts <kind> <seed> <cases> <workdir> [only-case|''] [deadline-ms]
+//   node --import tsx test/helpers/store-fuzz-runner.ts <kind> <seed> <cases> <workdir> [only-case|''] [budget-ms]
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -136,9 +136,7 @@ async function manifest(root: string): Promise<string[]> {
 const OLD_ATIME = 1_000_000_000_123_456_789n; // 2001, with ns
 
 async function main(): Promise<void> {
-  const [kind, seedArg, casesArg, work, only, deadlineArg] = process.argv.slice(2) as [StoreKind, string, string, string, string | undefined, string | undefined];
-  // no new case after the deadline (epoch ms): the cases run are a prefix of the seeded sequence
-  const deadline = deadlineArg ? Number(deadlineArg) : Infinity;
+  const [kind, seedArg, casesArg, work, only, budgetArg] = process.argv.slice(2) as [StoreKind, string, string, string, string | undefined, string | undefined];
   const seed = Number(seedArg);
   const base = path.join(work, 'base');
   const root = path.join(work, 'root');
@@ -151,6 +149,8 @@ async function main(): Promise<void> {
   const baseBad: string[] = [];
   const baseline = await runReaders(root, baseBad);
   process.stdout.write(JSON.stringify({ baseline: true, errors: baseline.errors, outcomes: baseline.outcomes, bad: baseBad }) + '\n');
+  // no new case once the budget (ms, counted from here) is spent: the cases run are a prefix of the seeded sequence
+  const deadline = budgetArg ? Date.now() + Number(budgetArg) : Infinity;
   let peakRss = process.memoryUsage().rss;
   for (let i = 0; i < cases; i++) {
     if (only !== undefined && only !== '' && Number(only) !== i) continue;
