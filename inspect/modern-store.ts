@@ -153,12 +153,11 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
 
   // layers
   const layerBase = path.join(metaDir, 'layerdb', 'sha256');
-  for (const name of files.dir(layerBase, { required: false }) ?? []) {
+  for (const name of files.subdirs(layerBase, 'layer directory', { required: false }) ?? []) {
     if (!isHex64(name)) {
       if (!name.endsWith('-removing')) problems.warn(path.join(layerBase, name), 'not a layer directory (name is not a sha256 hex digest)');
       continue;
     }
-    if (!files.realDir(path.join(layerBase, name), 'layer directory')) continue;
     model.layers.set(`sha256:${name}`, new ModernLayer(`sha256:${name}`, path.join(layerBase, name), files));
   }
 
@@ -166,6 +165,8 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
   const chainMemo = new Map<string, string>(); // images share layer prefixes
   const contentDir = path.join(metaDir, 'imagedb', 'content', 'sha256');
   const metadataDir = path.join(metaDir, 'imagedb', 'metadata', 'sha256');
+  // images with a metadata dir (local builds): the others have no parent file to open
+  const withMetadata = new Set(files.subdirs(metadataDir, 'image metadata directory', { required: false }) ?? []);
   for (const name of files.dir(contentDir, { required: false }) ?? []) {
     const p = path.join(contentDir, name);
     if (!isHex64(name)) {
@@ -197,8 +198,7 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
     }
     const layers = chainIds(goodDiffIds, chainMemo);
     const parentFile = path.join(metadataDir, name, 'parent');
-    const parentText = files.realDir(path.join(metadataDir, name), 'image metadata directory')
-      ? files.text(parentFile, { required: false, what: 'image parent' }) : null;
+    const parentText = withMetadata.has(name) ? files.text(parentFile, { required: false, what: 'image parent' }) : null;
     let parent: string | null = null;
     if (parentText !== null) {
       if (isDigest(parentText)) parent = parentText;

@@ -8,6 +8,7 @@
 // missing, unreadable or refused file and get null back, so one bad file never
 // stops a report.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Problems } from './problems.ts';
 
 const O_RDONLY = fs.constants.O_RDONLY;
@@ -32,6 +33,8 @@ export function openReadOnly(p: string | Buffer, extra = 0): number {
 }
 
 const O_NONBLOCK = fs.constants.O_NONBLOCK;
+const SMALL = 64 * 1024;
+const smallBuf = Buffer.allocUnsafe(SMALL);
 const O_NOFOLLOW = fs.constants.O_NOFOLLOW;
 
 /**
@@ -118,11 +121,22 @@ export function readFileReadOnly(p: string | Buffer, cap = JSON_CAP, what = cap 
   const { fd, st } = openRegular(p);
   try {
     if (st.size > cap) throw overCap(st.size, cap, what);
+    // most metadata files fit one read into a shared buffer (listing 1,000 images reads ~7,000 files)
     let n = 0;
-    let buf = Buffer.allocUnsafe(Math.min(cap, Math.max(st.size, 4096)) + 1);
     for (;;) {
-      if (n === buf.length) {
+      const r = fs.readSync(fd, smallBuf, n, SMALL - n, null);
+      if (r === 0) {
         if (n > cap) throw overCap(null, cap, what);
+        return Buffer.from(smallBuf.subarray(0, n));
+      }
+      n += r;
+      if (n === SMALL) break;
+    }
+    let buf = Buffer.allocUnsafe(Math.min(cap, Math.max(st.size, SMALL * 2)) + 1);
+    smallBuf.copy(buf, 0, 0, n);
+    for (;;) {
+      if (n > cap) throw overCap(null, cap, what);
+      if (n === buf.length) {
         const bigger = Buffer.allocUnsafe(Math.min(cap + 1, n * 2));
         buf.copy(bigger, 0, 0, n);
         buf = bigger;
@@ -130,9 +144,9 @@ export function readFileReadOnly(p: string | Buffer, cap = JSON_CAP, what = cap 
       const r = fs.readSync(fd, buf, n, buf.length - n, null);
       if (r === 0) break;
       n += r;
-      if (n > cap) throw overCap(null, cap, what);
     }
-    return Buffer.from(buf.subarray(0, n));
+    if (n > cap) throw overCap(null, cap, what);
+    return buf.subarray(0, n);
   } finally {
     fs.closeSync(fd);
   }
@@ -241,6 +255,27 @@ export class StoreFiles {
       return null;
     }
     return n;
+  }
+
+  /**
+   * The subdirectories of `p` by name, from the entry types readdir gives (no
+   * lstat per entry); entries that are symlinks or not directories are
+   * problems (`what` names them), not followed. null when `p` is missing.
+   */
+  subdirs(p: string, what: string, opts: ReadOpts = {}): string[] | null {
+    if (this.dir(p, opts) === null) return null;
+    let ents: fs.Dirent[];
+    try {
+      ents = fs.readdirSync(p, { withFileTypes: true });
+    } catch {
+      return null;
+    }
+    const out: string[] = [];
+    for (const e of ents) {
+      if (e.isDirectory()) out.push(e.name);
+      else this.problems.add(path.join(p, e.name), e.isSymbolicLink() ? `${what} is a symlink (not followed: the store format has none here)` : `${what} is not a directory`);
+    }
+    return out.sort();
   }
 
   /**
