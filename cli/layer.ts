@@ -52,10 +52,14 @@ async function openDriver(argv: LayerArgs): Promise<Driver> {
     throw new UsageError(`--home must be <root>/${argv.driver}: drivers keep their data in a directory named after them (got ${home})`);
   }
   // drivers create their home on init; only `create` may start a new store
-  if (argv.action !== 'create' && !fs.existsSync(home)) {
+  const exists = fs.existsSync(home);
+  if (argv.action !== 'create' && !exists) {
     throw new Error(`${home}: no such driver home (strata layer create makes one)`);
   }
-  return getDriver(argv.driver, path.dirname(home));
+  // an existing home is opened to manage it: rm, umount and ls then work
+  // whatever the driver's probes say (a full disk), and what needs a probe
+  // fails with the probe's reason
+  return getDriver(argv.driver, path.dirname(home), [], { mode: exists ? 'manage' : 'use' });
 }
 
 function needId(argv: LayerArgs): string {
@@ -127,6 +131,7 @@ export const layerCommand: CommandModule<{ json: boolean }, LayerArgs> = {
       }
       case 'mount': {
         const p = await d.get(id);
+        await d.persist?.(id); // held beyond this process, for a later `strata layer umount`
         emit(argv.json, { id, path: p }, () => process.stdout.write(`${p}\n`));
         break;
       }

@@ -5,7 +5,7 @@
 // this host. Import drivers/all.ts to get every driver registered.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isDriverNotSupported, NotSupportedError, errNotSupported, type Driver, type InitFunc } from './driver.ts';
+import { isDriverNotSupported, NotSupportedError, errNotSupported, type Driver, type InitFunc, type InitOpts } from './driver.ts';
 
 
 /**
@@ -72,11 +72,15 @@ export class DriverRegistry {
     return this.inits.has(name);
   }
 
-  /** moby GetDriver: init a registered driver in `<root>/<name>`; an unknown name is `driver not supported`. */
-  async getDriver(name: string, root: string, options: string[] = []): Promise<Driver> {
+  /**
+   * moby GetDriver: init a registered driver in `<root>/<name>`; an unknown
+   * name is `driver not supported`. `opts.mode` says how the home is opened
+   * (driver.ts OpenMode; selection and probes always `use` it).
+   */
+  async getDriver(name: string, root: string, options: string[] = [], opts: InitOpts = {}): Promise<Driver> {
     const init = this.inits.get(name);
     if (!init) throw errNotSupported(`no driver named ${JSON.stringify(name)} is registered (registered: ${this.names().join(', ') || 'none'})`);
-    return init(path.join(root, name), options);
+    return init(path.join(root, name), options, opts);
   }
 
   /** moby scanPriorDrivers: registered drivers (except vfs) whose `<root>/<name>` is a non-empty directory. */
@@ -180,7 +184,8 @@ export const drivers = new DriverRegistry();
 /** Register a driver in the process-wide registry (moby graphdriver.Register). */
 export const register = (name: string, init: InitFunc): void => drivers.register(name, init);
 export const registeredDrivers = (): string[] => drivers.names();
-export const getDriver = (name: string, root: string, options: string[] = []): Promise<Driver> => drivers.getDriver(name, root, options);
+export const getDriver = (name: string, root: string, options: string[] = [], opts: InitOpts = {}): Promise<Driver> =>
+  drivers.getDriver(name, root, options, opts);
 export const scanPriorDrivers = (root: string): string[] => drivers.scanPriorDrivers(root);
 export const selectDriver = (root: string, opts: SelectOptions = {}): Promise<Driver> => drivers.selectDriver(root, opts);
 export const probeDrivers = (root: string): Promise<DriverProbe[]> => drivers.probeDrivers(root);
