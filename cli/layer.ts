@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { changeLetter, displayPath } from '../archive/types.ts';
-import { parseStorageOptKeyValue, type Driver } from '../drivers/driver.ts';
+import { InvalidParameterError, parseStorageOptKeyValue, validateId, type Driver } from '../drivers/driver.ts';
 import { emit, table, UsageError } from './output.ts';
 
 const ACTIONS = ['create', 'apply', 'diff', 'changes', 'size', 'mount', 'umount', 'rm', 'ls'] as const;
@@ -69,6 +69,19 @@ function needId(argv: LayerArgs): string {
 
 const parentOf = (argv: LayerArgs): string | null => argv.parent || null;
 
+/** --storage-opt key=value pairs (create only); anything else is a usage error naming the option. */
+function storageOpts(argv: LayerArgs): Record<string, string> {
+  const given = argv['storage-opt'] ?? [];
+  if (given.length && argv.action !== 'create') throw new UsageError(`--storage-opt is for strata layer create only, not ${argv.action}`);
+  const out: Record<string, string> = {};
+  for (const o of given) {
+    if (!o.includes('=')) throw new UsageError(`--storage-opt ${JSON.stringify(o)}: not key=value`);
+    const [k, v] = parseStorageOptKeyValue(o);
+    out[k] = v;
+  }
+  return out;
+}
+
 export const layerCommand: CommandModule<{ json: boolean }, LayerArgs> = {
   command: 'layer <action> [id]',
   describe: 'create, apply, diff, inspect, mount or remove one layer of a storage driver',
@@ -85,25 +98,36 @@ export const layerCommand: CommandModule<{ json: boolean }, LayerArgs> = {
   handler: async (argv) => {
     // usage errors first, before any driver is touched
     if (!argv.action) throw new UsageError(`strata layer needs an action: ${ACTIONS.join('|')}`);
-    if (argv.action !== 'ls') needId(argv);
+    if (argv.action !== 'ls') {
+      try {
+        validateId(needId(argv));
+      } catch (e) {
+        if (e instanceof InvalidParameterError) throw new UsageError(e.message);
+        throw e;
+      }
+    }
     if (argv.action === 'diff' && process.stdout.isTTY) {
       throw new UsageError('refusing to write a tar to a terminal: redirect stdout to a file or a pipe');
     }
     if (argv.action === 'apply' && !argv.file && process.stdin.isTTY) {
       throw new UsageError('apply reads a layer tar on stdin (or --file F); stdin is a terminal');
     }
-    const storageOpt: Record<string, string> = {};
-    for (const o of argv['storage-opt'] ?? []) {
-      const [k, v] = parseStorageOptKeyValue(o);
-      storageOpt[k] = v;
-    }
+    const storageOpt = storageOpts(argv);
     const d = await openDriver(argv);
     const id = argv.id ?? '';
     switch (argv.action) {
       case 'create': {
         const opts = Object.keys(storageOpt).length ? { storageOpt } : undefined;
-        if (argv.rw) await d.createReadWrite(id, parentOf(argv), opts);
-        else await d.create(id, parentOf(argv), opts);
+        try {
+          if (argv.rw) await d.createReadWrite(id, parentOf(argv), opts);
+          else await d.create(id, parentOf(argv), opts);
+        } catch (e) {
+          // the id was checked above: a bad parameter now is a storage option the driver refuses
+          if (opts && e instanceof InvalidParameterError) {
+            throw new UsageError(e.message.startsWith('--storage-opt') ? e.message : `--storage-opt ${argv['storage-opt']!.join(' ')}: ${e.message}`);
+          }
+          throw e;
+        }
         emit(argv.json, { id, parent: parentOf(argv) }, () => process.stdout.write(`${id}\n`));
         break;
       }

@@ -72,7 +72,7 @@ export class VfsDriver implements ProtoDriver {
 
   async create(id: string, parent: string | null, opts?: CreateOpts): Promise<void> {
     if (opts?.storageOpt && Object.keys(opts.storageOpt).length > 0) {
-      throw new Error('--storage-opt is not supported for vfs on read-only layers');
+      throw new InvalidParameterError('--storage-opt is not supported for vfs on read-only layers');
     }
     this.createLayer(id, parentOrNull(parent), 0);
   }
