@@ -15,9 +15,14 @@ import { parseMountPoints } from './refcount.ts';
 /** An untagged scratch dir older than this was left by a process that is gone. */
 const UNTAGGED_MAX_AGE_MS = 60_000;
 
+/** A fresh scratch dir `<parent>/<prefix>-<holder>-XXXXXX`, for the caller to remove. */
+export function makeScratch(parent: string, prefix: string): string {
+  return fs.mkdtempSync(path.join(parent, `${prefix}-${selfTag()}-`));
+}
+
 /** Run `fn` in a fresh scratch dir `<home>/<prefix>-<holder>-XXXXXX`, removed afterwards. */
 export function withScratch<T>(home: string, prefix: string, fn: (dir: string) => T): T {
-  const dir = fs.mkdtempSync(path.join(home, `${prefix}-${selfTag()}-`));
+  const dir = makeScratch(home, prefix);
   try {
     return fn(dir);
   } finally {
@@ -40,9 +45,10 @@ function holderOf(name: string, prefixes: readonly string[]): string | null {
  * under `home` whose holder is gone. Test mounts a killed probe left inside
  * one are detached first, so the removal never walks into a mounted overlay.
  * Removing frees space and never needs any: this works on a full disk.
- * Returns the paths removed.
+ * `untagged: false` keeps untagged dirs whatever their age (where one may be
+ * a long-running moby operation's, not a probe's). Returns the paths removed.
  */
-export function removeStaleScratch(home: string, prefixes: readonly string[]): string[] {
+export function removeStaleScratch(home: string, prefixes: readonly string[], opts: { untagged?: boolean } = {}): string[] {
   let names: string[];
   try {
     names = fs.readdirSync(home);
@@ -55,7 +61,7 @@ export function removeStaleScratch(home: string, prefixes: readonly string[]): s
     const holder = holderOf(name, prefixes);
     if (holder === null) continue;
     const dir = path.join(home, name);
-    if (holder !== '' ? isAlive(holder) : !untaggedIsOld(dir)) continue;
+    if (holder !== '' ? isAlive(holder) : opts.untagged === false || !untaggedIsOld(dir)) continue;
     detachMountsUnder(dir);
     fs.rmSync(dir, { recursive: true, force: true });
     removed.push(dir);

@@ -117,3 +117,36 @@ serial('probe scratch dirs of killed processes are removed at the next init (the
   t.true(fs.existsSync(mobyNew));
   t.deepEqual(fs.readdirSync(path.join(home, 'base', 'diff')), [], 'nothing else touched');
 });
+
+// A child applying a layer on overlay (v1) over a parent with root/: the tar is first
+// read once the hardlink copy of the parent is made; it says so then, and waits.
+const OVERLAY_APPLIER = `
+import * as fs from 'node:fs';
+await import(${JSON.stringify(path.join(repo, 'drivers/all.ts'))});
+const { getDriver } = await import(${JSON.stringify(path.join(repo, 'drivers/registry.ts'))});
+const d = await getDriver('overlay', process.env.ROOT_DIR, [], { mode: 'manage' });
+async function* tar() {
+  fs.writeSync(1, 'ok copied\\n');
+  await new Promise(() => {});
+}
+await d.applyDiff('child', 'base', tar());
+`;
+
+serial('overlay: the hardlink copy of an apply killed midway is removed at the next init', async (t) => {
+  t.timeout(30_000);
+  const { dir: root, cleanup } = tempDir('strata-recovery-');
+  t.teardown(cleanup);
+  const home = path.join(root, 'overlay');
+  const d = await getDriver('overlay', root);
+  await d.create('base', null);
+  fs.writeFileSync(path.join(home, 'base', 'root', 'f'), 'data');
+  await d.create('child', 'base');
+  const applier = new LineChild(OVERLAY_APPLIER, { ROOT_DIR: root });
+  t.is(await applier.line(), 'ok copied');
+  const copies = () => fs.readdirSync(path.join(home, 'child')).filter((n) => n.startsWith('tmproot'));
+  t.is(copies().length, 1, 'the killed apply\'s copy');
+  await applier.kill9();
+  t.is(strata(['layer', 'ls', '--driver', 'overlay', '--home', home]).code, 0);
+  t.deepEqual(copies(), [], 'removed by the next command');
+  t.is(fs.readFileSync(path.join(home, 'base', 'root', 'f'), 'utf8'), 'data', 'the parent\'s files (hardlinked into the copy) are intact');
+});

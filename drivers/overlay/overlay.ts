@@ -34,7 +34,7 @@ import {
   type CreateOpts, type Driver, type InitOpts, type LayerInfo, type TarInput,
 } from '../driver.ts';
 import { Feature } from '../feature.ts';
-import { removeStaleScratch } from '../scratch.ts';
+import { makeScratch, removeStaleScratch } from '../scratch.ts';
 import { backingFsName, supportsDType } from '../backing-fs.ts';
 import { naiveApplyDiff, naiveChanges, naiveDiff, naiveDiffSize } from '../naive.ts';
 import { PROBE_PREFIXES, probeOverlay } from '../overlay2/probes.ts';
@@ -63,6 +63,7 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
   fs.mkdirSync(home, { recursive: true, mode: 0o710 });
   try {
     removeStaleScratch(home, PROBE_PREFIXES);
+    removeDeadApplyCopies(home);
     const backing = backingFsName(home);
     const mountable = new Feature(NAME, 'overlay mount', home, () => {
       const overlay = probeOverlay(home);
@@ -81,6 +82,18 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
 }
 
 register(NAME, init);
+
+/**
+ * The hardlink copies (`<id>/tmproot-<holder>-*`) of applies killed midway:
+ * each holds a whole tree's directories, so a store that saw a few killed
+ * applies runs out of inodes. Removed at init (one readdir per layer) and
+ * before each apply into the same layer.
+ */
+function removeDeadApplyCopies(home: string): void {
+  for (const e of fs.readdirSync(home, { withFileTypes: true })) {
+    if (e.isDirectory() && !e.name.startsWith('.')) removeStaleScratch(path.join(home, e.name), [TMP_ROOT_PREFIX], { untagged: false });
+  }
+}
 
 export class OverlayDriver implements Driver {
   readonly name = NAME;
@@ -285,7 +298,8 @@ export class OverlayDriver implements Driver {
       throw new Error(`${NAME}: applyDiff ${id}: the layer is mounted on ${p.merged}; put() it first (the apply replaces its upper/ with a root/)`);
     }
     if (fs.existsSync(p.root)) throw new Error(`${NAME}: applyDiff ${id}: ${p.root} already exists`);
-    const tmp = fs.mkdtempSync(path.join(p.dir, TMP_ROOT_PREFIX));
+    removeStaleScratch(p.dir, [TMP_ROOT_PREFIX], { untagged: false }); // a killed apply's copy
+    const tmp = makeScratch(p.dir, TMP_ROOT_PREFIX);
     let size: number;
     try {
       copyTree(parentRoot, tmp, { mode: 'hardlink' });
