@@ -5,6 +5,7 @@
 // this host. Import drivers/all.ts to get every driver registered.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { makeScratch, removeStaleScratch } from './scratch.ts';
 import { isDriverNotSupported, NotSupportedError, errNotSupported, type Driver, type InitFunc, type InitOpts } from './driver.ts';
 
 
@@ -13,6 +14,9 @@ import { isDriverNotSupported, NotSupportedError, errNotSupported, type Driver, 
  * at all (fuse-overlayfs, zfs).
  */
 export const PRIORITY = ['overlay2', 'btrfs', 'aufs', 'overlay', 'devicemapper', 'vfs'] as const;
+
+/** probeDrivers' scratch roots: `<root>/.strata-probe-<holder>-XXXXXX` (scratch.ts) */
+const PROBE_ROOT_PREFIX = '.strata-probe';
 
 /** The six drivers strata knows about (probeDrivers reports each). */
 export const KNOWN_DRIVERS = ['aufs', 'overlay', 'overlay2', 'btrfs', 'devicemapper', 'vfs'] as const;
@@ -150,6 +154,7 @@ export class DriverRegistry {
     let base = path.resolve(root);
     while (!fs.existsSync(base)) base = path.dirname(base);
     const out: DriverProbe[] = [];
+    removeStaleScratch(base, [PROBE_ROOT_PREFIX]); // a killed `strata drivers` leaves its scratch root
     for (const name of KNOWN_DRIVERS) {
       const init = this.inits.get(name);
       if (!init) {
@@ -158,7 +163,7 @@ export class DriverRegistry {
       }
       let scratch: string;
       try {
-        scratch = fs.mkdtempSync(path.join(base, '.strata-probe-'));
+        scratch = makeScratch(base, PROBE_ROOT_PREFIX);
       } catch (e) {
         out.push({ name, usable: false, reason: `cannot create a probe directory in ${base}: ${(e as Error).message}` });
         continue;
