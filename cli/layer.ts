@@ -5,8 +5,9 @@
 //   strata layer diff    ID [--parent P]                tar on stdout (never to a terminal)
 //   strata layer changes ID [--parent P] [--json]       `C /path` lines like docker diff
 //   strata layer size    ID [--parent P]                diffSize in bytes
-//   strata layer mount   ID                             get(); the path is the last line
-//   strata layer umount  ID                             put()
+//   strata layer mount   ID                             get(), kept after this process exits
+//                                                       (Driver.persist); the path is the last line
+//   strata layer umount  ID                             put(): releases such a kept reference
 //   strata layer rm      ID
 //   strata layer ls                                     ids (and parents where known)
 //
