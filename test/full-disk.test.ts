@@ -65,28 +65,34 @@ function teardown(fsys: TinyFs): void {
 const free = (dir: string) => fs.statfsSync(dir);
 
 /** The checks, on a full fs whose space the overlay2 layer `big` holds. */
-function recovery(t: Parameters<typeof failsInOneLine>[0] & { true: (v: boolean, m?: string) => void; false: (v: boolean, m?: string) => void }, root: string, full: () => boolean): void {
+function recovery(t: Parameters<typeof failsInOneLine>[0] & { true: (v: boolean, m?: string) => void; false: (v: boolean, m?: string) => void }, root: string, full: () => boolean, others = true): void {
   const probeFailed = /^strata: overlay2?: overlay mount probe in \S+ failed: ENOSPC: no space left on device, mkdtemp /;
   const childMerged = path.join(root, 'overlay2', 'child', 'merged');
   const o2Merged = path.join(root, 'overlay', 'o2', 'merged');
   // first what must fail, while nothing has freed a block or an inode (umount's rmdir of merged/ does)
   failsInOneLine(t, layer('overlay2', root, 'mount', 'child'), probeFailed);
   failsInOneLine(t, layer('overlay2', root, 'create', 'new'), probeFailed);
-  failsInOneLine(t, layer('overlay', root, 'mount', 'o2'), probeFailed);
-  failsInOneLine(t, layer('vfs', root, 'create', 'v2'), /^strata: ENOSPC: no space left on device, mkdir '\S+v2'$/);
+  if (others) {
+    failsInOneLine(t, layer('overlay', root, 'mount', 'o2'), probeFailed);
+    failsInOneLine(t, layer('vfs', root, 'create', 'v2'), /^strata: ENOSPC: no space left on device, mkdir '\S+v2'$/);
+  }
   // listing and unmounting need no space
   t.regex(ok(t, layer('overlay2', root, 'ls')), /^base +\?\nbig +\?\nchild +base$/m);
-  t.regex(ok(t, layer('vfs', root, 'ls')), /^v +\?$/m);
-  t.regex(ok(t, layer('overlay', root, 'ls')), /^o1 +\?\no2 +\?$/m);
   t.true(isMountPoint(childMerged));
   ok(t, layer('overlay2', root, 'umount', 'child'));
   t.false(isMountPoint(childMerged), 'umount on a full disk unmounts');
-  t.true(isMountPoint(o2Merged));
-  ok(t, layer('overlay', root, 'umount', 'o2'));
-  t.false(isMountPoint(o2Merged));
+  if (others) {
+    t.regex(ok(t, layer('vfs', root, 'ls')), /^v +\?$/m);
+    t.regex(ok(t, layer('overlay', root, 'ls')), /^o1 +\?\no2 +\?$/m);
+    t.true(isMountPoint(o2Merged));
+    ok(t, layer('overlay', root, 'umount', 'o2'));
+    t.false(isMountPoint(o2Merged));
+  }
   t.true(full(), 'still full: the fs under test');
-  ok(t, layer('vfs', root, 'rm', 'v'));
-  ok(t, layer('overlay', root, 'rm', 'o2'));
+  if (others) {
+    ok(t, layer('vfs', root, 'rm', 'v'));
+    ok(t, layer('overlay', root, 'rm', 'o2'));
+  }
   // rm of the layer that filled the disk frees it, and the home is usable again
   ok(t, layer('overlay2', root, 'rm', 'big'));
   t.false(full(), 'rm of the big layer freed the space');
@@ -113,7 +119,7 @@ serial('out of blocks: layer ls, umount and rm work, create/mount say the probe\
   recovery(t, root, () => free(root).bavail < 8);
 });
 
-serial('out of inodes: the same, on an ext4 whose inodes a layer of empty files used up', async (t) => {
+serial('out of inodes: the same for overlay2, on an ext4 whose inodes a layer of empty files used up', async (t) => {
   t.timeout(60_000);
   const fsys = tinyExt4(16, 128);
   t.teardown(() => teardown(fsys));
@@ -125,5 +131,5 @@ serial('out of inodes: the same, on an ext4 whose inodes a layer of empty files 
   t.is(free(root).ffree, 0, 'no inode left');
   const err = t.throws(() => fs.mkdtempSync(path.join(root, 'overlay2', 'x-')));
   t.is((err as NodeJS.ErrnoException).code, 'ENOSPC');
-  recovery(t, root, () => free(root).ffree <= 2); // umount's rmdir of merged/ gave two back
+  recovery(t, root, () => free(root).ffree <= 1, false); // umount's rmdir of merged/ gave one back; overlay and vfs: as above
 });
