@@ -5,8 +5,9 @@
 //   strata layer diff    ID [--parent P]                tar on stdout (never to a terminal)
 //   strata layer changes ID [--parent P] [--json]       `C /path` lines like docker diff
 //   strata layer size    ID [--parent P]                diffSize in bytes
-//   strata layer mount   ID                             get(); the path is the last line
-//   strata layer umount  ID                             put()
+//   strata layer mount   ID                             get(), kept after this process exits
+//                                                       (Driver.persist); the path is the last line
+//   strata layer umount  ID                             put(): releases such a kept reference
 //   strata layer rm      ID
 //   strata layer ls                                     ids (and parents where known)
 //
@@ -19,7 +20,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { changeLetter, displayPath } from '../archive/types.ts';
-import { parseStorageOptKeyValue, type Driver } from '../drivers/driver.ts';
+import { InvalidParameterError, parseStorageOptKeyValue, validateId, type Driver } from '../drivers/driver.ts';
 import { emit, table, UsageError } from './output.ts';
 
 const ACTIONS = ['create', 'apply', 'diff', 'changes', 'size', 'mount', 'umount', 'rm', 'ls'] as const;
@@ -52,10 +53,14 @@ async function openDriver(argv: LayerArgs): Promise<Driver> {
     throw new UsageError(`--home must be <root>/${argv.driver}: drivers keep their data in a directory named after them (got ${home})`);
   }
   // drivers create their home on init; only `create` may start a new store
-  if (argv.action !== 'create' && !fs.existsSync(home)) {
+  const exists = fs.existsSync(home);
+  if (argv.action !== 'create' && !exists) {
     throw new Error(`${home}: no such driver home (strata layer create makes one)`);
   }
-  return getDriver(argv.driver, path.dirname(home));
+  // an existing home is opened to manage it: rm, umount and ls then work
+  // whatever the driver's probes say (a full disk), and what needs a probe
+  // fails with the probe's reason
+  return getDriver(argv.driver, path.dirname(home), [], { mode: exists ? 'manage' : 'use' });
 }
 
 function needId(argv: LayerArgs): string {
@@ -64,6 +69,19 @@ function needId(argv: LayerArgs): string {
 }
 
 const parentOf = (argv: LayerArgs): string | null => argv.parent || null;
+
+/** --storage-opt key=value pairs (create only); anything else is a usage error naming the option. */
+function storageOpts(argv: LayerArgs): Record<string, string> {
+  const given = argv['storage-opt'] ?? [];
+  if (given.length && argv.action !== 'create') throw new UsageError(`--storage-opt is for strata layer create only, not ${argv.action}`);
+  const out: Record<string, string> = {};
+  for (const o of given) {
+    if (!o.includes('=')) throw new UsageError(`--storage-opt ${JSON.stringify(o)}: not key=value`);
+    const [k, v] = parseStorageOptKeyValue(o);
+    out[k] = v;
+  }
+  return out;
+}
 
 export const layerCommand: CommandModule<{ json: boolean }, LayerArgs> = {
   command: 'layer <action> [id]',
@@ -81,25 +99,36 @@ export const layerCommand: CommandModule<{ json: boolean }, LayerArgs> = {
   handler: async (argv) => {
     // usage errors first, before any driver is touched
     if (!argv.action) throw new UsageError(`strata layer needs an action: ${ACTIONS.join('|')}`);
-    if (argv.action !== 'ls') needId(argv);
+    if (argv.action !== 'ls') {
+      try {
+        validateId(needId(argv));
+      } catch (e) {
+        if (e instanceof InvalidParameterError) throw new UsageError(e.message);
+        throw e;
+      }
+    }
     if (argv.action === 'diff' && process.stdout.isTTY) {
       throw new UsageError('refusing to write a tar to a terminal: redirect stdout to a file or a pipe');
     }
     if (argv.action === 'apply' && !argv.file && process.stdin.isTTY) {
       throw new UsageError('apply reads a layer tar on stdin (or --file F); stdin is a terminal');
     }
-    const storageOpt: Record<string, string> = {};
-    for (const o of argv['storage-opt'] ?? []) {
-      const [k, v] = parseStorageOptKeyValue(o);
-      storageOpt[k] = v;
-    }
+    const storageOpt = storageOpts(argv);
     const d = await openDriver(argv);
     const id = argv.id ?? '';
     switch (argv.action) {
       case 'create': {
         const opts = Object.keys(storageOpt).length ? { storageOpt } : undefined;
-        if (argv.rw) await d.createReadWrite(id, parentOf(argv), opts);
-        else await d.create(id, parentOf(argv), opts);
+        try {
+          if (argv.rw) await d.createReadWrite(id, parentOf(argv), opts);
+          else await d.create(id, parentOf(argv), opts);
+        } catch (e) {
+          // the id was checked above: a bad parameter now is a storage option the driver refuses
+          if (opts && e instanceof InvalidParameterError) {
+            throw new UsageError(e.message.startsWith('--storage-opt') ? e.message : `--storage-opt ${argv['storage-opt']!.join(' ')}: ${e.message}`);
+          }
+          throw e;
+        }
         emit(argv.json, { id, parent: parentOf(argv) }, () => process.stdout.write(`${id}\n`));
         break;
       }
@@ -127,6 +156,7 @@ export const layerCommand: CommandModule<{ json: boolean }, LayerArgs> = {
       }
       case 'mount': {
         const p = await d.get(id);
+        await d.persist?.(id); // held beyond this process, for a later `strata layer umount`
         emit(argv.json, { id, path: p }, () => process.stdout.write(`${p}\n`));
         break;
       }

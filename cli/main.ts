@@ -1,9 +1,41 @@
 // The strata command line: a thin shell that parses, calls the library and prints.
 // Exit codes: 0 ok, 1 failure, 2 usage.
-import yargs from 'yargs';
+import yargs, { type Argv, type CommandModule } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { commands } from './commands.ts';
 import { UsageError, reportError } from './output.ts';
+
+/** The names in a command string's `<a>`, `[b]` and `<c..>`. */
+const positionalsOf = (command: string) => new Set([...command.matchAll(/[<[]([^<>[\]]+?)(?:\.\.)?[>\]]/g)].map((m) => m[1]));
+
+/**
+ * Every string option a command declares takes a value: `--root` with none
+ * (at the end, or followed by another option) is a usage error, never the
+ * option's default or an empty string. Done here once for all commands,
+ * from what each builder declared.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function valuesRequired(c: CommandModule<any, any>): CommandModule<any, any> {
+  const positionals = positionalsOf(String(c.command ?? ''));
+  const builder = c.builder;
+  return {
+    ...c,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    builder: (y: Argv<any>) => {
+      const built = (typeof builder === 'function' ? builder(y) : builder ? y.options(builder) : y) as Argv;
+      // getOptions() is yargs API the typings leave out
+      const declared = (built as unknown as { getOptions(): { string: string[] } }).getOptions().string;
+      const keys = declared.filter((k) => !positionals.has(k));
+      return keys.length ? built.requiresArg(keys) : built;
+    },
+  };
+}
+
+/** yargs' own usage messages, said the way ours are. */
+function usageMessage(msg: string): string {
+  const noValue = /^Not enough arguments following: (.+)$/.exec(msg);
+  return noValue ? `--${noValue[1]} needs a value` : msg;
+}
 
 const cli = yargs(hideBin(process.argv))
   .scriptName('strata')
@@ -15,10 +47,12 @@ const cli = yargs(hideBin(process.argv))
   .help()
   .version(false)
   .fail((msg, err) => {
-    throw err ?? new UsageError(msg);
+    // yargs reports some validation failures (a missing option value) as a YError: usage too
+    if (err && err.name !== 'YError') throw err;
+    throw new UsageError(usageMessage(msg ?? err?.message ?? 'bad usage'));
   });
 
-for (const c of commands) cli.command(c);
+for (const c of commands) cli.command(valuesRequired(c));
 
 try {
   await cli.parseAsync();

@@ -25,11 +25,14 @@ export function table(header: string[], rows: string[][]): string {
 /** Message on stderr, exit code back: 2 for usage errors, 1 for everything else. */
 export function reportError(err: unknown): number {
   if (err instanceof UsageError) {
-    process.stderr.write(`strata: ${err.message}\n(strata --help lists commands and options)\n`);
+    process.stderr.write(`strata: ${err.message} (strata --help lists commands and options)\n`);
     return 2;
   }
-  const msg = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`strata: ${msg}\n`);
+  let msg = err instanceof Error ? err.message : String(err);
+  // the drivers' refusals keep moby's message and say why in `detail`
+  const detail = (err as { detail?: unknown } | null)?.detail;
+  if (typeof detail === 'string' && detail) msg += ` (${detail})`;
+  process.stderr.write(`strata: ${msg.replace(/\n/g, ' ')}\n`);
   if (process.env.STRATA_DEBUG && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
   return 1;
 }

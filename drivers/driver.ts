@@ -60,6 +60,7 @@
 // NotSupportedError (and only it) means "this driver cannot run here": auto
 // selection skips such drivers silently. Any other error from a driver's init
 // aborts selection. Messages are moby's, for log compatibility.
+import { statSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { Change } from '../archive/types.ts';
 
@@ -102,6 +103,14 @@ export interface ProtoDriver {
   get(id: string, mountLabel?: string): Promise<string>;
   /** Release one get(); a mounting driver unmounts when the last reference goes. */
   put(id: string): Promise<void>;
+  /**
+   * Turn one get() reference of this process on `id` into a persistent one,
+   * which outlives the process and only a put() (from any process) releases:
+   * what `strata layer mount` leaves for a later `layer umount`. References
+   * not persisted die with their process (drivers/refcount.ts). Optional:
+   * drivers that do not mount have nothing to keep.
+   */
+  persist?(id: string): Promise<void>;
   /** True when the driver has a layer with this id. */
   exists(id: string): boolean;
   /** Key/value pairs for `docker info` (moby Status). */
@@ -129,8 +138,40 @@ export interface DiffDriver {
 /** moby Driver = ProtoDriver + DiffDriver. */
 export interface Driver extends ProtoDriver, DiffDriver {}
 
+/**
+ * How a driver home is opened.
+ * - `use` (the default; moby's only way): the driver may create the home, and
+ *   probes the kernel and filesystem at init, so that a driver that cannot run
+ *   here refuses at once (auto-selection relies on it).
+ * - `manage`: an existing home, for recovery and bookkeeping as much as for
+ *   use. Init creates nothing and probes nothing; each probe runs when an
+ *   operation first needs its feature (create, get, the native diff paths)
+ *   and that operation fails with the probe's reason. remove, put, layers,
+ *   exists and metadata need no probe, so they work on a home whose probes
+ *   fail, e.g. on a full disk. (A read-only open for the offline readers is
+ *   meant to be a third mode here.)
+ * In both modes init removes probe scratch dirs and reclaims the mount
+ * references that killed processes left (drivers/scratch.ts, refcount.ts).
+ */
+export type OpenMode = 'use' | 'manage';
+
+export interface InitOpts {
+  mode?: OpenMode;
+}
+
 /** moby InitFunc: `home` is always `<root>/<name>`; `options` are the driver's `key=value` options. */
-export type InitFunc = (home: string, options: string[]) => Promise<Driver>;
+export type InitFunc = (home: string, options: string[], opts?: InitOpts) => Promise<Driver>;
+
+/** `manage` mode's precondition: the home exists (nothing is created to manage). */
+export function mustBeExistingHome(driver: string, home: string): void {
+  let st: ReturnType<typeof statSync> | undefined;
+  try {
+    st = statSync(home);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  if (!st?.isDirectory()) throw new Error(`${driver}: ${home}: no such driver home`);
+}
 
 // ---- errors ----------------------------------------------------------------
 

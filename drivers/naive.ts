@@ -107,6 +107,7 @@ export class NaiveDiffDriver implements Driver {
   remove(id: string): Promise<void> { return this.proto.remove(id); }
   get(id: string, mountLabel?: string): Promise<string> { return this.proto.get(id, mountLabel); }
   put(id: string): Promise<void> { return this.proto.put(id); }
+  async persist(id: string): Promise<void> { await this.proto.persist?.(id); }
   exists(id: string): boolean { return this.proto.exists(id); }
   status(): [string, string][] { return this.proto.status(); }
   metadata(id: string): Record<string, string> { return this.proto.metadata(id); }

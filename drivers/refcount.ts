@@ -22,16 +22,33 @@
 // event loop forever behind a holder that can never run again.
 //
 // Counts are validated against /proc/self/mountinfo on every use: a count for
-// a path that is not mounted is stale (its holder crashed, or someone
-// unmounted by hand) and counts as 0, so a crash never pins a layer forever.
-// A path that is mounted but has no count (mounted by dockerd or by hand)
-// counts as 1 reference we do not own, as moby's checker does: we never
-// unmount it. Counts are written to a temp file and renamed, so a crash in
-// the middle leaves the old count, never a torn one.
+// a path that is not mounted is stale (someone unmounted by hand) and counts
+// as 0. A path that is mounted but has no record (mounted by dockerd or by
+// hand) counts as 1 reference we do not own, as moby's checker does: it is
+// recorded as `foreign` and never unmounted by us.
+//
+// Who holds a reference is recorded too, so that a holder killed with its
+// references cannot pin a mount forever:
+//   - a reference taken by get() belongs to the process (pid + start time,
+//     drivers/holder.ts); when that process is gone it is dropped, and the
+//     next operation on the id (or any driver init, through reclaim()) that
+//     finds no live reference left unmounts;
+//   - persist() turns one of them into a persistent reference, held beyond
+//     any process (`strata layer mount` in one CLI run, `layer umount` in a
+//     later one); only a put() releases it, from whichever process.
+// put() releases one of the caller's own references, else a persistent one;
+// it never takes another live process's reference.
+//
+// The record is written before the mount is made (and removed if the mount
+// fails), so a holder killed right after mount(2) still leaves a record that
+// names it, never a mount that looks foreign. Records are written to a temp
+// file and renamed, so a crash in the middle leaves the old one, never a torn
+// one.
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import * as sys from '../sys/syscalls.ts';
+import { isAlive, selfTag, type HolderTag } from './holder.ts';
 
 /** Where the counts of a driver home live: keyed by the home's real path. */
 export function refsDirFor(home: string): string {
@@ -45,10 +62,20 @@ export function refsDirFor(home: string): string {
   return path.join(run, createHash('sha256').update(real).digest('hex').slice(0, 24));
 }
 
+/** The record of one id (see the header). */
 interface RefRecord {
-  count: number;
   path: string;
+  /** references held by processes, by holder tag (`<pid>.<start time>`) */
+  holders: Record<HolderTag, number>;
+  /** references held beyond any process (persist()) */
+  persistent: number;
+  /** mounted by someone else before we counted it: one reference that is never ours to drop */
+  foreign: boolean;
 }
+
+/** References that are ours to drop (all but the foreign one). */
+const ownRefs = (r: RefRecord) => r.persistent + Object.values(r.holders).reduce((a, b) => a + b, 0);
+const total = (r: RefRecord) => ownRefs(r) + (r.foreign ? 1 : 0);
 
 /** Mount points from a mountinfo text (field 5, octal escapes decoded). */
 export function parseMountPoints(mountinfo: string): string[] {
@@ -89,6 +116,8 @@ class KeyedMutex {
   }
 }
 
+type Next = RefRecord | null | undefined;
+
 export class RefCounter {
   readonly dir: string;
   private readonly mutex = new KeyedMutex();
@@ -102,41 +131,90 @@ export class RefCounter {
   }
 
   /**
-   * Take a reference on `id` whose mount point is `mountPath`. When nobody
-   * holds one (validated count 0), `mount()` runs first, under the lock.
-   * Returns the new count.
+   * Take a reference on `id` for this process; its mount point is
+   * `mountPath`. When nobody holds one (validated count 0), `mount()` runs
+   * first, under the lock; a mount whose holders are all dead is taken over
+   * as it is. Returns the new count.
    */
   async acquire(id: string, mountPath: string, mount: () => void | Promise<void>): Promise<number> {
-    return this.locked(id, async (rec) => {
-      const count = this.validCount(rec, mountPath);
-      if (count === 0) await mount();
-      return { next: { count: count + 1, path: mountPath }, result: count + 1 };
+    return this.locked(id, async (found) => {
+      const me = selfTag();
+      const rec = this.validate(found, mountPath);
+      if (rec) {
+        // mounted: by live holders, by dead ones (taken over as it is), or foreign
+        rec.holders[me] = (rec.holders[me] ?? 0) + 1;
+        return { next: rec, result: total(rec) };
+      }
+      const fresh: RefRecord = { path: mountPath, holders: { [me]: 1 }, persistent: 0, foreign: false };
+      this.write(id, fresh); // first, so a crash right after the mount still names its holder
+      try {
+        await mount();
+      } catch (e) {
+        this.write(id, null);
+        throw e;
+      }
+      return { next: fresh, result: 1 };
     });
   }
 
   /**
-   * Drop a reference on `id`. When it was the last one, `unmount()` runs
-   * (under the lock) and the record goes. Dropping a reference nobody holds
-   * is a no-op returning 0 (as moby's Decrement of an unknown path).
+   * Turn one reference this process holds on `id` into a persistent one,
+   * which outlives the process and only a put() releases. Returns the count.
    */
-  async release(id: string, mountPath: string, unmount: () => void | Promise<void>): Promise<number> {
-    return this.locked(id, async (rec) => {
-      const count = this.validCount(rec, mountPath);
-      if (count === 0) return { next: null, result: 0 };
-      if (count === 1) {
-        await unmount();
-        return { next: null, result: 0 };
-      }
-      return { next: { count: count - 1, path: mountPath }, result: count - 1 };
+  async persist(id: string, mountPath: string): Promise<number> {
+    return this.locked(id, async (found) => {
+      const rec = this.validate(found, mountPath);
+      const me = selfTag();
+      if (!rec || !rec.holders[me]) throw new Error(`${id}: no reference of this process to keep (${mountPath})`);
+      rec.holders[me] -= 1;
+      if (rec.holders[me] === 0) delete rec.holders[me];
+      rec.persistent += 1;
+      return { next: rec, result: total(rec) };
     });
   }
 
-  /** The validated count of `id` (0 when none or stale); a stale record is dropped. */
-  async count(id: string, mountPath: string): Promise<number> {
-    return this.locked(id, async (rec) => {
-      const count = this.validCount(rec, mountPath);
-      return { next: count === 0 ? null : undefined, result: count };
+  /**
+   * Drop a reference on `id`: one of this process's, else a persistent one
+   * (another live process's references are never taken). When no reference
+   * of ours is left, `unmount()` runs (under the lock) unless the mount is
+   * foreign, and the record goes. Dropping a reference nobody holds is a
+   * no-op (as moby's Decrement of an unknown path). Returns the new count.
+   */
+  async release(id: string, mountPath: string, unmount: () => void | Promise<void>): Promise<number> {
+    return this.locked(id, async (found) => {
+      const rec = this.validate(found, mountPath);
+      if (!rec) return { next: null, result: 0 };
+      const me = selfTag();
+      if (rec.holders[me]) {
+        rec.holders[me] -= 1;
+        if (rec.holders[me] === 0) delete rec.holders[me];
+      } else if (rec.persistent > 0) rec.persistent -= 1;
+      return this.settle(rec, found !== null, unmount);
     });
+  }
+
+  /** The validated count of `id` (0 when none or stale; a stale record is dropped). */
+  async count(id: string, mountPath: string): Promise<number> {
+    return this.locked(id, async (found) => {
+      const rec = this.validate(found, mountPath);
+      return rec ? { next: undefined, result: total(rec) } : { next: null, result: 0 };
+    });
+  }
+
+  /**
+   * Reclaim what dead processes held, for every id with a record: their
+   * references go, and a mount no live reference is left on is unmounted
+   * (never a foreign one); stale records are dropped. Run at driver init, so
+   * any later command releases what a killed one held.
+   */
+  async reclaim(unmount: (id: string, mountPath: string) => void | Promise<void>): Promise<void> {
+    for (const id of this.ids()) {
+      await this.locked(id, async (found) => {
+        const rec = found && this.validate(found, found.path);
+        if (!rec) return { next: null, result: 0 };
+        return this.settle(rec, true, () => unmount(id, rec.path));
+      });
+    }
   }
 
   /** Ids that have a count record (stale or not). */
@@ -152,13 +230,14 @@ export class RefCounter {
   }
 
   /**
-   * Cleanup: for every id with a record, unmount its path if mounted and drop
-   * the record, whatever the count (moby Cleanup unmounts everything).
+   * Cleanup: for every id with a record, unmount its path if mounted (unless
+   * foreign) and drop the record, whatever the count (moby Cleanup unmounts
+   * everything it mounted).
    */
   async releaseAll(unmount: (id: string, mountPath: string) => void | Promise<void>): Promise<void> {
     for (const id of this.ids()) {
       await this.locked(id, async (rec) => {
-        if (rec && this.isMounted(rec.path)) await unmount(id, rec.path);
+        if (rec && !rec.foreign && this.isMounted(rec.path)) await unmount(id, rec.path);
         return { next: null, result: 0 };
       });
     }
@@ -177,10 +256,28 @@ export class RefCounter {
 
   // ---- internals ---------------------------------------------------------------
 
-  /** not mounted → 0 (stale); mounted without a record → 1 (a mount we do not own) */
-  private validCount(rec: RefRecord | null, mountPath: string): number {
-    if (!this.isMounted(mountPath)) return 0;
-    return rec && rec.count > 0 ? rec.count : 1;
+  /**
+   * The record as it stands now: null when `mountPath` is not mounted (stale);
+   * a foreign record when it is mounted without one; else the record without
+   * the references of dead holders.
+   */
+  private validate(rec: RefRecord | null, mountPath: string): RefRecord | null {
+    if (!this.isMounted(mountPath)) return null;
+    if (!rec) return { path: mountPath, holders: {}, persistent: 0, foreign: true };
+    const holders: Record<HolderTag, number> = {};
+    for (const [tag, n] of Object.entries(rec.holders)) if (n > 0 && isAlive(tag)) holders[tag] = n;
+    return { ...rec, path: mountPath, holders };
+  }
+
+  /**
+   * After references went: with none of ours left, a mount we recorded
+   * (`recorded`: not foreign, not a record just made up) is unmounted, and the
+   * record goes; else the record stays as it is now.
+   */
+  private async settle(rec: RefRecord, recorded: boolean, unmount: () => void | Promise<void>): Promise<{ next: Next; result: number }> {
+    if (ownRefs(rec) > 0) return { next: rec, result: total(rec) };
+    if (recorded && !rec.foreign) await unmount();
+    return { next: null, result: rec.foreign ? 1 : 0 };
   }
 
   private read(id: string): RefRecord | null {
@@ -192,12 +289,10 @@ export class RefCounter {
       throw e;
     }
     try {
-      const r = JSON.parse(text) as RefRecord;
-      if (typeof r.count === 'number' && typeof r.path === 'string') return r;
+      return parseRecord(JSON.parse(text));
     } catch {
-      // a foreign or damaged file: treat as no record
+      return null; // a foreign or damaged file: treat as no record
     }
-    return null;
   }
 
   private write(id: string, rec: RefRecord | null): void {
@@ -218,7 +313,7 @@ export class RefCounter {
    */
   private async locked(
     id: string,
-    fn: (rec: RefRecord | null) => Promise<{ next: RefRecord | null | undefined; result: number }>,
+    fn: (rec: RefRecord | null) => Promise<{ next: Next; result: number }>,
     dropLock = false,
   ): Promise<number> {
     const unlockMutex = await this.mutex.lock(id);
@@ -244,18 +339,17 @@ export class RefCounter {
             if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
           }
           if (!current || current.ino !== fs.fstatSync(fd).ino) continue;
-          const { next, result } = await fn(this.read(id));
-          if (next !== undefined) this.write(id, next);
-          // no references left: the lock file goes too (waiters notice and retry),
-          // and the home's directory once it is empty, so nothing piles up in /run
-          if (dropLock || next === null) {
-            fs.rmSync(lockPath, { force: true });
-            try {
-              fs.rmdirSync(this.dir);
-            } catch {
-              // other ids still have records or locks
-            }
+          let next: Next;
+          let result: number;
+          try {
+            ({ next, result } = await fn(this.read(id)));
+          } catch (e) {
+            // a failed mount or unmount: with no record left, nothing of the id stays either
+            if (!fs.existsSync(path.join(this.dir, id))) this.dropLockFile(lockPath);
+            throw e;
           }
+          if (next !== undefined) this.write(id, next);
+          if (dropLock || next === null) this.dropLockFile(lockPath);
           return result;
         } finally {
           fs.closeSync(fd); // releases the flock
@@ -265,4 +359,30 @@ export class RefCounter {
       unlockMutex();
     }
   }
+
+  /**
+   * No references left: the lock file goes too (waiters notice and retry),
+   * and the home's directory once it is empty, so nothing piles up in /run.
+   */
+  private dropLockFile(lockPath: string): void {
+    fs.rmSync(lockPath, { force: true });
+    try {
+      fs.rmdirSync(this.dir);
+    } catch {
+      // other ids still have records or locks
+    }
+  }
+}
+
+/** A record as stored; the first format (`{count, path}`, holders unknown) reads as persistent references. */
+function parseRecord(v: unknown): RefRecord | null {
+  if (typeof v !== 'object' || v === null) return null;
+  const r = v as Record<string, unknown>;
+  if (typeof r.path !== 'string') return null;
+  if (typeof r.count === 'number') return { path: r.path, holders: {}, persistent: Math.max(0, r.count), foreign: false };
+  const holders: Record<HolderTag, number> = {};
+  if (typeof r.holders === 'object' && r.holders !== null) {
+    for (const [tag, n] of Object.entries(r.holders)) if (typeof n === 'number' && n > 0) holders[tag] = n;
+  }
+  return { path: r.path, holders, persistent: typeof r.persistent === 'number' ? Math.max(0, r.persistent) : 0, foreign: r.foreign === true };
 }

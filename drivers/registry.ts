@@ -5,7 +5,8 @@
 // this host. Import drivers/all.ts to get every driver registered.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isDriverNotSupported, NotSupportedError, errNotSupported, type Driver, type InitFunc } from './driver.ts';
+import { makeScratch, removeStaleScratch } from './scratch.ts';
+import { isDriverNotSupported, NotSupportedError, errNotSupported, type Driver, type InitFunc, type InitOpts } from './driver.ts';
 
 
 /**
@@ -13,6 +14,9 @@ import { isDriverNotSupported, NotSupportedError, errNotSupported, type Driver, 
  * at all (fuse-overlayfs, zfs).
  */
 export const PRIORITY = ['overlay2', 'btrfs', 'aufs', 'overlay', 'devicemapper', 'vfs'] as const;
+
+/** probeDrivers' scratch roots: `<root>/.strata-probe-<holder>-XXXXXX` (scratch.ts) */
+const PROBE_ROOT_PREFIX = '.strata-probe';
 
 /** The six drivers strata knows about (probeDrivers reports each). */
 export const KNOWN_DRIVERS = ['aufs', 'overlay', 'overlay2', 'btrfs', 'devicemapper', 'vfs'] as const;
@@ -72,11 +76,15 @@ export class DriverRegistry {
     return this.inits.has(name);
   }
 
-  /** moby GetDriver: init a registered driver in `<root>/<name>`; an unknown name is `driver not supported`. */
-  async getDriver(name: string, root: string, options: string[] = []): Promise<Driver> {
+  /**
+   * moby GetDriver: init a registered driver in `<root>/<name>`; an unknown
+   * name is `driver not supported`. `opts.mode` says how the home is opened
+   * (driver.ts OpenMode; selection and probes always `use` it).
+   */
+  async getDriver(name: string, root: string, options: string[] = [], opts: InitOpts = {}): Promise<Driver> {
     const init = this.inits.get(name);
     if (!init) throw errNotSupported(`no driver named ${JSON.stringify(name)} is registered (registered: ${this.names().join(', ') || 'none'})`);
-    return init(path.join(root, name), options);
+    return init(path.join(root, name), options, opts);
   }
 
   /** moby scanPriorDrivers: registered drivers (except vfs) whose `<root>/<name>` is a non-empty directory. */
@@ -146,6 +154,7 @@ export class DriverRegistry {
     let base = path.resolve(root);
     while (!fs.existsSync(base)) base = path.dirname(base);
     const out: DriverProbe[] = [];
+    removeStaleScratch(base, [PROBE_ROOT_PREFIX]); // a killed `strata drivers` leaves its scratch root
     for (const name of KNOWN_DRIVERS) {
       const init = this.inits.get(name);
       if (!init) {
@@ -154,7 +163,7 @@ export class DriverRegistry {
       }
       let scratch: string;
       try {
-        scratch = fs.mkdtempSync(path.join(base, '.strata-probe-'));
+        scratch = makeScratch(base, PROBE_ROOT_PREFIX);
       } catch (e) {
         out.push({ name, usable: false, reason: `cannot create a probe directory in ${base}: ${(e as Error).message}` });
         continue;
@@ -180,7 +189,8 @@ export const drivers = new DriverRegistry();
 /** Register a driver in the process-wide registry (moby graphdriver.Register). */
 export const register = (name: string, init: InitFunc): void => drivers.register(name, init);
 export const registeredDrivers = (): string[] => drivers.names();
-export const getDriver = (name: string, root: string, options: string[] = []): Promise<Driver> => drivers.getDriver(name, root, options);
+export const getDriver = (name: string, root: string, options: string[] = [], opts: InitOpts = {}): Promise<Driver> =>
+  drivers.getDriver(name, root, options, opts);
 export const scanPriorDrivers = (root: string): string[] => drivers.scanPriorDrivers(root);
 export const selectDriver = (root: string, opts: SelectOptions = {}): Promise<Driver> => drivers.selectDriver(root, opts);
 export const probeDrivers = (root: string): Promise<DriverProbe[]> => drivers.probeDrivers(root);

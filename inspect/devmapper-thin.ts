@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
+import { JSON_CAP, describeFsError, openRegular, readFileReadOnly } from './store-files.ts';
 
 /** One extent of a thin device: `length` blocks at `originBlock` of the device live at `dataBlock` of the data file. */
 export interface ThinMapping {
@@ -84,6 +85,12 @@ function num(a: Record<string, string>, k: string, where: string): number {
  */
 export async function readThinMetadata(metadataFile: string, devIds: Iterable<number> | null = null): Promise<ThinPool> {
   const want = devIds === null ? null : new Set(devIds);
+  // thin_dump would block on a FIFO and read a device: only a regular file is handed to it
+  try {
+    fs.closeSync(openRegular(metadataFile).fd);
+  } catch (e) {
+    throw new ThinMetadataError(metadataFile, describeFsError(e));
+  }
   // read-only: no --repair, no -m; see the header
   const child = spawn('thin_dump', ['--format', 'xml', metadataFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
@@ -178,7 +185,7 @@ const CHUNK_BLOCKS_BYTES = 1 << 20;
 export function extractDevice(dataFile: string, mappings: readonly ThinMapping[], blockSize: number, out: string, size?: number): ExtractStats {
   const per = Math.max(1, Math.floor(CHUNK_BLOCKS_BYTES / blockSize));
   const buf = Buffer.alloc(per * blockSize);
-  const dfd = fs.openSync(dataFile, 'r');
+  const dfd = openRegular(dataFile).fd;
   let ofd: number | null = null;
   const stats: ExtractStats = { extents: mappings.length, mappedBlocks: 0, zeroBlocks: 0, imageSize: 0 };
   try {
@@ -248,7 +255,12 @@ export function devmapperPaths(root: string) {
 
 export function readDevInfo(root: string, id: string): DockerDevInfo {
   const file = devmapperPaths(root).devInfo(id);
-  const j = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<DockerDevInfo>;
+  let j: Partial<DockerDevInfo>;
+  try {
+    j = JSON.parse(readFileReadOnly(file, JSON_CAP).toString('utf8')) as Partial<DockerDevInfo>;
+  } catch (e) {
+    throw new Error(`${file}: ${e instanceof SyntaxError ? `is not valid JSON (${e.message})` : describeFsError(e)}`);
+  }
   if (typeof j.device_id !== 'number') throw new Error(`${file}: no device_id`);
   return { device_id: j.device_id, size: Number(j.size ?? 0), transaction_id: Number(j.transaction_id ?? 0), initialized: !!j.initialized, deleted: !!j.deleted };
 }

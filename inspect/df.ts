@@ -15,7 +15,7 @@ import { DriverDirs, KNOWN_LAYOUTS, type DriverUnit } from './driver-dirs.ts';
 import { humanSize, humanDuration, truncateId } from './docker-units.ts';
 import { imageRows } from './images.ts';
 import type { ContainerState, StoreModel } from './model.ts';
-import { readFileReadOnly } from './store-files.ts';
+import { TEXT_CAP, lstatQuiet, openRegular, readFileReadOnly } from './store-files.ts';
 import { MODERN_TABLE, tabTable } from './tabwriter.ts';
 
 // ---- du ----------------------------------------------------------------------------
@@ -204,18 +204,44 @@ const CLASS_LABEL: Record<DirClass, string> = {
   'driver-metadata': 'driver bookkeeping (l/, files)',
 };
 
-/** BuildKit's bolt databases, as bytes, to look driver ids up in (their keys and values are plain strings). */
-function buildkitDbs(root: string): Buffer[] {
+/** BuildKit's bolt databases, to look driver ids up in (their keys and values are plain strings). */
+function buildkitDbs(root: string): string[] {
   const dir = path.join(root, 'buildkit');
-  const out: Buffer[] = [];
-  for (const f of ['snapshots.db', 'metadata_v2.db', 'cache.db', 'containerdmeta.db']) {
+  return ['snapshots.db', 'metadata_v2.db', 'cache.db', 'containerdmeta.db'].map((f) => path.join(dir, f));
+}
+
+/**
+ * Which of `needles` occur in any of `files`, streamed in 1 MiB chunks (a
+ * bolt database runs to gigabytes: it is never read whole). Files that are
+ * missing or not regular files are skipped.
+ */
+function foundIn(files: string[], needles: string[]): Set<string> {
+  const found = new Set<string>();
+  if (!needles.length) return found;
+  const overlap = Math.max(...needles.map((n) => Buffer.byteLength(n))) - 1;
+  const buf = Buffer.allocUnsafe((1 << 20) + overlap);
+  for (const f of files) {
+    let fd: number;
     try {
-      out.push(readFileReadOnly(path.join(dir, f)));
+      fd = openRegular(f).fd;
     } catch {
-      // absent
+      continue; // absent
+    }
+    try {
+      let kept = 0;
+      for (;;) {
+        const n = fs.readSync(fd, buf, kept, buf.length - kept, null);
+        if (n === 0) break;
+        const window = buf.subarray(0, kept + n);
+        for (const x of needles) if (!found.has(x) && window.includes(x)) found.add(x);
+        kept = Math.min(overlap, window.length);
+        window.copy(buf, 0, window.length - kept);
+      }
+    } finally {
+      fs.closeSync(fd);
     }
   }
-  return out;
+  return found;
 }
 
 export interface DfOptions {
@@ -299,10 +325,11 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
     // RW layers recorded in layerdb/mounts without a container config still belong to that record
     if (model.kind === 'modern') {
       const mounts = path.join(model.metaDir, 'layerdb', 'mounts');
-      for (const id of safeList(mounts)) {
+      for (const id of lstatQuiet(mounts)?.isDirectory() ? safeList(mounts) : []) {
+        if (!lstatQuiet(path.join(mounts, id))?.isDirectory()) continue; // not followed: the format has no links here
         for (const [f, cls] of [['mount-id', 'container-layer'], ['init-id', 'container-init']] as const) {
           try {
-            const v = fs.readFileSync(path.join(mounts, id, f), 'utf8').trim();
+            const v = readFileReadOnly(path.join(mounts, id, f), TEXT_CAP).toString('utf8').trim();
             if (v && !owners.has(v)) owners.set(v, { class: cls, owner: id });
           } catch {
             // absent
@@ -310,12 +337,13 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
         }
       }
     }
-    const bk = buildkitDbs(root);
+    // only the ids no metadata owns are looked up in BuildKit's databases
+    const bk = foundIn(buildkitDbs(root), inv.units.map((u) => u.id).filter((id) => !owners.has(id) && !id.endsWith('-removing')));
     const classify = (u: DriverUnit): { class: DirClass; owner: string | null } => {
       const o = owners.get(u.id);
       if (o) return o;
       if (u.id.endsWith('-removing')) return { class: 'removing', owner: null };
-      if (bk.some((db) => db.includes(u.id))) return { class: 'buildkit', owner: null };
+      if (bk.has(u.id)) return { class: 'buildkit', owner: null };
       if (u.id.endsWith('-init')) return { class: 'init-orphan', owner: null };
       return { class: 'orphan', owner: null };
     };

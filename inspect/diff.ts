@@ -21,7 +21,7 @@ import { GRAPH_LAYOUT } from './driver-dirs.ts';
 import { humanSize } from './docker-units.ts';
 import type { StoreModel } from './model.ts';
 import { InspectError } from './problems.ts';
-import { openReadOnly } from './store-files.ts';
+import { describeFsError, openRegular } from './store-files.ts';
 import { driverDirsOf, findContainer } from './store.ts';
 import { readTarSplit, tarSplitMembers } from './tar-split.ts';
 
@@ -144,7 +144,13 @@ async function flattenFromBlobs(blobs: string[]): Promise<Flat> {
         current = null;
       },
     });
-    const input = fs.createReadStream('', { fd: openReadOnly(blob), highWaterMark: 1 << 20 });
+    let fd: number;
+    try {
+      fd = openRegular(blob).fd;
+    } catch (e) {
+      throw new InspectError(`${blob}: layer blob ${describeFsError(e)}`, blob);
+    }
+    const input = fs.createReadStream('', { fd, highWaterMark: 1 << 20 });
     const gunzip = zlib.createGunzip();
     input.on('error', (e) => gunzip.destroy(e));
     input.pipe(gunzip);
@@ -256,7 +262,12 @@ export interface ImageDiff {
 }
 
 function crcOfFile(file: string): string {
-  const fd = openReadOnly(Buffer.from(file, 'latin1'), fs.constants.O_NOFOLLOW);
+  let fd: number;
+  try {
+    fd = openRegular(Buffer.from(file, 'latin1')).fd;
+  } catch (e) {
+    throw new InspectError(`${file}: ${describeFsError(e)}`, file);
+  }
   try {
     const c = new Crc64();
     const buf = Buffer.allocUnsafe(1 << 20);

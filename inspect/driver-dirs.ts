@@ -11,9 +11,9 @@
 //   devicemapper              <home>/metadata/<id> (device JSON), <home>/mnt/<id>/rootfs (only while mounted)
 //   docker ≤ 0.6 ("graph")    <root>/graph/<id>/layer (aufs branch), <root>/containers/<id>/rw
 //
-// Diffs of container layers go through the strata drivers where they exist
-// (overlay2 and vfs, constructed directly, no init), else through the
-// archive change walkers on the same directories.
+// Diffs of container layers go through the strata vfs driver (constructed
+// directly, no init) or the archive change walkers on the diff dirs (overlay2:
+// its native path, on lowers checked by overlay2-links.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Change } from '../archive/types.ts';
@@ -25,7 +25,8 @@ import { treeSize } from './layer-sizes.ts';
 // The drivers and change walkers (and the FFI bindings under them) are loaded
 // by the operations that use them, so listing a store does not pay for them.
 const changesLib = () => import('../archive/changes.ts');
-import { isDirectory, lstatQuiet } from './store-files.ts';
+import { overlay2Lowers } from './overlay2-links.ts';
+import { TEXT_CAP, isDirectory, readFileReadOnly } from './store-files.ts';
 import { devmapperPaths, kernelHasDeviceMapper, withDeviceMounted } from './devmapper-thin.ts';
 
 /** The drivers whose layouts are known here (moby's six + fuse-overlayfs, zfs) and docker 0.x's graph-only layout. */
@@ -171,14 +172,10 @@ export class DriverDirs {
   recordedLowers(id: string): string[] | null {
     try {
       if (this.name === 'aufs') {
-        const t = fs.readFileSync(path.join(this.home, 'layers', id), 'utf8');
+        const t = readFileReadOnly(path.join(this.home, 'layers', id), TEXT_CAP).toString('utf8');
         return t.split('\n').map((s) => s.trim()).filter(Boolean);
       }
-      if (this.name === 'overlay2' || this.name === 'fuse-overlayfs') {
-        const lower = lstatQuiet(path.join(this.home, id, 'lower')) ? fs.readFileSync(path.join(this.home, id, 'lower'), 'utf8').trim() : '';
-        if (!lower) return [];
-        return lower.split(':').map((l) => path.basename(path.dirname(fs.realpathSync(path.join(this.home, l)))));
-      }
+      if (this.name === 'overlay2' || this.name === 'fuse-overlayfs') return overlay2Lowers(this.home, id);
     } catch {
       return null;
     }
@@ -196,10 +193,12 @@ export class DriverDirs {
   async changes(id: string, parent: string | null, lowers?: string[]): Promise<Change[]> {
     const { changesDirs, changesFromDiffDir } = await changesLib();
     switch (this.name) {
-      case 'overlay2':
-        return (await this.overlay2()).changes(id, parent);
       case 'vfs':
         return (await this.vfs()).changes(id, parent);
+      case 'overlay2':
+        // what the overlay2 driver's native changes() does, on checked lowers
+        this.overlay2NativeOnly(id, parent);
+        return changesFromDiffDir(this.reachableDir(id), (this.recordedLowers(id) ?? []).map((l) => this.reachableDir(l)), this.diffFormat);
       case 'fuse-overlayfs':
       case 'aufs':
       case GRAPH_LAYOUT: {
@@ -219,10 +218,12 @@ export class DriverDirs {
    */
   async diffSize(id: string, parent: string | null, lowers?: string[]): Promise<number> {
     switch (this.name) {
-      case 'overlay2':
-        return (await this.overlay2()).diffSize(id, parent);
       case 'vfs':
         return (await this.vfs()).diffSize(id, parent);
+      case 'overlay2':
+        // the overlay2 driver's native diffSize: directory.Size of the diff
+        this.overlay2NativeOnly(id, parent);
+        return treeSize(this.reachableDir(id));
       case 'fuse-overlayfs':
       case 'aufs':
       case GRAPH_LAYOUT: {
@@ -232,6 +233,23 @@ export class DriverDirs {
         const { changesDirs, changesSize } = await changesLib();
         return this.withTrees(id, parent, async (own, base) => changesSize(own, changesDirs(own, base)));
       }
+    }
+  }
+
+  /**
+   * overlay2 compares a layer with its direct parent from the diff dirs alone
+   * (the driver's native path); against anything else it would mount (its
+   * naive path), which writes into the home. Offline, only the native case is
+   * done, and only on a `lower` whose links all stay inside the home
+   * (overlay2Lowers throws naming the bad entry). It is done here, not by the
+   * driver, so every file is read through the store readers (O_NOATIME,
+   * O_NONBLOCK, caps).
+   */
+  private overlay2NativeOnly(id: string, parent: string | null): void {
+    const lowers = overlay2Lowers(this.home, id);
+    const direct = parent === null ? lowers.length === 0 : lowers[0] === parent;
+    if (!direct) {
+      throw new Error(`layer ${id} is not a child of ${parent ?? 'nothing'} by its ${path.join(this.home, id, 'lower')} (${lowers[0] ?? 'a base layer'}); comparing them would need a mount, which an offline read does not do`);
     }
   }
 
@@ -259,14 +277,7 @@ export class DriverDirs {
     }
   }
 
-  private overlay2Driver: Driver | null = null;
   private vfsDriver: Driver | null = null;
-
-  /** The strata overlay2 driver on this home, constructed without init (no probe, nothing written). */
-  private async overlay2(): Promise<Driver> {
-    const { Overlay2Driver } = await import('../drivers/overlay2/overlay2.ts');
-    return (this.overlay2Driver ??= new Overlay2Driver(this.home, 'unknown (read offline)', { native: true, reason: '' }, 'offline read: no quota', 0));
-  }
 
   /** The strata vfs driver (naive diffs) on this home, constructed without init. */
   private async vfs(): Promise<Driver> {

@@ -13,11 +13,12 @@
 import * as path from 'node:path';
 import { GRAPH_LAYOUT, driverHomesIn } from './driver-dirs.ts';
 import { isDigest } from './digests.ts';
+import { LEGACY_CONTAINER_FIELDS, V1_IMAGE_FIELDS, fieldTypeProblems } from './field-types.ts';
 import {
   assembleImageChains, commandOf, containerStateOf, parseCreated, type ContainerRecord, type Era, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel,
 } from './model.ts';
 import { Problems } from './problems.ts';
-import { StoreFiles, asString as str, asObject as obj, isDirectory, isFile } from './store-files.ts';
+import { StoreFiles, TAG_STORE_CAP, asString as str, asObject as obj, isDirectory, lstatQuiet } from './store-files.ts';
 
 export interface LegacyOptions {
   /** the storage driver when the store does not say (several repositories-<driver> files or driver homes) */
@@ -59,9 +60,9 @@ export function createdByOf(json: Record<string, unknown> | null): string {
 
 /** The repositories files of a legacy root: `repositories-<driver>` (0.7+) and the pre-0.7 `repositories`. */
 function repositoryFiles(files: StoreFiles, root: string): { file: string; driver: string | null }[] {
-  return (files.dir(root, { required: false }) ?? [])
+  return (files.dir(root, { required: false, mayBeLink: true }) ?? [])
     .filter((n) => n === 'repositories' || n.startsWith('repositories-'))
-    .filter((n) => isFile(path.join(root, n)))
+    .filter((n) => !lstatQuiet(path.join(root, n))?.isDirectory())
     .map((n) => ({ file: path.join(root, n), driver: n === 'repositories' ? null : n.slice('repositories-'.length) }));
 }
 
@@ -69,7 +70,7 @@ function repositoryFiles(files: StoreFiles, root: string): { file: string; drive
 export function readLegacyStore(root: string, opts: LegacyOptions = {}, problems = new Problems()): StoreModel {
   const files = new StoreFiles(problems);
   const graphDir = path.join(root, 'graph');
-  const ids = (files.dir(graphDir) ?? []).filter((n) => n !== '_tmp');
+  const ids = (files.dir(graphDir, { mayBeLink: true }) ?? []).filter((n) => n !== '_tmp');
   const repoFiles = repositoryFiles(files, root);
   const homes = driverHomesIn(root);
   const hasLayerDirs = ids.some((id) => isDirectory(path.join(graphDir, id, 'layer')));
@@ -98,13 +99,19 @@ export function readLegacyStore(root: string, opts: LegacyOptions = {}, problems
   const parents = new Map<string, string | null>();
   for (const id of ids) {
     const dir = path.join(graphDir, id);
-    if (!isDirectory(dir)) {
+    const st = lstatQuiet(dir);
+    if (st?.isSymbolicLink()) {
+      problems.add(dir, 'image directory is a symlink (not followed: the store format has none here)');
+      continue;
+    }
+    if (!st?.isDirectory()) {
       problems.warn(dir, 'not an image directory');
       continue;
     }
     if (!isV1Id(id)) problems.warn(dir, 'directory name is not an image id');
     const jsonPath = path.join(dir, 'json');
     const json = files.jsonObject(jsonPath, { what: 'image JSON' })?.value ?? null;
+    if (json) for (const m of fieldTypeProblems(json, V1_IMAGE_FIELDS)) problems.add(jsonPath, `image JSON: ${m}`);
     if (json && str(json.id) !== id) problems.add(jsonPath, `image JSON says id ${JSON.stringify(json.id)}, its directory is ${id}`);
     // moby migrate/v1 getParent: parent, else 1.9's parent_id digest, overridden by the parent file
     let parent = str(json?.parent) || null;
@@ -116,7 +123,7 @@ export function readLegacyStore(root: string, opts: LegacyOptions = {}, problems
     const size = files.integer(path.join(dir, 'layersize'), { what: 'layer size (layersize)' });
     const migDiff = files.text(path.join(dir, '.migration-diffid'), { required: false });
     const tarData = path.join(dir, 'tar-data.json.gz');
-    model.layers.set(id, new LegacyLayer(id, dir, parent, size, migDiff && isDigest(migDiff) ? migDiff : null, isFile(tarData) ? tarData : null));
+    model.layers.set(id, new LegacyLayer(id, dir, parent, size, migDiff && isDigest(migDiff) ? migDiff : null, lstatQuiet(tarData) ? tarData : null));
     const history: HistoryRecord = {
       created: parseCreated(json?.created), createdBy: createdByOf(json), comment: str(json?.comment), emptyLayer: false,
       author: str(json?.author),
@@ -136,7 +143,7 @@ export function readLegacyStore(root: string, opts: LegacyOptions = {}, problems
   // tags
   const tagFile = repoFiles.find((r) => r.driver === driver) ?? repoFiles.find((r) => r.driver === null) ?? null;
   if (tagFile) {
-    const repos = files.jsonObject(tagFile.file, { what: 'tag store' });
+    const repos = files.jsonObject(tagFile.file, { what: 'tag store', cap: TAG_STORE_CAP });
     const repoMap = obj(repos?.value.Repositories);
     if (repos && !repoMap) problems.add(tagFile.file, 'has no "Repositories" object');
     for (const [repo, tags] of Object.entries(repoMap ?? {})) {
@@ -165,13 +172,14 @@ export function readLegacyStore(root: string, opts: LegacyOptions = {}, problems
 
 function readLegacyContainers(model: StoreModel, files: StoreFiles): void {
   const ctrDir = path.join(model.root, 'containers');
-  for (const id of files.dir(ctrDir, { required: false }) ?? []) {
+  for (const id of files.dir(ctrDir, { required: false, mayBeLink: true }) ?? []) {
     const dir = path.join(ctrDir, id);
-    if (!isDirectory(dir)) continue;
+    if (!files.realDir(dir, 'container directory')) continue;
     const v2 = path.join(dir, 'config.v2.json');
     const v1 = path.join(dir, 'config.json');
-    const configPath = isFile(v1) ? v1 : v2;
+    const configPath = lstatQuiet(v1) ? v1 : v2;
     const cfg = files.jsonObject(configPath, { what: 'container config' })?.value ?? null;
+    if (cfg) for (const m of fieldTypeProblems(cfg, LEGACY_CONTAINER_FIELDS)) model.problems.add(configPath, `container config: ${m}`);
     const image = str(cfg?.Image) || null;
     const driver = str(cfg?.Driver) || (isDirectory(path.join(dir, 'rw')) ? GRAPH_LAYOUT : null);
     const st = containerStateOf(cfg?.State);

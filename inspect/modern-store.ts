@@ -13,11 +13,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chainIds, isDigest, isHex64 } from './digests.ts';
+import { CONTAINER_FIELDS, HISTORY_FIELDS, IMAGE_CONFIG_FIELDS, fieldTypeProblems } from './field-types.ts';
 import {
   commandOf, containerStateOf, parseCreated, type ContainerRecord, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel, type TagRecord,
 } from './model.ts';
 import { Problems } from './problems.ts';
-import { StoreFiles, asString as str, asObject as obj, isDirectory, isFile } from './store-files.ts';
+import { StoreFiles, TAG_STORE_CAP, asString as str, asObject as obj, isDirectory, lstatQuiet } from './store-files.ts';
 
 export interface ModernOptions {
   /** which image/<driver> store to read when there are several */
@@ -93,7 +94,8 @@ export class ModernLayer implements LayerRecord {
   get tarSplit(): string | null {
     return this.once('tar-split', () => {
       const p = path.join(this.dir, 'tar-split.json.gz');
-      return isFile(p) ? p : null;
+      // whatever is there: its reader refuses (and names) anything but a regular file
+      return lstatQuiet(p) ? p : null;
     });
   }
 
@@ -137,7 +139,7 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
     if (drivers.length === 1) driver = drivers[0];
     else if (drivers.length > 1) {
       // prefer the one whose driver home has data
-      const withData = drivers.filter((d) => isDirectory(path.join(root, d)) && fs.readdirSync(path.join(root, d)).length > 0);
+      const withData = drivers.filter((d) => isDirectory(path.join(root, d)) && (files.dir(path.join(root, d), { mayBeLink: true }) ?? []).length > 0);
       driver = withData[0] ?? drivers[0];
       problems.warn(path.join(root, 'image'), `image stores for several drivers (${drivers.join(', ')}); reading ${driver} (choose with --driver)`);
     } else driver = 'overlay2';
@@ -151,7 +153,7 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
 
   // layers
   const layerBase = path.join(metaDir, 'layerdb', 'sha256');
-  for (const name of files.dir(layerBase, { required: false }) ?? []) {
+  for (const name of files.subdirs(layerBase, 'layer directory', { required: false }) ?? []) {
     if (!isHex64(name)) {
       if (!name.endsWith('-removing')) problems.warn(path.join(layerBase, name), 'not a layer directory (name is not a sha256 hex digest)');
       continue;
@@ -163,6 +165,8 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
   const chainMemo = new Map<string, string>(); // images share layer prefixes
   const contentDir = path.join(metaDir, 'imagedb', 'content', 'sha256');
   const metadataDir = path.join(metaDir, 'imagedb', 'metadata', 'sha256');
+  // images with a metadata dir (local builds): the others have no parent file to open
+  const withMetadata = new Set(files.subdirs(metadataDir, 'image metadata directory', { required: false }) ?? []);
   for (const name of files.dir(contentDir, { required: false }) ?? []) {
     const p = path.join(contentDir, name);
     if (!isHex64(name)) {
@@ -172,6 +176,15 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
     const id = `sha256:${name}`;
     const parsed = files.jsonObject(p, { what: 'image config' });
     const config = parsed?.value ?? null;
+    if (config) {
+      for (const m of fieldTypeProblems(config, IMAGE_CONFIG_FIELDS)) problems.add(p, `image config: ${m}`);
+      if (Array.isArray(config.history)) {
+        config.history.forEach((h, i) => {
+          if (obj(h) === null) problems.add(p, `image config: "history[${i}]" is not an object`);
+          else for (const m of fieldTypeProblems(obj(h)!, HISTORY_FIELDS, `history[${i}].`)) problems.add(p, `image config: ${m}`);
+        });
+      }
+    }
     const rootfs = obj(config?.rootfs);
     const diffIds = Array.isArray(rootfs?.diff_ids) ? (rootfs!.diff_ids as unknown[]) : [];
     if (config && !Array.isArray(rootfs?.diff_ids)) problems.add(p, 'image config has no rootfs.diff_ids');
@@ -185,7 +198,7 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
     }
     const layers = chainIds(goodDiffIds, chainMemo);
     const parentFile = path.join(metadataDir, name, 'parent');
-    const parentText = files.text(parentFile, { required: false, what: 'image parent' });
+    const parentText = withMetadata.has(name) ? files.text(parentFile, { required: false, what: 'image parent' }) : null;
     let parent: string | null = null;
     if (parentText !== null) {
       if (isDigest(parentText)) parent = parentText;
@@ -217,7 +230,7 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
 
   // tags
   const reposFile = path.join(metaDir, 'repositories.json');
-  const repos = files.jsonObject(reposFile, { required: false, what: 'tag store' });
+  const repos = files.jsonObject(reposFile, { required: false, what: 'tag store', cap: TAG_STORE_CAP });
   const repoMap = obj(repos?.value.Repositories);
   if (repos && !repoMap) problems.add(reposFile, 'has no "Repositories" object');
   for (const [repo, refs] of Object.entries(repoMap ?? {})) {
@@ -252,16 +265,17 @@ function readModernContainers(model: StoreModel, files: StoreFiles): void {
   const mountsDir = path.join(metaDir, 'layerdb', 'mounts');
   const ctrDir = path.join(root, 'containers');
   const mounts = new Set(files.dir(mountsDir, { required: false }) ?? []);
-  for (const id of files.dir(ctrDir, { required: false }) ?? []) {
+  for (const id of files.dir(ctrDir, { required: false, mayBeLink: true }) ?? []) {
     const dir = path.join(ctrDir, id);
-    if (!isDirectory(dir)) continue;
+    if (!files.realDir(dir, 'container directory')) continue;
     const configPath = path.join(dir, 'config.v2.json');
-    if (!isFile(configPath)) {
-      if (isFile(path.join(dir, 'config.json'))) problems.warn(dir, 'container from Docker ≤ 1.9 that was never migrated (config.json only)');
+    if (!lstatQuiet(configPath)) {
+      if (lstatQuiet(path.join(dir, 'config.json'))) problems.warn(dir, 'container from Docker ≤ 1.9 that was never migrated (config.json only)');
       else problems.add(configPath, 'container config is missing');
       continue;
     }
     const cfg = files.jsonObject(configPath, { what: 'container config' })?.value ?? null;
+    if (cfg) for (const m of fieldTypeProblems(cfg, CONTAINER_FIELDS)) problems.add(configPath, `container config: ${m}`);
     const config = obj(cfg?.Config);
     const state = obj(cfg?.State);
     const image = str(cfg?.Image);
@@ -273,8 +287,8 @@ function readModernContainers(model: StoreModel, files: StoreFiles): void {
     let mountId: string | null = null;
     let initId: string | null = null;
     let parentLayer: string | null = null;
-    if (mounts.has(id)) {
-      mounts.delete(id);
+    const recorded = mounts.delete(id);
+    if (recorded && files.realDir(md, 'RW layer record')) {
       const mp = path.join(md, 'mount-id');
       mountId = files.text(mp, { what: 'container mount-id' });
       if (mountId !== null && !/^[a-f0-9]{64}$/.test(mountId)) problems.add(mp, `invalid mount id value ${JSON.stringify(mountId)}`);
@@ -287,7 +301,7 @@ function readModernContainers(model: StoreModel, files: StoreFiles): void {
         problems.add(pp, `container parent is not a chain id: ${JSON.stringify(parentLayer)}`);
         parentLayer = null;
       }
-    } else if (driver === model.driver || driver === null) {
+    } else if (!recorded && (driver === model.driver || driver === null)) {
       problems.add(md, `container ${id} has no RW layer record in layerdb/mounts`);
     }
     const st = containerStateOf(state);

@@ -16,7 +16,8 @@ import * as path from 'node:path';
 import { createdByOf, isV1Id } from './legacy-graph.ts';
 import { assembleImageChains, parseCreated, type ImageRecord, type LayerRecord, type StoreModel } from './model.ts';
 import { Problems } from './problems.ts';
-import { StoreFiles, asString as str, isDirectory, isFile } from './store-files.ts';
+import { V1_IMAGE_FIELDS, fieldTypeProblems } from './field-types.ts';
+import { StoreFiles, asString as str, isDirectory, lstatQuiet, sizeProblem } from './store-files.ts';
 
 class RegistryLayer implements LayerRecord {
   constructor(readonly key: string, readonly dir: string, readonly parent: string | null, readonly size: number | null, readonly blob: string | null) {}
@@ -48,16 +49,21 @@ export function readRegistryV1(root: string, problems = new Problems()): StoreMo
     images: new Map(), layers: new Map(), containers: [], tags: [], problems,
   };
   const ancestries = new Map<string, string[]>();
-  for (const id of files.dir(imagesDir) ?? []) {
+  for (const id of files.dir(imagesDir, { mayBeLink: true }) ?? []) {
     const dir = path.join(imagesDir, id);
-    if (!isDirectory(dir)) continue;
+    if (!files.realDir(dir, 'image directory')) continue;
     if (!isV1Id(id)) problems.warn(dir, 'directory name is not an image id');
     const jsonPath = path.join(dir, 'json');
     const json = files.jsonObject(jsonPath, { what: 'image JSON' })?.value ?? null;
+    if (json) for (const m of fieldTypeProblems(json, V1_IMAGE_FIELDS)) problems.add(jsonPath, `image JSON: ${m}`);
     if (json && str(json.id) !== id) problems.add(jsonPath, `image JSON says id ${JSON.stringify(json.id)}, its directory is ${id}`);
     const parent = str(json?.parent) || null;
-    const size = typeof json?.Size === 'number' ? json.Size : null;
-    if (json && size === null) problems.warn(jsonPath, 'image JSON has no Size');
+    let size = typeof json?.Size === 'number' ? json.Size : null;
+    if (size !== null && sizeProblem(size)) {
+      problems.add(jsonPath, `image JSON: Size ${sizeProblem(size)}`);
+      size = null;
+    }
+    if (json && json.Size === undefined) problems.warn(jsonPath, 'image JSON has no Size');
     const ancPath = path.join(dir, 'ancestry');
     const anc = files.json(ancPath, { what: 'ancestry' })?.value;
     if (anc !== undefined) {
@@ -65,8 +71,9 @@ export function readRegistryV1(root: string, problems = new Problems()): StoreMo
       else ancestries.set(id, anc as string[]);
     }
     const blob = path.join(dir, 'layer');
-    if (!isFile(blob)) problems.add(blob, 'layer blob is missing');
-    model.layers.set(id, new RegistryLayer(id, dir, parent, size, isFile(blob) ? blob : null));
+    const hasBlob = lstatQuiet(blob) !== undefined;
+    if (!hasBlob) problems.add(blob, 'layer blob is missing');
+    model.layers.set(id, new RegistryLayer(id, dir, parent, size, hasBlob ? blob : null));
     model.images.set(id, {
       id, parent, created: parseCreated(json?.created), size, virtualSize: null, layers: [], config: json, configPath: jsonPath,
       history: [{ created: parseCreated(json?.created), createdBy: createdByOf(json), comment: str(json?.comment), emptyLayer: false, author: str(json?.author) }],
@@ -86,12 +93,12 @@ export function readRegistryV1(root: string, problems = new Problems()): StoreMo
   }
 
   const reposDir = path.join(root, 'repositories');
-  for (const ns of files.dir(reposDir) ?? []) {
+  for (const ns of files.dir(reposDir, { mayBeLink: true }) ?? []) {
     const nsDir = path.join(reposDir, ns);
-    if (!isDirectory(nsDir)) continue;
+    if (!files.realDir(nsDir, 'namespace directory')) continue;
     for (const name of files.dir(nsDir) ?? []) {
       const repoDir = path.join(nsDir, name);
-      if (!isDirectory(repoDir)) continue;
+      if (!files.realDir(repoDir, 'repository directory')) continue;
       const repo = ns === 'library' ? name : `${ns}/${name}`;
       const entries = files.dir(repoDir) ?? [];
       const index = files.json(path.join(repoDir, '_index_images'), { what: 'image index' })?.value;

@@ -1,9 +1,14 @@
 // Read-only access to the files of a store. Every open is O_RDONLY (plus
 // O_NOATIME where the kernel allows it, so a forensic read leaves even access
-// times alone); nothing in inspect/ opens a store file any other way. Readers
-// record a Problem for a missing or unreadable file and get null back, so one
-// bad file never stops a report.
+// times alone); nothing in inspect/ opens a store file any other way. A store
+// may be damaged or hostile, so a reader never blocks and never slurps:
+// metadata is opened O_NONBLOCK|O_NOFOLLOW and fstat-checked to be a regular
+// file (a FIFO, a device, a symlink to /dev/zero are refused unread), and read
+// whole only below a size cap per kind of file. Readers record a Problem for a
+// missing, unreadable or refused file and get null back, so one bad file never
+// stops a report.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Problems } from './problems.ts';
 
 const O_RDONLY = fs.constants.O_RDONLY;
@@ -27,30 +32,112 @@ export function openReadOnly(p: string | Buffer, extra = 0): number {
   return fs.openSync(p, O_RDONLY | extra);
 }
 
+const O_NONBLOCK = fs.constants.O_NONBLOCK;
 const SMALL = 64 * 1024;
 const smallBuf = Buffer.allocUnsafe(SMALL);
+const O_NOFOLLOW = fs.constants.O_NOFOLLOW;
 
 /**
- * The whole file, read through openReadOnly. Metadata files are small: one
- * read into a shared buffer (no fstat) covers them; bigger files are read to
- * their end in a growing buffer.
+ * Size caps per kind of metadata, far above what a real store holds, so that a
+ * /dev/zero or a huge sparse file in place of one is refused before it is read:
+ * - TEXT_CAP (64 KiB): one-line files (diff, size, cache-id, parent, mount-id,
+ *   link, lower, layersize, tag_*, _checksum…). The longest real one, an
+ *   overlay2 `lower` at moby's 128-layer limit, is under 4 KiB.
+ * - JSON_CAP (8 MiB): one JSON document (image config, container config,
+ *   v1 image JSON, ancestry, _index_images, devicemapper device JSON). Real
+ *   ones are a few KiB; a config with thousands of history entries or labels
+ *   stays far below 1 MiB.
+ * - TAG_STORE_CAP (32 MiB): repositories.json / repositories-<driver>, which
+ *   grow with every reference (~150 bytes each: 32 MiB is ~200,000 references).
  */
-export function readFileReadOnly(p: string | Buffer): Buffer {
-  const fd = openReadOnly(p);
+export const TEXT_CAP = 64 << 10;
+export const JSON_CAP = 8 << 20;
+export const TAG_STORE_CAP = 32 << 20;
+
+/** A store file that is not what its format says (not a regular file, over its cap); `code` like an fs error's. */
+export class StoreFileError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'StoreFileError';
+  }
+}
+
+/** "8 MiB" / "64 KiB" for caps and sizes in messages. */
+export function capText(n: number): string {
+  if (n >= 1 << 20 && n % (1 << 20) === 0) return `${n / (1 << 20)} MiB`;
+  if (n >= 1 << 10 && n % (1 << 10) === 0) return `${n / (1 << 10)} KiB`;
+  return `${n} bytes`;
+}
+
+function kindOf(st: fs.Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isSymbolicLink()) return 'a symlink';
+  return 'not a regular file';
+}
+
+export interface OpenRegularOpts {
+  /** follow a symlink in the last component (default false: no store metadata file is a symlink) */
+  follow?: boolean;
+}
+
+/**
+ * Open a store file that must be a regular file: O_NONBLOCK (a FIFO does not
+ * block the open), O_NOFOLLOW unless `follow`, then fstat — anything but a
+ * regular file is closed and refused (StoreFileError ENOTREG), so no reader
+ * ever blocks on a FIFO or reads a device. Returns the fd and its stat.
+ */
+export function openRegular(p: string | Buffer, opts: OpenRegularOpts = {}): { fd: number; st: fs.Stats } {
+  const fd = openReadOnly(p, O_NONBLOCK | (opts.follow ? 0 : O_NOFOLLOW));
+  let st: fs.Stats;
   try {
+    st = fs.fstatSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+  if (!st.isFile()) {
+    fs.closeSync(fd);
+    throw new StoreFileError('ENOTREG', `is ${kindOf(st)}, expected a regular file`);
+  }
+  return { fd, st };
+}
+
+/** The over-the-cap message: "is 3221225472 bytes, over the 8 MiB cap for JSON metadata". */
+function overCap(size: number | null, cap: number, what: string): StoreFileError {
+  return new StoreFileError('EFBIG', `is ${size === null ? `over ${cap}` : size} bytes, over the ${capText(cap)} cap for ${what}`);
+}
+
+/**
+ * The whole of a regular store file of at most `cap` bytes, read through
+ * openRegular. The fstat size is checked first (a huge sparse file is refused
+ * unread) and the read itself stops at cap + 1 bytes (a file that grows, or
+ * reports size 0, cannot make it read more).
+ */
+export function readFileReadOnly(p: string | Buffer, cap = JSON_CAP, what = cap <= TEXT_CAP ? 'metadata text files' : 'JSON metadata'): Buffer {
+  const { fd, st } = openRegular(p);
+  try {
+    if (st.size > cap) throw overCap(st.size, cap, what);
+    // most metadata files fit one read into a shared buffer (listing 1,000 images reads ~7,000 files)
     let n = 0;
     for (;;) {
       const r = fs.readSync(fd, smallBuf, n, SMALL - n, null);
-      if (r === 0) return Buffer.from(smallBuf.subarray(0, n));
+      if (r === 0) {
+        if (n > cap) throw overCap(null, cap, what);
+        return Buffer.from(smallBuf.subarray(0, n));
+      }
       n += r;
       if (n === SMALL) break;
     }
-    const size = fs.fstatSync(fd).size;
-    let buf = Buffer.allocUnsafe(Math.max(size, SMALL) + 1);
+    let buf = Buffer.allocUnsafe(Math.min(cap, Math.max(st.size, SMALL * 2)) + 1);
     smallBuf.copy(buf, 0, 0, n);
     for (;;) {
+      if (n > cap) throw overCap(null, cap, what);
       if (n === buf.length) {
-        const bigger = Buffer.allocUnsafe(buf.length * 2);
+        const bigger = Buffer.allocUnsafe(Math.min(cap + 1, n * 2));
         buf.copy(bigger, 0, 0, n);
         buf = bigger;
       }
@@ -58,6 +145,7 @@ export function readFileReadOnly(p: string | Buffer): Buffer {
       if (r === 0) break;
       n += r;
     }
+    if (n > cap) throw overCap(null, cap, what);
     return buf.subarray(0, n);
   } finally {
     fs.closeSync(fd);
@@ -74,6 +162,8 @@ export function describeFsError(e: unknown): string {
   if (code === 'ENOENT') return 'is missing';
   if (code === 'ENOTDIR') return 'is missing (a parent is not a directory)';
   if (code === 'EISDIR') return 'is a directory, expected a file';
+  if (code === 'ELOOP') return 'is a symlink (not followed: the store format has none here)';
+  if (e instanceof StoreFileError) return e.message;
   return `cannot be read (${code ?? (e as Error).message})`;
 }
 
@@ -82,6 +172,10 @@ export interface ReadOpts {
   required?: boolean;
   /** what the file is, for the message ("layer size") */
   what?: string;
+  /** size cap (default TEXT_CAP for text and integers, JSON_CAP for JSON) */
+  cap?: number;
+  /** dir(): the directory may be a symlink (a top-level entry of the root an operator moved to another disk) */
+  mayBeLink?: boolean;
 }
 
 /** JSON.parse failures worded for people: truncation is told apart from other damage. */
@@ -103,7 +197,7 @@ export class StoreFiles {
   /** Raw bytes, or null (problem recorded unless missing and not required). */
   bytes(p: string, opts: ReadOpts = {}): Buffer | null {
     try {
-      return readFileReadOnly(p);
+      return readFileReadOnly(p, opts.cap ?? JSON_CAP);
     } catch (e) {
       if (errCode(e) === 'ENOENT' && opts.required === false) return null;
       this.problems.add(p, `${opts.what ? opts.what + ' ' : ''}${describeFsError(e)}`);
@@ -113,7 +207,7 @@ export class StoreFiles {
 
   /** Text content with surrounding whitespace trimmed; an empty file is a problem when required. */
   text(p: string, opts: ReadOpts = {}): string | null {
-    const b = this.bytes(p, opts);
+    const b = this.bytes(p, { cap: TEXT_CAP, ...opts });
     if (b === null) return null;
     const s = b.toString('utf8').trim();
     if (s === '' && opts.required !== false) {
@@ -155,12 +249,56 @@ export class StoreFiles {
       this.problems.add(p, `${opts.what ? opts.what + ' ' : ''}is not a decimal number: ${JSON.stringify(s.slice(0, 40))}`);
       return null;
     }
-    return Number(s);
+    const n = Number(s);
+    if (!Number.isSafeInteger(n)) {
+      this.problems.add(p, `${opts.what ? opts.what + ' ' : ''}${sizeProblem(n, s)}`);
+      return null;
+    }
+    return n;
+  }
+
+  /**
+   * The subdirectories of `p` by name, from the entry types readdir gives (no
+   * lstat per entry); entries that are symlinks or not directories are
+   * problems (`what` names them), not followed. null when `p` is missing.
+   */
+  subdirs(p: string, what: string, opts: ReadOpts = {}): string[] | null {
+    if (this.dir(p, opts) === null) return null;
+    let ents: fs.Dirent[];
+    try {
+      ents = fs.readdirSync(p, { withFileTypes: true });
+    } catch {
+      return null;
+    }
+    const out: string[] = [];
+    for (const e of ents) {
+      if (e.isDirectory()) out.push(e.name);
+      else this.problems.add(path.join(p, e.name), e.isSymbolicLink() ? `${what} is a symlink (not followed: the store format has none here)` : `${what} is not a directory`);
+    }
+    return out.sort();
+  }
+
+  /**
+   * `p` is a directory, not a symlink to one (the store format has none below
+   * its top level): false, with a problem, for a symlink or another kind of
+   * entry; false without one when it is missing.
+   */
+  realDir(p: string, what = 'directory'): boolean {
+    const st = lstatQuiet(p);
+    if (!st) return false;
+    if (st.isDirectory()) return true;
+    this.problems.add(p, st.isSymbolicLink() ? `${what} is a symlink (not followed: the store format has none here)` : `${what} is ${kindOf(st)}, expected a directory`);
+    return false;
   }
 
   /** Sorted entry names of a directory, or null (problem unless missing and not required). */
   dir(p: string, opts: ReadOpts = {}): string[] | null {
     try {
+      // a symlinked directory could lead anywhere: the store format has none below its top level
+      if (!opts.mayBeLink && fs.lstatSync(p).isSymbolicLink()) {
+        this.problems.add(p, `${opts.what ? opts.what + ' ' : ''}is a symlink, expected a directory (not followed: the store format has none here)`);
+        return null;
+      }
       return fs.readdirSync(p).sort();
     } catch (e) {
       if (errCode(e) === 'ENOENT' && opts.required === false) return null;
@@ -168,6 +306,15 @@ export class StoreFiles {
       return null;
     }
   }
+}
+
+/** Why a number read as a byte count is not one ('' when it is): negative, fractional or beyond 2^53 − 1. */
+export function sizeProblem(n: number, text = String(n)): string {
+  const shown = JSON.stringify(text.length > 40 ? text.slice(0, 40) + '…' : text);
+  if (!Number.isFinite(n) || n > Number.MAX_SAFE_INTEGER) return `is ${shown}, beyond any real size (over 2^53 − 1 bytes)`;
+  if (n < 0) return `is ${shown}, a negative size`;
+  if (!Number.isInteger(n)) return `is ${shown}, not a whole number of bytes`;
+  return '';
 }
 
 /** lstat without throwing: undefined when the path does not exist or cannot be reached. */

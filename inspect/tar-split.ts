@@ -30,7 +30,7 @@ import { BLOCK, TarFormatError, decodeRaw, isZeroBlock, parsePax, type TarHeader
 import { TarParser } from '../archive/tar-reader.ts';
 import { displayPath, fsPath, rawPath } from '../archive/types.ts';
 import { Crc64 } from './crc64.ts';
-import { openReadOnly } from './store-files.ts';
+import { capText, describeFsError, openReadOnly, openRegular } from './store-files.ts';
 
 export const SEGMENT_TYPE = 2;
 export const FILE_TYPE = 1;
@@ -68,33 +68,66 @@ export function parseTarSplitLine(line: string): TarSplitEntry {
 }
 
 /**
- * The entries of a gzip'd tar-split file, in order. Opened read-only; errors
- * (gzip, JSON, entry) are TarSplitFormatErrors naming the file and line.
+ * Longest tar-split line read (bytes of JSON). The longest lines tar-split
+ * writes are segments holding a PAX header, which Go's archive/tar caps at
+ * 1 MiB (base64: 1.4 MB), and the 1 MiB segments of bytes after the end
+ * blocks: 4 MiB is three times that.
  */
-export async function* readTarSplit(file: string): AsyncGenerator<TarSplitEntry> {
-  const fd = openReadOnly(file);
+export const TAR_SPLIT_LINE_CAP = 4 << 20;
+
+/**
+ * The entries of a gzip'd tar-split file, in order, streamed: memory stays at
+ * one decompressed chunk plus one line (at most `lineCap` bytes), and each
+ * byte is looked at once, however long the lines. Opened read-only through
+ * openRegular (a FIFO or a device is refused unread); errors (not a regular
+ * file, gzip, JSON, entry, a line over the cap) are TarSplitFormatErrors
+ * naming the file and, for lines, the line number.
+ */
+export async function* readTarSplit(file: string, lineCap = TAR_SPLIT_LINE_CAP): AsyncGenerator<TarSplitEntry> {
+  let fd: number;
+  try {
+    fd = openRegular(file).fd;
+  } catch (e) {
+    throw new TarSplitFormatError(file, describeFsError(e));
+  }
   const input = fs.createReadStream('', { fd, highWaterMark: 1 << 20 });
   const gunzip = zlib.createGunzip();
   input.on('error', (e) => gunzip.destroy(e));
   input.pipe(gunzip);
-  let rest = '';
+  // the line being read: its parts (chunks are not copied until the line ends)
+  let parts: Buffer[] = [];
+  let partLen = 0;
   let lineNo = 0;
-  const parse = (line: string): TarSplitEntry => {
+  const parse = (line: Buffer): TarSplitEntry => {
     try {
-      return parseTarSplitLine(line);
+      return parseTarSplitLine(line.toString('utf8'));
     } catch (e) {
       throw new TarSplitFormatError(file, `line ${lineNo}: ${(e as Error).message}`);
     }
   };
+  const tooLong = () => new TarSplitFormatError(file, `line ${lineNo + 1}: longer than the ${capText(lineCap)} cap for a tar-split line`);
+  const take = (piece: Buffer): Buffer => {
+    const line = parts.length ? Buffer.concat([...parts, piece], partLen + piece.length) : piece;
+    parts = [];
+    partLen = 0;
+    return line;
+  };
+  const blank = (b: Buffer) => b.every((c) => c === 0x20 || c === 0x09 || c === 0x0d);
   try {
     for await (const chunk of gunzip) {
-      rest += (chunk as Buffer).toString('utf8');
-      let nl: number;
-      while ((nl = rest.indexOf('\n')) >= 0) {
-        const line = rest.slice(0, nl).trim();
-        rest = rest.slice(nl + 1);
+      const c = chunk as Buffer;
+      let from = 0;
+      for (let nl = c.indexOf(0x0a, from); nl >= 0; nl = c.indexOf(0x0a, from)) {
+        if (partLen + nl - from > lineCap) throw tooLong();
+        const line = take(c.subarray(from, nl));
+        from = nl + 1;
         lineNo++;
-        if (line) yield parse(line);
+        if (!blank(line)) yield parse(line);
+      }
+      if (from < c.length) {
+        partLen += c.length - from;
+        if (partLen > lineCap) throw tooLong();
+        parts.push(c.subarray(from));
       }
     }
   } catch (e) {
@@ -107,7 +140,8 @@ export async function* readTarSplit(file: string): AsyncGenerator<TarSplitEntry>
     gunzip.destroy();
   }
   lineNo++;
-  if (rest.trim()) yield parse(rest.trim());
+  const last = take(Buffer.alloc(0));
+  if (!blank(last)) yield parse(last);
 }
 
 // ---- reassembly ---------------------------------------------------------------
@@ -140,7 +174,8 @@ export class DirFileGetter implements FileGetter {
   }
 
   open(name: string): number {
-    return openReadOnly(fsPath(this.resolve(name)), fs.constants.O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO in the layer must not block the open (assembleTar then refuses it by fstat)
+    return openReadOnly(fsPath(this.resolve(name)), fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   }
 
   where(name: string): string {

@@ -25,7 +25,8 @@ import { sha256Digest } from './digests.ts';
 import { graphStoreSize, treeSize } from './layer-sizes.ts';
 import type { LayerRecord, StoreModel } from './model.ts';
 import type { Problem } from './problems.ts';
-import { openReadOnly, readFileReadOnly } from './store-files.ts';
+import { overlay2LayoutProblems, overlay2Lowers } from './overlay2-links.ts';
+import { TEXT_CAP, describeFsError, openRegular, readFileReadOnly } from './store-files.ts';
 import { driverDirsOf } from './store.ts';
 import { DirFileGetter, TarSplitFormatError, digestLayer, readTarSplit } from './tar-split.ts';
 
@@ -96,6 +97,19 @@ export async function verifyStore(model: StoreModel, opts: VerifyOptions = {}): 
         problems.add(path.join(model.metaDir, 'imagedb', 'metadata', 'sha256', img.id.slice(7), 'parent'), `parent image ${img.parent} is not in imagedb`);
       }
     }
+    // every parent file on a loop is part of it: each is named
+    for (const loop of parentLoops(model.images.keys(), (id) => model.images.get(id)?.parent ?? null)) {
+      const text = `image parent chain loops: ${loop.map(short).join(' → ')} → ${short(loop[0])}`;
+      for (const id of loop) problems.add(path.join(model.metaDir, 'imagedb', 'metadata', 'sha256', id.slice(7), 'parent'), text);
+    }
+    for (const loop of parentLoops(model.layers.keys(), (k) => model.layers.get(k)?.parent ?? null)) {
+      const text = `layer parent chain loops: ${loop.map(short).join(' → ')} → ${short(loop[0])}`;
+      for (const k of loop) problems.add(path.join(model.layers.get(k)!.dir, 'parent'), text);
+    }
+    if (dirs && isOverlay2Layout(dirs)) {
+      for (const p of overlay2LayoutProblems(dirs.home)) problems.add(p.path, p.message);
+      for (const layer of model.layers.values()) checkOverlay2Lowers(model, layer, dirs);
+    }
     for (const layer of model.layers.values()) await verifyModernLayer(model, layer, dirs!, content, reassemble);
     for (const c of model.containers) {
       if (c.driver && c.driver !== model.driver) continue;
@@ -125,6 +139,66 @@ export async function verifyStore(model: StoreModel, opts: VerifyOptions = {}): 
     root: model.root, kind: model.kind, driver: model.driver, checked: counts, notChecked, problems: list,
     ok: !list.some((p) => p.severity === 'error'),
   };
+}
+
+const short = (id: string) => id.replace(/^sha256:/, '').slice(0, 12);
+
+/**
+ * Every loop of a parent relation, each once, as the ids on it (the smallest
+ * first, so a loop is reported the same way whichever member a walk starts
+ * from). Linear: each id is walked once.
+ */
+export function parentLoops(ids: Iterable<string>, parentOf: (id: string) => string | null): string[][] {
+  const state = new Map<string, 'walking' | 'done'>();
+  const loops: string[][] = [];
+  for (const start of ids) {
+    const pathIds: string[] = [];
+    let cur: string | null = start;
+    while (cur !== null && !state.has(cur)) {
+      state.set(cur, 'walking');
+      pathIds.push(cur);
+      cur = parentOf(cur);
+    }
+    if (cur !== null && state.get(cur) === 'walking') {
+      const loop = pathIds.slice(pathIds.indexOf(cur));
+      const min = loop.indexOf([...loop].sort()[0]);
+      loops.push([...loop.slice(min), ...loop.slice(0, min)]);
+    }
+    for (const id of pathIds) state.set(id, 'done');
+  }
+  return loops;
+}
+
+function isOverlay2Layout(dirs: DriverDirs): boolean {
+  return dirs.name === 'overlay2' || dirs.name === 'fuse-overlayfs';
+}
+
+/**
+ * overlay2: a layer's `lower` names, nearest first, the driver dirs of its
+ * layerdb parent chain (moby writes the parent's link, then the parent's lower).
+ * Bad entries themselves are overlay2LayoutProblems'.
+ */
+function checkOverlay2Lowers(model: StoreModel, layer: LayerRecord, dirs: DriverDirs): void {
+  const cacheId = layer.cacheId;
+  if (!cacheId || !fs.existsSync(path.join(dirs.home, cacheId))) return;
+  let lowers: string[];
+  try {
+    lowers = overlay2Lowers(dirs.home, cacheId);
+  } catch {
+    return;
+  }
+  const expected: string[] = [];
+  const seen = new Set<string>();
+  for (let p = layer.parent; p !== null; p = model.layers.get(p)?.parent ?? null) {
+    if (seen.has(p) || p === layer.key) return; // a loop: reported as one
+    seen.add(p);
+    const c = model.layers.get(p)?.cacheId;
+    if (!c) return; // the chain is broken: reported where it breaks
+    expected.push(c);
+  }
+  if (lowers.join(':') !== expected.join(':')) {
+    model.problems.add(path.join(dirs.home, cacheId, 'lower'), `names the layers [${lowers.map(short).join(', ')}], but layerdb's parent chain of ${short(layer.key)} is [${expected.map(short).join(', ')}]`);
+  }
 }
 
 /**
@@ -251,7 +325,7 @@ async function blobSizes(blob: string): Promise<{ treeSize: number; headerSum: n
     data: () => undefined,
     entryEnd: () => undefined,
   });
-  const input = fs.createReadStream('', { fd: openReadOnly(blob), highWaterMark: 1 << 20 });
+  const input = fs.createReadStream('', { fd: openRegular(blob).fd, highWaterMark: 1 << 20 });
   const gunzip = zlib.createGunzip();
   input.on('error', (e) => gunzip.destroy(e));
   input.pipe(gunzip);
@@ -274,7 +348,8 @@ async function verifyRegistryLayer(model: StoreModel, layer: LayerRecord, notChe
   try {
     sizes = await blobSizes(layer.blob);
   } catch (e) {
-    problems.add(layer.blob, `is not a readable gzip'd tar (${(e as Error).message})`);
+    const code = (e as NodeJS.ErrnoException).code;
+    problems.add(layer.blob, code === 'ENOTREG' || code === 'ELOOP' ? describeFsError(e) : `is not a readable gzip'd tar (${(e as Error).message})`);
     return;
   }
   if (layer.size !== null && layer.size !== sizes.treeSize && layer.size !== sizes.headerSum) {
@@ -283,16 +358,21 @@ async function verifyRegistryLayer(model: StoreModel, layer: LayerRecord, notChe
   const sumFile = path.join(layer.dir, '_checksum');
   let sum: string;
   try {
-    sum = readFileReadOnly(sumFile).toString('utf8').trim();
-  } catch {
-    problems.warn(sumFile, 'is missing');
+    sum = readFileReadOnly(sumFile, TEXT_CAP).toString('utf8').trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') problems.warn(sumFile, 'is missing');
+    else problems.add(sumFile, describeFsError(e));
     return;
   }
   if (sum.startsWith('sha256:')) {
     const h = createHash('sha256');
-    h.update(readFileReadOnly(path.join(layer.dir, 'json')));
-    h.update('\n');
-    hashFile(h, layer.blob);
+    try {
+      h.update(readFileReadOnly(path.join(layer.dir, 'json')));
+      h.update('\n');
+      hashFile(h, layer.blob);
+    } catch {
+      return; // the json and the blob are reported by the reader and blobSizes
+    }
     const actual = `sha256:${h.digest('hex')}`;
     if (actual !== sum) problems.add(sumFile, `says ${sum}, sha256(json + "\\n" + layer) is ${actual}`);
   } else {
@@ -301,7 +381,7 @@ async function verifyRegistryLayer(model: StoreModel, layer: LayerRecord, notChe
 }
 
 function hashFile(h: ReturnType<typeof createHash>, file: string): void {
-  const fd = openReadOnly(file);
+  const { fd } = openRegular(file);
   try {
     const buf = Buffer.allocUnsafe(1 << 20);
     for (;;) {

@@ -11,7 +11,7 @@ import { asRoot } from './helpers/require.ts';
 import { LineChild, repo } from './helpers/line-child.ts';
 
 
-// The child: reads `acquire|release|loop|count ID PATH [N]` lines, answers `ok COUNT` or `error MESSAGE`.
+// The child: reads `acquire|release|persist|loop|count ID PATH [N]` lines, answers `ok COUNT` or `error MESSAGE`.
 const CHILD = `
 import { createInterface } from 'node:readline';
 import * as fs from 'node:fs';
@@ -26,6 +26,7 @@ for await (const line of createInterface({ input: process.stdin })) {
     if (cmd === 'acquire') console.log('ok', await refs.acquire(id, p, mount(p)));
     else if (cmd === 'release') console.log('ok', await refs.release(id, p, unmount(p)));
     else if (cmd === 'count') console.log('ok', await refs.count(id, p));
+    else if (cmd === 'persist') console.log('ok', await refs.persist(id, p));
     else if (cmd === 'loop') {
       for (let i = 0; i < Number(n); i++) {
         await refs.acquire(id, p, mount(p));
@@ -108,38 +109,104 @@ rootSerial('a count for a path that is not mounted is stale and counts as 0', as
   t.false(fs.existsSync(path.join(refsDir, 'L')));
 });
 
-rootSerial('a crashed holder: its count stays while mounted; once unmounted the count is stale; cleanup unmounts', async (t) => {
+rootSerial('a killed holder\'s reference is reclaimed: the next user takes the mount over, the last put unmounts', async (t) => {
+  const { home, mnt, kids: [a, b] } = setup(t);
+  t.is(await a.count(`acquire L ${mnt}`), 1); // answered once the mount is made
+  await a.kill9();
+  t.is(mountsAt(mnt), 1, 'killed while holding: still mounted');
+  t.is(await b.count(`count L ${mnt}`), 0, 'a dead holder\'s reference does not count');
+  t.is(await b.count(`acquire L ${mnt}`), 1, 'taken over, not mounted twice');
+  t.is(mountsAt(mnt), 1);
+  t.is(await b.count(`release L ${mnt}`), 0);
+  t.is(mountsAt(mnt), 0, 'no live holder left: unmounted');
+  t.deepEqual(new RefCounter(home).ids(), []);
+});
+
+rootSerial('reclaim (driver init) unmounts what only dead holders held', async (t) => {
+  const { home, mnt, kids: [a] } = setup(t, 1);
+  t.is(await a.count(`acquire L ${mnt}`), 1);
+  t.is(await a.count(`acquire L ${mnt}`), 2);
+  await a.kill9();
+  const refs = new RefCounter(home);
+  await refs.reclaim((_id, p) => sys.umount2(p));
+  t.is(mountsAt(mnt), 0);
+  t.deepEqual(refs.ids(), []);
+  t.false(fs.existsSync(refs.dir), 'nothing left in the run dir');
+});
+
+rootSerial('a holder is its pid and start time: a live pid with another start time is a dead holder', async (t) => {
+  const { home, mnt } = setup(t, 0);
+  const refs = new RefCounter(home);
+  const start = fs.readFileSync('/proc/self/stat', 'latin1').split(') ')[1].split(' ')[19];
+  const record = (tag: string) => {
+    fs.mkdirSync(refs.dir, { recursive: true });
+    fs.writeFileSync(path.join(refs.dir, 'L'), JSON.stringify({ path: mnt, holders: { [tag]: 1 }, persistent: 0, foreign: false }));
+  };
+  sys.mount('tmpfs', mnt, 'tmpfs', 0, 'size=1m');
+  record(`${process.pid}.${start}`); // this very process: alive
+  await refs.reclaim((_id, p) => sys.umount2(p));
+  t.is(mountsAt(mnt), 1, 'a live holder keeps its mount');
+  record(`${process.pid}.${Number(start) + 1}`); // our pid, but not our start: a reused pid
+  await refs.reclaim((_id, p) => sys.umount2(p));
+  t.is(mountsAt(mnt), 0, 'a reused pid is not the holder');
+  t.deepEqual(refs.ids(), []);
+});
+
+rootSerial('a persistent reference (strata layer mount) outlives its process; a put from another process releases it', async (t) => {
   const { home, mnt, kids: [a, b] } = setup(t);
   t.is(await a.count(`acquire L ${mnt}`), 1);
-  await a.kill9();
-  t.is(mountsAt(mnt), 1);
+  t.is(await a.count(`persist L ${mnt}`), 1);
+  await a.close(); // exits normally, as the CLI does after printing the path
+  const refs = new RefCounter(home);
+  await refs.reclaim((_id, p) => sys.umount2(p));
+  t.is(mountsAt(mnt), 1, 'not reclaimed: nobody put it');
+  t.is(await b.count(`count L ${mnt}`), 1);
   t.is(await b.count(`acquire L ${mnt}`), 2);
+  t.is(await b.count(`release L ${mnt}`), 1, 'b drops its own reference first');
+  t.is(mountsAt(mnt), 1);
+  t.is(await b.count(`release L ${mnt}`), 0, 'then the persistent one');
+  t.is(mountsAt(mnt), 0);
+});
+
+rootSerial('a put never takes another live process\'s reference', async (t) => {
+  const { mnt, kids: [a, b] } = setup(t);
+  t.is(await a.count(`acquire L ${mnt}`), 1);
   t.is(await b.count(`release L ${mnt}`), 1);
-  t.is(mountsAt(mnt), 1, 'the crashed holder still has its reference');
-  // Cleanup (driver shutdown) unmounts everything recorded
+  t.is(mountsAt(mnt), 1, 'a still holds it');
+  t.is(await a.count(`release L ${mnt}`), 0);
+  t.is(mountsAt(mnt), 0);
+});
+
+rootSerial('cleanup unmounts what it recorded; a count left for a path unmounted by hand is stale', async (t) => {
+  const { home, mnt, kids: [a, b] } = setup(t);
+  t.is(await a.count(`acquire L ${mnt}`), 1);
   const refs = new RefCounter(home);
   await refs.releaseAll((_id, p) => sys.umount2(p));
   t.is(mountsAt(mnt), 0);
   t.deepEqual(refs.ids(), []);
-  // a count left behind by a crash, for a path someone unmounted by hand
-  const c = new Child(home);
-  t.teardown(() => c.close());
-  t.is(await c.count(`acquire L ${mnt}`), 1);
-  await c.kill9();
+  t.is(await b.count(`acquire L ${mnt}`), 1);
+  await b.kill9();
   sys.umount2(mnt);
-  t.is(await b.count(`acquire L ${mnt}`), 1, 'stale count ignored');
+  t.is(await a.count(`acquire L ${mnt}`), 1, 'stale count ignored');
   t.is(mountsAt(mnt), 1, 'mounted again');
-  t.is(await b.count(`release L ${mnt}`), 0);
+  t.is(await a.count(`release L ${mnt}`), 0);
   t.is(mountsAt(mnt), 0);
 });
 
-rootSerial('a mount made outside the counts (dockerd, by hand) is never unmounted by balanced get/put', async (t) => {
-  const { mnt, kids: [a] } = setup(t, 1);
+rootSerial('a mount made outside the counts (dockerd, by hand) is never unmounted by us, not even when its counted holder dies', async (t) => {
+  const { home, mnt, kids: [a, b] } = setup(t);
   sys.mount('tmpfs', mnt, 'tmpfs', 0, 'size=1m');
   t.is(await a.count(`acquire L ${mnt}`), 2);
   t.is(mountsAt(mnt), 1);
   t.is(await a.count(`release L ${mnt}`), 1);
+  t.is(await a.count(`release L ${mnt}`), 1, 'an extra put does not unmount it either');
   t.is(mountsAt(mnt), 1);
+  t.is(await b.count(`acquire L ${mnt}`), 2);
+  await b.kill9();
+  await new RefCounter(home).reclaim((_id, p) => sys.umount2(p));
+  t.is(mountsAt(mnt), 1, 'reclaim leaves a foreign mount alone');
+  await new RefCounter(home).releaseAll((_id, p) => sys.umount2(p));
+  t.is(mountsAt(mnt), 1, 'so does cleanup');
 });
 
 rootSerial('two processes racing get/put 40 times each never unmount under each other', async (t) => {

@@ -132,6 +132,17 @@ test('the real registry: probeDrivers reports all six, honestly, and leaves noth
   t.deepEqual(fs.readdirSync(root), [], 'probe scratch removed');
 });
 
+test('probeDrivers removes the scratch root a killed `strata drivers` left (holder dead), not a live one\'s', async (t) => {
+  const root = tmpRoot(t);
+  const start = Number(fs.readFileSync('/proc/self/stat', 'latin1').split(') ')[1].split(' ')[19]);
+  const dead = path.join(root, `.strata-probe-${process.pid}.${start + 1}-AbCdEf`); // our pid, another start: not us
+  const live = path.join(root, `.strata-probe-${process.pid}.${start}-GhIjKl`);
+  fs.mkdirSync(path.join(dead, 'overlay2'), { recursive: true });
+  fs.mkdirSync(live);
+  await probeDrivers(root);
+  t.deepEqual(fs.readdirSync(root), [path.basename(live)]);
+});
+
 test('the real registry: explicit vfs', async (t) => {
   const root = tmpRoot(t);
   const d = await selectDriver(root, { name: 'vfs' });

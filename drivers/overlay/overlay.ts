@@ -29,13 +29,15 @@ import * as sys from '../../sys/syscalls.ts';
 import { applyLayer } from '../../archive/apply.ts';
 import type { Change } from '../../archive/types.ts';
 import {
-  InvalidParameterError, LayerNotFoundError, QuotaNotSupportedError, errDTypeNotSupported, errNotSupported,
+  InvalidParameterError, LayerNotFoundError, QuotaNotSupportedError, errDTypeNotSupported, mustBeExistingHome,
   parentOrNull, parseStorageOptKeyValue, tarSource, validateId,
-  type CreateOpts, type Driver, type LayerInfo, type TarInput,
+  type CreateOpts, type Driver, type InitOpts, type LayerInfo, type TarInput,
 } from '../driver.ts';
+import { Feature } from '../feature.ts';
+import { makeScratch, removeStaleScratch } from '../scratch.ts';
 import { backingFsName, supportsDType } from '../backing-fs.ts';
 import { naiveApplyDiff, naiveChanges, naiveDiff, naiveDiffSize } from '../naive.ts';
-import { probeOverlay } from '../overlay2/probes.ts';
+import { PROBE_PREFIXES, probeOverlay } from '../overlay2/probes.ts';
 import { RefCounter, isMountPoint } from '../refcount.ts';
 import { register } from '../registry.ts';
 import { copyTree } from '../vfs/vfs.ts';
@@ -45,20 +47,34 @@ export const NAME = 'overlay';
 
 const isRoot = process.getuid?.() === 0;
 
-/** moby overlay Init: no options at all; a test mount and the d_type check. */
-export async function init(home: string, options: string[]): Promise<Driver> {
+/**
+ * moby overlay Init: no options at all; a test mount and the d_type check,
+ * at init when opened to use the home, on first need when opened to manage
+ * an existing one (driver.ts OpenMode).
+ */
+export async function init(home: string, options: string[], opts: InitOpts = {}): Promise<Driver> {
   for (const opt of options) {
     const [key] = parseStorageOptKeyValue(opt);
     throw new InvalidParameterError(`${NAME}: unknown option ${key}`);
   }
-  const created = !fs.existsSync(home);
+  const manage = opts.mode === 'manage';
+  if (manage) mustBeExistingHome(NAME, home);
+  const created = !manage && !fs.existsSync(home);
   fs.mkdirSync(home, { recursive: true, mode: 0o710 });
   try {
-    const overlay = probeOverlay(home);
-    if (overlay !== true) throw errNotSupported(`overlay mount failed: ${overlay}`);
+    removeStaleScratch(home, PROBE_PREFIXES);
+    removeDeadApplyCopies(home);
     const backing = backingFsName(home);
-    if (!supportsDType(home)) throw errDTypeNotSupported(NAME, backing);
-    return new OverlayDriver(home, backing);
+    const mountable = new Feature(NAME, 'overlay mount', home, () => {
+      const overlay = probeOverlay(home);
+      if (overlay !== true) throw new Error(overlay);
+      if (!supportsDType(home)) throw errDTypeNotSupported(NAME, backing);
+      return true as const;
+    });
+    const d = new OverlayDriver(home, backing, mountable);
+    await d.reclaimDeadHolders();
+    if (!manage) mountable.get();
+    return d;
   } catch (e) {
     if (created) fs.rmSync(home, { recursive: true, force: true }); // leave no empty home behind a refusal
     throw e;
@@ -67,15 +83,33 @@ export async function init(home: string, options: string[]): Promise<Driver> {
 
 register(NAME, init);
 
+/**
+ * The hardlink copies (`<id>/tmproot-<holder>-*`) of applies killed midway:
+ * each holds a whole tree's directories, so a store that saw a few killed
+ * applies runs out of inodes. Removed at init (one readdir per layer) and
+ * before each apply into the same layer.
+ */
+function removeDeadApplyCopies(home: string): void {
+  for (const e of fs.readdirSync(home, { withFileTypes: true })) {
+    if (e.isDirectory() && !e.name.startsWith('.')) removeStaleScratch(path.join(home, e.name), [TMP_ROOT_PREFIX], { untagged: false });
+  }
+}
+
 export class OverlayDriver implements Driver {
   readonly name = NAME;
   private readonly refs: RefCounter;
   /** `index=off,` where the kernel has the parameter (as overlay2 mounts; moby's overlay v1 passed nothing) */
   private readonly optPrefix: string;
 
-  constructor(readonly home: string, private readonly backingFs: string) {
+  /** `mountable` left out: assumed, unprobed (a caller that did not init). */
+  constructor(readonly home: string, private readonly backingFs: string, private readonly mountable = Feature.known(NAME, 'overlay mount', home, true as const)) {
     this.refs = new RefCounter(home);
     this.optPrefix = fs.existsSync('/sys/module/overlay/parameters/index') ? 'index=off,' : '';
+  }
+
+  /** Drop the mount references of killed processes, unmounting what no live one holds (init does this). */
+  async reclaimDeadHolders(): Promise<void> {
+    await this.refs.reclaim((_id, mp) => this.unmount(mp));
   }
 
   private paths(id: string): LayerPaths {
@@ -126,6 +160,7 @@ export class OverlayDriver implements Driver {
     const parent = parentOrNull(parentArg);
     const p = this.paths(id);
     if (fs.existsSync(p.dir)) throw new Error(`${NAME}: layer ${id} already exists`);
+    this.mountable.get(); // a layer that could never be mounted here is not made
     const pp = parent === null ? null : this.mustExist(parent, `parent of ${id}`);
     fs.mkdirSync(p.dir, 0o710);
     try {
@@ -165,6 +200,7 @@ export class OverlayDriver implements Driver {
     const p = this.mustExist(id, 'get');
     if (isDir(p.root)) return p.root;
     const data = mountData(this.home, id, this.lowerId(id, p), this.optPrefix);
+    this.mountable.get();
     await this.refs.acquire(id, p.merged, () => {
       fs.mkdirSync(p.merged, { recursive: true, mode: 0o700 });
       try {
@@ -175,6 +211,12 @@ export class OverlayDriver implements Driver {
       }
     });
     return p.merged;
+  }
+
+  async persist(id: string): Promise<void> {
+    const p = this.paths(id);
+    if (isDir(p.root)) return; // an image layer is its root/: nothing mounted, nothing to keep
+    await this.refs.persist(id, p.merged);
   }
 
   async put(id: string): Promise<void> {
@@ -256,7 +298,8 @@ export class OverlayDriver implements Driver {
       throw new Error(`${NAME}: applyDiff ${id}: the layer is mounted on ${p.merged}; put() it first (the apply replaces its upper/ with a root/)`);
     }
     if (fs.existsSync(p.root)) throw new Error(`${NAME}: applyDiff ${id}: ${p.root} already exists`);
-    const tmp = fs.mkdtempSync(path.join(p.dir, TMP_ROOT_PREFIX));
+    removeStaleScratch(p.dir, [TMP_ROOT_PREFIX], { untagged: false }); // a killed apply's copy
+    const tmp = makeScratch(p.dir, TMP_ROOT_PREFIX);
     let size: number;
     try {
       copyTree(parentRoot, tmp, { mode: 'hardlink' });

@@ -2,7 +2,7 @@
 // same on-disk layout (layout.ts), so stores written by dockerd are readable
 // here and the other way round.
 //
-// Native paths (when init's probes allow them and `parent` is the direct
+// Native paths (when the probes allow them and `parent` is the direct
 // parent): diff = export of <id>/diff converting overlay whiteouts; applyDiff
 // = untar into <id>/diff writing overlay whiteouts; diffSize = size of
 // <id>/diff; changes = computed from <id>/diff and the lower diff dirs without
@@ -17,71 +17,120 @@ import { changesFromDiffDir, directorySize } from '../../archive/changes.ts';
 import { exportDir } from '../../archive/export.ts';
 import type { Change } from '../../archive/types.ts';
 import {
-  InvalidParameterError, LayerNotFoundError, QuotaNotSupportedError, errDTypeNotSupported, errNotSupported,
+  InvalidParameterError, LayerNotFoundError, QuotaNotSupportedError, errDTypeNotSupported, mustBeExistingHome,
   parentOrNull, parseStorageOptKeyValue, ramInBytes, validateId,
-  type CreateOpts, type Driver, type LayerInfo, type TarInput,
+  type CreateOpts, type Driver, type InitOpts, type LayerInfo, type TarInput,
 } from '../driver.ts';
+import { Feature } from '../feature.ts';
+import { removeStaleScratch } from '../scratch.ts';
 import { naiveApplyDiff, naiveChanges, naiveDiff, naiveDiffSize } from '../naive.ts';
 import { RefCounter } from '../refcount.ts';
 import { register } from '../registry.ts';
 import { ProjectQuota } from '../quota.ts';
 import { backingFsName, supportsDType } from '../backing-fs.ts';
 import { LINK_DIR, childLower, generateLinkId, planMount } from './layout.ts';
-import { probeNativeDiff, probeOverlay, probeUserXattr } from './probes.ts';
+import { PROBE_PREFIXES, probeNativeDiff, probeOverlay, probeUserXattr } from './probes.ts';
 
 export const NAME = 'overlay2';
 
-export interface Overlay2Options {
-  /** force the naive diff even where the native one is safe (tests, comparisons) */
-  forceNaive?: boolean;
+/** What the native-diff probe found (probes.ts probeNativeDiff). */
+export interface NativeDiff {
+  native: boolean;
+  reason: string;
 }
 
-/** moby overlay2 Init: options `overlay2.size`, `overlay2.override_kernel_check` (ignored). */
-export async function init(home: string, options: string[], extra: Overlay2Options = {}): Promise<Driver> {
+/**
+ * moby overlay2 Init: options `overlay2.size`, `overlay2.override_kernel_check`
+ * (ignored), and strata's `overlay2.force_naive_diff`. How the probes run
+ * depends on the open mode (driver.ts OpenMode).
+ */
+export async function init(home: string, options: string[], opts: InitOpts = {}): Promise<Driver> {
   let defaultSize = 0;
+  let forceNaive = false;
   for (const opt of options) {
     const [key, val] = parseStorageOptKeyValue(opt);
     if (key === 'overlay2.size') defaultSize = ramInBytes(val);
     else if (key === 'overlay2.override_kernel_check') continue; // deprecated no-op, as in moby v23
-    else if (key === 'overlay2.force_naive_diff') extra.forceNaive = val === 'true' || val === '1';
+    else if (key === 'overlay2.force_naive_diff') forceNaive = val === 'true' || val === '1';
     else throw new InvalidParameterError(`overlay2: unknown option ${key}`);
   }
-  fs.mkdirSync(home, { recursive: true, mode: 0o710 });
-  const overlay = probeOverlay(home);
-  if (overlay !== true) throw errNotSupported(`overlay mount failed: ${overlay}`);
+  const manage = opts.mode === 'manage';
+  if (manage) mustBeExistingHome(NAME, home);
+  else {
+    fs.mkdirSync(home, { recursive: true, mode: 0o710 });
+    fs.mkdirSync(path.join(home, LINK_DIR), { recursive: true, mode: 0o700 });
+  }
+  removeStaleScratch(home, PROBE_PREFIXES);
   const backing = backingFsName(home);
-  if (!supportsDType(home)) throw errDTypeNotSupported(NAME, backing);
-  fs.mkdirSync(path.join(home, LINK_DIR), { recursive: true, mode: 0o700 });
+  const feature = <T>(what: string, probe: () => T) => new Feature(NAME, what, home, probe);
+  const mountable = feature('overlay mount', () => {
+    const overlay = probeOverlay(home);
+    if (overlay !== true) throw new Error(overlay);
+    if (!supportsDType(home)) throw errDTypeNotSupported(NAME, backing);
+    return true as const;
+  });
   const quota = ProjectQuota.detect(home, (d) => fs.readdirSync(d).filter((n) => n !== LINK_DIR).map((n) => path.join(d, n)));
   if (defaultSize > 0 && typeof quota === 'string') {
     throw new InvalidParameterError(`Storage Option overlay2.size only supported for backingFS XFS. Found ${backing}`);
   }
-  const { userxattr } = probeUserXattr(home);
-  const native = extra.forceNaive ? { native: false, reason: 'forced by option' } : probeNativeDiff(home, userxattr);
-  return new Overlay2Driver(home, backing, native, quota, defaultSize, userxattr);
+  const userxattr = feature('userxattr', () => probeUserXattr(home).userxattr);
+  const native = forceNaive
+    ? Feature.known(NAME, 'native diff', home, { native: false, reason: 'forced by option' })
+    : feature('native diff', () => probeNativeDiff(home, userxattr.get()));
+  const d = new Overlay2Driver(home, backing, native, quota, defaultSize, userxattr, mountable);
+  await d.reclaimDeadHolders();
+  if (!manage) {
+    mountable.get();
+    userxattr.get();
+    native.get();
+  }
+  return d;
 }
 
-register(NAME, (home, options) => init(home, options));
+register(NAME, init);
 
 export class Overlay2Driver implements Driver {
   readonly name = NAME;
   private readonly refs: RefCounter;
-  /** `index=off,` where the kernel has the parameter, and `userxattr,` where needed, as moby does */
-  private readonly optPrefix: string;
-  /** the whiteout form of the diff dirs: the opaque xattr follows the mount's namespace */
-  private readonly format: 'overlay' | 'overlay-userxattr';
+  private readonly nativeDiff: Feature<NativeDiff>;
+  private readonly userxattr: Feature<boolean>;
+  /** overlay mounts work here (and the backing fs has d_type) */
+  private readonly mountable: Feature<true>;
 
+  /**
+   * Without init (the offline readers construct one so): `nativeDiff` and
+   * `userxattr` may be given as known values, and `mountable` left out, which
+   * assumes what no probe has checked.
+   */
   constructor(
     readonly home: string,
     private readonly backingFs: string,
-    private readonly nativeDiff: { native: boolean; reason: string },
+    nativeDiff: NativeDiff | Feature<NativeDiff>,
     private readonly quota: ProjectQuota | string,
     private readonly defaultSize: number,
-    private readonly userxattr = false,
+    userxattr: boolean | Feature<boolean> = false,
+    mountable?: Feature<true>,
   ) {
     this.refs = new RefCounter(home);
-    this.optPrefix = (fs.existsSync('/sys/module/overlay/parameters/index') ? 'index=off,' : '') + (userxattr ? 'userxattr,' : '');
-    this.format = userxattr ? 'overlay-userxattr' : 'overlay';
+    const known = <T>(what: string, v: T | Feature<T>) => (v instanceof Feature ? v : Feature.known(NAME, what, home, v));
+    this.nativeDiff = known('native diff', nativeDiff);
+    this.userxattr = known('userxattr', userxattr);
+    this.mountable = mountable ?? Feature.known(NAME, 'overlay mount', home, true as const);
+  }
+
+  /** Drop the mount references of killed processes, unmounting what no live one holds (init does this). */
+  async reclaimDeadHolders(): Promise<void> {
+    await this.refs.reclaim((_id, p) => this.unmount(p));
+  }
+
+  /** `index=off,` where the kernel has the parameter, and `userxattr,` where needed, as moby does */
+  private optPrefix(): string {
+    return (fs.existsSync('/sys/module/overlay/parameters/index') ? 'index=off,' : '') + (this.userxattr.get() ? 'userxattr,' : '');
+  }
+
+  /** the whiteout form of the diff dirs: the opaque xattr follows the mount's namespace */
+  private format(): 'overlay' | 'overlay-userxattr' {
+    return this.userxattr.get() ? 'overlay-userxattr' : 'overlay';
   }
 
   private dir(id: string): string {
@@ -120,6 +169,7 @@ export class Overlay2Driver implements Driver {
     const parent = parentOrNull(parentArg);
     const dir = this.dir(id);
     if (fs.existsSync(dir)) throw new Error(`${NAME}: layer ${id} already exists`);
+    this.mountable.get(); // a layer that could never be mounted here is not made
     let size = 0;
     for (const [k, v] of Object.entries(storageOpt)) {
       if (k.toLowerCase() === 'size') size = ramInBytes(v);
@@ -139,6 +189,7 @@ export class Overlay2Driver implements Driver {
       if (size > 0) (this.quota as ProjectQuota).setQuota(dir, size);
       fs.mkdirSync(path.join(dir, 'diff'), { mode: 0o755 });
       const link = generateLinkId();
+      fs.mkdirSync(path.join(this.home, LINK_DIR), { recursive: true, mode: 0o700 }); // a managed home may lack it
       fs.symlinkSync(path.join('..', id, 'diff'), path.join(this.home, LINK_DIR, link));
       fs.writeFileSync(path.join(dir, 'link'), link, { mode: 0o644 });
       if (parent && lower) {
@@ -166,9 +217,11 @@ export class Overlay2Driver implements Driver {
     const lower = this.readText(id, 'lower');
     if (!lower) return path.join(dir, 'diff'); // base layer: nothing to mount
     const merged = path.join(dir, 'merged');
+    this.mountable.get();
+    const prefix = this.optPrefix();
     await this.refs.acquire(id, merged, () => {
       const readOnly = fs.existsSync(path.join(dir, 'committed'));
-      const plan = planMount(this.home, id, lower, readOnly, this.optPrefix);
+      const plan = planMount(this.home, id, lower, readOnly, prefix);
       fs.mkdirSync(merged, { recursive: true, mode: 0o700 });
       if (plan.cwd) {
         // relative paths: mount from the home (moby re-execs a helper for this;
@@ -183,6 +236,11 @@ export class Overlay2Driver implements Driver {
       } else sys.mount('overlay', merged, 'overlay', 0, plan.data);
     });
     return merged;
+  }
+
+  async persist(id: string): Promise<void> {
+    if (!this.readText(id, 'lower')) return; // a base layer is its diff dir: nothing mounted, nothing to keep
+    await this.refs.persist(id, path.join(this.dir(id), 'merged'));
   }
 
   async put(id: string): Promise<void> {
@@ -216,10 +274,19 @@ export class Overlay2Driver implements Driver {
     return [
       ['Backing Filesystem', this.backingFs],
       ['Supports d_type', 'true'],
-      ['Native Overlay Diff', String(this.nativeDiff.native)],
-      ...(this.nativeDiff.native ? [] : [['Native Overlay Diff (why not)', this.nativeDiff.reason] as [string, string]]),
-      ['userxattr', String(this.userxattr)],
+      ['Native Overlay Diff', this.nativeDiff.describe((n) => String(n.native))],
+      ...this.whyNotNative(),
+      ['userxattr', this.userxattr.describe(String)],
     ];
+  }
+
+  private whyNotNative(): [string, string][] {
+    try {
+      const n = this.nativeDiff.get();
+      return n.native ? [] : [['Native Overlay Diff (why not)', n.reason]];
+    } catch {
+      return []; // the probe's failure is the value shown above
+    }
   }
 
   metadata(id: string): Record<string, string> {
@@ -269,26 +336,26 @@ export class Overlay2Driver implements Driver {
   }
 
   private useNative(id: string, parentArg: string | null): boolean {
-    return this.nativeDiff.native && this.isParent(id, parentOrNull(parentArg));
+    return this.nativeDiff.get().native && this.isParent(id, parentOrNull(parentArg));
   }
 
   diff(id: string, parent: string | null): Readable {
     this.mustExist(id, 'diff');
     if (!this.useNative(id, parent)) return naiveDiff(this, id, parent);
-    return exportDir(path.join(this.dir(id), 'diff'), { whiteouts: this.format });
+    return exportDir(path.join(this.dir(id), 'diff'), { whiteouts: this.format() });
   }
 
   async changes(id: string, parent: string | null): Promise<Change[]> {
     this.mustExist(id, 'changes');
     if (!this.useNative(id, parent)) return naiveChanges(this, id, parent);
-    return changesFromDiffDir(path.join(this.dir(id), 'diff'), this.lowerDiffDirs(id), this.format);
+    return changesFromDiffDir(path.join(this.dir(id), 'diff'), this.lowerDiffDirs(id), this.format());
   }
 
   async applyDiff(id: string, parent: string | null, tar: TarInput): Promise<number> {
     this.mustExist(id, 'applyDiff');
     if (!this.useNative(id, parent)) return naiveApplyDiff(this, id, parent, tar);
     const diff = path.join(this.dir(id), 'diff');
-    await applyLayer(tar, diff, { whiteouts: this.format });
+    await applyLayer(tar, diff, { whiteouts: this.format() });
     return directorySize(diff);
   }
 

@@ -1,19 +1,17 @@
-// Kernel probes overlay2 runs at init, as moby does (overlayutils.SupportsOverlay,
-// doesSupportNativeDiff): real test mounts in a scratch dir under the home.
+// Kernel probes of the overlay drivers, as moby's (overlayutils.SupportsOverlay,
+// doesSupportNativeDiff): real test mounts in a scratch dir under the home
+// (drivers/scratch.ts names it after its holder). The drivers run them
+// through drivers/feature.ts: at init when opened to use a home, on first
+// need when opened to manage an existing one.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as sys from '../../sys/syscalls.ts';
 import { runningInUserNS } from '../../sys/userns.ts';
 import { backingFsName } from '../backing-fs.ts';
+import { withScratch as scratch } from '../scratch.ts';
 
-function scratch<T>(home: string, prefix: string, fn: (dir: string) => T): T {
-  const dir = fs.mkdtempSync(path.join(home, prefix));
-  try {
-    return fn(dir);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
+/** The scratch-dir prefixes of these probes (and moby's), which init removes when their holder is gone. */
+export const PROBE_PREFIXES = ['check-overlayfs-support', 'userxattr-check', 'opaque-bug-check', 'metacopy-check'] as const;
 
 function mountOverlay(merged: string, data: string, fn: () => void): void {
   sys.mount('overlay', merged, 'overlay', 0, data);

@@ -15,8 +15,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as sys from '../../sys/syscalls.ts';
 import {
-  InvalidParameterError, LayerNotFoundError, QuotaNotSupportedError, parentOrNull, parseStorageOptKeyValue,
-  ramInBytes, validateId, type CreateOpts, type Driver, type LayerInfo, type ProtoDriver,
+  InvalidParameterError, LayerNotFoundError, QuotaNotSupportedError, mustBeExistingHome, parentOrNull, parseStorageOptKeyValue,
+  ramInBytes, validateId, type CreateOpts, type Driver, type InitOpts, type LayerInfo, type ProtoDriver,
 } from '../driver.ts';
 import { NaiveDiffDriver } from '../naive.ts';
 import { ProjectQuota, findTool } from '../quota.ts';
@@ -26,15 +26,16 @@ export const NAME = 'vfs';
 
 const isRoot = process.getuid?.() === 0;
 
-/** moby vfs Init: options `size=<bytes>` only (default quota for RW layers). */
-export async function init(home: string, options: string[]): Promise<Driver> {
+/** moby vfs Init: options `size=<bytes>` only (default quota for RW layers). No probes: both open modes are alike, except that `manage` creates nothing. */
+export async function init(home: string, options: string[], opts: InitOpts = {}): Promise<Driver> {
   let defaultSize = 0;
   for (const opt of options) {
     const [key, val] = parseStorageOptKeyValue(opt);
     if (key === 'size') defaultSize = ramInBytes(val);
     else throw new InvalidParameterError(`unknown option ${key} for vfs`);
   }
-  fs.mkdirSync(home, { recursive: true, mode: 0o710 });
+  if (opts.mode === 'manage') mustBeExistingHome(NAME, home);
+  else fs.mkdirSync(home, { recursive: true, mode: 0o710 });
   const quota = ProjectQuota.detect(home, layerDirs);
   if (defaultSize > 0 && typeof quota === 'string') throw new QuotaNotSupportedError(quota);
   return new NaiveDiffDriver(new VfsDriver(home, quota, defaultSize));
@@ -71,7 +72,7 @@ export class VfsDriver implements ProtoDriver {
 
   async create(id: string, parent: string | null, opts?: CreateOpts): Promise<void> {
     if (opts?.storageOpt && Object.keys(opts.storageOpt).length > 0) {
-      throw new Error('--storage-opt is not supported for vfs on read-only layers');
+      throw new InvalidParameterError('--storage-opt is not supported for vfs on read-only layers');
     }
     this.createLayer(id, parentOrNull(parent), 0);
   }

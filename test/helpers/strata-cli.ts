@@ -1,5 +1,5 @@
 // Run the strata CLI as a user would: a child process, its stdout, stderr and exit code.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,4 +18,11 @@ export function strata(args: string[], opts: { timeoutMs?: number } = {}): CliRe
     timeout: opts.timeoutMs, killSignal: 'SIGKILL',
   });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Start the strata CLI and leave it running (stdin a pipe): for tests that must act while it works. */
+export function strataSpawn(args: string[]): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'cli', 'main.ts'), ...args], {
+    cwd: repo, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, STRATA_DEBUG: '' },
+  });
 }

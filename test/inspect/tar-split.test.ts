@@ -1,5 +1,6 @@
 // tar-split: recording, reading, reassembly and the checks verify relies on.
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -162,4 +163,36 @@ test('a truncated or garbled tar-split file is a TarSplitFormatError naming it',
   fs.writeFileSync(bad, zlib.gzipSync('{"type":2,"payload":"AA==","position":0}\n{"type":7}\n'));
   const e2 = await t.throwsAsync(drain(bad), { instanceOf: TarSplitFormatError });
   t.regex(e2!.message, /line 2: unknown entry type 7/);
+});
+
+test('a tar-split line over the cap is a TarSplitFormatError naming the file and the line; a long line under it is read whole', async (t) => {
+  const dir = tmpdir(t);
+  const seg = (bytes: number, position: number) => JSON.stringify({ type: 2, payload: Buffer.alloc(bytes, 1).toString('base64'), position });
+  // a 3 MiB line (2.25 MiB of payload) is read; a 6 MiB one, on line 3, is over the 4 MiB cap
+  const ok = path.join(dir, 'ok.json.gz');
+  fs.writeFileSync(ok, zlib.gzipSync(`${seg(10, 0)}\n${seg(9 << 18, 1)}\n`));
+  let n = 0;
+  for await (const e of readTarSplit(ok)) n += e.type === 'segment' ? e.payload.length : 0;
+  t.is(n, 10 + (9 << 18));
+  const long = path.join(dir, 'long.json.gz');
+  fs.writeFileSync(long, zlib.gzipSync(`${seg(10, 0)}\n${seg(10, 1)}\n${seg(9 << 19, 2)}\n`));
+  const err = await t.throwsAsync(async () => {
+    for await (const _ of readTarSplit(long)) void _;
+  });
+  t.true(err instanceof TarSplitFormatError);
+  t.is(err!.message, `${long}: line 3: longer than the 4 MiB cap for a tar-split line`);
+});
+
+test('a FIFO or a device in place of a tar-split file is refused without blocking', async (t) => {
+  const dir = tmpdir(t);
+  const f = path.join(dir, 'fifo.json.gz');
+  execFileSync('mkfifo', [f]);
+  const z = path.join(dir, 'zero.json.gz');
+  fs.symlinkSync('/dev/zero', z);
+  for (const [file, msg] of [[f, 'is a FIFO, expected a regular file'], [z, 'is a symlink (not followed: the store format has none here)']]) {
+    const err = await t.throwsAsync(async () => {
+      for await (const _ of readTarSplit(file)) void _;
+    });
+    t.is(err!.message, `${file}: ${msg}`);
+  }
 });

@@ -1,0 +1,75 @@
+// A tiny ext4 on a loop device, to run a driver home out of blocks or inodes.
+// Loop devices through sys/loop.ts, whose detach waits until the kernel has
+// let the device go (udev may still hold it just after umount).
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loopMount, type LoopMount } from '../../sys/loop.ts';
+import { runningInUserNS } from '../../sys/userns.ts';
+import { hasTool, isRoot } from './require.ts';
+
+/** Why a tiny loop fs cannot be made here, or null. */
+export function tinyFsMissing(): string | null {
+  if (!isRoot) return 'root (loop mounts)';
+  if (runningInUserNS()) return 'the initial user namespace (loop mounts are refused in a user namespace)';
+  if (!hasTool('mkfs.ext4') || !hasTool('losetup')) return 'mkfs.ext4 (e2fsprogs) and losetup (util-linux)';
+  return null;
+}
+
+export interface TinyFs {
+  dir: string;
+  /** Unmount, detach the loop device, remove the image. */
+  cleanup(): void;
+}
+
+/**
+ * A `sizeMiB` ext4 with no blocks reserved for root (root would write on
+ * into them), and `inodes` inodes when given (mkfs rounds up a little).
+ */
+export function tinyExt4(sizeMiB: number, inodes?: number): TinyFs {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-tinyfs-'));
+  const img = path.join(tmp, 'ext4.img');
+  const dir = path.join(tmp, 'mnt');
+  let loop: LoopMount | undefined;
+  try {
+    fs.mkdirSync(dir);
+    fs.writeFileSync(img, '');
+    fs.truncateSync(img, sizeMiB << 20);
+    execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', '-b', '1024', ...(inodes ? ['-N', String(inodes)] : []), img], { stdio: 'pipe' });
+    loop = loopMount(img, dir, { type: 'ext4' });
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  return {
+    dir,
+    cleanup() {
+      try {
+        loop!.unmount();
+      } finally {
+        fs.rmSync(tmp, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** Write into `file` until the fs refuses (ENOSPC), in ever smaller pieces: the fs is then out of blocks. */
+export function fillUp(file: string): void {
+  const fd = fs.openSync(file, 'a');
+  try {
+    for (const size of [1 << 20, 64 << 10, 1 << 10, 1]) {
+      const buf = Buffer.alloc(size, 0x5a);
+      for (;;) {
+        try {
+          if (fs.writeSync(fd, buf) < size) break;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOSPC') break;
+          throw e;
+        }
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
