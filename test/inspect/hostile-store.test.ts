@@ -197,6 +197,12 @@ const cases: Case[] = [
       return f;
     }, message: /layer parent chain loops: /,
   },
+  {
+    name: 'a regular file where a container directory should be', damage: (p) => {
+      replaceWith(path.dirname(p.ctrConfig), (f) => fs.writeFileSync(f, '{}'));
+      return path.dirname(p.ctrConfig);
+    }, message: /^container directory is a regular file, expected a directory$/,
+  },
 ];
 
 for (const c of cases) {
