@@ -198,6 +198,21 @@ const cases: Case[] = [
     }, message: /layer parent chain loops: /,
   },
   {
+    // dockerd skips a container whose hostconfig.json it cannot read (moby daemon.load)
+    name: 'a FIFO in place of a container\'s hostconfig.json', damage: (p) => {
+      const f = path.join(path.dirname(p.ctrConfig), 'hostconfig.json');
+      replaceWith(f, fifo);
+      return f;
+    }, message: /^container host config is a FIFO, expected a regular file/,
+  },
+  {
+    name: 'a truncated hostconfig.json', damage: (p) => {
+      const f = path.join(path.dirname(p.ctrConfig), 'hostconfig.json');
+      fs.writeFileSync(f, '{"NetworkMode": "no');
+      return f;
+    }, message: /^container host config /,
+  },
+  {
     name: 'a regular file where a container directory should be', damage: (p) => {
       replaceWith(path.dirname(p.ctrConfig), (f) => fs.writeFileSync(f, '{}'));
       return path.dirname(p.ctrConfig);
