@@ -130,3 +130,14 @@ test('strata layer apply of a tar with a negative size exits 1 with one line, pr
   t.regex(lines[0], /tar entry "bad" \(header at byte 1024\): PAX size "-5"/);
   t.notRegex(r.stderr, /\n\s+at /, 'no stack trace');
 });
+
+test('a failure on a 1 MiB name is still a line of bounded length that names the entry', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const name = 'p'.repeat(1 << 20); // a PAX path: the fs refuses it (ENAMETOOLONG)
+  const e = await t.throwsAsync(applyLayer(withPax({ path: name }, header('x')), dir, { whiteouts: 'none' }));
+  t.true(e instanceof ApplyError, String(e));
+  t.true(e!.message.length < 16 << 10, `message of ${e!.message.length} characters`);
+  t.regex(e!.message, /^tar entry "ppp/);
+  t.regex(e!.message, /characters left out/);
+});
