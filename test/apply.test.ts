@@ -266,7 +266,7 @@ const DEEP = Array.from({ length: 20 }, (_, i) => String(i).padStart(250, 'd')).
 for (const [title, last] of [
   ['a whiteout', header('.wh.top')],
   ['an opaque parent', header('.wh..wh..opq')],
-  ['a file replacing it', header('top', { body: Buffer.from('f'), size: 1 } as never)],
+  ['a file replacing it', { ...header('top', { size: 1 }), body: Buffer.from('f') }],
 ] as const) {
   for (const format of ['none', 'aufs', 'overlay'] as const) {
     asRoot()(`a tree deeper than PATH_MAX is removed by ${title} (${format})`, async (t) => {
