@@ -25,6 +25,7 @@ import { TarParser, type TarEntryHandler } from './tar-reader.ts';
 import type { TarHeader } from './tar-header.ts';
 import { BreakoutError, cleanRel, splitRel } from './scope.ts';
 import { InRoot, O_PATH, at, fdPath, openDirNoFollow, self } from './in-root.ts';
+import { removeTree } from './remove-tree.ts';
 import {
   overlayOpaqueXattr, WHITEOUT_LINK_DIR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
   displayPath, fsPath, oneLine, rawPath, type WhiteoutFormat,
@@ -406,7 +407,7 @@ class LayerWriter implements TarEntryHandler {
     if (!st) return;
     if (st.isDirectory()) {
       this.root.forget(real, true);
-      fs.rmSync(p, { recursive: true, force: true });
+      removeTree(p); // one component per call: a tree deeper than PATH_MAX goes too
     } else {
       fs.unlinkSync(p);
       if (st.isSymbolicLink()) this.root.forget(real, false);
@@ -476,7 +477,7 @@ class LayerWriter implements TarEntryHandler {
     if (this.plnkFd >= 0) {
       fs.closeSync(this.plnkFd);
       this.plnkFd = -1;
-      fs.rmSync(at(this.root.rootFd, this.plnkDir), { recursive: true, force: true });
+      removeTree(at(this.root.rootFd, this.plnkDir));
     }
   }
 }

@@ -176,6 +176,8 @@ export function entryError(name: string, position: number, what: string): TarFor
  * is checked (decimal, covering its own line, within the body); `base` is the
  * body's byte offset in the stream, for the messages.
  */
+const NUL_FREE_VALUES = new Set(['path', 'linkpath', 'uname', 'gname']);
+
 export function parsePax(buf: Buffer, into: Map<string, Buffer>, base = 0): void {
   let i = 0;
   while (i < buf.length) {
@@ -192,7 +194,11 @@ export function parsePax(buf: Buffer, into: Map<string, Buffer>, base = 0): void
     const eq = buf.indexOf(0x3d, sp + 1);
     if (eq === -1 || eq >= i + len) throw new TarFormatError(`${at} (no "=")`);
     const key = buf.toString('utf8', sp + 1, eq);
-    into.set(key, Buffer.from(buf.subarray(eq + 1, i + len - 1)));
+    const value = buf.subarray(eq + 1, i + len - 1);
+    // as Go's archive/tar (validPAXRecord): a NUL would cut the name a syscall sees
+    if (key.includes('\0')) throw new TarFormatError(`${at} (a NUL byte in the key)`);
+    if (NUL_FREE_VALUES.has(key) && value.includes(0)) throw new TarFormatError(`${at} (a NUL byte in the "${key}" value)`);
+    into.set(key, Buffer.from(value));
     i += len;
   }
 }

@@ -59,9 +59,18 @@ export function displayPath(raw: string): string {
   return Buffer.from(raw, 'latin1').toString('utf8');
 }
 
-/** Text for one line of a message: control characters (a name may hold any byte) shown as \xHH. */
+/** A message line past this many characters keeps its head (the entry's name) and tail (the cause). */
+const MAX_LINE = 8192;
+
+/**
+ * Text for one line of a message: control characters (a name may hold any
+ * byte) shown as \xHH, and a line made huge by a huge name (a PAX path may
+ * be megabytes) cut in the middle, saying how much was left out.
+ */
 export function oneLine(text: string): string {
-  return text.replace(/[\x00-\x1f\x7f]/g, (c) => '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0'));
+  let s = text.replace(/[\x00-\x1f\x7f]/g, (c) => '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0'));
+  if (s.length > MAX_LINE) s = `${s.slice(0, 6144)} …(${s.length - 7168} characters left out)… ${s.slice(-1024)}`;
+  return s;
 }
 
 export const WHITEOUT_PREFIX = '.wh.';

@@ -14,7 +14,7 @@
 // Everything runs under one work dir, removed at the end unless `keep` is set.
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { createReadStream, createWriteStream, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -26,6 +26,7 @@ import { treeDigest, treeManifest, manifestDiff } from '../archive/digest.ts';
 import type { WhiteoutFormat } from '../archive/types.ts';
 import '../drivers/all.ts';
 import { getDriver, probeDrivers } from '../drivers/registry.ts';
+import { makeScratch, removeStaleScratch } from '../drivers/scratch.ts';
 import type { Driver } from '../drivers/driver.ts';
 import { sampleLayers, REPLACED_DIR, type SampleLayer } from '../fixtures/sample-image.ts';
 
@@ -110,6 +111,8 @@ export interface CompareReport {
 }
 
 const FORMATS_PER_LAYER: WhiteoutFormat[] = ['aufs', 'overlay'];
+/** `<parent>/strata-compare-<holder>-XXXXXX` while it runs (drivers/scratch.ts) */
+const WORK_PREFIX = 'strata-compare';
 
 /**
  * Digest options for comparing a tree with its own re-apply: everything except the root dir's
@@ -119,7 +122,11 @@ const DIGEST = { dirMtimes: true, rootMetadata: false, ignoreXattrs: () => false
 
 export async function compareSample(opts: CompareOptions = {}): Promise<CompareReport> {
   const layers = opts.layers ?? sampleLayers();
-  const work = mkdtempSync(join(opts.parent ?? tmpdir(), 'strata-compare-'));
+  // the work dir is named after its holder: one a killed compare left (mounts in it
+  // included) is removed here; a kept one is renamed untagged at the end, and stays
+  const parent = opts.parent ?? tmpdir();
+  removeStaleScratch(parent, [WORK_PREFIX], { untagged: false });
+  let work = makeScratch(parent, WORK_PREFIX);
   const report: CompareReport = { ok: false, workDir: opts.keep ? work : null, image: [], runs: [], drivers: [], checks: [] };
   const check = (name: string, ok: boolean, detail?: string) => report.checks.push(detail === undefined ? { name, ok } : { name, ok, detail });
   /** Run one step; a throw becomes a failed check named after the step. */
@@ -246,6 +253,11 @@ export async function compareSample(opts: CompareOptions = {}): Promise<CompareR
     }
   } finally {
     if (!opts.keep) rmSync(work, { recursive: true, force: true });
+    else {
+      const kept = mkdtempSync(join(parent, `${WORK_PREFIX}-kept-`));
+      renameSync(work, kept);
+      work = report.workDir = kept;
+    }
   }
   report.ok = report.checks.length > 0 && report.checks.every((c) => c.ok);
   return report;

@@ -26,7 +26,15 @@ function valuesRequired(c: CommandModule<any, any>): CommandModule<any, any> {
       // getOptions() is yargs API the typings leave out
       const declared = (built as unknown as { getOptions(): { string: string[] } }).getOptions().string;
       const keys = declared.filter((k) => !positionals.has(k));
-      return keys.length ? built.requiresArg(keys) : built;
+      if (!keys.length) return built;
+      // requiresArg catches a missing value; `--root=` or `--root ''` gives '' (read as the cwd)
+      return built.requiresArg(keys).check((argv) => {
+        for (const k of keys) {
+          const v = argv[k] as unknown;
+          if (v === '' || (Array.isArray(v) && v.includes(''))) throw new UsageError(`--${k} needs a value`);
+        }
+        return true;
+      });
     },
   };
 }

@@ -25,7 +25,8 @@ export function table(header: string[], rows: string[][]): string {
 /** Message on stderr, exit code back: 2 for usage errors, 1 for everything else. */
 export function reportError(err: unknown): number {
   if (err instanceof UsageError) {
-    process.stderr.write(`strata: ${err.message} (strata --help lists commands and options)\n`);
+    // one line: some yargs messages come on several ('Invalid values:\n  Argument: ...')
+    process.stderr.write(`strata: ${err.message.replace(/\s*\n\s*/g, ' ')} (strata --help lists commands and options)\n`);
     return 2;
   }
   let msg = err instanceof Error ? err.message : String(err);

@@ -17,6 +17,7 @@ import { imageRows } from './images.ts';
 import type { ContainerState, StoreModel } from './model.ts';
 import { TEXT_CAP, lstatQuiet, openRegular, readFileReadOnly } from './store-files.ts';
 import { MODERN_TABLE, tabTable } from './tabwriter.ts';
+import { at, openDirNoFollow, self } from '../archive/in-root.ts';
 
 // ---- du ----------------------------------------------------------------------------
 
@@ -39,6 +40,9 @@ const zero = (): Usage => ({ disk: 0, apparent: 0, entries: 0 });
  * point (a btrfs subvolume: each has its own st_dev) is entered, where du -x
  * would skip it.
  */
+/** Paths longer than this are walked through directory handles (full paths are faster, but stop at PATH_MAX). */
+const BY_HANDLE_PAST = 2048;
+
 export class DiskUsage {
   private readonly seen = new Set<string>();
   private mounts: Set<string> | null = null;
@@ -94,24 +98,68 @@ export class DiskUsage {
     } catch {
       return;
     }
-    if (st.dev !== parentDev && st.isDirectory() && this.skipOtherDevice(p)) return;
+    if (!this.count(p, st, u, parentDev)) return;
+    if (p.length > BY_HANDLE_PAST) {
+      // deep: the children's paths may pass PATH_MAX; below here, one component per call
+      const fd = openDirNoFollow(p);
+      if (fd === null) return;
+      try {
+        this.walkDir(fd, p, u, st.dev);
+      } finally {
+        fs.closeSync(fd);
+      }
+      return;
+    }
+    let names: Buffer[];
+    try {
+      names = fs.readdirSync(p, { encoding: 'buffer' });
+    } catch (e) {
+      this.unreadable.push({ path: p.toString(), code: (e as NodeJS.ErrnoException).code ?? 'error' });
+      return;
+    }
+    for (const n of names) this.walk(Buffer.concat([p, Buffer.from('/'), n]), u, st.dev);
+  }
+
+  /** Count one entry; true when it is a directory whose contents are to be counted too. */
+  private count(p: Buffer, st: fs.Stats, u: Usage, parentDev: number): boolean {
+    if (st.dev !== parentDev && st.isDirectory() && this.skipOtherDevice(p)) return false;
     if (st.nlink > 1 && !st.isDirectory()) {
       const key = `${st.dev}:${st.ino}`;
-      if (this.seen.has(key)) return;
+      if (this.seen.has(key)) return false;
       this.seen.add(key);
     }
     u.disk += st.blocks * 512;
     u.apparent += st.size;
     u.entries++;
-    if (st.isDirectory()) {
-      let names: Buffer[];
+    return st.isDirectory();
+  }
+
+  /**
+   * The contents of the directory `fd` (at `p`), each named by one component
+   * under its directory's handle: a tree deeper than PATH_MAX (a layer may
+   * hold one) is counted whole, as du counts it.
+   */
+  private walkDir(fd: number, p: Buffer, u: Usage, dev: number): void {
+    let names: Buffer[];
+    try {
+      names = fs.readdirSync(self(fd), { encoding: 'buffer' });
+    } catch (e) {
+      this.unreadable.push({ path: p.toString(), code: (e as NodeJS.ErrnoException).code ?? 'error' });
+      return;
+    }
+    for (const n of names) {
+      const name = n.toString('latin1');
+      const q = at(fd, name);
+      const st = fs.lstatSync(q, { throwIfNoEntry: false });
+      const child = Buffer.concat([p, Buffer.from('/'), n]);
+      if (!st || !this.count(child, st, u, dev)) continue;
+      const cfd = openDirNoFollow(q);
+      if (cfd === null) continue;
       try {
-        names = fs.readdirSync(p, { encoding: 'buffer' });
-      } catch (e) {
-        this.unreadable.push({ path: p.toString(), code: (e as NodeJS.ErrnoException).code ?? 'error' });
-        return;
+        this.walkDir(cfd, child, u, st.dev);
+      } finally {
+        fs.closeSync(cfd);
       }
-      for (const n of names) this.walk(Buffer.concat([p, Buffer.from('/'), n]), u, st.dev);
     }
   }
 }

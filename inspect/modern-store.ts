@@ -5,7 +5,7 @@
 //   image/<driver>/layerdb/sha256/<chain>/{diff,size,cache-id,parent,tar-split.json.gz}
 //   image/<driver>/layerdb/mounts/<ctr>/{mount-id,init-id,parent}
 //   image/<driver>/repositories.json
-//   containers/<id>/config.v2.json
+//   containers/<id>/config.v2.json (and hostconfig.json, only checked: dockerd skips a container it cannot read)
 //
 // Layer metadata files are read on first use (listing 1,000 images must not
 // read 5,000 layers × 5 files), every read is read-only, and each unreadable
@@ -276,6 +276,8 @@ function readModernContainers(model: StoreModel, files: StoreFiles): void {
     }
     const cfg = files.jsonObject(configPath, { what: 'container config' })?.value ?? null;
     if (cfg) for (const m of fieldTypeProblems(cfg, CONTAINER_FIELDS)) problems.add(configPath, `container config: ${m}`);
+    // not used here, but dockerd skips a container whose host config it cannot read (a missing one is a default)
+    files.jsonObject(path.join(dir, 'hostconfig.json'), { required: false, what: 'container host config' });
     const config = obj(cfg?.Config);
     const state = obj(cfg?.State);
     const image = str(cfg?.Image);

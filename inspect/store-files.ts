@@ -76,6 +76,7 @@ function kindOf(st: fs.Stats): string {
   if (st.isSocket()) return 'a socket';
   if (st.isDirectory()) return 'a directory';
   if (st.isSymbolicLink()) return 'a symlink';
+  if (st.isFile()) return 'a regular file'; // where a directory was expected
   return 'not a regular file';
 }
 

@@ -258,3 +258,23 @@ asRoot()('apply → export → apply is identity in every format (tree digests)'
   }
   void t0;
 });
+
+// A layer may hold paths longer than PATH_MAX (apply makes them one component
+// at a time, as moby does); removing such a tree — a whiteout, an opaque dir,
+// an entry replacing it — must not fail where moby's RemoveAll does not.
+const DEEP = Array.from({ length: 20 }, (_, i) => String(i).padStart(250, 'd')).join('/'); // 5019 bytes > PATH_MAX
+for (const [title, last] of [
+  ['a whiteout', header('.wh.top')],
+  ['an opaque parent', header('.wh..wh..opq')],
+  ['a file replacing it', { ...header('top', { size: 1 }), body: Buffer.from('f') }],
+] as const) {
+  for (const format of ['none', 'aufs', 'overlay'] as const) {
+    asRoot()(`a tree deeper than PATH_MAX is removed by ${title} (${format})`, async (t) => {
+      const { dir, cleanup } = tempDir();
+      t.teardown(cleanup);
+      await applyLayer(rawTar([header(`top/${DEEP}/`, { type: 'dir', mode: 0o755 }), header(`top/${DEEP}/f`), header('keep')]), dir, { whiteouts: format });
+      await applyLayer(rawTar([last]), dir, { whiteouts: format });
+      t.false(fs.readdirSync(dir).includes('top') && fs.lstatSync(path.join(dir, 'top')).isDirectory());
+    });
+  }
+}

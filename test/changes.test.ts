@@ -481,3 +481,15 @@ test('changesSize: hardlinks once, dirs and deletes excluded, symlinks by target
   // moby's TestChangesSize passes paths without a leading slash
   t.is(changesSize(d, [{ path: 'b', kind: ChangeKind.Add }, { path: 'a', kind: ChangeKind.Modify }]), 1024);
 });
+
+test('directorySize counts a tree deeper than PATH_MAX (overlay2 applyDiff sizes its diff with it)', async (t) => {
+  const { directorySize } = await import('../archive/changes.ts');
+  const { applyLayer } = await import('../archive/apply.ts');
+  const { removeTree } = await import('../archive/remove-tree.ts');
+  const { header, rawTar } = await import('./helpers/tar.ts');
+  const top = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-deep-size-'));
+  t.teardown(() => removeTree(top));
+  const deep = Array.from({ length: 20 }, (_, i) => String(i).padStart(250, 'd')).join('/');
+  await applyLayer(rawTar([{ ...header(`${deep}/f`, { size: 5000 }), body: Buffer.alloc(5000, 0x78) }, { ...header('g', { size: 7 }), body: Buffer.alloc(7) }]), top, { whiteouts: 'none' });
+  t.is(directorySize(top), 5007);
+});

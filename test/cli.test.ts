@@ -92,6 +92,23 @@ test('a string option given without its value is a usage error, never its defaul
   for (const [args, opt] of cases) usageLine(t, run(args), new RegExp(`^strata: --${opt} needs a value`), args.join(' '));
 });
 
+test('an empty option value (--root= or --root "") is a usage error, never the current directory', (t) => {
+  const cases: [string[], string][] = [
+    [['images', '--root='], 'root'],
+    [['images', '--root', ''], 'root'],
+    [['verify', '--root', '', '--json'], 'root'],
+    [['df', '-v', '--root='], 'root'],
+    [['layer', 'ls', '--driver', 'vfs', '--home='], 'home'],
+    [['layer', 'ls', '--driver=', '--home', '/nonexistent/vfs'], 'driver'],
+    [['layer', 'create', 'x', '--driver', 'vfs', '--home', '/nonexistent/vfs', '--storage-opt='], 'storage-opt'],
+  ];
+  for (const [args, opt] of cases) usageLine(t, run(args), new RegExp(`^strata: --${opt} needs a value`), JSON.stringify(args));
+});
+
+test('a usage error yargs words on several lines is still one line', (t) => {
+  usageLine(t, run(['layer', 'bogus', 'x', '--driver', 'vfs', '--home', '/nonexistent/vfs']), /^strata: Invalid values: +Argument: action, Given: "bogus"/, 'bad action');
+});
+
 test('--storage-opt that is not key=value, or that the driver does not know, is a usage error naming the option', (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);

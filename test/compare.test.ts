@@ -138,3 +138,32 @@ asRoot({ serial: true })('--keep leaves the work dir for inspection', async (t) 
   t.true(lstatSync(join(report.workDir ?? '', 'overlay/2-edit/diff/etc/motd')).isCharacterDevice(), 'overlay whiteout is a char device');
   spawnSync('rm', ['-rf', report.workDir ?? '/nonexistent']);
 });
+
+asRoot({ serial: true })('the work dir of a killed compare (its holder gone, a mount left in it) is removed by the next; a kept one and a live one stay', async (t) => {
+  const { mkdtempSync, mkdirSync, existsSync, readFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const sys = await import('../sys/syscalls.ts');
+  const { selfTag } = await import('../drivers/holder.ts');
+  const parent = mkdtempSync(join(tmpdir(), 'strata-compare-parent-'));
+  t.teardown(() => {
+    for (const l of readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
+      const m = l.split(' ')[4];
+      if (m?.startsWith(parent + '/')) sys.umount2(m, sys.MNT_DETACH);
+    }
+    rmSync(parent, { recursive: true, force: true });
+  });
+  // our pid with another start time: the process a reused pid once named, long gone
+  const dead = join(parent, `strata-compare-${process.pid}.1-AbC123`);
+  mkdirSync(join(dead, 'm'), { recursive: true });
+  sys.mount('tmpfs', join(dead, 'm'), 'tmpfs', 0, 'size=1m');
+  const live = join(parent, `strata-compare-${selfTag()}-DeF456`);
+  mkdirSync(live);
+  const report = await compareSample({ parent, keep: true });
+  t.true(report.ok);
+  t.false(existsSync(dead), 'a dead holder\'s work dir is removed (its mount detached first)');
+  t.true(existsSync(live), 'a live holder\'s stays');
+  t.true(existsSync(report.workDir ?? '/nonexistent'), 'the kept work dir is there');
+  const next = await compareSample({ parent });
+  t.true(next.ok);
+  t.true(existsSync(report.workDir ?? '/nonexistent'), 'and a later compare leaves it (kept on purpose)');
+});

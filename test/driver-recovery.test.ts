@@ -150,3 +150,20 @@ serial('overlay: the hardlink copy of an apply killed midway is removed at the n
   t.deepEqual(copies(), [], 'removed by the next command');
   t.is(fs.readFileSync(path.join(home, 'base', 'root', 'f'), 'utf8'), 'data', 'the parent\'s files (hardlinked into the copy) are intact');
 });
+
+// A layer holding a path deeper than PATH_MAX (any tar can make one: apply
+// creates one component at a time) must still go with `layer rm`.
+const DEEP = Array.from({ length: 20 }, (_, i) => String(i).padStart(250, 'd')).join('/');
+for (const name of ['vfs', 'overlay2', 'overlay'] as const) {
+  asRoot()(`${name}: a layer with a path deeper than PATH_MAX is removed`, async (t) => {
+    const { dir: root, cleanup } = tempDir('strata-deep-rm-');
+    t.teardown(cleanup);
+    const d = await getDriver(name, root);
+    await d.create('deep', null);
+    t.is(await d.applyDiff('deep', null, rawTar([header(`top/${DEEP}/`, { type: 'dir', mode: 0o755 }), { ...header(`top/${DEEP}/f`, { size: 3 }), body: Buffer.from('abc') }])), 3);
+    const content = { vfs: 'dir/deep', overlay2: 'deep/diff', overlay: 'deep/root' }[name]!;
+    t.true(fs.existsSync(path.join(root, name, content, 'top', ...DEEP.split('/').slice(0, 7))), 'the deep tree was made');
+    await d.remove('deep');
+    t.false(fs.existsSync(path.join(root, name, 'deep')));
+  });
+}

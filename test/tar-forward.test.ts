@@ -77,6 +77,10 @@ const cases: { title: string; tar: Buffer; message: RegExp }[] = [
   { title: 'bad checksum at the first header', tar: Buffer.concat([Buffer.from(good).fill(0x41, 0, 4), end]), message: /^invalid tar header checksum at byte 0\b/ },
   { title: 'bad checksum at the second header', tar: Buffer.concat([good, Buffer.from(entry(header('bad'))).fill(0x41, 0, 4), end]), message: /^invalid tar header checksum at byte 1024\b/ },
   { title: 'garbage after the end-of-archive block', tar: Buffer.concat([good, Buffer.alloc(BLOCK), Buffer.alloc(BLOCK, 0x5a)]), message: /^trailing garbage after the end-of-archive block at byte 1536\b/ },
+  // as Go's archive/tar (validPAXRecord): a NUL in a key or in a path/linkpath/uname/gname value
+  { title: 'PAX path with a NUL byte', tar: Buffer.concat([good, withPax({ path: 'a\0b' }, header('bad')), end]), message: /"PaxHeaders\/bad" \(header at byte 1024\): malformed PAX record at byte 1536 \(a NUL byte in the "path" value\)/ },
+  { title: 'PAX linkpath with a NUL byte', tar: Buffer.concat([good, withPax({ linkpath: '/x\0' }, header('bad')), end]), message: /malformed PAX record at byte 1536 \(a NUL byte in the "linkpath" value\)/ },
+  { title: 'PAX xattr key with a NUL byte', tar: Buffer.concat([good, withPax({ 'SCHILY.xattr.user.a\0trusted.b': '1' }, header('bad')), end]), message: /malformed PAX record at byte 1536 \(a NUL byte in the key\)/ },
 ];
 // the "not decimal" case: a PAX body whose record length is written 0x0a
 cases[11].tar = (() => {
@@ -125,4 +129,15 @@ test('strata layer apply of a tar with a negative size exits 1 with one line, pr
   t.is(lines.length, 1, r.stderr);
   t.regex(lines[0], /tar entry "bad" \(header at byte 1024\): PAX size "-5"/);
   t.notRegex(r.stderr, /\n\s+at /, 'no stack trace');
+});
+
+test('a failure on a 1 MiB name is still a line of bounded length that names the entry', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const name = 'p'.repeat(1 << 20); // a PAX path: the fs refuses it (ENAMETOOLONG)
+  const e = await t.throwsAsync(applyLayer(withPax({ path: name }, header('x')), dir, { whiteouts: 'none' }));
+  t.true(e instanceof ApplyError, String(e));
+  t.true(e!.message.length < 16 << 10, `message of ${e!.message.length} characters`);
+  t.regex(e!.message, /^tar entry "ppp/);
+  t.regex(e!.message, /characters left out/);
 });

@@ -27,6 +27,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import * as sys from '../../sys/syscalls.ts';
 import { applyLayer } from '../../archive/apply.ts';
+import { removeTree } from '../../archive/remove-tree.ts';
 import type { Change } from '../../archive/types.ts';
 import {
   InvalidParameterError, LayerNotFoundError, QuotaNotSupportedError, errDTypeNotSupported, mustBeExistingHome,
@@ -192,7 +193,7 @@ export class OverlayDriver implements Driver {
     const p = this.paths(id);
     await this.refs.forget(id, (mp) => this.unmount(mp));
     if (isMountPoint(p.merged)) this.unmount(p.merged);
-    fs.rmSync(p.dir, { recursive: true, force: true });
+    removeTree(p.dir); // any depth: a layer may hold paths longer than PATH_MAX
   }
 
   /** An image layer is its root/ (no mount, no reference); an overlay layer is mounted on merged/, ref-counted across processes. */
@@ -306,10 +307,10 @@ export class OverlayDriver implements Driver {
       size = await applyLayer(tarSource(tar), tmp, { whiteouts: 'none' });
       fs.renameSync(tmp, p.root);
     } catch (e) {
-      fs.rmSync(tmp, { recursive: true, force: true });
+      removeTree(tmp);
       throw e;
     }
-    for (const q of [p.upper, p.work, p.merged, p.lowerId]) fs.rmSync(q, { recursive: true, force: true });
+    for (const q of [p.upper, p.work, p.merged, p.lowerId]) removeTree(q);
     return size;
   }
 }

@@ -15,6 +15,7 @@ import * as sys from '../../sys/syscalls.ts';
 import { applyLayer } from '../../archive/apply.ts';
 import { changesFromDiffDir, directorySize } from '../../archive/changes.ts';
 import { exportDir } from '../../archive/export.ts';
+import { removeTree } from '../../archive/remove-tree.ts';
 import type { Change } from '../../archive/types.ts';
 import {
   InvalidParameterError, LayerNotFoundError, QuotaNotSupportedError, errDTypeNotSupported, mustBeExistingHome,
@@ -208,7 +209,7 @@ export class Overlay2Driver implements Driver {
     await this.refs.forget(id, (p) => this.unmount(p));
     const link = this.readText(id, 'link');
     if (link) fs.rmSync(path.join(this.home, LINK_DIR, link), { force: true });
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeTree(dir); // any depth: a layer may hold paths longer than PATH_MAX
   }
 
   async get(id: string): Promise<string> {

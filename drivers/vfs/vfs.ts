@@ -21,6 +21,7 @@ import {
 import { NaiveDiffDriver } from '../naive.ts';
 import { ProjectQuota, findTool } from '../quota.ts';
 import { register } from '../registry.ts';
+import { removeTree } from '../../archive/remove-tree.ts';
 
 export const NAME = 'vfs';
 
@@ -89,13 +90,13 @@ export class VfsDriver implements ProtoDriver {
       if (size > 0) (this.quota as ProjectQuota).setQuota(dir, size);
       if (parentDir !== null) copyTree(parentDir, dir);
     } catch (e) {
-      fs.rmSync(dir, { recursive: true, force: true });
+      removeTree(dir);
       throw e;
     }
   }
 
   async remove(id: string): Promise<void> {
-    fs.rmSync(this.dir(id), { recursive: true, force: true });
+    removeTree(this.dir(id)); // any depth: a layer may hold paths longer than PATH_MAX
   }
 
   async get(id: string): Promise<string> {

@@ -12,7 +12,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { sampleStoreSpec, writeModernStore, type ModernStoreInfo } from '../../fixtures/modern-store.ts';
+import * as df from '../../inspect/df.ts';
 import { diskUsage } from '../../inspect/df.ts';
+import { removeTree } from '../../archive/remove-tree.ts';
+import { applyLayer } from '../../archive/apply.ts';
+import { header, rawTar } from '../helpers/tar.ts';
 import { imageHistory } from '../../inspect/history.ts';
 import { imageRows, renderImages } from '../../inspect/images.ts';
 import { openStore } from '../../inspect/store.ts';
@@ -197,6 +201,27 @@ const cases: Case[] = [
       return f;
     }, message: /layer parent chain loops: /,
   },
+  {
+    // dockerd skips a container whose hostconfig.json it cannot read (moby daemon.load)
+    name: 'a FIFO in place of a container\'s hostconfig.json', damage: (p) => {
+      const f = path.join(path.dirname(p.ctrConfig), 'hostconfig.json');
+      replaceWith(f, fifo);
+      return f;
+    }, message: /^container host config is a FIFO, expected a regular file/,
+  },
+  {
+    name: 'a truncated hostconfig.json', damage: (p) => {
+      const f = path.join(path.dirname(p.ctrConfig), 'hostconfig.json');
+      fs.writeFileSync(f, '{"NetworkMode": "no');
+      return f;
+    }, message: /^container host config /,
+  },
+  {
+    name: 'a regular file where a container directory should be', damage: (p) => {
+      replaceWith(path.dirname(p.ctrConfig), (f) => fs.writeFileSync(f, '{}'));
+      return path.dirname(p.ctrConfig);
+    }, message: /^container directory is a regular file, expected a directory$/,
+  },
 ];
 
 for (const c of cases) {
@@ -223,4 +248,18 @@ rootTest('verify from the CLI on a damaged store: exit 1, one line per problem, 
   t.is(r.code, 1, r.stderr);
   t.true(r.stderr.split('\n').some((l) => l.startsWith(`strata: error: ${file}: `)), r.stderr);
   t.false(r.stderr.includes('    at '));
+});
+
+// A layer may hold paths longer than PATH_MAX (apply makes them one component
+// at a time): df must count what is there, as du does, not skip it silently.
+test('df counts a tree deeper than PATH_MAX like du', async (t) => {
+  const { DiskUsage } = df;
+  const top = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-deep-df-'));
+  t.teardown(() => removeTree(top));
+  const deep = Array.from({ length: 20 }, (_, i) => String(i).padStart(250, 'd')).join('/');
+  await applyLayer(rawTar([{ ...header(`${deep}/f`, { size: 5000 }), body: Buffer.alloc(5000, 0x78) }]), top, { whiteouts: 'none' });
+  const u = DiskUsage.forRoot(top).measure(top);
+  const du = execFileSync('du', ['-s', '-x', '-B1', '--apparent-size', top], { encoding: 'utf8' });
+  t.is(u.entries, 22, 'the root, 20 dirs and the file');
+  t.is(u.apparent, Number(du.split('\t')[0]));
 });
