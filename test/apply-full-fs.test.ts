@@ -5,36 +5,20 @@
 // or a temp dir where the file system has none).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { applyLayer, ApplyError } from '../archive/apply.ts';
-import { detachLoop, loopMount } from '../sys/loop.ts';
-import { hasTool, isRoot, when } from './helpers/require.ts';
-import { packTar, tempDir, type Entry } from './helpers/tar.ts';
+import { when } from './helpers/require.ts';
+import { packTar, type Entry } from './helpers/tar.ts';
+import { tinyExt4, tinyFsMissing } from './helpers/tiny-fs.ts';
 
-const ready = isRoot && hasTool('mkfs.ext4') && hasTool('losetup') && fs.existsSync('/dev/loop-control');
-const test = when(ready, 'root, mkfs.ext4 (e2fsprogs), losetup and /dev/loop-control', { serial: true });
+const missing = tinyFsMissing();
+const test = when(missing === null, missing ?? '', { serial: true });
 const openFds = () => fs.readdirSync('/proc/self/fd').length;
 
-/** A fresh ext4 of `size` with `inodes` inodes, mounted in a temp dir; removed at teardown. */
-function tinyExt4(t: { teardown(fn: () => void): void }, size: string, inodes: number): string {
-  const { dir, cleanup } = tempDir('strata-full-fs-');
-  const img = path.join(dir, 'fs.img');
-  const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(mnt);
-  execFileSync('truncate', ['-s', size, img]);
-  execFileSync('mkfs.ext4', ['-q', '-F', '-b', '1024', '-N', String(inodes), '-O', '^has_journal', '-m', '0', img]);
-  const m = loopMount(img, mnt, { type: 'ext4' });
-  t.teardown(() => {
-    try {
-      m.unmount();
-    } catch {
-      // busy (a failing apply that leaked an fd): detach lazily so no mount or loop device outlives the test
-      execFileSync('umount', ['-l', mnt]);
-      detachLoop(m.device, img, { wait: false });
-    }
-    cleanup();
-  });
-  const layer = path.join(mnt, 'layer');
+/** A fresh ext4 of `sizeMiB` with `inodes` inodes and no journal; its `layer` dir is returned, all removed at teardown. */
+function tinyLayerFs(t: { teardown(fn: () => void): void }, sizeMiB: number, inodes: number): string {
+  const fs4 = tinyExt4(sizeMiB, inodes, { journal: false });
+  t.teardown(() => fs4.cleanup());
+  const layer = path.join(fs4.dir, 'layer');
   fs.mkdirSync(layer);
   return layer;
 }
@@ -47,7 +31,7 @@ const plnkFirst: Entry[] = [
 for (const format of ['aufs', 'overlay'] as const) {
   for (const kind of ['inodes', 'blocks'] as const) {
     test(`apply out of ${kind} (${format}): one clean line naming the entry, no fd left, no plnk dir left`, async (t) => {
-      const layer = kind === 'inodes' ? tinyExt4(t, '8M', 64) : tinyExt4(t, '3M', 256);
+      const layer = kind === 'inodes' ? tinyLayerFs(t, 8, 64) : tinyLayerFs(t, 3, 256);
       const entries: Entry[] = [...plnkFirst, { name: 'd/', type: 'directory' }];
       if (kind === 'inodes') for (let i = 0; i < 200; i++) entries.push({ name: `d/f${i}`, content: 'x' });
       else entries.push({ name: 'd/big', content: Buffer.alloc(8 << 20, 0x61) });

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loopMount, type LoopMount } from '../../sys/loop.ts';
+import { detachLoop, loopMount, type LoopMount } from '../../sys/loop.ts';
 import { runningInUserNS } from '../../sys/userns.ts';
 import { hasTool, isRoot } from './require.ts';
 
@@ -25,9 +25,10 @@ export interface TinyFs {
 
 /**
  * A `sizeMiB` ext4 with no blocks reserved for root (root would write on
- * into them), and `inodes` inodes when given (mkfs rounds up a little).
+ * into them), and `inodes` inodes when given (mkfs rounds up a little);
+ * `journal: false` leaves the journal out, for a few MiB that are all data.
  */
-export function tinyExt4(sizeMiB: number, inodes?: number): TinyFs {
+export function tinyExt4(sizeMiB: number, inodes?: number, opts: { journal?: boolean } = {}): TinyFs {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-tinyfs-'));
   const img = path.join(tmp, 'ext4.img');
   const dir = path.join(tmp, 'mnt');
@@ -36,7 +37,8 @@ export function tinyExt4(sizeMiB: number, inodes?: number): TinyFs {
     fs.mkdirSync(dir);
     fs.writeFileSync(img, '');
     fs.truncateSync(img, sizeMiB << 20);
-    execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', '-b', '1024', ...(inodes ? ['-N', String(inodes)] : []), img], { stdio: 'pipe' });
+    execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', '-b', '1024', ...(inodes ? ['-N', String(inodes)] : []),
+      ...(opts.journal === false ? ['-O', '^has_journal'] : []), img], { stdio: 'pipe' });
     loop = loopMount(img, dir, { type: 'ext4' });
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -46,7 +48,13 @@ export function tinyExt4(sizeMiB: number, inodes?: number): TinyFs {
     dir,
     cleanup() {
       try {
-        loop!.unmount();
+        try {
+          loop!.unmount();
+        } catch {
+          // busy (a failing test leaked an fd): detach lazily so no mount or loop device outlives it
+          execFileSync('umount', ['-l', dir]);
+          detachLoop(loop!.device, img, { wait: false });
+        }
       } finally {
         fs.rmSync(tmp, { recursive: true, force: true });
       }
