@@ -52,7 +52,7 @@ async function open(argv: StoreArgs): Promise<StoreModel> {
 
 /** Problems on stderr (both output modes: stdout stays parseable). */
 async function reportProblems(problems: readonly Problem[]): Promise<void> {
-  if (problems.length) process.stderr.write((await lib.problems()).formatProblems(problems).replace(/^/gm, 'strata: '));
+  if (problems.length) process.stderr.write((await lib.problems()).formatProblems(problems).replace(/^(?=.)/gm, 'strata: '));
 }
 
 interface ImagesArgs extends StoreArgs {
