@@ -327,6 +327,8 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
   const driverDirs: DriverDirUsage[] = [];
   let danglingLinks: string[] = [];
   const homes = new Set<string>();
+  /** the home, when it is a symlink to something that is not this store's home (see foreignHome) */
+  let foreignLink: string | null = null;
 
   // --- images and layers (docker system df): the images `docker image ls` lists
   // (tagged ones and dangling heads, no intermediates); a layer is shared when
@@ -395,22 +397,34 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
       if (u.id.endsWith('-init')) return { class: 'init-orphan', owner: null };
       return { class: 'orphan', owner: null };
     };
+    // a symlinked home is followed (operators move it to another disk), but
+    // only one that is this store's: else its entries are nobody's orphans
+    const foreign = foreignHome(dirs.home, owners, inv.units.map((u) => u.id));
+    if (foreign) {
+      model.problems.warn(dirs.home, `${foreign}: its entries are not counted as the store's driver directories`);
+      homes.delete(dirs.home); // measured below as the top-level symlink it is, not followed (du -sx)
+      foreignLink = dirs.home;
+      inv.units = [];
+      danglingLinks = [];
+    }
     for (const u of inv.units) {
       const c = classify(u);
       const usage = zero();
       for (const p of u.paths) add(usage, du.measure(p));
       driverDirs.push({ id: u.id, class: c.class, owner: c.owner, paths: u.paths, usage });
     }
-    const meta = zero();
-    for (const p of inv.other) add(meta, du.measure(p));
-    driverDirs.push({ id: '', class: 'driver-metadata', owner: null, paths: inv.other, usage: meta });
-    // the home directory's own blocks (and those of diff/, layers/… subdirectories of aufs-like layouts)
-    const own = ownDirs(dirs);
-    const homeOwn = zero();
-    for (const p of own) add(homeOwn, du.measureSelf(p));
-    driverDirs[driverDirs.length - 1].usage.disk += homeOwn.disk;
-    driverDirs[driverDirs.length - 1].usage.apparent += homeOwn.apparent;
-    driverDirs[driverDirs.length - 1].usage.entries += homeOwn.entries;
+    if (!foreign) {
+      const meta = zero();
+      for (const p of inv.other) add(meta, du.measure(p));
+      driverDirs.push({ id: '', class: 'driver-metadata', owner: null, paths: inv.other, usage: meta });
+      // the home directory's own blocks (and those of diff/, layers/… subdirectories of aufs-like layouts)
+      const own = ownDirs(dirs);
+      const homeOwn = zero();
+      for (const p of own) add(homeOwn, du.measureSelf(p));
+      driverDirs[driverDirs.length - 1].usage.disk += homeOwn.disk;
+      driverDirs[driverDirs.length - 1].usage.apparent += homeOwn.apparent;
+      driverDirs[driverDirs.length - 1].usage.entries += homeOwn.entries;
+    }
     for (const cls of Object.keys(CLASS_LABEL) as DirClass[]) {
       const sel = driverDirs.filter((d) => d.class === cls);
       if (!sel.length) continue;
@@ -467,6 +481,7 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
     else if (name === 'volumes') area = 'volumes/';
     else if (name === 'buildkit') area = 'buildkit/ (BuildKit databases)';
     else if (name === 'graph') area = 'graph/ (pre-1.10 image metadata)';
+    else if (p === foreignLink) area = `${name} (symlink to what is not this store's driver home, not followed)`;
     else if ((KNOWN_LAYOUTS as readonly string[]).includes(name)) area = `${name}/ (home of a storage driver not in use)`;
     else area = `${name}${fs.lstatSync(p).isDirectory() ? '/' : ''}`;
     areas.push({ area, paths: [p], usage });
@@ -496,6 +511,39 @@ export function firstTag(tags: string[]): string | null {
     const y = normalizedName(b);
     return x < y ? -1 : x > y ? 1 : 0;
   })[0];
+}
+
+/** statfs magic numbers of pseudo filesystems no driver home lives on */
+const PSEUDO_FS: Record<number, string> = { 0x9fa0: 'proc', 0x62656572: 'sysfs', 0x64626720: 'debugfs', 0x27e0eb: 'cgroup', 0x63677270: 'cgroup2' };
+
+/**
+ * Why a driver home that is a symlink is not this store's home, or null when
+ * it is not a symlink or plausibly is: its target must hold at least one of
+ * the layer dirs the metadata names (verify names each missing one); when the
+ * metadata names none, it must not be a pseudo filesystem or hold character
+ * devices (/dev), which no driver layout has.
+ */
+function foreignHome(home: string, owners: Map<string, unknown>, ids: string[]): string | null {
+  if (!lstatQuiet(home)?.isSymbolicLink()) return null;
+  let target: string;
+  try {
+    target = fs.realpathSync(home);
+  } catch {
+    return null; // dangling: nothing is listed through it anyway
+  }
+  const what = `is a symlink to ${target}`;
+  if (owners.size > 0) {
+    return ids.some((id) => owners.has(id)) ? null : `${what}, which holds none of the ${owners.size} layer directories the metadata names`;
+  }
+  try {
+    const fsName = PSEUDO_FS[Number(fs.statfsSync(target).type)];
+    if (fsName) return `${what}, a ${fsName} filesystem`;
+    const dev = fs.readdirSync(target, { withFileTypes: true }).find((e) => e.isCharacterDevice());
+    if (dev) return `${what}, which holds a character device (${dev.name}), not a driver home`;
+  } catch {
+    return null; // unreadable: the inventory reports it
+  }
+  return null;
 }
 
 function safeList(d: string): string[] {

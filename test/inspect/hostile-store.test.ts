@@ -250,6 +250,63 @@ rootTest('verify from the CLI on a damaged store: exit 1, one line per problem, 
   t.false(r.stderr.includes('    at '));
 });
 
+// A driver home that is a symlink (top-level links are followed: operators
+// move overlay2/ to another disk) is the store's home only when it plausibly
+// is one; else df must not list the target's entries as the store's orphans.
+function symlinkedHome(t: { teardown(fn: () => void): void }, target: string | 'moved', empty = false): { root: string; home: string } {
+  let home = '';
+  const root = damaged(t, (p, r) => {
+    home = p.home;
+    if (empty) {
+      // no image, layer or container left: the metadata names no layer directory
+      for (const d of ['layerdb/sha256', 'layerdb/mounts', 'imagedb/content/sha256', 'imagedb/metadata/sha256']) {
+        fs.rmSync(path.join(p.meta, d), { recursive: true, force: true });
+        fs.mkdirSync(path.join(p.meta, d), { recursive: true });
+      }
+      fs.writeFileSync(p.repos, '{"Repositories":{}}');
+      fs.rmSync(path.join(r, 'containers'), { recursive: true, force: true });
+      fs.mkdirSync(path.join(r, 'containers'));
+    }
+    if (target === 'moved') {
+      const disk = path.join(path.dirname(r), 'other-disk');
+      fs.mkdirSync(disk);
+      fs.renameSync(p.home, path.join(disk, 'overlay2'));
+      fs.symlinkSync(path.join(disk, 'overlay2'), p.home);
+    } else replaceWith(p.home, (f) => fs.symlinkSync(target, f));
+  });
+  return { root, home };
+}
+
+rootTest('df on a driver home moved to another disk (a symlink to a real home): counted as the store\'s, no warning', async (t) => {
+  const { root } = symlinkedHome(t, 'moved');
+  const r = await strataBounded(['df', '--root', root], BOUND_MS);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stderr, '');
+  t.regex(r.stdout, /overlay2\/: image layers/);
+  t.notRegex(r.stdout, /^orphan /m);
+});
+
+for (const c of [
+  { target: '/dev', empty: false, why: /^is a symlink to \/dev, which holds none of the \d+ layer directories the metadata names: / },
+  { target: '/dev', empty: true, why: /^is a symlink to \/dev, which holds a character device \(.+\), not a driver home: / },
+  { target: '/proc', empty: true, why: /^is a symlink to \/proc, a proc filesystem: / },
+]) {
+  rootTest(`df on a driver home that is a symlink to ${c.target}${c.empty ? ' (a store naming no layer)' : ''}: one warning naming it, no orphans`, async (t) => {
+    t.timeout(2 * BOUND_MS);
+    const { root, home } = symlinkedHome(t, c.target, c.empty);
+    const r = await strataBounded(['df', '--root', root], BOUND_MS);
+    t.false(r.timedOut);
+    t.is(r.code, 0, r.stderr); // a report: the store's bytes are still all accounted for (verify exits 1)
+    const lines = r.stderr.split('\n').filter((l) => l !== '');
+    t.is(lines.length, 1, r.stderr);
+    const prefix = `strata: warning: ${home}: `;
+    t.true(lines[0].startsWith(prefix), r.stderr);
+    t.regex(lines[0].slice(prefix.length), c.why);
+    t.false(r.stdout.includes(`${home}/`), 'nothing under the target is listed as the store\'s');
+    t.notRegex(r.stdout, /^orphan /m);
+  });
+}
+
 // A layer may hold paths longer than PATH_MAX (apply makes them one component
 // at a time): df must count what is there, as du does, not skip it silently.
 test('df counts a tree deeper than PATH_MAX like du', async (t) => {
