@@ -43,12 +43,27 @@
 // fails), so a holder killed right after mount(2) still leaves a record that
 // names it, never a mount that looks foreign. Records are written to a temp
 // file and renamed, so a crash in the middle leaves the old one, never a torn
-// one.
+// one. The temp file is named after its writer (`.tmp-<id>-<pid>.<start
+// time>`), so that reclaim() removes one a writer killed before the rename
+// left behind (it would also keep the home's directory from ever going).
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import * as sys from '../sys/syscalls.ts';
 import { isAlive, selfTag, type HolderTag } from './holder.ts';
+
+/** An untagged temp record file older than this was left by a writer that is gone. */
+const UNTAGGED_TEMP_MAX_AGE_MS = 60_000;
+
+/** The temp file a record of `id` is written to before its rename, named after its writer. */
+export function tempRecordName(id: string, writer: HolderTag = selfTag()): string {
+  return `.tmp-${id}-${writer}`;
+}
+
+function olderThan(file: string, ms: number): boolean {
+  const st = fs.lstatSync(file, { throwIfNoEntry: false });
+  return st !== undefined && Date.now() - st.mtimeMs > ms;
+}
 
 /** Where the counts of a driver home live: keyed by the home's real path. */
 export function refsDirFor(home: string): string {
@@ -208,6 +223,7 @@ export class RefCounter {
    * any later command releases what a killed one held.
    */
   async reclaim(unmount: (id: string, mountPath: string) => void | Promise<void>): Promise<void> {
+    this.removeDeadTemps();
     for (const id of this.ids()) {
       await this.locked(id, async (found) => {
         const rec = found && this.validate(found, found.path);
@@ -257,6 +273,38 @@ export class RefCounter {
   // ---- internals ---------------------------------------------------------------
 
   /**
+   * Remove the temp record files whose writer is gone (killed between the
+   * write and the rename), then the home's directory if nothing else is left
+   * in it. A temp file from before writers were tagged (`.tmp-<id>-<pid>`)
+   * goes once it is a minute old: a write and a rename take microseconds.
+   */
+  private removeDeadTemps(): void {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    let removed = false;
+    for (const name of names) {
+      if (!name.startsWith('.tmp-')) continue;
+      const file = path.join(this.dir, name);
+      const tag = /-(\d+\.\d+)$/.exec(name)?.[1];
+      if (tag !== undefined ? isAlive(tag) : !olderThan(file, UNTAGGED_TEMP_MAX_AGE_MS)) continue;
+      fs.rmSync(file, { force: true });
+      removed = true;
+    }
+    if (removed) {
+      try {
+        fs.rmdirSync(this.dir);
+      } catch {
+        // records or locks of other ids remain
+      }
+    }
+  }
+
+  /**
    * The record as it stands now: null when `mountPath` is not mounted (stale);
    * a foreign record when it is mounted without one; else the record without
    * the references of dead holders.
@@ -301,7 +349,7 @@ export class RefCounter {
       fs.rmSync(file, { force: true });
       return;
     }
-    const tmp = path.join(this.dir, `.tmp-${id}-${process.pid}`);
+    const tmp = path.join(this.dir, tempRecordName(id));
     fs.writeFileSync(tmp, JSON.stringify(rec) + '\n');
     fs.renameSync(tmp, file);
   }

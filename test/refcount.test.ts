@@ -2,10 +2,13 @@
 // take and drop references on a tmpfs mount through drivers/refcount.ts;
 // after each step the parent reads /proc/self/mountinfo itself.
 import test from 'ava';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { RefCounter, parseMountPoints, unescapeMountinfo } from '../drivers/refcount.ts';
+import { RefCounter, parseMountPoints, tempRecordName, unescapeMountinfo } from '../drivers/refcount.ts';
+import { isAlive } from '../drivers/holder.ts';
 import * as sys from '../sys/syscalls.ts';
 import { asRoot } from './helpers/require.ts';
 import { LineChild, repo } from './helpers/line-child.ts';
@@ -225,4 +228,51 @@ rootSerial('forget unmounts and drops the record and its lock file', async (t) =
   t.is(mountsAt(mnt), 0);
   t.false(fs.existsSync(refs.dir), 'with no references left, nothing stays in the run dir');
   t.is(await a.count(`count L ${mnt}`), 0);
+});
+
+/** The holder tag of a real process that has exited (and been reaped): spawned, its start time read, killed, waited for. */
+async function deadHolderTag(): Promise<string> {
+  const child = spawn('sleep', ['1000'], { stdio: 'ignore' });
+  await once(child, 'spawn');
+  const start = fs.readFileSync(`/proc/${child.pid}/stat`, 'latin1').split(') ')[1].split(' ')[19];
+  const exited = once(child, 'exit');
+  child.kill('SIGKILL');
+  await exited;
+  return `${child.pid}.${start}`;
+}
+
+test('reclaim removes the temp record a writer killed before its rename left, only when that writer is gone', async (t) => {
+  const run = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-refrun-'));
+  t.teardown(() => fs.rmSync(run, { recursive: true, force: true }));
+  const saved = process.env.STRATA_RUN_DIR;
+  process.env.STRATA_RUN_DIR = run;
+  let refs: RefCounter;
+  try {
+    refs = new RefCounter(path.join(run, 'home'));
+  } finally {
+    if (saved === undefined) delete process.env.STRATA_RUN_DIR;
+    else process.env.STRATA_RUN_DIR = saved;
+  }
+  t.true(refs.dir.startsWith(run + '/'));
+  const dead = await deadHolderTag();
+  t.false(isAlive(dead), `${dead} has exited`);
+  fs.mkdirSync(refs.dir, { recursive: true });
+  const plant = (name: string) => fs.writeFileSync(path.join(refs.dir, name), '{"path":"/x","holders":{},"persistent":1}\n');
+  const left = () => fs.readdirSync(refs.dir).sort();
+  const mine = tempRecordName('L-init'); // a live writer's (this process), between its write and its rename
+  plant(tempRecordName('L', dead));
+  plant(mine);
+  // from before writers were tagged: the pid alone; one a minute old is a dead writer's
+  const [deadPid] = dead.split('.');
+  plant(`.tmp-N-${deadPid}`);
+  fs.utimesSync(path.join(refs.dir, `.tmp-N-${deadPid}`), new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
+  plant(`.tmp-O-${process.pid}`);
+  await refs.reclaim(() => t.fail('nothing is mounted'));
+  t.deepEqual(left(), [`.tmp-O-${process.pid}`, mine].sort(), 'only the dead writers\' temp files go');
+  // with only a dead writer's temp file left, the home's directory goes too
+  fs.rmSync(path.join(refs.dir, mine));
+  fs.rmSync(path.join(refs.dir, `.tmp-O-${process.pid}`));
+  plant(tempRecordName('M', dead));
+  await refs.reclaim(() => t.fail('nothing is mounted'));
+  t.false(fs.existsSync(refs.dir), 'nothing left in the run dir');
 });
