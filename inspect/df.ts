@@ -15,7 +15,7 @@ import { DriverDirs, KNOWN_LAYOUTS, type DriverUnit } from './driver-dirs.ts';
 import { humanSize, humanDuration, truncateId } from './docker-units.ts';
 import { imageRows } from './images.ts';
 import type { ContainerState, StoreModel } from './model.ts';
-import { TEXT_CAP, lstatQuiet, openRegular, readFileReadOnly } from './store-files.ts';
+import { TEXT_CAP, listSorted, lstatQuiet, openRegular, readFileReadOnly } from './store-files.ts';
 import { MODERN_TABLE, tabTable } from './tabwriter.ts';
 import { at, openDirNoFollow, self } from '../archive/in-root.ts';
 
@@ -375,7 +375,7 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
     // RW layers recorded in layerdb/mounts without a container config still belong to that record
     if (model.kind === 'modern') {
       const mounts = path.join(model.metaDir, 'layerdb', 'mounts');
-      for (const id of lstatQuiet(mounts)?.isDirectory() ? safeList(mounts) : []) {
+      for (const id of lstatQuiet(mounts)?.isDirectory() ? listSorted(mounts) : []) {
         if (!lstatQuiet(path.join(mounts, id))?.isDirectory()) continue; // not followed: the format has no links here
         for (const [f, cls] of [['mount-id', 'container-layer'], ['init-id', 'container-init']] as const) {
           try {
@@ -459,7 +459,7 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
   const volumes: VolumeUsage[] = [];
   const volDir = path.join(root, 'volumes');
   const links = volumeLinks(model);
-  for (const name of safeList(volDir)) {
+  for (const name of listSorted(volDir)) {
     const p = path.join(volDir, name);
     if (!fs.lstatSync(p).isDirectory()) continue;
     volumes.push({ name, links: links.get(name) ?? 0, size: new DiskUsage(fs.lstatSync(root).dev).measure(path.join(p, '_data')).apparent });
@@ -468,7 +468,7 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
 
   // --- the rest of the root
   const buildCache = zero();
-  const top = safeList(root);
+  const top = listSorted(root);
   const rootOwn = du.measureSelf(root);
   areas.push({ area: './ (the root directory itself)', paths: [root], usage: rootOwn });
   for (const name of top) {
@@ -544,14 +544,6 @@ function foreignHome(home: string, owners: Map<string, unknown>, ids: string[]):
     return null; // unreadable: the inventory reports it
   }
   return null;
-}
-
-function safeList(d: string): string[] {
-  try {
-    return fs.readdirSync(d).sort();
-  } catch {
-    return [];
-  }
 }
 
 /** Directories of a driver home that are not themselves layer units (the home; aufs' diff/ layers/ mnt/; vfs' dir/…). */

@@ -26,7 +26,7 @@ import { treeSize } from './layer-sizes.ts';
 // by the operations that use them, so listing a store does not pay for them.
 const changesLib = () => import('../archive/changes.ts');
 import { overlay2Lowers } from './overlay2-links.ts';
-import { TEXT_CAP, isDirectory, readFileReadOnly } from './store-files.ts';
+import { TEXT_CAP, isDirectory, listSorted, readFileReadOnly } from './store-files.ts';
 import { devmapperPaths, kernelHasDeviceMapper, withDeviceMounted } from './devmapper-thin.ts';
 
 /** The drivers whose layouts are known here (moby's six + fuse-overlayfs, zfs) and docker 0.x's graph-only layout. */
@@ -300,13 +300,6 @@ export class DriverDirs {
       if (list) list.push(p);
       else byId.set(id, [p]);
     };
-    const ls = (d: string): string[] => {
-      try {
-        return fs.readdirSync(d).sort();
-      } catch {
-        return [];
-      }
-    };
     const lsTyped = (d: string): fs.Dirent[] => {
       try {
         return fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -315,9 +308,9 @@ export class DriverDirs {
       }
     };
     const subdirLayout = (sub: string[]) => {
-      for (const name of ls(h)) {
+      for (const name of listSorted(h)) {
         if (sub.includes(name) && isDirectory(path.join(h, name))) {
-          for (const id of ls(path.join(h, name))) addUnit(id, path.join(h, name, id));
+          for (const id of listSorted(path.join(h, name))) addUnit(id, path.join(h, name, id));
         } else other.push(path.join(h, name));
       }
     };
@@ -362,14 +355,14 @@ export class DriverDirs {
         }
         break;
       case GRAPH_LAYOUT:
-        for (const name of ls(h)) {
+        for (const name of listSorted(h)) {
           const p = path.join(h, name);
           if (name !== '_tmp' && isDirectory(p)) addUnit(name, p);
           else other.push(p);
         }
         break;
       default:
-        other.push(...ls(h).map((n) => path.join(h, n)));
+        other.push(...listSorted(h).map((n) => path.join(h, n)));
     }
     const units = [...byId.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([id, paths]) => ({ id, paths }));
     return { units, other, danglingLinks };

@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LINK_DIR } from '../drivers/overlay2/layout.ts';
-import { TEXT_CAP, describeFsError, lstatQuiet, readFileReadOnly } from './store-files.ts';
+import { TEXT_CAP, describeFsError, listSorted, lstatQuiet, readFileReadOnly } from './store-files.ts';
 
 export interface LayoutProblem {
   path: string;
@@ -81,12 +81,12 @@ export function overlay2LayoutProblems(home: string): LayoutProblem[] {
   const lDir = path.join(home, LINK_DIR);
   const lst = lstatQuiet(lDir);
   if (lst && !lst.isDirectory()) out.push({ path: lDir, message: `is ${lst.isSymbolicLink() ? 'a symlink' : 'not a directory'}, expected the directory of layer links` });
-  const links = lst?.isDirectory() ? safeList(lDir) : [];
+  const links = lst?.isDirectory() ? listSorted(lDir) : [];
   for (const name of links) {
     const t = overlay2LinkTarget(home, name);
     if ('problem' in t) out.push({ path: path.join(lDir, name), message: `layer link ${t.problem.replace(`${path.join(lDir, name)} `, '')}` });
   }
-  for (const id of safeList(home)) {
+  for (const id of listSorted(home)) {
     if (id === LINK_DIR || id.startsWith('.')) continue;
     const dir = path.join(home, id);
     if (!lstatQuiet(dir)?.isDirectory()) continue;
@@ -109,12 +109,4 @@ export function overlay2LayoutProblems(home: string): LayoutProblem[] {
     else if (t.id !== id) out.push({ path: linkFile, message: `names link ${name}, which points at layer ${t.id}, not ${id}` });
   }
   return out;
-}
-
-function safeList(d: string): string[] {
-  try {
-    return fs.readdirSync(d).sort();
-  } catch {
-    return [];
-  }
 }

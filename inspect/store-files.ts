@@ -344,3 +344,12 @@ export function asString(v: unknown): string {
 export function asObject(v: unknown): Record<string, unknown> | null {
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
 }
+
+/** The names in a directory, sorted; [] when it cannot be listed (the inventory and verify report that themselves). */
+export function listSorted(d: string): string[] {
+  try {
+    return fs.readdirSync(d).sort();
+  } catch {
+    return [];
+  }
+}
