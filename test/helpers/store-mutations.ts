@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { lutimensNs } from '../../sys/syscalls.ts';
 import { prng } from '../../fixtures/sample-image.ts';
+import { snapshotTree } from './store-snapshot.ts';
 
 /** The fixtures' seeded generator (mulberry32), here to pick cases. */
 export const rng = prng;
@@ -185,13 +186,12 @@ export function restore(root: string, base: string, touched: string[]): void {
 }
 
 /**
- * Per entry: type, size, mtime and ctime in ns (ctime moves on any write or
- * metadata change), and for regular files the atime too. `atimeTo` first sets
+ * snapshotTree's metadata without the contents (type and mode, owner, size, mtime and
+ * ctime in ns, symlink targets), and for regular files the atime too. `atimeNs` first sets
  * every regular file's atime back to that time (ns) (mtime kept), so that any read
  * without O_NOATIME would move it.
  */
 export function statSnapshot(root: string, atimeNs?: bigint): Map<string, string> {
-  const out = new Map<string, string>();
   // atimes first, then every stat: hardlinks share an inode, whose ctime each lutimens moves
   const reset = (abs: string) => {
     const st = fs.lstatSync(abs, { bigint: true });
@@ -199,11 +199,5 @@ export function statSnapshot(root: string, atimeNs?: bigint): Map<string, string
     if (st.isDirectory()) for (const n of fs.readdirSync(abs)) reset(path.join(abs, n));
   };
   if (atimeNs !== undefined) reset(root);
-  const walk = (abs: string, rel: string) => {
-    const st = fs.lstatSync(abs, { bigint: true });
-    out.set(rel || '.', `${st.mode} ${st.size} m${st.mtimeNs} c${st.ctimeNs}${st.isFile() ? ` a${st.atimeNs}` : ''}`);
-    if (st.isDirectory()) for (const n of fs.readdirSync(abs).sort()) walk(path.join(abs, n), rel ? `${rel}/${n}` : n);
-  };
-  walk(root, '');
-  return out;
+  return snapshotTree(root, { contents: false, atimes: true });
 }
