@@ -41,3 +41,16 @@ export function isAlive(tag: HolderTag): boolean {
   const st = procStat(Number(m[1]));
   return st !== null && st.start === m[2] && st.state !== 'Z' && st.state !== 'X';
 }
+
+/**
+ * An untagged leftover (named before holders were recorded, or in moby's
+ * naming) that is older than this was left by a process that is gone: no
+ * probe, record write or scratch use takes anywhere near a minute.
+ */
+const UNTAGGED_MAX_AGE_MS = 60_000;
+
+/** Is `p` (an untagged scratch dir or temp file) old enough to be a dead process's leftover? */
+export function untaggedIsStale(p: string): boolean {
+  const st = fs.lstatSync(p, { throwIfNoEntry: false });
+  return st !== undefined && Date.now() - st.mtimeMs > UNTAGGED_MAX_AGE_MS;
+}

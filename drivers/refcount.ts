@@ -50,19 +50,11 @@ import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import * as sys from '../sys/syscalls.ts';
-import { isAlive, selfTag, type HolderTag } from './holder.ts';
-
-/** An untagged temp record file older than this was left by a writer that is gone. */
-const UNTAGGED_TEMP_MAX_AGE_MS = 60_000;
+import { isAlive, selfTag, untaggedIsStale, type HolderTag } from './holder.ts';
 
 /** The temp file a record of `id` is written to before its rename, named after its writer. */
 export function tempRecordName(id: string, writer: HolderTag = selfTag()): string {
   return `.tmp-${id}-${writer}`;
-}
-
-function olderThan(file: string, ms: number): boolean {
-  const st = fs.lstatSync(file, { throwIfNoEntry: false });
-  return st !== undefined && Date.now() - st.mtimeMs > ms;
 }
 
 /** Where the counts of a driver home live: keyed by the home's real path. */
@@ -291,7 +283,7 @@ export class RefCounter {
       if (!name.startsWith('.tmp-')) continue;
       const file = path.join(this.dir, name);
       const tag = /-(\d+\.\d+)$/.exec(name)?.[1];
-      if (tag !== undefined ? isAlive(tag) : !olderThan(file, UNTAGGED_TEMP_MAX_AGE_MS)) continue;
+      if (tag !== undefined ? isAlive(tag) : !untaggedIsStale(file)) continue;
       fs.rmSync(file, { force: true });
       removed = true;
     }

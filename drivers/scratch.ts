@@ -9,11 +9,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as sys from '../sys/syscalls.ts';
-import { isAlive, selfTag } from './holder.ts';
+import { isAlive, selfTag, untaggedIsStale } from './holder.ts';
 import { parseMountPoints } from './refcount.ts';
-
-/** An untagged scratch dir older than this was left by a process that is gone. */
-const UNTAGGED_MAX_AGE_MS = 60_000;
 
 /** A fresh scratch dir `<parent>/<prefix>-<holder>-XXXXXX`, for the caller to remove. */
 export function makeScratch(parent: string, prefix: string): string {
@@ -61,17 +58,12 @@ export function removeStaleScratch(home: string, prefixes: readonly string[], op
     const holder = holderOf(name, prefixes);
     if (holder === null) continue;
     const dir = path.join(home, name);
-    if (holder !== '' ? isAlive(holder) : opts.untagged === false || !untaggedIsOld(dir)) continue;
+    if (holder !== '' ? isAlive(holder) : opts.untagged === false || !untaggedIsStale(dir)) continue;
     detachMountsUnder(dir);
     fs.rmSync(dir, { recursive: true, force: true });
     removed.push(dir);
   }
   return removed;
-}
-
-function untaggedIsOld(dir: string): boolean {
-  const st = fs.lstatSync(dir, { throwIfNoEntry: false });
-  return st !== undefined && Date.now() - st.mtimeMs > UNTAGGED_MAX_AGE_MS;
 }
 
 /** Detach every mount at or below `dir`, deepest first. */
