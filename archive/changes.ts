@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import { lgetxattr, S_IFDIR, S_IFMT, S_IFREG } from '../sys/syscalls.ts';
 import { type DiffFormat, entryRole, hiddenEntry, opaqueByXattr } from './diff-format.ts';
-import { at, openDirNoFollow, self } from './in-root.ts';
+import { at, BY_HANDLE_PAST, openDirNoFollow, self } from './in-root.ts';
 import { type Change, ChangeKind, fsPath, rawPath, sortChanges } from './types.ts';
 
 type Stat = fs.BigIntStats;
@@ -363,9 +363,6 @@ export function changesSize(dir: string, changes: Change[]): number {
   }
   return Number(size);
 }
-
-/** Paths longer than this are walked through directory handles (full paths are faster, but stop at PATH_MAX). */
-const BY_HANDLE_PAST = 2048;
 
 /**
  * moby directory.Size: Σ st_size of everything but directories, each

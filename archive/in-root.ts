@@ -28,6 +28,12 @@ const DIR_FLAGS = O_PATH | fs.constants.O_NOFOLLOW | fs.constants.O_DIRECTORY;
 const MAX_FDS = 128;
 const MAX_LINKS = 40; // Linux's MAXSYMLINKS
 
+/**
+ * Tree walkers that use full paths (faster) switch to directory handles for paths
+ * longer than this, since a tar can build a tree deeper than PATH_MAX (4096).
+ */
+export const BY_HANDLE_PAST = 2048;
+
 /** A directory inside the root: its handle and its real root-relative path ('' is the root). */
 export interface DirHandle { fd: number; real: string }
 

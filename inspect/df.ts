@@ -17,7 +17,7 @@ import { imageRows } from './images.ts';
 import type { ContainerState, StoreModel } from './model.ts';
 import { TEXT_CAP, listSorted, lstatQuiet, openRegular, readFileReadOnly } from './store-files.ts';
 import { MODERN_TABLE, tabTable } from './tabwriter.ts';
-import { at, openDirNoFollow, self } from '../archive/in-root.ts';
+import { at, BY_HANDLE_PAST, openDirNoFollow, self } from '../archive/in-root.ts';
 
 // ---- du ----------------------------------------------------------------------------
 
@@ -40,9 +40,6 @@ const zero = (): Usage => ({ disk: 0, apparent: 0, entries: 0 });
  * point (a btrfs subvolume: each has its own st_dev) is entered, where du -x
  * would skip it.
  */
-/** Paths longer than this are walked through directory handles (full paths are faster, but stop at PATH_MAX). */
-const BY_HANDLE_PAST = 2048;
-
 export class DiskUsage {
   private readonly seen = new Set<string>();
   private mounts: Set<string> | null = null;
