@@ -23,7 +23,7 @@ import * as sys from '../sys/syscalls.ts';
 import { runningInUserNS } from '../sys/userns.ts';
 import { TarParser, type TarEntryHandler } from './tar-reader.ts';
 import type { TarHeader } from './tar-header.ts';
-import { BreakoutError, cleanRel, splitRel } from './scope.ts';
+import { BreakoutError, cleanRel, joinRel, splitRel } from './scope.ts';
 import { InRoot, O_PATH, at, fdPath, openDirNoFollow, self } from './in-root.ts';
 import { removeTree } from './remove-tree.ts';
 import {
@@ -146,7 +146,7 @@ class LayerWriter implements TarEntryHandler {
     if (base.startsWith(WHITEOUT_PREFIX)) return this.whiteout(h, dirRel, base.slice(WHITEOUT_PREFIX.length));
 
     const parent = this.root.dir(dirRel)!;
-    const real = parent.real === '' ? base : parent.real + '/' + base;
+    const real = joinRel(parent.real, base);
     // create first, as GNU tar does: a fresh layer never pays for an lstat per entry
     try {
       this.create(h, parent.fd, base, real, dirRel);
@@ -270,11 +270,11 @@ class LayerWriter implements TarEntryHandler {
       throw new BreakoutError(`invalid whiteout "${displayPath(h.name)}": it names no entry`);
     }
     const parent = this.root.dir(dirRel)!;
-    const real = parent.real === '' ? name : parent.real + '/' + name;
+    const real = joinRel(parent.real, name);
     this.removeAll(parent.fd, name, real);
     if (this.format === 'aufs') {
       const markerName = WHITEOUT_PREFIX + name;
-      this.writeMarker(parent.fd, markerName, parent.real === '' ? markerName : parent.real + '/' + markerName, h);
+      this.writeMarker(parent.fd, markerName, joinRel(parent.real, markerName), h);
     } else if (overlayOpaqueXattr(this.format)) {
       const p = at(parent.fd, name);
       sys.mknod(p, sys.S_IFCHR, 0);
@@ -290,7 +290,7 @@ class LayerWriter implements TarEntryHandler {
     this.emptyExcept(dir.real);
     if (this.format === 'aufs') {
       const d = this.root.dir(dir.real, false)!;
-      this.writeMarker(d.fd, WHITEOUT_OPAQUE_DIR, d.real === '' ? WHITEOUT_OPAQUE_DIR : d.real + '/' + WHITEOUT_OPAQUE_DIR, h);
+      this.writeMarker(d.fd, WHITEOUT_OPAQUE_DIR, joinRel(d.real, WHITEOUT_OPAQUE_DIR), h);
     } else {
       const xattr = overlayOpaqueXattr(this.format);
       if (xattr) sys.lsetxattr(self(this.root.dir(dir.real, false)!.fd), xattr, Buffer.from('y'));
@@ -317,7 +317,7 @@ class LayerWriter implements TarEntryHandler {
     try {
       for (const n of fs.readdirSync(self(fd), { encoding: 'buffer' })) {
         const name = n.toString('latin1');
-        const rel = real === '' ? name : real + '/' + name;
+        const rel = joinRel(real, name);
         const st = fs.lstatSync(at(fd, name));
         if (!this.unpacked.has(rel)) this.removeAll(fd, name, rel, st);
         else if (st.isDirectory()) this.emptyExcept(rel);

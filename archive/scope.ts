@@ -38,6 +38,11 @@ export function cleanRel(name: string): string | null {
   return out.join('/');
 }
 
+/** `dir/name` for a root-relative `dir` ('' is the root). */
+export function joinRel(dir: string, name: string): string {
+  return dir === '' ? name : dir + '/' + name;
+}
+
 export function splitRel(rel: string): [dir: string, base: string] {
   const i = rel.lastIndexOf('/');
   return i === -1 ? ['', rel] : [rel.slice(0, i), rel.slice(i + 1)];
@@ -117,6 +122,6 @@ export class ScopedResolver {
     const [dir, base] = splitRel(rel);
     const parent = this.resolveDir(dir, create);
     if (parent === null) return null;
-    return { parent, base, rel: parent === '' ? base : parent + '/' + base };
+    return { parent, base, rel: joinRel(parent, base) };
   }
 }
