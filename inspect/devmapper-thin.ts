@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { JSON_CAP, describeFsError, openRegular, readFileReadOnly } from './store-files.ts';
+import { JSON_CAP, describeFsError, openRegular, readFileReadOnly } from '../sys/read-only-files.ts';
 
 /** One extent of a thin device: `length` blocks at `originBlock` of the device live at `dataBlock` of the data file. */
 export interface ThinMapping {

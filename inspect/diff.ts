@@ -21,7 +21,7 @@ import { GRAPH_LAYOUT } from './driver-dirs.ts';
 import { humanSize } from './docker-units.ts';
 import type { StoreModel } from './model.ts';
 import { InspectError } from './problems.ts';
-import { describeFsError, openRegular } from './store-files.ts';
+import { describeFsError, openRegular } from '../sys/read-only-files.ts';
 import { driverDirsOf, findContainer } from './store.ts';
 import { readTarSplit, tarSplitMembers } from './tar-split.ts';
 

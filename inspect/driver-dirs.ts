@@ -26,7 +26,7 @@ import { treeSize } from './layer-sizes.ts';
 // by the operations that use them, so listing a store does not pay for them.
 const changesLib = () => import('../archive/changes.ts');
 import { overlay2Lowers } from './overlay2-links.ts';
-import { TEXT_CAP, isDirectory, listSorted, readFileReadOnly } from './store-files.ts';
+import { TEXT_CAP, isDirectory, listSorted, readFileReadOnly } from '../sys/read-only-files.ts';
 import { devmapperPaths, kernelHasDeviceMapper, withDeviceMounted } from './devmapper-thin.ts';
 
 /** The drivers whose layouts are known here (moby's six + fuse-overlayfs, zfs) and docker 0.x's graph-only layout. */

@@ -18,7 +18,8 @@ import {
   assembleImageChains, commandOf, containerStateOf, parseCreated, type ContainerRecord, type Era, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel,
 } from './model.ts';
 import { Problems } from './problems.ts';
-import { StoreFiles, TAG_STORE_CAP, asString as str, asObject as obj, isDirectory, lstatQuiet } from './store-files.ts';
+import { StoreFiles } from './store-files.ts';
+import { TAG_STORE_CAP, asString as str, asObject as obj, isDirectory, lstatQuiet } from '../sys/read-only-files.ts';
 
 export interface LegacyOptions {
   /** the storage driver when the store does not say (several repositories-<driver> files or driver homes) */

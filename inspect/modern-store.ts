@@ -18,7 +18,8 @@ import {
   commandOf, containerStateOf, parseCreated, type ContainerRecord, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel, type TagRecord,
 } from './model.ts';
 import { Problems } from './problems.ts';
-import { StoreFiles, TAG_STORE_CAP, asString as str, asObject as obj, isDirectory, lstatQuiet } from './store-files.ts';
+import { StoreFiles } from './store-files.ts';
+import { TAG_STORE_CAP, asString as str, asObject as obj, isDirectory, lstatQuiet } from '../sys/read-only-files.ts';
 
 export interface ModernOptions {
   /** which image/<driver> store to read when there are several */

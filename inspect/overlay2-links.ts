@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LINK_DIR } from '../drivers/overlay2/layout.ts';
-import { TEXT_CAP, describeFsError, listSorted, lstatQuiet, readFileReadOnly } from './store-files.ts';
+import { TEXT_CAP, describeFsError, listSorted, lstatQuiet, readFileReadOnly } from '../sys/read-only-files.ts';
 
 export interface LayoutProblem {
   path: string;

@@ -17,7 +17,8 @@ import { createdByOf, isV1Id } from './legacy-graph.ts';
 import { assembleImageChains, parseCreated, type ImageRecord, type LayerRecord, type StoreModel } from './model.ts';
 import { Problems } from './problems.ts';
 import { V1_IMAGE_FIELDS, fieldTypeProblems } from './field-types.ts';
-import { StoreFiles, asString as str, isDirectory, lstatQuiet, sizeProblem } from './store-files.ts';
+import { StoreFiles } from './store-files.ts';
+import { asString as str, isDirectory, lstatQuiet, sizeProblem } from '../sys/read-only-files.ts';
 
 class RegistryLayer implements LayerRecord {
   constructor(readonly key: string, readonly dir: string, readonly parent: string | null, readonly size: number | null, readonly blob: string | null) {}

@@ -9,7 +9,7 @@ import type { StoreKind, StoreModel } from './model.ts';
 import { modernDrivers, readModernStore } from './modern-store.ts';
 import { InspectError, Problems } from './problems.ts';
 import { isRegistryV1, readRegistryV1 } from './registry-v1.ts';
-import { isDirectory } from './store-files.ts';
+import { isDirectory } from '../sys/read-only-files.ts';
 
 export interface OpenOptions {
   /** the storage driver whose metadata to read when the store holds several */

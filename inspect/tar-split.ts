@@ -30,7 +30,7 @@ import { BLOCK, TarFormatError, decodeRaw, isZeroBlock, parsePax, type TarHeader
 import { TarParser } from '../archive/tar-reader.ts';
 import { displayPath, fsPath, rawPath } from '../archive/types.ts';
 import { Crc64 } from './crc64.ts';
-import { capText, describeFsError, openReadOnly, openRegular } from './store-files.ts';
+import { capText, describeFsError, openReadOnly, openRegular } from '../sys/read-only-files.ts';
 
 export const SEGMENT_TYPE = 2;
 export const FILE_TYPE = 1;

@@ -26,7 +26,7 @@ import { graphStoreSize, treeSize } from './layer-sizes.ts';
 import type { LayerRecord, StoreModel } from './model.ts';
 import type { Problem } from './problems.ts';
 import { overlay2LayoutProblems, overlay2Lowers } from './overlay2-links.ts';
-import { TEXT_CAP, describeFsError, openRegular, readFileReadOnly } from './store-files.ts';
+import { TEXT_CAP, describeFsError, openRegular, readFileReadOnly } from '../sys/read-only-files.ts';
 import { driverDirsOf } from './store.ts';
 import { DirFileGetter, TarSplitFormatError, digestLayer, readTarSplit } from './tar-split.ts';
 
