@@ -23,7 +23,7 @@ import { hideBin } from 'yargs/helpers';
 import { writeSyntheticStore } from '../fixtures/synthetic-store.ts';
 import { diskUsage, renderDf } from '../inspect/df.ts';
 import { imageRows, renderImages } from '../inspect/images.ts';
-import { openStore } from '../inspect/store.ts';
+import { openStore } from '../layerstore/store.ts';
 import { cpuPressure, f1, measureInProcess, stats, timeProcess, type Sample } from './lib/measure.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));

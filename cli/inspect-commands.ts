@@ -8,21 +8,21 @@
 // they make `verify` exit 1, the other commands still exit 0 with what could
 // be read.
 import type { Argv, CommandModule } from 'yargs';
-import type { StoreModel } from '../inspect/model.ts';
-import type { Problem } from '../inspect/problems.ts';
+import type { StoreModel } from '../layerstore/model.ts';
+import type { Problem } from '../layerstore/problems.ts';
 import { emit, UsageError } from './output.ts';
 
 // The inspect modules are loaded by the command that needs them, not at
 // start-up: every strata command pays for what the CLI imports eagerly.
 const lib = {
-  store: () => import('../inspect/store.ts'),
+  store: () => import('../layerstore/store.ts'),
   images: () => import('../inspect/images.ts'),
   history: () => import('../inspect/history.ts'),
   describe: () => import('../inspect/describe.ts'),
   diff: () => import('../inspect/diff.ts'),
   df: () => import('../inspect/df.ts'),
   verify: () => import('../inspect/verify.ts'),
-  problems: () => import('../inspect/problems.ts'),
+  problems: () => import('../layerstore/problems.ts'),
 };
 
 interface StoreArgs {

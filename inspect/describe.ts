@@ -3,9 +3,9 @@
 // ids, diff ids, cache ids, driver dirs, sizes. Shaped like `docker inspect`
 // where docker has the field (Id, RepoTags, RootFS, GraphDriver…).
 import * as path from 'node:path';
-import type { LayerRecord, StoreModel } from './model.ts';
-import { InspectError } from './problems.ts';
-import { driverDirsOf, findContainer, findImage, findLayer } from './store.ts';
+import type { LayerRecord, StoreModel } from '../layerstore/model.ts';
+import { InspectError } from '../layerstore/problems.ts';
+import { driverDirsOf, findContainer, findImage, findLayer } from '../layerstore/store.ts';
 
 export interface LayerDescription {
   Key: string;

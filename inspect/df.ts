@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { DriverDirs, KNOWN_LAYOUTS, type DriverUnit } from './driver-dirs.ts';
 import { humanSize, humanDuration, truncateId } from './docker-units.ts';
 import { imageRows } from './images.ts';
-import type { ContainerState, StoreModel } from './model.ts';
+import type { ContainerState, StoreModel } from '../layerstore/model.ts';
 import { TEXT_CAP, listSorted, lstatQuiet, openRegular, readFileReadOnly } from '../sys/read-only-files.ts';
 import { MODERN_TABLE, tabTable } from './tabwriter.ts';
 import { at, BY_HANDLE_PAST, openDirNoFollow, self } from '../archive/in-root.ts';

@@ -16,14 +16,14 @@ import {
   type Change, type ChangeKind, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, changeLetter, displayPath,
 } from '../archive/types.ts';
 import { type DiffFormat, entryRole, opaqueByXattr } from '../archive/diff-format.ts';
-import { Crc64 } from './crc64.ts';
+import { Crc64 } from '../layerstore/crc64.ts';
 import { GRAPH_LAYOUT } from './driver-dirs.ts';
 import { humanSize } from './docker-units.ts';
-import type { StoreModel } from './model.ts';
-import { InspectError } from './problems.ts';
+import type { StoreModel } from '../layerstore/model.ts';
+import { InspectError } from '../layerstore/problems.ts';
 import { describeFsError, openRegular } from '../sys/read-only-files.ts';
-import { driverDirsOf, findContainer } from './store.ts';
-import { readTarSplit, tarSplitMembers } from './tar-split.ts';
+import { driverDirsOf, findContainer } from '../layerstore/store.ts';
+import { readTarSplit, tarSplitMembers } from '../layerstore/tar-split.ts';
 
 // ---- container diff ---------------------------------------------------------------
 

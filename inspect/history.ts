@@ -9,8 +9,8 @@
 import {
   humanDuration, humanDurationLegacy, humanSizeLegacy, humanSizeWithPrecision, truncateId,
 } from './docker-units.ts';
-import type { StoreModel } from './model.ts';
-import { InspectError } from './problems.ts';
+import type { StoreModel } from '../layerstore/model.ts';
+import { InspectError } from '../layerstore/problems.ts';
 import { LEGACY_TABLE, MODERN_TABLE, tabTable } from './tabwriter.ts';
 
 export interface HistoryRow {

@@ -13,7 +13,7 @@
 import {
   humanDuration, humanDurationLegacy, humanSize, humanSizeLegacy, humanSizeWithPrecision, truncateId,
 } from './docker-units.ts';
-import { childrenOf, type ImageRecord, type StoreModel } from './model.ts';
+import { childrenOf, type ImageRecord, type StoreModel } from '../layerstore/model.ts';
 import { LEGACY_TABLE, MODERN_TABLE, tabTable } from './tabwriter.ts';
 
 export interface ImagesOptions {

@@ -21,14 +21,14 @@ import * as zlib from 'node:zlib';
 import { TarParser } from '../archive/tar-reader.ts';
 import { GRAPH_LAYOUT, type DriverDirs } from './driver-dirs.ts';
 import { devmapperPaths } from './devmapper-thin.ts';
-import { sha256Digest } from './digests.ts';
+import { sha256Digest } from '../layerstore/digests.ts';
 import { graphStoreSize, treeSize } from './layer-sizes.ts';
-import type { LayerRecord, StoreModel } from './model.ts';
-import type { Problem } from './problems.ts';
+import type { LayerRecord, StoreModel } from '../layerstore/model.ts';
+import type { Problem } from '../layerstore/problems.ts';
 import { overlay2LayoutProblems, overlay2Lowers } from './overlay2-links.ts';
 import { TEXT_CAP, describeFsError, openRegular, readFileReadOnly } from '../sys/read-only-files.ts';
-import { driverDirsOf } from './store.ts';
-import { DirFileGetter, TarSplitFormatError, digestLayer, readTarSplit } from './tar-split.ts';
+import { driverDirsOf } from '../layerstore/store.ts';
+import { DirFileGetter, TarSplitFormatError, digestLayer, readTarSplit } from '../layerstore/tar-split.ts';
 
 export interface VerifyCounts {
   images: number;

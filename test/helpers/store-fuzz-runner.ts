@@ -26,7 +26,7 @@ import { diskUsage, renderDf } from '../../inspect/df.ts';
 import { containerChanges, diffImages, renderChanges, renderImageDiff } from '../../inspect/diff.ts';
 import { imageHistory, renderHistory } from '../../inspect/history.ts';
 import { imageRows, imageTree, renderImageTree, renderImages } from '../../inspect/images.ts';
-import { openStore } from '../../inspect/store.ts';
+import { openStore } from '../../layerstore/store.ts';
 import { renderVerify, verifyStore } from '../../inspect/verify.ts';
 import { candidates, mutate, restore, rng, statSnapshot } from './store-mutations.ts';
 

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeDevmapperModernStore, type DevmapperModernStoreInfo } from '../../fixtures/devmapper-modern-store.ts';
 import { kernelHasDeviceMapper } from '../../inspect/devmapper-thin.ts';
-import { openStore } from '../../inspect/store.ts';
+import { openStore } from '../../layerstore/store.ts';
 import { verifyStore } from '../../inspect/verify.ts';
 import { isRoot, when } from '../helpers/require.ts';
 import { snapshotTree } from '../helpers/store-snapshot.ts';

@@ -13,7 +13,7 @@ import { manifestDiff, treeManifest } from '../../archive/digest.ts';
 import { DM_BLOCK, DM_DEVICE_SIZE, writeDevmapperStore, type DevmapperStoreInfo } from '../../fixtures/devmapper-store.ts';
 import { checkThinPool, extractDevice, kernelHasDeviceMapper, readThinMetadata, ThinMetadataError, withDeviceMounted, type ThinMapping } from '../../inspect/devmapper-thin.ts';
 import { DriverDirs } from '../../inspect/driver-dirs.ts';
-import { Problems } from '../../inspect/problems.ts';
+import { Problems } from '../../layerstore/problems.ts';
 import { isRoot, when } from '../helpers/require.ts';
 import { snapshotTree } from '../helpers/store-snapshot.ts';
 

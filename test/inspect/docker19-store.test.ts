@@ -13,7 +13,7 @@ import { diskUsage } from '../../inspect/df.ts';
 import { containerChanges, diffImages } from '../../inspect/diff.ts';
 import { imageHistory } from '../../inspect/history.ts';
 import { imageRows, renderImages } from '../../inspect/images.ts';
-import { findImage, openStore } from '../../inspect/store.ts';
+import { findImage, openStore } from '../../layerstore/store.ts';
 import { isRoot, when } from '../helpers/require.ts';
 import { copyStore, duBytes } from '../helpers/store-copy.ts';
 import { snapshotDiff, snapshotTree } from '../helpers/store-snapshot.ts';

@@ -19,7 +19,7 @@ import { applyLayer } from '../../archive/apply.ts';
 import { header, rawTar } from '../helpers/tar.ts';
 import { imageHistory } from '../../inspect/history.ts';
 import { imageRows, renderImages } from '../../inspect/images.ts';
-import { openStore } from '../../inspect/store.ts';
+import { openStore } from '../../layerstore/store.ts';
 import { verifyStore } from '../../inspect/verify.ts';
 import { strataBounded } from '../helpers/bounded-cli.ts';
 import { isRoot, when } from '../helpers/require.ts';

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { LAYER_SIZES, PRECISE, QUANTAL, QUANTAL_BASE, SCOOBY, setLegacyState, writeLegacyStore, type LegacyState } from '../../fixtures/legacy-store.ts';
 import { imageRows, imageTree, renderImageTree, renderImages } from '../../inspect/images.ts';
 import { imageHistory, renderHistory } from '../../inspect/history.ts';
-import { findImage, openStore } from '../../inspect/store.ts';
+import { findImage, openStore } from '../../layerstore/store.ts';
 import { diskUsage } from '../../inspect/df.ts';
 import { diffImages } from '../../inspect/diff.ts';
 import { copyStore, duBytes } from '../helpers/store-copy.ts';

@@ -16,7 +16,7 @@ import { humanDuration } from '../../inspect/docker-units.ts';
 import { containerChanges, diffImages } from '../../inspect/diff.ts';
 import { imageHistory } from '../../inspect/history.ts';
 import { imageRows, renderImages } from '../../inspect/images.ts';
-import { openStore, findImage } from '../../inspect/store.ts';
+import { openStore, findImage } from '../../layerstore/store.ts';
 import { verifyStore } from '../../inspect/verify.ts';
 import { isRoot, when } from '../helpers/require.ts';
 import { copyStore, duBytes } from '../helpers/store-copy.ts';

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { IMAGES, TAGS, UBUNTU_INDEX, writeRegistryV1Store } from '../../fixtures/registry-v1-store.ts';
 import { imageRows, imageTree, renderImageTree } from '../../inspect/images.ts';
-import { openStore } from '../../inspect/store.ts';
+import { openStore } from '../../layerstore/store.ts';
 import { verifyStore } from '../../inspect/verify.ts';
 import { copyStore } from '../helpers/store-copy.ts';
 import { snapshotDiff, snapshotTree } from '../helpers/store-snapshot.ts';

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { writeSyntheticStore } from '../../fixtures/synthetic-store.ts';
 import { diskUsage } from '../../inspect/df.ts';
 import { imageRows } from '../../inspect/images.ts';
-import { openStore } from '../../inspect/store.ts';
+import { openStore } from '../../layerstore/store.ts';
 import { verifyStore } from '../../inspect/verify.ts';
 import { isRoot, when } from '../helpers/require.ts';
 import { duBytes } from '../helpers/store-copy.ts';

@@ -7,10 +7,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { applyLayer } from '../../archive/apply.ts';
-import { crc64, Crc64 } from '../../inspect/crc64.ts';
+import { crc64, Crc64 } from '../../layerstore/crc64.ts';
 import {
   DirFileGetter, TarSplitFormatError, TarSplitRecorder, assembleTar, digestLayer, readTarSplit, tarSplitMembers,
-} from '../../inspect/tar-split.ts';
+} from '../../layerstore/tar-split.ts';
 import { packTar, rawTar } from '../helpers/tar.ts';
 
 test('CRC-64/ISO: Go hash/crc64 ISO check value, incremental = one-shot', (t) => {

@@ -46,8 +46,8 @@ import { containerStatus, diskUsage, renderDf, type DfReport } from '../../inspe
 import { changesJson, containerChanges } from '../../inspect/diff.ts';
 import { imageHistory, renderHistory, type HistoryRow } from '../../inspect/history.ts';
 import { imageRows, renderImages, type ImageRow } from '../../inspect/images.ts';
-import type { StoreModel } from '../../inspect/model.ts';
-import { findContainer, findImage, openStore } from '../../inspect/store.ts';
+import type { StoreModel } from '../../layerstore/model.ts';
+import { findContainer, findImage, openStore } from '../../layerstore/store.ts';
 import { verifyStore, type VerifyReport } from '../../inspect/verify.ts';
 import { hasTool, isRoot, when } from '../helpers/require.ts';
 import { snapshotDiff, snapshotTree } from '../helpers/store-snapshot.ts';

@@ -3,7 +3,7 @@
 // read it into the one model (model.ts). Read-only, always.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DriverDirs } from './driver-dirs.ts';
+import { DriverDirs } from '../inspect/driver-dirs.ts';
 import { readLegacyStore } from './legacy-graph.ts';
 import type { StoreKind, StoreModel } from './model.ts';
 import { modernDrivers, readModernStore } from './modern-store.ts';

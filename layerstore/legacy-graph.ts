@@ -11,7 +11,7 @@
 //   <driver>/…                    layer data, driver id = image id
 //   containers/<id>/config.json   (containers/<id>/rw/ in docker ≤ 0.6)
 import * as path from 'node:path';
-import { GRAPH_LAYOUT, driverHomesIn } from './driver-dirs.ts';
+import { GRAPH_LAYOUT, driverHomesIn } from '../inspect/driver-dirs.ts';
 import { isDigest } from './digests.ts';
 import { LEGACY_CONTAINER_FIELDS, V1_IMAGE_FIELDS, fieldTypeProblems } from './field-types.ts';
 import {
