@@ -3,22 +3,12 @@
 // directory inside --root (so its backing filesystem is the real one), then
 // removed: nothing is left in --root.
 import type { CommandModule } from 'yargs';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { emit, table } from './output.ts';
 
 interface DriversArgs {
   json: boolean;
   root: string;
-}
-
-/** `<root>/<name>` is a non-empty directory (moby's "prior state"). */
-function hasData(root: string, name: string): boolean {
-  try {
-    return fs.readdirSync(path.join(root, name)).length > 0;
-  } catch {
-    return false;
-  }
 }
 
 export const driversCommand: CommandModule<{ json: boolean }, DriversArgs> = {
@@ -30,8 +20,9 @@ export const driversCommand: CommandModule<{ json: boolean }, DriversArgs> = {
     // loaded on use, so that other commands start without the drivers
     await import('../drivers/all.ts');
     const { probeDrivers } = await import('../drivers/registry.ts');
+    const { holdsData } = await import('../drivers/layout.ts');
     const probes = await probeDrivers(argv.root);
-    const rows = probes.map((p) => ({ ...p, data: hasData(argv.root, p.name) }));
+    const rows = probes.map((p) => ({ ...p, data: holdsData(path.join(argv.root, p.name)) }));
     emit(argv.json, rows, () => {
       process.stdout.write(table(['DRIVER', 'USABLE', 'DATA IN ROOT', 'REASON'],
         rows.map((r) => [r.name, r.usable ? 'yes' : 'no', r.data ? path.join(argv.root, r.name) : '-', r.reason])));

@@ -1,5 +1,46 @@
-// Importing this module registers every driver strata implements (each
-// driver folder calls register() when loaded). Add one line per driver.
-import './overlay/overlay.ts';
-import './overlay2/overlay2.ts';
-import './vfs/vfs.ts';
+// Every driver folder, once: its on-disk layout goes into the layout table
+// (layoutFor, knownLayouts) and, where strata drives it, its init into the
+// registry, loaded on first use so that reading a layout does not load a
+// driver (nor the FFI bindings under it). Adding a driver: one folder, one
+// line here, one conformance test file (README "Adding a driver").
+// The order is the one in which several homes of one data root are listed.
+import { register } from './registry.ts';
+import { holdsData, type DriverFolder, type DriverLayout } from './layout.ts';
+import type { InitFunc } from './driver.ts';
+
+const FOLDERS: DriverFolder[] = [
+  (await import('./overlay2/layout.ts')).folder,
+  (await import('./fuse-overlayfs/layout.ts')).folder,
+  (await import('./aufs/layout.ts')).folder,
+  (await import('./overlay/layout.ts')).folder,
+  (await import('./btrfs/layout.ts')).folder,
+  (await import('./devicemapper/layout.ts')).folder,
+  (await import('./vfs/layout.ts')).folder,
+  (await import('./zfs/layout.ts')).folder,
+  (await import('./docker-0.6-graph/layout.ts')).folder,
+];
+
+const layouts = new Map<string, DriverLayout>();
+for (const { layout, loadInit } of FOLDERS) {
+  layouts.set(layout.name, layout);
+  if (loadInit) register(layout.name, lazyInit(loadInit));
+}
+
+function lazyInit(load: () => Promise<InitFunc>): InitFunc {
+  return async (home, options, opts) => (await load())(home, options, opts);
+}
+
+/** The layout a data root names `name` (a driver name, or `graph`); undefined when strata knows none. */
+export function layoutFor(name: string): DriverLayout | undefined {
+  return layouts.get(name);
+}
+
+/** Every known layout, in the order above. */
+export function knownLayouts(): DriverLayout[] {
+  return [...layouts.values()];
+}
+
+/** Names of the graphdriver homes under `root` that hold data (layout.ts holdsData), in the order above. */
+export function homesIn(root: string): string[] {
+  return knownLayouts().filter((l) => l.graphdriver && holdsData(l.homeIn(root))).map((l) => l.name);
+}

@@ -148,12 +148,18 @@ export interface Driver extends ProtoDriver, DiffDriver {}
  *   operation first needs its feature (create, get, the native diff paths)
  *   and that operation fails with the probe's reason. remove, put, layers,
  *   exists and metadata need no probe, so they work on a home whose probes
- *   fail, e.g. on a full disk. (A read-only open for the offline readers is
- *   meant to be a third mode here.)
+ *   fail, e.g. on a full disk.
  * In both modes init removes probe scratch dirs and reclaims the mount
  * references that killed processes left (drivers/scratch.ts, refcount.ts).
+ * - `read-only` (the offline readers: inspect, migrate's source side): an
+ *   existing home, and nothing written into it. Init probes nothing, creates
+ *   nothing and reclaims nothing; create, createReadWrite, remove, applyDiff
+ *   and persist are refused with one line (read-only.ts). get() reads where
+ *   that needs no write (vfs); a driver whose mount would write into the home
+ *   (merged/ dirs) refuses it, and compares layers only where it needs no
+ *   mount (overlay2: its native diff against the direct parent).
  */
-export type OpenMode = 'use' | 'manage';
+export type OpenMode = 'use' | 'manage' | 'read-only';
 
 export interface InitOpts {
   mode?: OpenMode;
@@ -162,7 +168,7 @@ export interface InitOpts {
 /** moby InitFunc: `home` is always `<root>/<name>`; `options` are the driver's `key=value` options. */
 export type InitFunc = (home: string, options: string[], opts?: InitOpts) => Promise<Driver>;
 
-/** `manage` mode's precondition: the home exists (nothing is created to manage). */
+/** `manage` and `read-only` mode's precondition: the home exists (nothing is created to manage or read). */
 export function mustBeExistingHome(driver: string, home: string): void {
   let st: ReturnType<typeof statSync> | undefined;
   try {

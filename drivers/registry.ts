@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeScratch, removeStaleScratch } from './scratch.ts';
+import { holdsData } from './layout.ts';
 import { isDriverNotSupported, NotSupportedError, errNotSupported, type Driver, type InitFunc, type InitOpts } from './driver.ts';
 
 
@@ -24,20 +25,6 @@ export const KNOWN_DRIVERS = ['aufs', 'overlay', 'overlay2', 'btrfs', 'devicemap
 /** moby v23 isDeprecated: never auto-selected; as prior state they stop selection with an error. */
 export function isDeprecated(name: string): boolean {
   return name === 'aufs' || name === 'devicemapper' || name === 'overlay';
-}
-
-/** moby isEmptyDir: an unreadable directory counts as not empty. */
-function isEmptyDir(dir: string): boolean {
-  try {
-    const d = fs.opendirSync(dir);
-    try {
-      return d.readSync() === null;
-    } finally {
-      d.closeSync();
-    }
-  } catch {
-    return false;
-  }
 }
 
 export interface SelectOptions {
@@ -87,19 +74,19 @@ export class DriverRegistry {
     return init(path.join(root, name), options, opts);
   }
 
-  /** moby scanPriorDrivers: registered drivers (except vfs) whose `<root>/<name>` is a non-empty directory. */
+  /** A registered driver over the existing home `home`, opened `read-only` (driver.ts OpenMode): no probes, no writes. */
+  async openReadOnly(name: string, home: string): Promise<Driver> {
+    const init = this.inits.get(name);
+    if (!init) throw errNotSupported(`no driver named ${JSON.stringify(name)} is registered (registered: ${this.names().join(', ') || 'none'})`);
+    return init(home, [], { mode: 'read-only' });
+  }
+
+  /** moby scanPriorDrivers: registered drivers (except vfs) whose `<root>/<name>` holds data (layout.ts holdsData). */
   scanPriorDrivers(root: string): string[] {
     const found: string[] = [];
     for (const name of this.inits.keys()) {
       if (name === 'vfs') continue;
-      const p = path.join(root, name);
-      let st: fs.Stats;
-      try {
-        st = fs.statSync(p);
-      } catch {
-        continue;
-      }
-      if (st.isDirectory() && !isEmptyDir(p)) found.push(name);
+      if (holdsData(path.join(root, name))) found.push(name);
     }
     return found.sort();
   }
@@ -194,3 +181,4 @@ export const getDriver = (name: string, root: string, options: string[] = [], op
 export const scanPriorDrivers = (root: string): string[] => drivers.scanPriorDrivers(root);
 export const selectDriver = (root: string, opts: SelectOptions = {}): Promise<Driver> => drivers.selectDriver(root, opts);
 export const probeDrivers = (root: string): Promise<DriverProbe[]> => drivers.probeDrivers(root);
+export const openReadOnly = (name: string, home: string): Promise<Driver> => drivers.openReadOnly(name, home);

@@ -5,7 +5,8 @@
 import * as path from 'node:path';
 import type { LayerRecord, StoreModel } from '../layerstore/model.ts';
 import { InspectError } from '../layerstore/problems.ts';
-import { driverDirsOf, findContainer, findImage, findLayer } from '../layerstore/store.ts';
+import { findContainer, findImage, findLayer } from '../layerstore/store.ts';
+import { driverDirsOf } from './driver-dirs.ts';
 
 export interface LayerDescription {
   Key: string;

@@ -11,7 +11,8 @@
 // once, other filesystems (mounted merged/ dirs) not entered.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DriverDirs, KNOWN_LAYOUTS, type DriverUnit } from './driver-dirs.ts';
+import { DriverDirs, type DriverUnit } from './driver-dirs.ts';
+import { knownLayouts } from '../drivers/all.ts';
 import { humanSize, humanDuration, truncateId } from './docker-units.ts';
 import { imageRows } from './images.ts';
 import type { ContainerState, StoreModel } from '../layerstore/model.ts';
@@ -415,7 +416,7 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
       for (const p of inv.other) add(meta, du.measure(p));
       driverDirs.push({ id: '', class: 'driver-metadata', owner: null, paths: inv.other, usage: meta });
       // the home directory's own blocks (and those of diff/, layers/… subdirectories of aufs-like layouts)
-      const own = ownDirs(dirs);
+      const own = inv.ownDirs;
       const homeOwn = zero();
       for (const p of own) add(homeOwn, du.measureSelf(p));
       driverDirs[driverDirs.length - 1].usage.disk += homeOwn.disk;
@@ -435,9 +436,8 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
       let sizeRw: number | null = null;
       if (opts.containerSizes !== false && c.mountId && (!c.driver || c.driver === model.driver || model.kind !== 'modern')) {
         try {
-          const lowers = model.kind === 'legacy' && c.imageId ? (model.images.get(c.imageId)?.layers.slice().reverse() ?? []) : undefined;
           const parent = c.initId && dirs.reachable(c.initId) ? c.initId : (c.parentLayer ? model.layers.get(c.parentLayer)?.cacheId ?? null : null);
-          sizeRw = await dirs.diffSize(c.mountId, parent, lowers);
+          sizeRw = await dirs.diffSize(c.mountId, parent);
         } catch {
           sizeRw = null;
         }
@@ -467,6 +467,7 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
   const buildCache = zero();
   const top = listSorted(root);
   const rootOwn = du.measureSelf(root);
+  const layouts = knownLayouts();
   areas.push({ area: './ (the root directory itself)', paths: [root], usage: rootOwn });
   for (const name of top) {
     const p = path.join(root, name);
@@ -477,9 +478,9 @@ export async function diskUsage(model: StoreModel, opts: DfOptions = {}): Promis
     else if (name === 'containers') area = 'containers/ (configs, logs)';
     else if (name === 'volumes') area = 'volumes/';
     else if (name === 'buildkit') area = 'buildkit/ (BuildKit databases)';
-    else if (name === 'graph') area = 'graph/ (pre-1.10 image metadata)';
+    else if (layouts.some((l) => !l.graphdriver && l.homeIn(root) === p)) area = `${name}/ (pre-1.10 image metadata)`;
     else if (p === foreignLink) area = `${name} (symlink to what is not this store's driver home, not followed)`;
-    else if ((KNOWN_LAYOUTS as readonly string[]).includes(name)) area = `${name}/ (home of a storage driver not in use)`;
+    else if (layouts.some((l) => l.graphdriver && l.homeIn(root) === p)) area = `${name}/ (home of a storage driver not in use)`;
     else area = `${name}${fs.lstatSync(p).isDirectory() ? '/' : ''}`;
     areas.push({ area, paths: [p], usage });
   }
@@ -541,15 +542,6 @@ function foreignHome(home: string, owners: Map<string, unknown>, ids: string[]):
     return null; // unreadable: the inventory reports it
   }
   return null;
-}
-
-/** Directories of a driver home that are not themselves layer units (the home; aufs' diff/ layers/ mnt/; vfs' dir/…). */
-function ownDirs(dirs: DriverDirs): string[] {
-  const h = dirs.home;
-  const sub: Record<string, string[]> = {
-    aufs: ['diff', 'layers', 'mnt'], vfs: ['dir'], btrfs: ['subvolumes'], zfs: ['graph'], devicemapper: ['metadata', 'mnt'],
-  };
-  return [h, ...(sub[dirs.name] ?? []).map((s) => path.join(h, s)).filter((p) => fs.existsSync(p))];
 }
 
 function containerMounts(model: StoreModel, id: string): { Name?: string; Type?: string }[] {

@@ -17,12 +17,12 @@ import {
 } from '../archive/types.ts';
 import { type DiffFormat, entryRole, opaqueByXattr } from '../archive/diff-format.ts';
 import { Crc64 } from '../layerstore/crc64.ts';
-import { GRAPH_LAYOUT } from './driver-dirs.ts';
 import { humanSize } from './docker-units.ts';
 import type { StoreModel } from '../layerstore/model.ts';
 import { InspectError } from '../layerstore/problems.ts';
 import { describeFsError, openRegular } from '../sys/read-only-files.ts';
-import { driverDirsOf, findContainer } from '../layerstore/store.ts';
+import { findContainer } from '../layerstore/store.ts';
+import { driverDirsOf } from './driver-dirs.ts';
 import { readTarSplit, tarSplitMembers } from '../layerstore/tar-split.ts';
 
 // ---- container diff ---------------------------------------------------------------
@@ -41,7 +41,7 @@ export async function containerChanges(model: StoreModel, ref: string): Promise<
   let lowers: string[] | undefined;
   if (c.initId && dirs.reachable(c.initId)) parent = c.initId;
   else if (c.parentLayer) parent = model.kind === 'modern' ? model.layers.get(c.parentLayer)?.cacheId ?? null : c.parentLayer;
-  if (dirs.name === GRAPH_LAYOUT && c.imageId) lowers = (model.images.get(c.imageId)?.layers ?? []).slice().reverse();
+  if (dirs.needsStoreLowers && c.imageId) lowers = (model.images.get(c.imageId)?.layers ?? []).slice().reverse();
   try {
     return await dirs.changes(c.mountId, parent, lowers);
   } catch (e) {

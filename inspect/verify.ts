@@ -19,15 +19,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { TarParser } from '../archive/tar-reader.ts';
-import { GRAPH_LAYOUT, type DriverDirs } from './driver-dirs.ts';
-import { devmapperPaths } from './devmapper-thin.ts';
+import { driverDirsOf, type DriverDirs } from './driver-dirs.ts';
+import { layoutFor } from '../drivers/all.ts';
 import { sha256Digest } from '../layerstore/digests.ts';
 import { graphStoreSize, treeSize } from './layer-sizes.ts';
 import type { LayerRecord, StoreModel } from '../layerstore/model.ts';
 import type { Problem } from '../layerstore/problems.ts';
-import { overlay2LayoutProblems, overlay2Lowers } from './overlay2-links.ts';
 import { TEXT_CAP, describeFsError, openRegular, readFileReadOnly } from '../sys/read-only-files.ts';
-import { driverDirsOf } from '../layerstore/store.ts';
 import { DirFileGetter, TarSplitFormatError, digestLayer, readTarSplit } from '../layerstore/tar-split.ts';
 
 export interface VerifyCounts {
@@ -106,16 +104,17 @@ export async function verifyStore(model: StoreModel, opts: VerifyOptions = {}): 
       const text = `layer parent chain loops: ${loop.map(short).join(' → ')} → ${short(loop[0])}`;
       for (const k of loop) problems.add(path.join(model.layers.get(k)!.dir, 'parent'), text);
     }
-    if (dirs && isOverlay2Layout(dirs)) {
-      for (const p of overlay2LayoutProblems(dirs.home)) problems.add(p.path, p.message);
+    const links = dirs?.layout.links;
+    if (dirs && links) {
+      for (const p of links.problems(dirs.home)) problems.add(p.path, p.message);
       for (const layer of model.layers.values()) checkOverlay2Lowers(model, layer, dirs);
     }
     for (const layer of model.layers.values()) await verifyModernLayer(model, layer, dirs!, content, reassemble);
     for (const c of model.containers) {
       if (c.driver && c.driver !== model.driver) continue;
       const md = path.join(model.metaDir, 'layerdb', 'mounts', c.id);
-      const mountGone = c.mountId ? unreachable(dirs!, c.mountId) : null;
-      const initGone = c.initId ? unreachable(dirs!, c.initId) : null;
+      const mountGone = c.mountId ? dirs!.unreachable(c.mountId) : null;
+      const initGone = c.initId ? dirs!.unreachable(c.initId) : null;
       if (mountGone) problems.add(path.join(md, 'mount-id'), `container RW layer ${c.mountId}: ${mountGone}`);
       if (initGone) problems.add(path.join(md, 'init-id'), `container init layer ${c.initId}: ${initGone}`);
       if (c.parentLayer && !model.layers.has(c.parentLayer)) problems.add(path.join(md, 'parent'), `parent layer ${c.parentLayer} is not in layerdb`);
@@ -127,7 +126,7 @@ export async function verifyStore(model: StoreModel, opts: VerifyOptions = {}): 
   } else if (model.kind === 'legacy') {
     for (const layer of model.layers.values()) await verifyLegacyLayer(model, layer, dirs!, content, reassemble, notChecked);
     for (const c of model.containers) {
-      if (!dirs || (c.driver && c.driver !== model.driver && !(c.driver === GRAPH_LAYOUT))) continue;
+      if (!dirs || (c.driver && c.driver !== model.driver && layoutFor(c.driver)?.graphdriver !== false)) continue;
       const own = dirs.filesDir(c.id);
       if (own.dir === null) problems.add(c.configPath, `container layer: ${own.reason}`);
     }
@@ -169,24 +168,16 @@ export function parentLoops(ids: Iterable<string>, parentOf: (id: string) => str
   return loops;
 }
 
-function isOverlay2Layout(dirs: DriverDirs): boolean {
-  return dirs.name === 'overlay2' || dirs.name === 'fuse-overlayfs';
-}
-
 /**
- * overlay2: a layer's `lower` names, nearest first, the driver dirs of its
- * layerdb parent chain (moby writes the parent's link, then the parent's lower).
- * Bad entries themselves are overlay2LayoutProblems'.
+ * A layout with links (overlay2): a layer's `lower` names, nearest first, the
+ * driver dirs of its layerdb parent chain (moby writes the parent's link, then
+ * the parent's lower). Bad entries themselves are the layout's links.problems.
  */
 function checkOverlay2Lowers(model: StoreModel, layer: LayerRecord, dirs: DriverDirs): void {
   const cacheId = layer.cacheId;
   if (!cacheId || !fs.existsSync(path.join(dirs.home, cacheId))) return;
-  let lowers: string[];
-  try {
-    lowers = overlay2Lowers(dirs.home, cacheId);
-  } catch {
-    return;
-  }
+  const lowers = dirs.recordedLowers(cacheId);
+  if (lowers === null) return;
   const expected: string[] = [];
   const seen = new Set<string>();
   for (let p = layer.parent; p !== null; p = model.layers.get(p)?.parent ?? null) {
@@ -197,7 +188,7 @@ function checkOverlay2Lowers(model: StoreModel, layer: LayerRecord, dirs: Driver
     expected.push(c);
   }
   if (lowers.join(':') !== expected.join(':')) {
-    model.problems.add(path.join(dirs.home, cacheId, 'lower'), `names the layers [${lowers.map(short).join(', ')}], but layerdb's parent chain of ${short(layer.key)} is [${expected.map(short).join(', ')}]`);
+    model.problems.add(dirs.layout.links!.lowersFile(dirs.home, cacheId), `names the layers [${lowers.map(short).join(', ')}], but layerdb's parent chain of ${short(layer.key)} is [${expected.map(short).join(', ')}]`);
   }
 }
 
@@ -206,13 +197,6 @@ function checkOverlay2Lowers(model: StoreModel, layer: LayerRecord, dirs: Driver
  * directory, or (devicemapper read in userspace) its device record, whose
  * device the thin pool holds.
  */
-function unreachable(dirs: DriverDirs, id: string): string | null {
-  const f = dirs.filesDir(id);
-  if (f.dir !== null) return null;
-  if (dirs.readsThinPoolInUserspace && fs.existsSync(devmapperPaths(dirs.root).devInfo(id))) return null;
-  return f.reason;
-}
-
 type Reassemble = (layer: LayerRecord, filesDir: string) => Promise<string | null>;
 
 async function verifyModernLayer(model: StoreModel, layer: LayerRecord, dirs: DriverDirs, content: boolean, reassemble: Reassemble): Promise<void> {

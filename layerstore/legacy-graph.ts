@@ -11,7 +11,8 @@
 //   <driver>/…                    layer data, driver id = image id
 //   containers/<id>/config.json   (containers/<id>/rw/ in docker ≤ 0.6)
 import * as path from 'node:path';
-import { GRAPH_LAYOUT, driverHomesIn } from '../inspect/driver-dirs.ts';
+import { GRAPH_LAYOUT } from '../drivers/docker-0.6-graph/layout.ts';
+import { homesIn } from '../drivers/all.ts';
 import { isDigest } from './digests.ts';
 import { LEGACY_CONTAINER_FIELDS, V1_IMAGE_FIELDS, fieldTypeProblems } from './field-types.ts';
 import {
@@ -73,7 +74,7 @@ export function readLegacyStore(root: string, opts: LegacyOptions = {}, problems
   const graphDir = path.join(root, 'graph');
   const ids = (files.dir(graphDir, { mayBeLink: true }) ?? []).filter((n) => n !== '_tmp');
   const repoFiles = repositoryFiles(files, root);
-  const homes = driverHomesIn(root);
+  const homes = homesIn(root);
   const hasLayerDirs = ids.some((id) => isDirectory(path.join(graphDir, id, 'layer')));
 
   // which driver's data and tags: explicit, then the repositories-<driver> file, then the only driver home

@@ -3,7 +3,6 @@
 // read it into the one model (model.ts). Read-only, always.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DriverDirs } from '../inspect/driver-dirs.ts';
 import { readLegacyStore } from './legacy-graph.ts';
 import type { StoreKind, StoreModel } from './model.ts';
 import { modernDrivers, readModernStore } from './modern-store.ts';
@@ -60,11 +59,6 @@ export function openStore(root: string, opts: OpenOptions = {}): StoreModel {
     case 'registry-v1':
       return readRegistryV1(abs, problems);
   }
-}
-
-/** The driver directories of a docker store (null for a registry tree). */
-export function driverDirsOf(model: StoreModel): DriverDirs | null {
-  return model.driver === null ? null : new DriverDirs(model.driver, model.root);
 }
 
 /**

@@ -17,6 +17,8 @@
 // image layers are flattened by applyDiff, and a child of an overlay layer
 // starts from a copy of that layer's upper/ over the same lower.
 import * as path from 'node:path';
+import { existingDir, homeNamed, idDirInventory, sourceDirMetadata, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { isDirectory } from '../../sys/read-only-files.ts';
 
 export const ROOT_DIR = 'root';
 export const UPPER_DIR = 'upper';
@@ -68,3 +70,22 @@ export function layerMetadata(home: string, id: string, lowerId: string | null):
   if (lowerId === null) return { RootDir: p.root };
   return { LowerDir: layerPaths(home, lowerId).root, UpperDir: p.upper, WorkDir: p.work, MergedDir: p.merged };
 }
+
+/**
+ * overlay's layout for the offline readers: a layer's files are its root/
+ * (an image layer, a full tree) or else its upper/ (a container layer);
+ * offline diffs compare the full trees (archive walkers), as they always have.
+ */
+export const layout: DriverLayout = {
+  name: 'overlay', holds: 'trees', diffFormat: null, offlineDiff: 'trees', driven: true, graphdriver: true, recordsLowers: false,
+  homeIn: homeNamed('overlay'),
+  filesDir(home, id) {
+    const p = layerPaths(home, id);
+    return existingDir(isDirectory(p.root) ? p.root : p.upper);
+  },
+  recordedLowers: () => null,
+  metadata: (home, id) => sourceDirMetadata(layout, home, id),
+  inventory: (home) => idDirInventory(home, null),
+};
+
+export const folder: DriverFolder = { layout, loadInit: async () => (await import('./overlay.ts')).init };

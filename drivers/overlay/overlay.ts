@@ -40,8 +40,8 @@ import { backingFsName, supportsDType } from '../backing-fs.ts';
 import { naiveApplyDiff, naiveChanges, naiveDiff, naiveDiffSize } from '../naive.ts';
 import { PROBE_PREFIXES, probeOverlay } from '../overlay2/probes.ts';
 import { RefCounter, isMountPoint } from '../refcount.ts';
-import { register } from '../registry.ts';
 import { copyTree } from '../vfs/vfs.ts';
+import { readOnlyDriver } from '../read-only.ts';
 import { TMP_ROOT_PREFIX, layerMetadata, layerPaths, mountData, type LayerPaths } from './layout.ts';
 
 export const NAME = 'overlay';
@@ -57,6 +57,11 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
   for (const opt of options) {
     const [key] = parseStorageOptKeyValue(opt);
     throw new InvalidParameterError(`${NAME}: unknown option ${key}`);
+  }
+  if (opts.mode === 'read-only') {
+    // no probe, mkdir or reclaim; a mount would write merged/ into the home
+    mustBeExistingHome(NAME, home);
+    return readOnlyDriver(new OverlayDriver(home, 'unprobed (read-only open)'), { getRefused: 'its mount would write merged/ into the home' });
   }
   const manage = opts.mode === 'manage';
   if (manage) mustBeExistingHome(NAME, home);
@@ -82,7 +87,6 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
   }
 }
 
-register(NAME, init);
 
 /**
  * The hardlink copies (`<id>/tmproot-<holder>-*`) of applies killed midway:

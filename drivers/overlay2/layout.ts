@@ -8,9 +8,16 @@
 //   <home>/<id>/work/        overlay workdir (layers with a parent)
 //   <home>/<id>/merged/      mount point while mounted
 //   <home>/<id>/committed    written into a parent when a child is created
+//
+// fuse-overlayfs (containers/storage, and dockerd's fuse-overlayfs driver)
+// keeps the same layout; its diff dirs differ only in their whiteout form.
 import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import type { DiffFormat } from '../../archive/diff-format.ts';
+import { existingDir, homeNamed, idDirInventory, type DriverFolder, type DriverLayout, type OfflineDiff } from '../layout.ts';
+import { LINK_DIR, overlay2LayoutProblems, overlay2Lowers } from './links.ts';
 
-export const LINK_DIR = 'l';
+export { LINK_DIR };
 export const ID_LENGTH = 26;
 /** moby maxDepth: 128 lowers keep the absolute option string inside a page with 26-char ids */
 export const MAX_DEPTH = 128;
@@ -80,3 +87,39 @@ export function planMount(home: string, id: string, lower: string, readOnly: boo
   if (rel.length >= PAGE_SIZE) throw new Error(`cannot mount layer, mount label too large ${rel.length}`);
   return { data: rel, cwd: home };
 }
+
+/** The overlay2 layout under another driver's name and whiteout form (fuse-overlayfs). */
+export function overlay2StyleLayout(name: string, diffFormat: DiffFormat, offlineDiff: OfflineDiff, driven: boolean): DriverLayout {
+  const layout: DriverLayout = {
+    name, holds: 'diffs', diffFormat, offlineDiff, driven, graphdriver: true, recordsLowers: true,
+    links: { problems: overlay2LayoutProblems, lowersFile: (home, id) => path.join(home, id, 'lower') },
+    homeIn: homeNamed(name),
+    filesDir: (home, id) => existingDir(path.join(home, id, 'diff')),
+    recordedLowers(home, id) {
+      try {
+        return overlay2Lowers(home, id);
+      } catch {
+        return null;
+      }
+    },
+    metadata(home, id) {
+      const md: Record<string, string> = {
+        MergedDir: path.join(home, id, 'merged'), UpperDir: path.join(home, id, 'diff'), WorkDir: path.join(home, id, 'work'),
+      };
+      const lowers = layout.recordedLowers(home, id);
+      if (lowers && lowers.length) md.LowerDir = lowers.map((l) => path.join(home, l, 'diff')).join(':');
+      return md;
+    },
+    inventory: (home) => idDirInventory(home, LINK_DIR),
+  };
+  return layout;
+}
+
+/**
+ * overlay2's layout. Offline diffs are the driver's own native changes and
+ * diffSize on a read-only open, which compares a layer only with its direct
+ * parent (anything else would mount).
+ */
+export const layout = overlay2StyleLayout('overlay2', 'overlay', 'driver', true);
+
+export const folder: DriverFolder = { layout, loadInit: async () => (await import('./overlay2.ts')).init };

@@ -26,10 +26,11 @@ import { Feature } from '../feature.ts';
 import { removeStaleScratch } from '../scratch.ts';
 import { naiveApplyDiff, naiveChanges, naiveDiff, naiveDiffSize } from '../naive.ts';
 import { RefCounter } from '../refcount.ts';
-import { register } from '../registry.ts';
 import { ProjectQuota } from '../quota.ts';
 import { backingFsName, supportsDType } from '../backing-fs.ts';
 import { LINK_DIR, childLower, generateLinkId, planMount } from './layout.ts';
+import { overlay2Lowers } from './links.ts';
+import { readOnlyDriver } from '../read-only.ts';
 import { PROBE_PREFIXES, probeNativeDiff, probeOverlay, probeUserXattr } from './probes.ts';
 
 export const NAME = 'overlay2';
@@ -55,6 +56,7 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
     else if (key === 'overlay2.force_naive_diff') forceNaive = val === 'true' || val === '1';
     else throw new InvalidParameterError(`overlay2: unknown option ${key}`);
   }
+  if (opts.mode === 'read-only') return openReadOnly(home);
   const manage = opts.mode === 'manage';
   if (manage) mustBeExistingHome(NAME, home);
   else {
@@ -88,7 +90,19 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
   return d;
 }
 
-register(NAME, init);
+
+/**
+ * The read-only open (driver.ts OpenMode): no probe, mkdir or reclaim; the
+ * diff dirs are read as they are (the native path), lowers through the
+ * checked links (links.ts: parsed, never followed), and a comparison that
+ * would need a mount (not the direct parent) is refused.
+ */
+function openReadOnly(home: string): Driver {
+  mustBeExistingHome(NAME, home);
+  const native = { native: true, reason: 'read-only open: the diff dirs are read as they are' };
+  const d = new Overlay2Driver(home, 'unprobed (read-only open)', native, 'read-only open: no quota', 0, false, undefined, true);
+  return readOnlyDriver(d, { getRefused: 'its mount would write merged/ into the home' });
+}
 
 export class Overlay2Driver implements Driver {
   readonly name = NAME;
@@ -111,6 +125,8 @@ export class Overlay2Driver implements Driver {
     private readonly defaultSize: number,
     userxattr: boolean | Feature<boolean> = false,
     mountable?: Feature<true>,
+    /** a read-only open: lowers read through the checked links, no naive fallback */
+    private readonly readOnly = false,
   ) {
     this.refs = new RefCounter(home);
     const known = <T>(what: string, v: T | Feature<T>) => (v instanceof Feature ? v : Feature.known(NAME, what, home, v));
@@ -323,6 +339,7 @@ export class Overlay2Driver implements Driver {
 
   /** Absolute diff dirs of the layer's lowers, nearest first (through the l/ links). */
   private lowerDiffDirs(id: string): string[] {
+    if (this.readOnly) return overlay2Lowers(this.home, id).map((l) => path.join(this.home, l, 'diff'));
     const lower = this.readText(id, 'lower');
     if (!lower) return [];
     return lower.split(':').map((l) => fs.realpathSync(path.join(this.home, l)));
@@ -337,7 +354,13 @@ export class Overlay2Driver implements Driver {
   }
 
   private useNative(id: string, parentArg: string | null): boolean {
-    return this.nativeDiff.get().native && this.isParent(id, parentOrNull(parentArg));
+    const parent = parentOrNull(parentArg);
+    if (this.readOnly) {
+      const lowers = overlay2Lowers(this.home, id);
+      if (parent === null ? lowers.length === 0 : lowers[0] === parent) return true;
+      throw new Error(`layer ${id} is not a child of ${parent ?? 'nothing'} by its ${path.join(this.dir(id), 'lower')} (${lowers[0] ?? 'a base layer'}); comparing them would need a mount, which a read-only open does not do`);
+    }
+    return this.nativeDiff.get().native && this.isParent(id, parent);
   }
 
   diff(id: string, parent: string | null): Readable {

@@ -19,21 +19,25 @@ import {
   ramInBytes, validateId, type CreateOpts, type Driver, type InitOpts, type LayerInfo, type ProtoDriver,
 } from '../driver.ts';
 import { NaiveDiffDriver } from '../naive.ts';
+import { readOnlyDriver } from '../read-only.ts';
 import { ProjectQuota, findTool } from '../quota.ts';
-import { register } from '../registry.ts';
 import { removeTree } from '../../archive/remove-tree.ts';
 
 export const NAME = 'vfs';
 
 const isRoot = process.getuid?.() === 0;
 
-/** moby vfs Init: options `size=<bytes>` only (default quota for RW layers). No probes: both open modes are alike, except that `manage` creates nothing. */
+/** moby vfs Init: options `size=<bytes>` only (default quota for RW layers). No probes: the open modes differ in that `manage` creates nothing and `read-only` writes nothing (no quota, layer writes refused). */
 export async function init(home: string, options: string[], opts: InitOpts = {}): Promise<Driver> {
   let defaultSize = 0;
   for (const opt of options) {
     const [key, val] = parseStorageOptKeyValue(opt);
     if (key === 'size') defaultSize = ramInBytes(val);
     else throw new InvalidParameterError(`unknown option ${key} for vfs`);
+  }
+  if (opts.mode === 'read-only') {
+    mustBeExistingHome(NAME, home);
+    return readOnlyDriver(new NaiveDiffDriver(new VfsDriver(home, 'read-only open: no quota')), { getRefused: null });
   }
   if (opts.mode === 'manage') mustBeExistingHome(NAME, home);
   else fs.mkdirSync(home, { recursive: true, mode: 0o710 });
@@ -42,7 +46,6 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
   return new NaiveDiffDriver(new VfsDriver(home, quota, defaultSize));
 }
 
-register(NAME, init);
 
 export class VfsDriver implements ProtoDriver {
   readonly name = NAME;

@@ -1,6 +1,6 @@
 // `strata verify` on a Docker ≥ 1.10 store whose driver is devicemapper, on a
 // kernel without device-mapper: every layer's thin device is rebuilt from the
-// pool in userspace (inspect/devmapper-thin.ts), loop-mounted read-only, and
+// pool in userspace (drivers/devicemapper/thin-pool.ts), loop-mounted read-only, and
 // its tar rebuilt from tar-split and hashed against the DiffID. A byte
 // flipped in the pool's data file, inside a block of a file of one layer,
 // makes verify fail naming that layer and file. The store is left as it was
@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeDevmapperModernStore, type DevmapperModernStoreInfo } from '../../fixtures/devmapper-modern-store.ts';
-import { kernelHasDeviceMapper } from '../../inspect/devmapper-thin.ts';
+import { kernelHasDeviceMapper } from '../../drivers/devicemapper/thin-pool.ts';
 import { openStore } from '../../layerstore/store.ts';
 import { verifyStore } from '../../inspect/verify.ts';
 import { isRoot, when } from '../helpers/require.ts';

@@ -1,5 +1,5 @@
 // A Docker devicemapper store read with no device-mapper in the kernel
-// (inspect/devmapper-thin.ts): the pool built by fixtures/devmapper-store.ts
+// (drivers/devicemapper/thin-pool.ts): the pool built by fixtures/devmapper-store.ts
 // (real ext4 devices in a real thin pool, metadata made by thin_restore) is
 // decoded with thin_dump, each thin device rebuilt as a sparse image and
 // loop-mounted read-only; its files must match the trees the fixture wrote,
@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { manifestDiff, treeManifest } from '../../archive/digest.ts';
 import { DM_BLOCK, DM_DEVICE_SIZE, writeDevmapperStore, type DevmapperStoreInfo } from '../../fixtures/devmapper-store.ts';
-import { checkThinPool, extractDevice, kernelHasDeviceMapper, readThinMetadata, ThinMetadataError, withDeviceMounted, type ThinMapping } from '../../inspect/devmapper-thin.ts';
+import { checkThinPool, extractDevice, kernelHasDeviceMapper, readThinMetadata, ThinMetadataError, withDeviceMounted, type ThinMapping } from '../../drivers/devicemapper/thin-pool.ts';
 import { DriverDirs } from '../../inspect/driver-dirs.ts';
 import { Problems } from '../../layerstore/problems.ts';
 import { isRoot, when } from '../helpers/require.ts';

@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { JSON_CAP, describeFsError, openRegular, readFileReadOnly } from '../sys/read-only-files.ts';
+import { JSON_CAP, describeFsError, openRegular, readFileReadOnly } from '../../sys/read-only-files.ts';
 
 /** One extent of a thin device: `length` blocks at `originBlock` of the device live at `dataBlock` of the data file. */
 export interface ThinMapping {
@@ -325,8 +325,8 @@ export async function withDeviceMounted<T>(root: string, id: string, fn: (mountp
   let loop: string | null = null;
   let mounted = false;
   // the FFI bindings load only when a device is mounted
-  const { MS_RDONLY, mount, umount2 } = await import('../sys/syscalls.ts');
-  const { attachLoop, detachLoop } = await import('../sys/loop.ts');
+  const { MS_RDONLY, mount, umount2 } = await import('../../sys/syscalls.ts');
+  const { attachLoop, detachLoop } = await import('../../sys/loop.ts');
   try {
     extractDevice(p.data, dev.mappings, pool.superblock.dataBlockSize, image, info.size || undefined);
     const fstype = fsTypeOf(image);

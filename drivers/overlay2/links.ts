@@ -8,12 +8,14 @@
 // with <id> one directory of the home whose diff/ is a real directory, so a
 // lower that climbs out of the home (l/../../../etc, an absolute path), an
 // l/ link to elsewhere, a dangling or looping link is a problem here and is
-// never followed by a reader. Kept apart from driver-dirs.ts: the overlay2
-// layout belongs with drivers/overlay2 (layout.ts) once that owns its readers.
+// never followed by a reader (the overlay2 layout, layout.ts, and the
+// driver's read-only open read lowers through here).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LINK_DIR } from '../drivers/overlay2/layout.ts';
-import { TEXT_CAP, describeFsError, listSorted, lstatQuiet, readFileReadOnly } from '../sys/read-only-files.ts';
+import { TEXT_CAP, describeFsError, listSorted, lstatQuiet, readFileReadOnly } from '../../sys/read-only-files.ts';
+
+/** `<home>/l/`: the directory of layer links */
+export const LINK_DIR = 'l';
 
 export interface LayoutProblem {
   path: string;

@@ -1,0 +1,26 @@
+// aufs's on-disk layout (read, not driven: no aufs module here):
+//
+//   <home>/diff/<id>/    the layer's own changes, whiteouts in the aufs form
+//   <home>/layers/<id>   its parents' ids, one a line, nearest first
+//   <home>/mnt/<id>/     mount point while mounted
+import * as path from 'node:path';
+import { existingDir, homeNamed, subdirInventory, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { TEXT_CAP, readFileReadOnly } from '../../sys/read-only-files.ts';
+
+export const layout: DriverLayout = {
+  name: 'aufs', holds: 'diffs', diffFormat: 'aufs', offlineDiff: 'diff-dirs', driven: false, graphdriver: true, recordsLowers: true,
+  homeIn: homeNamed('aufs'),
+  filesDir: (home, id) => existingDir(path.join(home, 'diff', id)),
+  recordedLowers(home, id) {
+    try {
+      const t = readFileReadOnly(path.join(home, 'layers', id), TEXT_CAP).toString('utf8');
+      return t.split('\n').map((s) => s.trim()).filter(Boolean);
+    } catch {
+      return null;
+    }
+  },
+  metadata: (home, id) => ({ DiffDir: path.join(home, 'diff', id), LayersFile: path.join(home, 'layers', id), MountDir: path.join(home, 'mnt', id) }),
+  inventory: (home) => subdirInventory(home, ['diff', 'layers', 'mnt']),
+};
+
+export const folder: DriverFolder = { layout };

@@ -1,0 +1,16 @@
+// btrfs's on-disk layout (read, not driven yet): <home>/subvolumes/<id> is a
+// subvolume (a snapshot of its parent's) holding the layer's full tree; no
+// parents are recorded in the home.
+import * as path from 'node:path';
+import { existingDir, homeNamed, sourceDirMetadata, subdirInventory, type DriverFolder, type DriverLayout } from '../layout.ts';
+
+export const layout: DriverLayout = {
+  name: 'btrfs', holds: 'trees', diffFormat: null, offlineDiff: 'trees', driven: false, graphdriver: true, recordsLowers: false,
+  homeIn: homeNamed('btrfs'),
+  filesDir: (home, id) => existingDir(path.join(home, 'subvolumes', id)),
+  recordedLowers: () => null,
+  metadata: (home, id) => sourceDirMetadata(layout, home, id),
+  inventory: (home) => subdirInventory(home, ['subvolumes']),
+};
+
+export const folder: DriverFolder = { layout };

@@ -1,0 +1,55 @@
+// devicemapper's on-disk layout (read, not driven: no device-mapper here):
+//
+//   <home>/devicemapper/{data,metadata}   the thin pool's two loop files
+//   <home>/metadata/<id>                  Docker's record of the layer's thin device
+//   <home>/mnt/<id>/rootfs                the layer's full tree, only while mounted
+//
+// An unmounted device is read, on a kernel that cannot activate the pool, by
+// rebuilding it from the pool in userspace (thin-pool.ts) and loop-mounting
+// the copy read-only for the duration of one read.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { homeNamed, inventoryOf, subdirInventory, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { isDirectory } from '../../sys/read-only-files.ts';
+import { devmapperPaths, kernelHasDeviceMapper, withDeviceMounted } from './thin-pool.ts';
+
+/** The pool's own records under metadata/: not layers. */
+const POOL_RECORDS = ['base', 'deviceset-metadata', 'transaction-metadata'];
+
+const rootOf = (home: string) => path.dirname(home);
+
+export const layout: DriverLayout = {
+  name: 'devicemapper', holds: 'trees', diffFormat: null, offlineDiff: 'trees', driven: false, graphdriver: true, recordsLowers: false,
+  homeIn: homeNamed('devicemapper'),
+  filesDir(home, id) {
+    const dir = path.join(home, 'mnt', id, 'rootfs');
+    // the pool is read in userspace only through rebuilt.withFilesDir (when the kernel has no dm)
+    if (!isDirectory(dir)) return { dir: null, reason: `devicemapper device for ${id} is not mounted (${dir}); this path reads only mounted devices` };
+    return { dir };
+  },
+  recordedLowers: () => null,
+  metadata: (home, id) => ({ MetadataFile: path.join(home, 'metadata', id), MountDir: path.join(home, 'mnt', id) }),
+  inventory(home) {
+    const inv = subdirInventory(home, ['metadata', 'mnt']);
+    const byId = new Map(inv.units.map((u) => [u.id, u.paths]));
+    for (const meta of POOL_RECORDS) {
+      const list = byId.get(meta);
+      if (list) {
+        byId.delete(meta);
+        inv.other.push(...list);
+      }
+    }
+    return inventoryOf(byId, inv.other, inv.danglingLinks, inv.ownDirs);
+  },
+  rebuilt: {
+    applies: (home) => fs.existsSync(devmapperPaths(rootOf(home)).metadata) && !kernelHasDeviceMapper(),
+    has: (home, id) => fs.existsSync(devmapperPaths(rootOf(home)).devInfo(id)),
+    withFilesDir: (home, id, fn) => withDeviceMounted(rootOf(home), id, (mnt) => {
+      const rootfs = path.join(mnt, 'rootfs');
+      if (!isDirectory(rootfs)) throw new Error(`thin device of ${id} has no rootfs/ directory`);
+      return fn(rootfs);
+    }),
+  },
+};
+
+export const folder: DriverFolder = { layout };

@@ -1,0 +1,242 @@
+// What is pure about a driver's home: where things are, read without
+// initialising the driver. A driver's init probes the kernel and creates
+// directories in its home; a reader of an existing data root (inspect, df,
+// verify, migrate's source side) must do neither. So each driver folder
+// exports, besides its driver (when strata drives it), a DriverLayout: no
+// probes, no mounts, no writes, every file read through
+// sys/read-only-files.ts (O_NOATIME, O_NONBLOCK|O_NOFOLLOW, size caps).
+// Layouts strata reads but does not drive (aufs, btrfs, zfs, …) are folders
+// with a layout alone. drivers/all.ts lists every folder once.
+//
+// Worked example (containerd's snapshots are the same idea: a snapshotter
+// knows where a key's files are without mounting anything), an overlay2 home
+// `<root>/overlay2` holding a base layer B and a container layer C over it:
+//
+//   const L = layoutFor('overlay2')!;
+//   const home = L.homeIn(root);             // <root>/overlay2
+//   L.filesDir(home, C)                      // { dir: <home>/C/diff }: C's own changes
+//   L.holds, L.diffFormat                    // 'diffs', 'overlay': whiteouts are 0/0 char devices
+//   L.recordedLowers(home, C)                // [B]: parsed from <home>/C/lower, links never followed
+//   L.pathsOf(home, C)                       // [<home>/C]: what belongs to C (df, removal)
+//   L.metadata(home, C)                      // { UpperDir, LowerDir, WorkDir, MergedDir } as docker inspect
+//   L.inventory(home)                        // units by id, l/ as `other`, dangling l/ links
+//   L.offlineDiff                            // 'driver': C against B is overlay2's own native
+//                                            //   changes/diffSize on a read-only open
+//
+// A vfs home says `holds: 'trees'` (each layer a full copy), records no
+// lowers (null) and has one unit dir per layer under dir/; an aufs home holds
+// diffs in the aufs form under diff/<id> with its parents in layers/<id>.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { DiffFormat } from '../archive/diff-format.ts';
+import type { InitFunc } from './driver.ts';
+import { isDirectory, listSorted } from '../sys/read-only-files.ts';
+
+/** Where a layer's files are, or why they cannot be reached offline. */
+export type FilesDir = { dir: string } | { dir: null; reason: string };
+
+export interface LayoutUnit {
+  /** the driver id (directory name), e.g. a cache-id, "<mount-id>-init" */
+  id: string;
+  /** every path that belongs to this id (aufs: diff, layers and mnt entries) */
+  paths: string[];
+}
+
+export interface LayoutInventory {
+  units: LayoutUnit[];
+  /** paths in the home that belong to no layer id (l/, backingFsBlockDev, metadata files…) */
+  other: string[];
+  /** link entries (overlay2 l/) whose target does not exist */
+  danglingLinks: string[];
+  /** directories of the home that are not units themselves: the home, aufs' diff/ layers/ mnt/, vfs' dir/… */
+  ownDirs: string[];
+}
+
+/**
+ * How an offline reader compares a layer with a parent (docker diff, SizeRw):
+ * - 'driver': the driver's own changes/diffSize on a read-only open of the
+ *   home (vfs; overlay2, whose read-only open takes only its native path);
+ * - 'diff-dirs': the change walkers over the layer's own diff dir and its
+ *   lowers' (recorded, or given by the store for layouts that record none);
+ *   the size is directory.Size of the own diff dir (moby's aufs DiffSize);
+ * - 'trees': the two full trees compared by the archive walkers, the size
+ *   summed over the changes (moby's naive DiffSize).
+ */
+export type OfflineDiff = 'driver' | 'diff-dirs' | 'trees';
+
+/**
+ * A layer whose files must be rebuilt before they can be read (devicemapper
+ * on a kernel without device-mapper: thin devices rebuilt from the pool in
+ * userspace and loop-mounted read-only).
+ */
+export interface RebuiltFiles {
+  /** the home's layers are read this way on this host */
+  applies(home: string): boolean;
+  /** the layout's record of `id` is there, for withFilesDir to rebuild it */
+  has(home: string, id: string): boolean;
+  /** fn on the rebuilt files of `id`, torn down afterwards */
+  withFilesDir<T>(home: string, id: string, fn: (dir: string) => Promise<T>): Promise<T>;
+}
+
+/** A layout's own links, checked by `strata verify`. */
+export interface LayoutLinks {
+  /** every bad link or link file of the home */
+  problems(home: string): { path: string; message: string }[];
+  /** the file in which the home records `id`'s parents */
+  lowersFile(home: string, id: string): string;
+}
+
+/** The pure description of one on-disk layout (see the example above). */
+export interface DriverLayout {
+  /** the driver name as a data root spells it (`graph` for docker ≤ 0.6) */
+  readonly name: string;
+  /** the home under a data root: `<root>/<name>` for every graphdriver */
+  homeIn(root: string): string;
+  /** 'diffs': a layer's dir holds its own changes with whiteouts (in diffFormat); 'trees': its full tree */
+  readonly holds: 'diffs' | 'trees';
+  /** whiteout form of the diff dirs (null: the layout holds full trees) */
+  readonly diffFormat: DiffFormat | null;
+  readonly offlineDiff: OfflineDiff;
+  /** a strata driver drives this layout (its read-only open serves offlineDiff 'driver') */
+  readonly driven: boolean;
+  /** a graphdriver home `<root>/<name>` (prior state); false for docker ≤ 0.6's graph/, where later dockers keep metadata */
+  readonly graphdriver: boolean;
+  /** the home records each layer's parents (recordedLowers); else a reader takes them from the store's chain */
+  readonly recordsLowers: boolean;
+  /** the directory in which the files a layer's tar names are found */
+  filesDir(home: string, id: string): FilesDir;
+  /** parent ids the home itself records for `id`, nearest first; null when the layout records none or they cannot be read */
+  recordedLowers(home: string, id: string): string[] | null;
+  /** moby GetMetadata-like paths for `strata inspect` (nothing is mounted) */
+  metadata(home: string, id: string): Record<string, string>;
+  /** every entry of the home, grouped by layer id */
+  inventory(home: string): LayoutInventory;
+  /** set when some layers' files must be rebuilt to be read (devicemapper) */
+  readonly rebuilt?: RebuiltFiles;
+  /** set when the layout has links to check (overlay2's l/ and lower files) */
+  readonly links?: LayoutLinks;
+}
+
+/** A driver folder's entry in drivers/all.ts: its layout, and its driver's init loaded on first use. */
+export interface DriverFolder {
+  layout: DriverLayout;
+  /** absent for a layout-only folder */
+  loadInit?: () => Promise<InitFunc>;
+}
+
+// ---- the one non-empty-home rule ----------------------------------------------
+
+/**
+ * moby's prior-state test (isEmptyDir inverted): `dir` is a directory with at
+ * least one entry. An unreadable directory counts as holding data, so a store
+ * is never taken for empty because it could not be listed.
+ */
+export function holdsData(dir: string): boolean {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    return false;
+  }
+  if (!st.isDirectory()) return false;
+  try {
+    const d = fs.opendirSync(dir);
+    try {
+      return d.readSync() !== null;
+    } finally {
+      d.closeSync();
+    }
+  } catch {
+    return true;
+  }
+}
+
+// ---- helpers the layout modules share --------------------------------------------
+
+/** `dir` when it is a directory, else its reason. */
+export function existingDir(dir: string): FilesDir {
+  return isDirectory(dir) ? { dir } : { dir: null, reason: `${dir} is missing` };
+}
+
+/** An inventory from a map of units (sorted by id). */
+export function inventoryOf(byId: Map<string, string[]>, other: string[], danglingLinks: string[], ownDirs: string[]): LayoutInventory {
+  const units = [...byId.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([id, paths]) => ({ id, paths }));
+  return { units, other, danglingLinks, ownDirs };
+}
+
+/** Add `p` to the unit `id`. */
+export function addUnit(byId: Map<string, string[]>, id: string, p: string): void {
+  const list = byId.get(id);
+  if (list) list.push(p);
+  else byId.set(id, [p]);
+}
+
+/**
+ * The inventory of a home whose layers are entries of subdirectories
+ * (vfs dir/<id>, aufs diff|layers|mnt/<id>, btrfs subvolumes/<id>…);
+ * everything else in the home is `other`.
+ */
+export function subdirInventory(home: string, subs: readonly string[]): LayoutInventory {
+  const byId = new Map<string, string[]>();
+  const other: string[] = [];
+  for (const name of listSorted(home)) {
+    if (subs.includes(name) && isDirectory(path.join(home, name))) {
+      for (const id of listSorted(path.join(home, name))) addUnit(byId, id, path.join(home, name, id));
+    } else other.push(path.join(home, name));
+  }
+  const ownDirs = [home, ...subs.map((s) => path.join(home, s)).filter((p) => fs.existsSync(p))];
+  return inventoryOf(byId, other, [], ownDirs);
+}
+
+/** The home's entries sorted by name, with their types from readdir (d_type: no lstat per layer). */
+export function typedEntries(dir: string): fs.Dirent[] {
+  try {
+    return fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  } catch {
+    return [];
+  }
+}
+
+/** `<root>/<name>`: every graphdriver's home. */
+export const homeNamed = (name: string) => (root: string): string => path.join(root, name);
+
+/**
+ * The inventory of a home with one directory per layer id (overlay2,
+ * overlay): hidden entries and files are `other`; `linkDir` (overlay2's l/)
+ * is `other` too, and its symlinks whose target is missing are dangling.
+ */
+export function idDirInventory(home: string, linkDir: string | null): LayoutInventory {
+  const byId = new Map<string, string[]>();
+  const other: string[] = [];
+  const danglingLinks: string[] = [];
+  for (const e of typedEntries(home)) {
+    const p = path.join(home, e.name);
+    if (e.name === linkDir) {
+      other.push(p);
+      for (const l of typedEntries(p)) {
+        const lp = path.join(p, l.name);
+        if (l.isSymbolicLink() && !fs.existsSync(lp)) danglingLinks.push(lp);
+      }
+    } else if (e.isDirectory() && !e.name.startsWith('.')) addUnit(byId, e.name, p);
+    else other.push(p);
+  }
+  return inventoryOf(byId, other, danglingLinks, [home]);
+}
+
+/** metadata() of layouts that name only where the files are. */
+export function sourceDirMetadata(layout: DriverLayout, home: string, id: string): Record<string, string> {
+  const f = layout.filesDir(home, id);
+  return f.dir === null ? {} : { SourceDir: f.dir };
+}
+
+/** What a data root names a driver strata knows no layout of: nothing reachable, every entry `other`. */
+export function unknownLayout(name: string): DriverLayout {
+  return {
+    name, holds: 'trees', diffFormat: null, offlineDiff: 'trees', driven: false, graphdriver: true, recordsLowers: false,
+    homeIn: homeNamed(name),
+    filesDir: () => ({ dir: null, reason: `unknown storage driver ${name}` }),
+    recordedLowers: () => null,
+    metadata: () => ({}),
+    inventory: (home) => inventoryOf(new Map(), listSorted(home).map((n) => path.join(home, n)), [], [home]),
+  };
+}
