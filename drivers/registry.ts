@@ -5,7 +5,6 @@
 // this host. Import drivers/all.ts to get every driver registered.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { makeScratch, removeStaleScratch } from './scratch.ts';
 import { holdsData } from './layout.ts';
 import { isDriverNotSupported, NotSupportedError, errNotSupported, type Driver, type InitFunc, type InitOpts } from './driver.ts';
 
@@ -138,6 +137,8 @@ export class DriverRegistry {
    * one the real home would have, and nothing is left behind in `root`.
    */
   async probeDrivers(root: string): Promise<DriverProbe[]> {
+    // loaded here: scratch dirs need the syscall layer, which the layout table (all.ts) must not load
+    const { makeScratch, removeStaleScratch } = await import('./scratch.ts');
     let base = path.resolve(root);
     while (!fs.existsSync(base)) base = path.dirname(base);
     const out: DriverProbe[] = [];
