@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { treeManifest } from '../archive/digest.ts';
 import { InvalidParameterError, QuotaNotSupportedError, type Driver } from '../drivers/driver.ts';
+import '../drivers/all.ts'; // registers the drivers (a driver module alone no longer does)
 import { init } from '../drivers/overlay/overlay.ts';
 import { layerMetadata, mountData } from '../drivers/overlay/layout.ts';
 import { getDriver } from '../drivers/registry.ts';
