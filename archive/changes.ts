@@ -11,7 +11,6 @@
 import fs from 'node:fs';
 import { lgetxattr, S_IFDIR, S_IFMT, S_IFREG } from '../sys/syscalls.ts';
 import { type DiffFormat, entryRole, hiddenEntry, opaqueByXattr } from './diff-format.ts';
-import { at, BY_HANDLE_PAST, openDirNoFollow, self } from './in-root.ts';
 import { type Change, ChangeKind, fsPath, rawPath, sortChanges } from './types.ts';
 
 type Stat = fs.BigIntStats;
@@ -364,52 +363,5 @@ export function changesSize(dir: string, changes: Change[]): number {
   return Number(size);
 }
 
-/**
- * moby directory.Size: Σ st_size of everything but directories, each
- * hardlinked inode once. A tree deeper than PATH_MAX (any tar can make one)
- * is walked on through directory handles, one component per call.
- */
-export function directorySize(dir: string): number {
-  let total = 0;
-  const seen = new Set<string>();
-  const file = (st: fs.Stats) => {
-    if (st.nlink > 1) {
-      const key = `${st.dev}:${st.ino}`;
-      if (seen.has(key)) return;
-      seen.add(key);
-    }
-    total += st.size;
-  };
-  const byHandle = (fd: number) => {
-    for (const n of fs.readdirSync(self(fd), { encoding: 'latin1' })) {
-      const q = at(fd, n);
-      const child = openDirNoFollow(q);
-      if (child === null) {
-        file(fs.lstatSync(q));
-        continue;
-      }
-      try {
-        byHandle(child);
-      } finally {
-        fs.closeSync(child);
-      }
-    }
-  };
-  const walk = (d: Buffer) => {
-    if (d.length > BY_HANDLE_PAST) {
-      const fd = openDirNoFollow(d)!;
-      try {
-        return byHandle(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-    }
-    for (const e of fs.readdirSync(d, { encoding: 'buffer', withFileTypes: true })) {
-      const p = Buffer.concat([d, Buffer.from('/'), e.name]);
-      if (e.isDirectory()) walk(p);
-      else file(fs.lstatSync(p));
-    }
-  };
-  walk(Buffer.from(dir));
-  return total;
-}
+// directory.Size lives with the other tree sizes (tree-size.ts, loaded without the syscall layer)
+export { directorySize } from './tree-size.ts';

@@ -18,7 +18,7 @@ import { imageRows } from './images.ts';
 import type { ContainerState, StoreModel } from '../layerstore/model.ts';
 import { TEXT_CAP, listSorted, lstatQuiet, openRegular, readFileReadOnly } from '../sys/read-only-files.ts';
 import { MODERN_TABLE, tabTable } from './tabwriter.ts';
-import { at, BY_HANDLE_PAST, openDirNoFollow, self } from '../archive/in-root.ts';
+import { firstLink, walkTree } from '../archive/tree-size.ts';
 
 // ---- du ----------------------------------------------------------------------------
 
@@ -85,80 +85,22 @@ export class DiskUsage {
   /** Usage of `p` and everything below it (a missing path counts 0). */
   measure(p: string): Usage {
     const u = zero();
-    this.walk(Buffer.from(p), u, this.dev);
+    if (!lstatQuiet(p)) return u;
+    walkTree(p, {
+      entry: (q, st, parentDev) => this.count(q, st, u, parentDev),
+      unreadable: (q, e) => { this.unreadable.push({ path: q.toString(), code: e.code ?? 'error' }); },
+    }, this.dev);
     return u;
-  }
-
-  private walk(p: Buffer, u: Usage, parentDev: number): void {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(p);
-    } catch {
-      return;
-    }
-    if (!this.count(p, st, u, parentDev)) return;
-    if (p.length > BY_HANDLE_PAST) {
-      // deep: the children's paths may pass PATH_MAX; below here, one component per call
-      const fd = openDirNoFollow(p);
-      if (fd === null) return;
-      try {
-        this.walkDir(fd, p, u, st.dev);
-      } finally {
-        fs.closeSync(fd);
-      }
-      return;
-    }
-    let names: Buffer[];
-    try {
-      names = fs.readdirSync(p, { encoding: 'buffer' });
-    } catch (e) {
-      this.unreadable.push({ path: p.toString(), code: (e as NodeJS.ErrnoException).code ?? 'error' });
-      return;
-    }
-    for (const n of names) this.walk(Buffer.concat([p, Buffer.from('/'), n]), u, st.dev);
   }
 
   /** Count one entry; true when it is a directory whose contents are to be counted too. */
   private count(p: Buffer, st: fs.Stats, u: Usage, parentDev: number): boolean {
     if (st.dev !== parentDev && st.isDirectory() && this.skipOtherDevice(p)) return false;
-    if (st.nlink > 1 && !st.isDirectory()) {
-      const key = `${st.dev}:${st.ino}`;
-      if (this.seen.has(key)) return false;
-      this.seen.add(key);
-    }
+    if (!st.isDirectory() && !firstLink(this.seen, st)) return false;
     u.disk += st.blocks * 512;
     u.apparent += st.size;
     u.entries++;
     return st.isDirectory();
-  }
-
-  /**
-   * The contents of the directory `fd` (at `p`), each named by one component
-   * under its directory's handle: a tree deeper than PATH_MAX (a layer may
-   * hold one) is counted whole, as du counts it.
-   */
-  private walkDir(fd: number, p: Buffer, u: Usage, dev: number): void {
-    let names: Buffer[];
-    try {
-      names = fs.readdirSync(self(fd), { encoding: 'buffer' });
-    } catch (e) {
-      this.unreadable.push({ path: p.toString(), code: (e as NodeJS.ErrnoException).code ?? 'error' });
-      return;
-    }
-    for (const n of names) {
-      const name = n.toString('latin1');
-      const q = at(fd, name);
-      const st = fs.lstatSync(q, { throwIfNoEntry: false });
-      const child = Buffer.concat([p, Buffer.from('/'), n]);
-      if (!st || !this.count(child, st, u, dev)) continue;
-      const cfd = openDirNoFollow(q);
-      if (cfd === null) continue;
-      try {
-        this.walkDir(cfd, child, u, st.dev);
-      } finally {
-        fs.closeSync(cfd);
-      }
-    }
   }
 }
 

@@ -5,6 +5,7 @@
 // walkers over diff dirs, or the archive walkers over full trees.
 import type { Change } from '../archive/types.ts';
 import type { DiffFormat } from '../archive/diff-format.ts';
+import { directorySize } from '../archive/tree-size.ts';
 import type { Driver } from '../drivers/driver.ts';
 import { unknownLayout, type DriverLayout, type FilesDir, type LayoutInventory } from '../drivers/layout.ts';
 import { layoutFor } from '../drivers/all.ts';
@@ -127,7 +128,7 @@ export class DriverDirs {
       case 'driver':
         return (await this.driver()).diffSize(id, parent);
       case 'diff-dirs':
-        return (await changesLib()).directorySize(this.reachableDir(id));
+        return directorySize(this.reachableDir(id));
       case 'trees': {
         const { changesDirs, changesSize } = await changesLib();
         return this.withTrees(id, parent, async (own, base) => changesSize(own, changesDirs(own, base)));

@@ -22,7 +22,7 @@ import { TarParser } from '../archive/tar-reader.ts';
 import { driverDirsOf, type DriverDirs } from './driver-dirs.ts';
 import { layoutFor } from '../drivers/all.ts';
 import { sha256Digest } from '../layerstore/digests.ts';
-import { graphStoreSize, treeSize } from './layer-sizes.ts';
+import { directorySize, graphStoreSize } from './layer-sizes.ts';
 import type { LayerRecord, StoreModel } from '../layerstore/model.ts';
 import type { Problem } from '../layerstore/problems.ts';
 import { TEXT_CAP, describeFsError, openRegular, readFileReadOnly } from '../sys/read-only-files.ts';
@@ -240,7 +240,7 @@ async function verifyModernLayer(model: StoreModel, layer: LayerRecord, dirs: Dr
   const check = async (dir: string, where: string): Promise<void> => {
     if (size !== null) {
       const candidates = [tarSum];
-      if (dirs.holdsDiffs) candidates.push(await treeSize(dir));
+      if (dirs.holdsDiffs) candidates.push(directorySize(dir));
       if (tarSum !== null && !candidates.includes(size)) {
         const what = dirs.holdsDiffs ? `its files total ${candidates[1]} bytes (directory.Size of ${dir}) and its tar entries ${tarSum}` : `its tar entries total ${tarSum} bytes`;
         problems.add(path.join(layer.dir, 'size'), `says ${size} bytes, but ${what}`);
@@ -275,7 +275,7 @@ async function verifyLegacyLayer(model: StoreModel, layer: LayerRecord, dirs: Dr
       measured = graphStoreSize(files.dir);
       how = `StoreSize of ${files.dir}`;
     } else if (dirs.holdsDiffs) {
-      measured = await treeSize(files.dir);
+      measured = directorySize(files.dir);
       how = `directory.Size of ${files.dir}`;
     } else if (layer.tarSplit) {
       try {
