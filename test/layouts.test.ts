@@ -1,0 +1,74 @@
+// The layout table (drivers/all.ts) and the layouts of the drivers strata
+// drives: what a layout says about a home agrees with what the driver that
+// wrote it says, and reading the table loads no driver and no FFI.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { homesIn, knownLayouts, layoutFor } from '../drivers/all.ts';
+import { holdsData } from '../drivers/layout.ts';
+import { getDriver } from '../drivers/registry.ts';
+import { asRoot } from './helpers/require.ts';
+import { packTar, tempDir } from './helpers/tar.ts';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+test('one layout per folder: the drivers, the layout-only formats and docker 0.6\'s graph/', (t) => {
+  t.deepEqual(knownLayouts().map((l) => l.name), ['overlay2', 'fuse-overlayfs', 'aufs', 'overlay', 'btrfs', 'devicemapper', 'vfs', 'zfs', 'graph']);
+  t.deepEqual(knownLayouts().filter((l) => l.driven).map((l) => l.name), ['overlay2', 'overlay', 'vfs']);
+  t.deepEqual(knownLayouts().filter((l) => !l.graphdriver).map((l) => l.name), ['graph']);
+  t.is(layoutFor('nosuch'), undefined);
+  for (const l of knownLayouts()) t.is(l.holds === 'diffs', l.diffFormat !== null, `${l.name}: a diff format exactly when it holds diffs`);
+});
+
+test('holdsData is the one non-empty-home rule; homesIn lists the graphdriver homes with data, in table order', (t) => {
+  const { dir: root, cleanup } = tempDir('strata-layouts-');
+  t.teardown(cleanup);
+  t.false(holdsData(path.join(root, 'missing')));
+  fs.mkdirSync(path.join(root, 'vfs'));
+  t.false(holdsData(path.join(root, 'vfs')), 'an empty directory');
+  fs.writeFileSync(path.join(root, 'overlay2'), 'x');
+  t.false(holdsData(path.join(root, 'overlay2')), 'a file');
+  fs.mkdirSync(path.join(root, 'vfs', 'dir'));
+  fs.mkdirSync(path.join(root, 'aufs', 'diff'), { recursive: true });
+  fs.mkdirSync(path.join(root, 'graph', 'abc'), { recursive: true });
+  t.true(holdsData(path.join(root, 'vfs')));
+  t.deepEqual(homesIn(root), ['aufs', 'vfs'], 'graph/ is metadata of later dockers, never a driver home');
+});
+
+test('the layout table loads no driver and no FFI binding', (t) => {
+  const probe = `
+    await import(${JSON.stringify(path.join(repo, 'drivers/all.ts'))});
+    await import(${JSON.stringify(path.join(repo, 'inspect/driver-dirs.ts'))});
+    const { createRequire } = await import('node:module');
+    const cache = Object.keys(createRequire(import.meta.url).cache);
+    console.log(JSON.stringify(cache.filter((k) => k.includes('ffi-rs'))));`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', probe], { encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), []);
+});
+
+for (const name of ['vfs', 'overlay2', 'overlay']) {
+  asRoot({ serial: true })(`${name}: its layout finds what the driver wrote (files, parents, inventory)`, async (t) => {
+    const { dir: root, cleanup } = tempDir('strata-layouts-');
+    t.teardown(cleanup);
+    const d = await getDriver(name, root);
+    t.teardown(() => d.cleanup());
+    await d.create('base', null);
+    await d.applyDiff('base', null, await packTar([{ name: 'a', content: 'a' }]));
+    await d.create('child', 'base');
+    await d.applyDiff('child', 'base', await packTar([{ name: 'b', content: 'b' }]));
+    const L = layoutFor(name)!;
+    const home = L.homeIn(root);
+    t.is(home, d.home);
+    const files = L.filesDir(home, 'child');
+    t.not(files.dir, null);
+    // a diff layout holds the child's own file only; a tree layout the parent's too
+    t.deepEqual(fs.readdirSync(files.dir!).sort(), L.holds === 'diffs' ? ['b'] : ['a', 'b']);
+    t.deepEqual(L.recordedLowers(home, 'child'), L.recordsLowers ? ['base'] : null);
+    t.deepEqual(L.inventory(home).units.map((u) => u.id), ['base', 'child']);
+    t.deepEqual(L.inventory(home).danglingLinks, []);
+    t.is(L.filesDir(home, 'nosuch').dir, null);
+  });
+}
