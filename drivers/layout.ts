@@ -30,7 +30,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DiffFormat } from '../archive/diff-format.ts';
 import type { InitFunc } from './driver.ts';
-import { isDirectory, listSorted } from '../sys/read-only-files.ts';
+import { isDirectory, listSorted, lstatQuiet } from '../sys/read-only-files.ts';
 
 /** Where a layer's files are, or why they cannot be reached offline. */
 export type FilesDir = { dir: string } | { dir: null; reason: string };
@@ -96,15 +96,16 @@ export interface DriverLayout {
   readonly holds: 'diffs' | 'trees';
   /** whiteout form of the diff dirs (null: the layout holds full trees) */
   readonly diffFormat: DiffFormat | null;
+  /** how an offline reader compares layers ('driver': the driver registered under `name`, opened read-only) */
   readonly offlineDiff: OfflineDiff;
-  /** a strata driver drives this layout (its read-only open serves offlineDiff 'driver') */
-  readonly driven: boolean;
   /** a graphdriver home `<root>/<name>` (prior state); false for docker ≤ 0.6's graph/, where later dockers keep metadata */
   readonly graphdriver: boolean;
   /** the home records each layer's parents (recordedLowers); else a reader takes them from the store's chain */
   readonly recordsLowers: boolean;
   /** the directory in which the files a layer's tar names are found */
   filesDir(home: string, id: string): FilesDir;
+  /** every path of the home that belongs to `id` (what inventory lists as its unit), existing ones only */
+  pathsOf(home: string, id: string): string[];
   /** parent ids the home itself records for `id`, nearest first; null when the layout records none or they cannot be read */
   recordedLowers(home: string, id: string): string[] | null;
   /** moby GetMetadata-like paths for `strata inspect` (nothing is mounted) */
@@ -171,6 +172,17 @@ export function addUnit(byId: Map<string, string[]>, id: string, p: string): voi
   else byId.set(id, [p]);
 }
 
+/** The existing ones of `paths`. */
+export function existing(paths: string[]): string[] {
+  return paths.filter((p) => lstatQuiet(p) !== undefined);
+}
+
+/** pathsOf for a layout with one directory per id in the home (overlay2, overlay): hidden entries are no layer's (idDirInventory). */
+export const idDirPaths = (home: string, id: string): string[] => (id.startsWith('.') ? [] : [path.join(home, id)].filter(isDirectory));
+
+/** pathsOf for a layout whose ids are entries of subdirectories (subdirInventory). */
+export const subdirPaths = (subs: readonly string[]) => (home: string, id: string): string[] => existing(subs.map((s) => path.join(home, s, id)));
+
 /**
  * The inventory of a home whose layers are entries of subdirectories
  * (vfs dir/<id>, aufs diff|layers|mnt/<id>, btrfs subvolumes/<id>…);
@@ -232,9 +244,10 @@ export function sourceDirMetadata(layout: DriverLayout, home: string, id: string
 /** What a data root names a driver strata knows no layout of: nothing reachable, every entry `other`. */
 export function unknownLayout(name: string): DriverLayout {
   return {
-    name, holds: 'trees', diffFormat: null, offlineDiff: 'trees', driven: false, graphdriver: true, recordsLowers: false,
+    name, holds: 'trees', diffFormat: null, offlineDiff: 'trees', graphdriver: true, recordsLowers: false,
     homeIn: homeNamed(name),
     filesDir: () => ({ dir: null, reason: `unknown storage driver ${name}` }),
+    pathsOf: () => [],
     recordedLowers: () => null,
     metadata: () => ({}),
     inventory: (home) => inventoryOf(new Map(), listSorted(home).map((n) => path.join(home, n)), [], [home]),

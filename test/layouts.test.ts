@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { homesIn, knownLayouts, layoutFor } from '../drivers/all.ts';
 import { holdsData } from '../drivers/layout.ts';
-import { getDriver } from '../drivers/registry.ts';
+import { getDriver, registeredDrivers } from '../drivers/registry.ts';
 import { asRoot } from './helpers/require.ts';
 import { packTar, tempDir } from './helpers/tar.ts';
 
@@ -16,7 +16,8 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 test('one layout per folder: the drivers, the layout-only formats and docker 0.6\'s graph/', (t) => {
   t.deepEqual(knownLayouts().map((l) => l.name), ['overlay2', 'fuse-overlayfs', 'aufs', 'overlay', 'btrfs', 'devicemapper', 'vfs', 'zfs', 'graph']);
-  t.deepEqual(knownLayouts().filter((l) => l.driven).map((l) => l.name), ['overlay2', 'overlay', 'vfs']);
+  t.deepEqual(registeredDrivers(), ['overlay', 'overlay2', 'vfs'], 'the folders with a driver register it');
+  for (const l of knownLayouts()) if (l.offlineDiff === 'driver') t.true(registeredDrivers().includes(l.name), `${l.name}: offline diffs through a registered driver`);
   t.deepEqual(knownLayouts().filter((l) => !l.graphdriver).map((l) => l.name), ['graph']);
   t.is(layoutFor('nosuch'), undefined);
   for (const l of knownLayouts()) t.is(l.holds === 'diffs', l.diffFormat !== null, `${l.name}: a diff format exactly when it holds diffs`);
@@ -69,6 +70,8 @@ for (const name of ['vfs', 'overlay2', 'overlay']) {
     t.deepEqual(L.recordedLowers(home, 'child'), L.recordsLowers ? ['base'] : null);
     t.deepEqual(L.inventory(home).units.map((u) => u.id), ['base', 'child']);
     t.deepEqual(L.inventory(home).danglingLinks, []);
+    for (const u of L.inventory(home).units) t.deepEqual(L.pathsOf(home, u.id), u.paths, `pathsOf ${u.id} is its inventory unit`);
+    t.deepEqual(L.pathsOf(home, 'nosuch'), []);
     t.is(L.filesDir(home, 'nosuch').dir, null);
   });
 }

@@ -4,13 +4,16 @@
 //   <home>/layers/<id>   its parents' ids, one a line, nearest first
 //   <home>/mnt/<id>/     mount point while mounted
 import * as path from 'node:path';
-import { existingDir, homeNamed, subdirInventory, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { existingDir, homeNamed, subdirInventory, subdirPaths, type DriverFolder, type DriverLayout } from '../layout.ts';
 import { TEXT_CAP, readFileReadOnly } from '../../sys/read-only-files.ts';
 
+const SUBDIRS = ['diff', 'layers', 'mnt'];
+
 export const layout: DriverLayout = {
-  name: 'aufs', holds: 'diffs', diffFormat: 'aufs', offlineDiff: 'diff-dirs', driven: false, graphdriver: true, recordsLowers: true,
+  name: 'aufs', holds: 'diffs', diffFormat: 'aufs', offlineDiff: 'diff-dirs', graphdriver: true, recordsLowers: true,
   homeIn: homeNamed('aufs'),
   filesDir: (home, id) => existingDir(path.join(home, 'diff', id)),
+  pathsOf: subdirPaths(SUBDIRS),
   recordedLowers(home, id) {
     try {
       const t = readFileReadOnly(path.join(home, 'layers', id), TEXT_CAP).toString('utf8');
@@ -20,7 +23,7 @@ export const layout: DriverLayout = {
     }
   },
   metadata: (home, id) => ({ DiffDir: path.join(home, 'diff', id), LayersFile: path.join(home, 'layers', id), MountDir: path.join(home, 'mnt', id) }),
-  inventory: (home) => subdirInventory(home, ['diff', 'layers', 'mnt']),
+  inventory: (home) => subdirInventory(home, SUBDIRS),
 };
 
 export const folder: DriverFolder = { layout };

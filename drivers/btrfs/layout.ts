@@ -2,12 +2,13 @@
 // subvolume (a snapshot of its parent's) holding the layer's full tree; no
 // parents are recorded in the home.
 import * as path from 'node:path';
-import { existingDir, homeNamed, sourceDirMetadata, subdirInventory, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { existingDir, homeNamed, sourceDirMetadata, subdirInventory, subdirPaths, type DriverFolder, type DriverLayout } from '../layout.ts';
 
 export const layout: DriverLayout = {
-  name: 'btrfs', holds: 'trees', diffFormat: null, offlineDiff: 'trees', driven: false, graphdriver: true, recordsLowers: false,
+  name: 'btrfs', holds: 'trees', diffFormat: null, offlineDiff: 'trees', graphdriver: true, recordsLowers: false,
   homeIn: homeNamed('btrfs'),
   filesDir: (home, id) => existingDir(path.join(home, 'subvolumes', id)),
+  pathsOf: subdirPaths(['subvolumes']),
   recordedLowers: () => null,
   metadata: (home, id) => sourceDirMetadata(layout, home, id),
   inventory: (home) => subdirInventory(home, ['subvolumes']),

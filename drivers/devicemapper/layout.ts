@@ -9,17 +9,19 @@
 // the copy read-only for the duration of one read.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { homeNamed, inventoryOf, subdirInventory, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { homeNamed, inventoryOf, subdirInventory, subdirPaths, type DriverFolder, type DriverLayout } from '../layout.ts';
 import { isDirectory } from '../../sys/read-only-files.ts';
 import { devmapperPaths, kernelHasDeviceMapper, withDeviceMounted } from './thin-pool.ts';
 
 /** The pool's own records under metadata/: not layers. */
 const POOL_RECORDS = ['base', 'deviceset-metadata', 'transaction-metadata'];
 
+const SUBDIRS = ['metadata', 'mnt'];
+
 const rootOf = (home: string) => path.dirname(home);
 
 export const layout: DriverLayout = {
-  name: 'devicemapper', holds: 'trees', diffFormat: null, offlineDiff: 'trees', driven: false, graphdriver: true, recordsLowers: false,
+  name: 'devicemapper', holds: 'trees', diffFormat: null, offlineDiff: 'trees', graphdriver: true, recordsLowers: false,
   homeIn: homeNamed('devicemapper'),
   filesDir(home, id) {
     const dir = path.join(home, 'mnt', id, 'rootfs');
@@ -28,9 +30,10 @@ export const layout: DriverLayout = {
     return { dir };
   },
   recordedLowers: () => null,
+  pathsOf: (home, id) => (POOL_RECORDS.includes(id) ? [] : subdirPaths(SUBDIRS)(home, id)),
   metadata: (home, id) => ({ MetadataFile: path.join(home, 'metadata', id), MountDir: path.join(home, 'mnt', id) }),
   inventory(home) {
-    const inv = subdirInventory(home, ['metadata', 'mnt']);
+    const inv = subdirInventory(home, SUBDIRS);
     const byId = new Map(inv.units.map((u) => [u.id, u.paths]));
     for (const meta of POOL_RECORDS) {
       const list = byId.get(meta);

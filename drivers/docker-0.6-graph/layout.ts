@@ -4,7 +4,7 @@
 // <root>/containers/<id>/rw. Parents are not recorded with the layer dirs:
 // the store's image chain gives them (inspect passes them as lowers).
 import * as path from 'node:path';
-import { addUnit, existingDir, inventoryOf, sourceDirMetadata, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { addUnit, existing, existingDir, inventoryOf, sourceDirMetadata, type DriverFolder, type DriverLayout } from '../layout.ts';
 import { isDirectory, listSorted } from '../../sys/read-only-files.ts';
 
 /** The data root of a graph home (`<root>/graph`). */
@@ -14,11 +14,12 @@ const rootOf = (home: string) => path.dirname(home);
 export const GRAPH_LAYOUT = 'graph';
 
 export const layout: DriverLayout = {
-  name: GRAPH_LAYOUT, holds: 'diffs', diffFormat: 'aufs', offlineDiff: 'diff-dirs', driven: false, graphdriver: false, recordsLowers: false,
+  name: GRAPH_LAYOUT, holds: 'diffs', diffFormat: 'aufs', offlineDiff: 'diff-dirs', graphdriver: false, recordsLowers: false,
   homeIn: (root) => path.join(root, 'graph'),
   // an image layer, or a docker ≤ 0.6 container's rw branch
   filesDir: (home, id) => existingDir(isDirectory(path.join(home, id)) ? path.join(home, id, 'layer') : path.join(rootOf(home), 'containers', id, 'rw')),
   recordedLowers: () => null,
+  pathsOf: (home, id) => (id === '_tmp' ? [] : existing([path.join(home, id)]).filter(isDirectory)),
   metadata: (home, id) => sourceDirMetadata(layout, home, id),
   inventory(home) {
     const byId = new Map<string, string[]>();

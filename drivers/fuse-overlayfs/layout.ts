@@ -5,6 +5,6 @@
 import { overlay2StyleLayout } from '../overlay2/layout.ts';
 import type { DriverFolder } from '../layout.ts';
 
-export const layout = overlay2StyleLayout('fuse-overlayfs', 'fuse-overlayfs', 'diff-dirs', false);
+export const layout = overlay2StyleLayout('fuse-overlayfs', 'fuse-overlayfs', 'diff-dirs');
 
 export const folder: DriverFolder = { layout };

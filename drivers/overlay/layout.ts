@@ -17,7 +17,7 @@
 // image layers are flattened by applyDiff, and a child of an overlay layer
 // starts from a copy of that layer's upper/ over the same lower.
 import * as path from 'node:path';
-import { existingDir, homeNamed, idDirInventory, sourceDirMetadata, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { existingDir, homeNamed, idDirInventory, idDirPaths, sourceDirMetadata, type DriverFolder, type DriverLayout } from '../layout.ts';
 import { isDirectory } from '../../sys/read-only-files.ts';
 
 export const ROOT_DIR = 'root';
@@ -77,13 +77,14 @@ export function layerMetadata(home: string, id: string, lowerId: string | null):
  * offline diffs compare the full trees (archive walkers), as they always have.
  */
 export const layout: DriverLayout = {
-  name: 'overlay', holds: 'trees', diffFormat: null, offlineDiff: 'trees', driven: true, graphdriver: true, recordsLowers: false,
+  name: 'overlay', holds: 'trees', diffFormat: null, offlineDiff: 'trees', graphdriver: true, recordsLowers: false,
   homeIn: homeNamed('overlay'),
   filesDir(home, id) {
     const p = layerPaths(home, id);
     return existingDir(isDirectory(p.root) ? p.root : p.upper);
   },
   recordedLowers: () => null,
+  pathsOf: idDirPaths,
   metadata: (home, id) => sourceDirMetadata(layout, home, id),
   inventory: (home) => idDirInventory(home, null),
 };

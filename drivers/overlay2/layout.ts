@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import type { DiffFormat } from '../../archive/diff-format.ts';
-import { existingDir, homeNamed, idDirInventory, type DriverFolder, type DriverLayout, type OfflineDiff } from '../layout.ts';
+import { existingDir, homeNamed, idDirInventory, idDirPaths, type DriverFolder, type DriverLayout, type OfflineDiff } from '../layout.ts';
 import { LINK_DIR, overlay2LayoutProblems, overlay2Lowers } from './links.ts';
 
 export { LINK_DIR };
@@ -89,12 +89,13 @@ export function planMount(home: string, id: string, lower: string, readOnly: boo
 }
 
 /** The overlay2 layout under another driver's name and whiteout form (fuse-overlayfs). */
-export function overlay2StyleLayout(name: string, diffFormat: DiffFormat, offlineDiff: OfflineDiff, driven: boolean): DriverLayout {
+export function overlay2StyleLayout(name: string, diffFormat: DiffFormat, offlineDiff: OfflineDiff): DriverLayout {
   const layout: DriverLayout = {
-    name, holds: 'diffs', diffFormat, offlineDiff, driven, graphdriver: true, recordsLowers: true,
+    name, holds: 'diffs', diffFormat, offlineDiff, graphdriver: true, recordsLowers: true,
     links: { problems: overlay2LayoutProblems, lowersFile: (home, id) => path.join(home, id, 'lower') },
     homeIn: homeNamed(name),
     filesDir: (home, id) => existingDir(path.join(home, id, 'diff')),
+    pathsOf: (home, id) => (id === LINK_DIR ? [] : idDirPaths(home, id)),
     recordedLowers(home, id) {
       try {
         return overlay2Lowers(home, id);
@@ -120,6 +121,6 @@ export function overlay2StyleLayout(name: string, diffFormat: DiffFormat, offlin
  * diffSize on a read-only open, which compares a layer only with its direct
  * parent (anything else would mount).
  */
-export const layout = overlay2StyleLayout('overlay2', 'overlay', 'driver', true);
+export const layout = overlay2StyleLayout('overlay2', 'overlay', 'driver');
 
 export const folder: DriverFolder = { layout, loadInit: async () => (await import('./overlay2.ts')).init };

@@ -2,11 +2,11 @@
 // point of the layer's dataset (a clone of its parent's snapshot); the data
 // lives in the pool, so an unmounted dataset is an empty directory here.
 import * as path from 'node:path';
-import { existingDir, homeNamed, sourceDirMetadata, subdirInventory, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { existingDir, homeNamed, sourceDirMetadata, subdirInventory, subdirPaths, type DriverFolder, type DriverLayout } from '../layout.ts';
 import { isDirectory, listSorted } from '../../sys/read-only-files.ts';
 
 export const layout: DriverLayout = {
-  name: 'zfs', holds: 'trees', diffFormat: null, offlineDiff: 'trees', driven: false, graphdriver: true, recordsLowers: false,
+  name: 'zfs', holds: 'trees', diffFormat: null, offlineDiff: 'trees', graphdriver: true, recordsLowers: false,
   homeIn: homeNamed('zfs'),
   filesDir(home, id) {
     const dir = path.join(home, 'graph', id);
@@ -14,6 +14,7 @@ export const layout: DriverLayout = {
     return existingDir(dir);
   },
   recordedLowers: () => null,
+  pathsOf: subdirPaths(['graph']),
   metadata: (home, id) => sourceDirMetadata(layout, home, id),
   inventory: (home) => subdirInventory(home, ['graph']),
 };
