@@ -68,16 +68,19 @@ export class DriverRegistry {
    * (driver.ts OpenMode; selection and probes always `use` it).
    */
   async getDriver(name: string, root: string, options: string[] = [], opts: InitOpts = {}): Promise<Driver> {
-    const init = this.inits.get(name);
-    if (!init) throw errNotSupported(`no driver named ${JSON.stringify(name)} is registered (registered: ${this.names().join(', ') || 'none'})`);
-    return init(path.join(root, name), options, opts);
+    return this.initOf(name)(path.join(root, name), options, opts);
   }
 
   /** A registered driver over the existing home `home`, opened `read-only` (driver.ts OpenMode): no probes, no writes. */
   async openReadOnly(name: string, home: string): Promise<Driver> {
+    return this.initOf(name)(home, [], { mode: 'read-only' });
+  }
+
+  /** The init function of `name`; an unknown name is moby's `driver not supported`. */
+  private initOf(name: string): InitFunc {
     const init = this.inits.get(name);
     if (!init) throw errNotSupported(`no driver named ${JSON.stringify(name)} is registered (registered: ${this.names().join(', ') || 'none'})`);
-    return init(home, [], { mode: 'read-only' });
+    return init;
   }
 
   /** moby scanPriorDrivers: registered drivers (except vfs) whose `<root>/<name>` holds data (layout.ts holdsData). */

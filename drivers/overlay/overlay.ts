@@ -87,7 +87,6 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
   }
 }
 
-
 /**
  * The hardlink copies (`<id>/tmproot-<holder>-*`) of applies killed midway:
  * each holds a whole tree's directories, so a store that saw a few killed

@@ -90,7 +90,6 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
   return d;
 }
 
-
 /**
  * The read-only open (driver.ts OpenMode): no probe, mkdir or reclaim; the
  * diff dirs are read as they are (the native path), lowers through the

@@ -46,7 +46,6 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
   return new NaiveDiffDriver(new VfsDriver(home, quota, defaultSize));
 }
 
-
 export class VfsDriver implements ProtoDriver {
   readonly name = NAME;
 
