@@ -126,7 +126,14 @@ export class StoreWriter {
     }
     const rec = new TarSplitRecorder();
     await driver.create(cacheId, parent?.cacheId ?? null);
-    const size = await driver.applyDiff(cacheId, parent?.cacheId ?? null, recordTarSplit(tarSource(tar) as AsyncIterable<Uint8Array>, rec));
+    let size: number;
+    try {
+      size = await driver.applyDiff(cacheId, parent?.cacheId ?? null, recordTarSplit(tarSource(tar) as AsyncIterable<Uint8Array>, rec));
+    } catch (e) {
+      // as moby's registerWithDescriptor: a layer that failed to apply is removed (a crash here leaves an orphan dir)
+      await driver.remove(cacheId).catch(() => undefined);
+      throw e;
+    }
     const meta: LayerMeta = { diffId: rec.diffId(), parent: parent?.chainId ?? null, cacheId, size, tarSplit: rec.finish() };
     const chainId = chainIdOf(meta.parent, meta.diffId);
     if (this.hasLayer(chainId)) {

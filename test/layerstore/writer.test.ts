@@ -8,6 +8,9 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import '../../drivers/all.ts';
+import { getDriver } from '../../drivers/registry.ts';
 import { GOLDEN_DRIVERS, archiveOf } from '../../fixtures/golden/golden.ts';
 import { chainIdOf, chainIds, digestHex, imageIdOf } from '../../layerstore/digests.ts';
 import { StoreWriteError } from '../../layerstore/durable.ts';
@@ -15,7 +18,7 @@ import { openStore } from '../../layerstore/store.ts';
 import { tagStoreBytes } from '../../layerstore/tag-store.ts';
 import { TarSplitRecorder } from '../../layerstore/tar-split.ts';
 import { StoreWriter, type LayerMeta } from '../../layerstore/writer.ts';
-import { hasTool, when } from '../helpers/require.ts';
+import { asRoot, hasTool, when } from '../helpers/require.ts';
 import { packTar, tempDir } from '../helpers/tar.ts';
 import { tinyExt4, tinyFsMissing } from '../helpers/tiny-fs.ts';
 
@@ -222,4 +225,29 @@ when(noTinyFs === null, noTinyFs ?? '', { serial: true })('a full disk: one erro
   t.deepEqual(after.problems.list, []);
   t.deepEqual([...after.images.keys()].sort(), [...before.images.keys()].sort());
   t.deepEqual([...after.layers.keys()].sort(), [...before.layers.keys()].sort());
+});
+
+// ---- through a driver ---------------------------------------------------------------
+
+asRoot()('applyLayer: a tar that fails to apply leaves no driver dir and no record; a layer applied twice from a stream is recorded once', async (t) => {
+  const tmp = tempDir('strata-writer-driver-');
+  t.teardown(tmp.cleanup);
+  const root = path.join(tmp.dir, 'root');
+  const w = StoreWriter.open(root, 'vfs');
+  const driver = await getDriver('vfs', root);
+  t.teardown(() => driver.cleanup());
+  const tar = await packTar([{ name: 'a.txt', content: 'a'.repeat(5000) }]);
+  await t.throwsAsync(w.applyLayer(driver, tar.subarray(0, 1024), null, hex('cut')));
+  t.false(await driver.exists(hex('cut')));
+  t.deepEqual(fs.readdirSync(path.join(w.meta, 'layerdb', 'sha256')), []);
+  const first = await w.applyLayer(driver, tar, null, hex('first'));
+  t.is(first.tarBytes, tar.length);
+  t.is(first.size, 5000);
+  const again = await w.applyLayer(driver, Readable.from([tar]), null, hex('again'));
+  t.is(again.chainId, first.chainId);
+  t.is(again.cacheId, hex('first'));
+  t.false(await driver.exists(hex('again')));
+  const model = openStore(root);
+  t.deepEqual(model.problems.list, []);
+  t.is(model.layers.get(first.chainId)!.cacheId, hex('first'));
 });
