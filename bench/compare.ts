@@ -22,6 +22,7 @@ import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
 import { applyLayer } from '../archive/apply.ts';
 import { exportDir } from '../archive/export.ts';
+import { chainIds } from '../layerstore/digests.ts';
 import { treeDigest, treeManifest, manifestDiff } from '../archive/digest.ts';
 import type { WhiteoutFormat } from '../archive/types.ts';
 import '../drivers/all.ts';
@@ -265,16 +266,6 @@ export async function compareSample(opts: CompareOptions = {}): Promise<CompareR
 
 /** Digest options for a mounted union view: directory mtimes change under unions, the root is the mount's. */
 const MERGED = { dirMtimes: false, rootMetadata: false };
-
-/** Docker's chain IDs: ChainID(L1) = DiffID(L1), ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)). */
-export function chainIds(diffIds: string[]): string[] {
-  const out: string[] = [];
-  for (const d of diffIds) {
-    const prev = out[out.length - 1];
-    out.push(prev === undefined ? d : 'sha256:' + createHash('sha256').update(`${prev} ${d}`).digest('hex'));
-  }
-  return out;
-}
 
 /** One driver: the image's layers as a chain, each applied and diffed, then the top mounted and digested. */
 async function driverRun(

@@ -32,10 +32,9 @@ function driverData(model: StoreModel, id: string | null): { Name: string | null
 }
 
 export function describeLayer(model: StoreModel, l: LayerRecord): LayerDescription {
-  const driverId = model.kind === 'modern' ? l.cacheId : model.kind === 'legacy' ? l.key : null;
   return {
     Key: l.key, ChainID: l.chainId, DiffID: l.diffId, Parent: l.parent, Size: l.size, CacheID: l.cacheId,
-    MetadataDir: l.dir, TarSplit: l.tarSplit, Blob: l.blob, GraphDriver: driverData(model, driverId),
+    MetadataDir: l.dir, TarSplit: l.tarSplit, Blob: l.blob, GraphDriver: driverData(model, l.cacheId),
   };
 }
 

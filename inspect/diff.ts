@@ -221,7 +221,7 @@ export async function flattenImage(model: StoreModel, imageId: string): Promise<
   }
   const dirOf = (key: string) => {
     const l = model.layers.get(key)!;
-    const id = model.kind === 'modern' ? l.cacheId : l.key;
+    const id = l.cacheId;
     if (!id) throw new InspectError(`layer ${key} has no cache-id`, l.dir);
     const f = dirs.filesDir(id);
     if (f.dir === null) throw new InspectError(`layer ${key}: ${f.reason}`, l.dir);

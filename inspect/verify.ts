@@ -21,7 +21,7 @@ import * as zlib from 'node:zlib';
 import { TarParser } from '../archive/tar-reader.ts';
 import { driverDirsOf, type DriverDirs } from './driver-dirs.ts';
 import { layoutFor } from '../drivers/all.ts';
-import { sha256Digest } from '../layerstore/digests.ts';
+import { chainIdOf, imageIdOf } from '../layerstore/digests.ts';
 import { directorySize, graphStoreSize } from './layer-sizes.ts';
 import type { LayerRecord, StoreModel } from '../layerstore/model.ts';
 import type { Problem } from '../layerstore/problems.ts';
@@ -86,7 +86,7 @@ export async function verifyStore(model: StoreModel, opts: VerifyOptions = {}): 
   if (model.kind === 'modern') {
     for (const img of model.images.values()) {
       try {
-        const actual = sha256Digest(readFileReadOnly(img.configPath));
+        const actual = imageIdOf(readFileReadOnly(img.configPath));
         if (actual !== img.id) problems.add(img.configPath, `content hashes to ${actual}, not the image id ${img.id} its name says`);
       } catch {
         // unreadable: already reported by the reader
@@ -204,7 +204,7 @@ async function verifyModernLayer(model: StoreModel, layer: LayerRecord, dirs: Dr
   const diffId = layer.diffId;
   const parent = layer.parent;
   if (diffId) {
-    const expected = parent ? sha256Digest(`${parent} ${diffId}`) : diffId;
+    const expected = chainIdOf(parent, diffId);
     if (expected !== layer.key) {
       problems.add(layer.dir, `chain id ${layer.key} does not follow from ${parent ? `parent ${parent} and ` : ''}DiffID ${diffId} (expected ${expected})`);
     }

@@ -30,13 +30,13 @@ export function chainIds(diffIds: readonly string[], memo?: Map<string, string>)
   const out: string[] = [];
   for (const d of diffIds) {
     if (out.length === 0) {
-      out.push(d);
+      out.push(chainIdOf(null, d));
       continue;
     }
     const key = `${out[out.length - 1]} ${d}`;
     let c = memo?.get(key);
     if (c === undefined) {
-      c = sha256Digest(key);
+      c = chainIdOf(out[out.length - 1], d);
       memo?.set(key, c);
     }
     out.push(c);
@@ -46,3 +46,13 @@ export function chainIds(diffIds: readonly string[], memo?: Map<string, string>)
 
 /** DiffID of the empty layer (a tar of 1024 zero bytes), moby layer/empty.go. */
 export const EMPTY_LAYER_DIFF_ID = 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef';
+
+/** ChainID of a layer on `parent` (a chain id, or null for a base layer). */
+export function chainIdOf(parent: string | null, diffId: string): string {
+  return parent === null ? diffId : sha256Digest(`${parent} ${diffId}`);
+}
+
+/** An image's id: sha256 of its config's exact bytes (moby image.store Create). */
+export function imageIdOf(configBytes: Buffer): string {
+  return sha256Digest(configBytes);
+}

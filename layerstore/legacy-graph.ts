@@ -20,7 +20,8 @@ import {
 } from './model.ts';
 import { Problems } from './problems.ts';
 import { StoreFiles } from './store-files.ts';
-import { TAG_STORE_CAP, asString as str, asObject as obj, isDirectory, lstatQuiet } from '../sys/read-only-files.ts';
+import { readTagFile } from './tag-store.ts';
+import { asString as str, asObject as obj, isDirectory, lstatQuiet } from '../sys/read-only-files.ts';
 
 export interface LegacyOptions {
   /** the storage driver when the store does not say (several repositories-<driver> files or driver homes) */
@@ -145,22 +146,17 @@ export function readLegacyStore(root: string, opts: LegacyOptions = {}, problems
   // tags
   const tagFile = repoFiles.find((r) => r.driver === driver) ?? repoFiles.find((r) => r.driver === null) ?? null;
   if (tagFile) {
-    const repos = files.jsonObject(tagFile.file, { what: 'tag store', cap: TAG_STORE_CAP });
-    const repoMap = obj(repos?.value.Repositories);
-    if (repos && !repoMap) problems.add(tagFile.file, 'has no "Repositories" object');
-    for (const [repo, tags] of Object.entries(repoMap ?? {})) {
-      for (const [tag, target] of Object.entries(obj(tags) ?? {})) {
-        const id = str(target);
-        const digest = isDigest(tag) ? tag : null;
-        model.tags.push({ repository: repo, tag: digest ? null : tag, digest, imageId: id, source: tagFile.file });
-        const img = model.images.get(id);
-        if (!img) {
-          problems.add(tagFile.file, `${repo}:${tag} points at image ${id || JSON.stringify(target)}, which is not in graph/`);
-          continue;
-        }
-        if (digest) img.digests.push(`${repo}@${digest}`);
-        else img.tags.push(`${repo}:${tag}`);
+    for (const { repository: repo, key: tag, target } of readTagFile(files, tagFile.file, true) ?? []) {
+      const id = str(target);
+      const digest = isDigest(tag) ? tag : null;
+      model.tags.push({ repository: repo, tag: digest ? null : tag, digest, imageId: id, source: tagFile.file });
+      const img = model.images.get(id);
+      if (!img) {
+        problems.add(tagFile.file, `${repo}:${tag} points at image ${id || JSON.stringify(target)}, which is not in graph/`);
+        continue;
       }
+      if (digest) img.digests.push(`${repo}@${digest}`);
+      else img.tags.push(`${repo}:${tag}`);
     }
     for (const img of model.images.values()) {
       img.tags.sort();

@@ -70,7 +70,7 @@ export interface LayerRecord {
   readonly parent: string | null;
   /** recorded size in bytes (layerdb size, legacy layersize, registry json Size) */
   readonly size: number | null;
-  /** the graphdriver directory name */
+  /** the driver's id of the layer's data, in every layout (modern: cache-id; legacy: the v1 id; registry: null, no driver) */
   readonly cacheId: string | null;
   /** tar-split file (tar-split.json.gz / tar-data.json.gz) if present */
   readonly tarSplit: string | null;

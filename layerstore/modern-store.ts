@@ -19,7 +19,8 @@ import {
 } from './model.ts';
 import { Problems } from './problems.ts';
 import { StoreFiles } from './store-files.ts';
-import { TAG_STORE_CAP, asString as str, asObject as obj, isDirectory, lstatQuiet } from '../sys/read-only-files.ts';
+import { readTagFile, splitReference } from './tag-store.ts';
+import { asString as str, asObject as obj, isDirectory, lstatQuiet } from '../sys/read-only-files.ts';
 
 export interface ModernOptions {
   /** which image/<driver> store to read when there are several */
@@ -105,15 +106,6 @@ export class ModernLayer implements LayerRecord {
   }
 }
 
-
-/** Split a familiar reference ("ubuntu:18.04", "busybox@sha256:…", "localhost:5000/x:1") into tag or digest. */
-export function splitReference(ref: string): { name: string; tag: string | null; digest: string | null } {
-  const at = ref.indexOf('@');
-  if (at >= 0) return { name: ref.slice(0, at), tag: null, digest: ref.slice(at + 1) };
-  const colon = ref.lastIndexOf(':');
-  if (colon > ref.lastIndexOf('/')) return { name: ref.slice(0, colon), tag: ref.slice(colon + 1), digest: null };
-  return { name: ref, tag: null, digest: null };
-}
 
 /** History of a config: its `history` array, or one entry per layer for configs that have none. */
 export function historyOf(config: Record<string, unknown> | null, layerCount: number): HistoryRecord[] {
@@ -231,26 +223,21 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
 
   // tags
   const reposFile = path.join(metaDir, 'repositories.json');
-  const repos = files.jsonObject(reposFile, { required: false, what: 'tag store', cap: TAG_STORE_CAP });
-  const repoMap = obj(repos?.value.Repositories);
-  if (repos && !repoMap) problems.add(reposFile, 'has no "Repositories" object');
-  for (const [repo, refs] of Object.entries(repoMap ?? {})) {
-    for (const [ref, target] of Object.entries(obj(refs) ?? {})) {
-      if (typeof target !== 'string' || !isDigest(target)) {
-        problems.add(reposFile, `reference ${ref} points at ${JSON.stringify(target)}, not an image id`);
-        continue;
-      }
-      const r = splitReference(ref);
-      const tag: TagRecord = { repository: repo, tag: r.tag, digest: r.digest, imageId: target, source: reposFile };
-      model.tags.push(tag);
-      const img = model.images.get(target);
-      if (!img) {
-        problems.add(reposFile, `reference ${ref} points at image ${target}, which is not in imagedb`);
-        continue;
-      }
-      if (r.tag !== null) img.tags.push(`${repo}:${r.tag}`);
-      else if (r.digest !== null) img.digests.push(`${repo}@${r.digest}`);
+  for (const { repository: repo, key: ref, target } of readTagFile(files, reposFile, false) ?? []) {
+    if (typeof target !== 'string' || !isDigest(target)) {
+      problems.add(reposFile, `reference ${ref} points at ${JSON.stringify(target)}, not an image id`);
+      continue;
     }
+    const r = splitReference(ref);
+    const tag: TagRecord = { repository: repo, tag: r.tag, digest: r.digest, imageId: target, source: reposFile };
+    model.tags.push(tag);
+    const img = model.images.get(target);
+    if (!img) {
+      problems.add(reposFile, `reference ${ref} points at image ${target}, which is not in imagedb`);
+      continue;
+    }
+    if (r.tag !== null) img.tags.push(`${repo}:${r.tag}`);
+    else if (r.digest !== null) img.digests.push(`${repo}@${r.digest}`);
   }
   for (const img of model.images.values()) {
     img.tags.sort();

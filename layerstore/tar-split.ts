@@ -20,8 +20,8 @@
 //                       missing, short, long or corrupted file and going on
 //   digestLayer         DiffID and size of the reassembled tar
 //   tarSplitMembers     the tar headers (+ CRC) alone, no file read at all
-//   TarSplitRecorder    write tar-split for a tar passing through (fixtures,
-//                       the way moby's layer store records a layer it applies)
+//   TarSplitRecorder    write tar-split for a tar passing through (the store
+//                       writer, writer.ts, as moby's layer store records a layer it applies)
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
