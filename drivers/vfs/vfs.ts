@@ -13,6 +13,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { unescapeOctal } from '../../sys/mountinfo.ts';
 import * as sys from '../../sys/syscalls.ts';
 import {
   InvalidParameterError, LayerNotFoundError, QuotaNotSupportedError, mustBeExistingHome, parentOrNull, parseStorageOptKeyValue,
@@ -218,15 +219,14 @@ export function xattrCarriers(root: string): Map<string, string[]> | null {
   }
   // getfattr writes `# file: <path>` then one name per line, blocks separated
   // by an empty line; '\' and control bytes are written as \ooo octal escapes
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
   const found = new Map<string, string[]>();
   let current: string[] | null = null;
   for (const line of out.toString('latin1').split('\n')) {
     if (line.startsWith('# file: ')) {
       current = [];
-      found.set(unescape(line.slice(8)), current);
+      found.set(unescapeOctal(line.slice(8)), current);
     } else if (line !== '' && current) {
-      current.push(Buffer.from(unescape(line), 'latin1').toString('utf8'));
+      current.push(Buffer.from(unescapeOctal(line), 'latin1').toString('utf8'));
     }
   }
   return found;
