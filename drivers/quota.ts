@@ -6,21 +6,8 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { mountFor, type MountInfo } from '../sys/mountinfo.ts';
+import { findTool } from '../sys/find-tool.ts';
 import * as sys from '../sys/syscalls.ts';
-
-export function findTool(name: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin'])) {
-    if (!dir) continue;
-    const p = path.join(dir, name);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      // keep looking
-    }
-  }
-  return null;
-}
 
 // struct fsxattr { u32 xflags, extsize, nextents, projid, cowextsize; u8 pad[8] } = 28 bytes
 const FSXATTR_SIZE = 28;

@@ -42,7 +42,7 @@ import { PROBE_PREFIXES, indexOffPrefix, probeOverlay } from '../overlay2/probes
 import { LayerMounts, overlaySpec, unmount } from '../mounter.ts';
 import { isMountPoint } from '../../sys/mountinfo.ts';
 import { register } from '../registry.ts';
-import { copyTree } from '../vfs/vfs.ts';
+import { copyTree } from '../../archive/copy-tree.ts';
 import { TMP_ROOT_PREFIX, layerMetadata, layerPaths, mountData, type LayerPaths } from './layout.ts';
 
 export const NAME = 'overlay';
