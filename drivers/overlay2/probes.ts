@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import * as sys from '../../sys/syscalls.ts';
 import { runningInUserNS } from '../../sys/userns.ts';
 import { backingFsName } from '../backing-fs.ts';
+import { mount, overlaySpec, unmount } from '../mounter.ts';
 import { withScratch as scratch } from '../scratch.ts';
 
 /** The scratch-dir prefixes of these probes (and moby's), which init removes when their holder is gone. */
@@ -22,11 +23,11 @@ export function indexOffPrefix(): string {
 }
 
 function mountOverlay(merged: string, data: string, fn: () => void): void {
-  sys.mount('overlay', merged, 'overlay', 0, data);
+  mount(merged, overlaySpec(data));
   try {
     fn();
   } finally {
-    sys.umount2(merged, sys.MNT_DETACH);
+    unmount(merged, { keepDir: true });
   }
 }
 
