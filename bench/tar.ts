@@ -42,7 +42,7 @@ import type { exportDir as ExportDir } from '../archive/export.ts';
 import { treeDigest, treeManifest, manifestDiff } from '../archive/digest.ts';
 import { copyTreeWithHardlinks, countTree, generateLargeFiles, generateTree, gnuTar, type TreeStats } from '../fixtures/big-tree.ts';
 import { writeSampleLayers } from '../fixtures/sample-image.ts';
-import { cpuPressure, f1, f2, freshDir, measureInProcess, measurePeak, sh, stats, timeProcess, type Sample, type Stats } from './lib/measure.ts';
+import { cpuPressure, f1, f2, freshDir, measureInProcess, measurePeak, sh, stats, timeProcess, unmountUnder, type Sample, type Stats } from './lib/measure.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const TMPFS_MAGIC = 0x01021994;
@@ -219,8 +219,7 @@ async function main(): Promise<void> {
     for (const { g, r } of csGraphs) spawnSync('containers-storage', ['-g', g, '-R', r, '-s', 'vfs', 'shutdown'], { stdio: 'ignore' });
     for (const base of new Set([shm, ext])) {
       // Nothing here mounts, but containers-storage could: unmount anything under our dirs first.
-      const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m) => m?.startsWith(base + '/'));
-      for (const m of mounts.reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+      unmountUnder(base);
       rmSync(base, { recursive: true, force: true });
     }
   };

@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { mountFor } from './quota.ts';
+import { mountFor } from '../sys/mountinfo.ts';
 
 const FS_MAGIC: Record<number, string> = {
   0x61756673: 'aufs', 0x9123683e: 'btrfs', 0x28cd3d45: 'cramfs', 0xf15f: 'ecryptfs', 0xef53: 'extfs',

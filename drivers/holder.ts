@@ -33,6 +33,12 @@ export function selfTag(): HolderTag {
   return self;
 }
 
+/** The tag of running process `pid`, or null when there is none. */
+export function tagOf(pid: number): HolderTag | null {
+  const st = procStat(pid);
+  return st ? `${pid}.${st.start}` : null;
+}
+
 /** Is the process named by `tag` still running? A zombie (or a malformed tag) counts as gone. */
 export function isAlive(tag: HolderTag): boolean {
   const m = /^(\d+)\.(\d+)$/.exec(tag);

@@ -5,41 +5,9 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { mountFor, type MountInfo } from '../sys/mountinfo.ts';
+import { findTool } from '../sys/find-tool.ts';
 import * as sys from '../sys/syscalls.ts';
-
-interface MountEntry { mountPoint: string; fstype: string; source: string; superOptions: string[] }
-
-/** The mountinfo entry of the filesystem holding `p` (the nearest mount point above it). */
-export function mountFor(p: string): MountEntry | undefined {
-  const real = fs.realpathSync(p);
-  let best: MountEntry | undefined;
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    if (!line) continue;
-    const f = line.split(' ');
-    const sep = f.indexOf('-', 6);
-    const mountPoint = f[4].replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    const inside = mountPoint === '/' || real === mountPoint || real.startsWith(mountPoint + '/');
-    // later lines mount over earlier ones; longer mount points are nearer
-    if (inside && (!best || mountPoint.length >= best.mountPoint.length)) {
-      best = { mountPoint, fstype: f[sep + 1], source: f[sep + 2], superOptions: (f[sep + 3] ?? '').split(',') };
-    }
-  }
-  return best;
-}
-
-export function findTool(name: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin'])) {
-    if (!dir) continue;
-    const p = path.join(dir, name);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      // keep looking
-    }
-  }
-  return null;
-}
 
 // struct fsxattr { u32 xflags, extsize, nextents, projid, cowextsize; u8 pad[8] } = 28 bytes
 const FSXATTR_SIZE = 28;
@@ -49,7 +17,7 @@ const FS_XFLAG_PROJINHERIT = 0x200;
 
 export class ProjectQuota {
   private constructor(
-    private readonly mount: MountEntry,
+    private readonly mount: MountInfo,
     private readonly xfsQuota: string,
     private readonly home: string,
     private readonly layerDirs: (home: string) => string[],

@@ -50,6 +50,7 @@ import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import * as sys from '../sys/syscalls.ts';
+import { isMountPoint } from '../sys/mountinfo.ts';
 import { isAlive, selfTag, untaggedIsStale, type HolderTag } from './holder.ts';
 
 /** The temp file a record of `id` is written to before its rename, named after its writer. */
@@ -83,28 +84,6 @@ interface RefRecord {
 /** References that are ours to drop (all but the foreign one). */
 const ownRefs = (r: RefRecord) => r.persistent + Object.values(r.holders).reduce((a, b) => a + b, 0);
 const total = (r: RefRecord) => ownRefs(r) + (r.foreign ? 1 : 0);
-
-/** Mount points from a mountinfo text (field 5, octal escapes decoded). */
-export function parseMountPoints(mountinfo: string): string[] {
-  const out: string[] = [];
-  for (const line of mountinfo.split('\n')) {
-    if (!line) continue;
-    const f = line.split(' ');
-    if (f.length > 4) out.push(unescapeMountinfo(f[4]));
-  }
-  return out;
-}
-
-/** mountinfo escapes space, tab, newline and backslash as \ooo. */
-export function unescapeMountinfo(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-/** Is `p` (absolute, resolved) a mount point in this process's mount namespace? */
-export function isMountPoint(p: string): boolean {
-  const target = path.resolve(p);
-  return parseMountPoints(fs.readFileSync('/proc/self/mountinfo', 'latin1')).includes(target);
-}
 
 /** An in-process FIFO mutex per key (moby/locker). */
 class KeyedMutex {

@@ -8,9 +8,9 @@
 // a dir is removed once it is a minute old, far longer than any probe takes.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as sys from '../sys/syscalls.ts';
 import { isAlive, selfTag, untaggedIsStale } from './holder.ts';
-import { parseMountPoints } from './refcount.ts';
+import { mountsUnder } from '../sys/mountinfo.ts';
+import { unmount } from './mounter.ts';
 
 /** A fresh scratch dir `<parent>/<prefix>-<holder>-XXXXXX`, for the caller to remove. */
 export function makeScratch(parent: string, prefix: string): string {
@@ -68,14 +68,7 @@ export function removeStaleScratch(home: string, prefixes: readonly string[], op
 
 /** Detach every mount at or below `dir`, deepest first. */
 function detachMountsUnder(dir: string): void {
-  const under = parseMountPoints(fs.readFileSync('/proc/self/mountinfo', 'latin1'))
-    .filter((m) => m === dir || m.startsWith(dir + '/'))
+  const under = mountsUnder(dir).map((m) => m.mountPoint)
     .sort((a, b) => b.length - a.length);
-  for (const m of under) {
-    try {
-      sys.umount2(m, sys.MNT_DETACH);
-    } catch (e) {
-      if (!(e instanceof sys.SysError && e.code === 'EINVAL')) throw e; // EINVAL: gone already (stacked entries)
-    }
-  }
+  for (const m of under) unmount(m, { keepDir: true }); // not mounted (stacked entries gone already) is fine
 }

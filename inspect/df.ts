@@ -19,6 +19,7 @@ import type { ContainerState, StoreModel } from '../layerstore/model.ts';
 import { TEXT_CAP, listSorted, lstatQuiet, openRegular, readFileReadOnly } from '../sys/read-only-files.ts';
 import { MODERN_TABLE, tabTable } from './tabwriter.ts';
 import { firstLink, walkTree } from '../archive/tree-size.ts';
+import { readMountinfo } from '../sys/mountinfo.ts';
 
 // ---- du ----------------------------------------------------------------------------
 
@@ -57,10 +58,7 @@ export class DiskUsage {
     if (this.mounts === null) {
       this.mounts = new Set();
       try {
-        for (const line of fs.readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
-          const f = line.split(' ');
-          if (f.length > 4) this.mounts.add(f[4].replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
-        }
+        for (const m of readMountinfo()) this.mounts.add(m.mountPointBytes.toString('latin1'));
       } catch {
         // no /proc: devices alone decide
       }

@@ -7,6 +7,7 @@
 import { open, load, DataType } from 'ffi-rs';
 import { constants as osConstants } from 'node:os';
 import { isUtf8 } from 'node:buffer';
+import { closeSync } from 'node:fs';
 
 const LIBC = 'libc';
 open({ library: LIBC, path: 'libc.so.6' });
@@ -319,4 +320,38 @@ export function ioctl(fd: number, request: number, arg: Buffer, path: string): n
     paramsType: [DataType.I32, DataType.I64, DataType.U8Array], paramsValue: [fd, request, arg],
   }) as ErrnoResult;
   return check(r, 'ioctl', path);
+}
+
+// ---- waiting for a process that is not our child -------------------------
+
+const SYS_pidfd_open = 434; // x86_64 and aarch64 alike
+const POLLIN = 1;
+
+/**
+ * Wait up to `timeoutMs` for process `pid` (any, not only a child) to exit:
+ * a pidfd becomes readable when it does. True once it is gone (or was
+ * already), false on timeout. Blocks the thread: for helpers that exit at once.
+ */
+export function waitForExit(pid: number, timeoutMs: number): boolean {
+  const r = load({
+    library: LIBC, funcName: 'syscall', retType: DataType.I64, errno: true,
+    paramsType: [DataType.I64, DataType.I32, DataType.I32], paramsValue: [SYS_pidfd_open, pid, 0],
+  }) as ErrnoResult;
+  if (r.value < 0) {
+    if (errnoName(r.errnoCode) === 'ESRCH') return true;
+    throw new SysError(r.errnoCode, 'pidfd_open', String(pid));
+  }
+  const fd = Number(r.value);
+  try {
+    const pfd = Buffer.alloc(8);
+    pfd.writeInt32LE(fd, 0);
+    pfd.writeInt16LE(POLLIN, 4);
+    const p = load({
+      library: LIBC, funcName: 'poll', retType: DataType.I32, errno: true,
+      paramsType: [DataType.U8Array, DataType.I64, DataType.I32], paramsValue: [pfd, 1, timeoutMs],
+    }) as ErrnoResult;
+    return check(p, 'poll', `pidfd of ${pid}`) > 0;
+  } finally {
+    closeSync(fd);
+  }
 }

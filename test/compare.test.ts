@@ -144,13 +144,11 @@ asRoot({ serial: true })('the work dir of a killed compare (its holder gone, a m
   const { mkdtempSync, mkdirSync, existsSync, readFileSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const sys = await import('../sys/syscalls.ts');
+  const { mountsUnder } = await import('../sys/mountinfo.ts');
   const { selfTag } = await import('../drivers/holder.ts');
   const parent = mkdtempSync(join(tmpdir(), 'strata-compare-parent-'));
   t.teardown(() => {
-    for (const l of readFileSync('/proc/self/mountinfo', 'latin1').split('\n')) {
-      const m = l.split(' ')[4];
-      if (m?.startsWith(parent + '/')) sys.umount2(m, sys.MNT_DETACH);
-    }
+    for (const m of mountsUnder(parent)) sys.umount2(m.mountPoint, sys.MNT_DETACH);
     rmSync(parent, { recursive: true, force: true });
   });
   // our pid with another start time: the process a reused pid once named, long gone

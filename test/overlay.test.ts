@@ -11,7 +11,7 @@ import '../drivers/all.ts'; // registers the drivers (a driver module alone no l
 import { init } from '../drivers/overlay/overlay.ts';
 import { layerMetadata, mountData } from '../drivers/overlay/layout.ts';
 import { getDriver } from '../drivers/registry.ts';
-import { isMountPoint } from '../drivers/refcount.ts';
+import { isMountPoint, mountAt } from '../sys/mountinfo.ts';
 import * as sys from '../sys/syscalls.ts';
 import { asRoot } from './helpers/require.ts';
 import { packTar, tempDir, type Entry } from './helpers/tar.ts';
@@ -77,7 +77,7 @@ asRoot({ serial: true })('layout: image layer root/ 0755; its child upper/ (mode
   const merged = await d.get('ctr');
   t.is(merged, path.join(home, 'ctr/merged'));
   t.true(isMountPoint(merged));
-  const mi = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === merged)!;
+  const mi = mountAt(merged)!.superOptions.join(',');
   t.regex(mi, new RegExp(`lowerdir=${home}/img/root,upperdir=${home}/ctr/upper,workdir=${home}/ctr/work`));
   fs.writeFileSync(path.join(merged, 'new'), 'x');
   await d.put('ctr');

@@ -10,7 +10,7 @@ import '../drivers/all.ts';
 import { getDriver } from '../drivers/registry.ts';
 import { childLower, generateLinkId, planMount, MAX_DEPTH } from '../drivers/overlay2/layout.ts';
 import { probeNativeDiff } from '../drivers/overlay2/probes.ts';
-import { isMountPoint } from '../drivers/refcount.ts';
+import { isMountPoint } from '../sys/mountinfo.ts';
 import { asRoot, when, isRoot } from './helpers/require.ts';
 import { packTar, tempDir } from './helpers/tar.ts';
 import { loopMount, type LoopMount } from '../sys/loop.ts';

@@ -4,6 +4,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { mountsUnder as mountsUnderDir } from '../../sys/mountinfo.ts';
 
 /** One run: wall time and CPU time (user + system), both in ms. */
 export interface Sample { wallMs: number; cpuMs: number }
@@ -68,10 +69,7 @@ export function sh(cmd: string, args: string[]): string {
 
 /** Mount points at or below `base` in this process's mount namespace, deepest last (as listed). */
 export function mountsUnder(base: string): string[] {
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
-    .map((l) => l.split(' ')[4]).filter((m): m is string => m !== undefined).map(unescape)
-    .filter((m) => m === base || m.startsWith(base + '/'));
+  return mountsUnderDir(base).map((m) => m.mountPoint);
 }
 
 /** Lazily unmount everything mounted at or below `base` (last mounted first). */

@@ -322,35 +322,23 @@ export async function withDeviceMounted<T>(root: string, id: string, fn: (mountp
   const work = fs.mkdtempSync(path.join(opts.tmpDir ?? os.tmpdir(), 'strata-dm-'));
   const image = path.join(work, 'device.img');
   const mnt = path.join(work, 'mnt');
-  let loop: string | null = null;
   let mounted = false;
   // the FFI bindings load only when a device is mounted
-  const { MS_RDONLY, mount, umount2 } = await import('../../sys/syscalls.ts');
-  const { attachLoop, detachLoop } = await import('../../sys/loop.ts');
+  const { mount, unmount } = await import('../mounter.ts');
   try {
     extractDevice(p.data, dev.mappings, pool.superblock.dataBlockSize, image, info.size || undefined);
     const fstype = fsTypeOf(image);
     if (!fstype) throw new Error(`thin device ${info.device_id} (${p.devInfo(id)}) holds no ext4 or xfs file system`);
     fs.mkdirSync(mnt);
-    loop = attachLoop(image, { readOnly: true });
     // noload/norecovery: a device cut from a pool that was in use has a dirty journal; replaying it would write
-    mount(loop, mnt, fstype, MS_RDONLY, fstype === 'ext4' ? 'noload' : 'norecovery,nouuid');
+    mount(mnt, { kind: 'loop', image, fstype, data: fstype === 'ext4' ? 'noload' : 'norecovery,nouuid' });
     mounted = true;
     return await fn(mnt);
   } finally {
     const errors: string[] = [];
     if (mounted) {
       try {
-        umount2(mnt);
-        mounted = false;
-      } catch (e) {
-        errors.push((e as Error).message);
-      }
-    }
-    if (loop) {
-      try {
-        // still mounted: the kernel frees the device (autoclear) once the mount goes
-        detachLoop(loop, image, { wait: !mounted });
+        unmount(mnt, { keepDir: true }); // also detaches the loop device
       } catch (e) {
         errors.push((e as Error).message);
       }

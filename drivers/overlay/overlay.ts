@@ -38,9 +38,10 @@ import { Feature } from '../feature.ts';
 import { makeScratch, removeStaleScratch } from '../scratch.ts';
 import { backingFsName, supportsDType } from '../backing-fs.ts';
 import { naiveApplyDiff, naiveChanges, naiveDiff, naiveDiffSize } from '../naive.ts';
-import { PROBE_PREFIXES, probeOverlay } from '../overlay2/probes.ts';
-import { RefCounter, isMountPoint } from '../refcount.ts';
-import { copyTree } from '../vfs/vfs.ts';
+import { PROBE_PREFIXES, indexOffPrefix, probeOverlay } from '../overlay2/probes.ts';
+import { LayerMounts, overlaySpec, unmount } from '../mounter.ts';
+import { isMountPoint } from '../../sys/mountinfo.ts';
+import { copyTree } from '../../archive/copy-tree.ts';
 import { readOnlyDriver } from '../read-only.ts';
 import { TMP_ROOT_PREFIX, layerMetadata, layerPaths, mountData, type LayerPaths } from './layout.ts';
 
@@ -101,19 +102,19 @@ function removeDeadApplyCopies(home: string): void {
 
 export class OverlayDriver implements Driver {
   readonly name = NAME;
-  private readonly refs: RefCounter;
-  /** `index=off,` where the kernel has the parameter (as overlay2 mounts; moby's overlay v1 passed nothing) */
+  private readonly mounts: LayerMounts;
+  /** `index=off,` where the kernel has it (as overlay2 mounts; moby's overlay v1 passed nothing) */
   private readonly optPrefix: string;
 
   /** `mountable` left out: assumed, unprobed (a caller that did not init). */
   constructor(readonly home: string, private readonly backingFs: string, private readonly mountable = Feature.known(NAME, 'overlay mount', home, true as const)) {
-    this.refs = new RefCounter(home);
-    this.optPrefix = fs.existsSync('/sys/module/overlay/parameters/index') ? 'index=off,' : '';
+    this.mounts = new LayerMounts(home);
+    this.optPrefix = indexOffPrefix();
   }
 
   /** Drop the mount references of killed processes, unmounting what no live one holds (init does this). */
   async reclaimDeadHolders(): Promise<void> {
-    await this.refs.reclaim((_id, mp) => this.unmount(mp));
+    await this.mounts.reclaim();
   }
 
   private paths(id: string): LayerPaths {
@@ -194,8 +195,8 @@ export class OverlayDriver implements Driver {
   /** Unmount if mounted (our reference records or not: moby's EnsureRemoveAll does too), then delete. */
   async remove(id: string): Promise<void> {
     const p = this.paths(id);
-    await this.refs.forget(id, (mp) => this.unmount(mp));
-    if (isMountPoint(p.merged)) this.unmount(p.merged);
+    await this.mounts.forget(id);
+    if (isMountPoint(p.merged)) unmount(p.merged);
     removeTree(p.dir); // any depth: a layer may hold paths longer than PATH_MAX
   }
 
@@ -205,38 +206,25 @@ export class OverlayDriver implements Driver {
     if (isDir(p.root)) return p.root;
     const data = mountData(this.home, id, this.lowerId(id, p), this.optPrefix);
     this.mountable.get();
-    await this.refs.acquire(id, p.merged, () => {
-      fs.mkdirSync(p.merged, { recursive: true, mode: 0o700 });
-      try {
-        sys.mount('overlay', p.merged, 'overlay', 0, data);
-      } catch (e) {
-        rmdirQuiet(p.merged);
-        throw new Error(`error creating overlay mount to ${p.merged}: ${(e as Error).message}`, { cause: e });
-      }
-    });
+    try {
+      await this.mounts.get(id, p.merged, () => overlaySpec(data));
+    } catch (e) {
+      if (!(e instanceof sys.SysError)) throw e;
+      throw new Error(`error creating overlay mount to ${p.merged}: ${e.message}`, { cause: e });
+    }
     return p.merged;
   }
 
   async persist(id: string): Promise<void> {
     const p = this.paths(id);
     if (isDir(p.root)) return; // an image layer is its root/: nothing mounted, nothing to keep
-    await this.refs.persist(id, p.merged);
+    await this.mounts.persist(id, p.merged);
   }
 
   async put(id: string): Promise<void> {
     const p = this.paths(id);
     if (isDir(p.root)) return;
-    await this.refs.release(id, p.merged, () => this.unmount(p.merged));
-  }
-
-  /** moby Put: MNT_DETACH, then rmdir merged/ (which also drops the mount in other mount namespaces). */
-  private unmount(merged: string): void {
-    try {
-      sys.umount2(merged, sys.MNT_DETACH);
-    } catch (e) {
-      if (!(e instanceof sys.SysError && e.code === 'EINVAL')) throw e; // EINVAL: not mounted
-    }
-    rmdirQuiet(merged);
+    await this.mounts.put(id, p.merged);
   }
 
   exists(id: string): boolean {
@@ -253,7 +241,7 @@ export class OverlayDriver implements Driver {
   }
 
   async cleanup(): Promise<void> {
-    await this.refs.releaseAll((_id, mp) => this.unmount(mp));
+    await this.mounts.cleanup();
   }
 
   /** Layer ids. No parents: an image layer keeps none, and lower-id names the image below, not the parent. */
@@ -347,14 +335,6 @@ function mkdirMode(p: string, mode: number): void {
   fs.mkdirSync(p, mode);
   fs.chmodSync(p, mode); // the umask, and mkdir(2) drops setuid/setgid/sticky
   if (isRoot) fs.chownSync(p, 0, 0);
-}
-
-function rmdirQuiet(p: string): void {
-  try {
-    fs.rmdirSync(p);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
 }
 
 function isDir(p: string): boolean {

@@ -11,7 +11,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
-import * as sys from '../../sys/syscalls.ts';
 import { applyLayer } from '../../archive/apply.ts';
 import { changesFromDiffDir, directorySize } from '../../archive/changes.ts';
 import { exportDir } from '../../archive/export.ts';
@@ -25,13 +24,13 @@ import {
 import { Feature } from '../feature.ts';
 import { removeStaleScratch } from '../scratch.ts';
 import { naiveApplyDiff, naiveChanges, naiveDiff, naiveDiffSize } from '../naive.ts';
-import { RefCounter } from '../refcount.ts';
+import { LayerMounts, overlaySpec } from '../mounter.ts';
 import { ProjectQuota } from '../quota.ts';
 import { backingFsName, supportsDType } from '../backing-fs.ts';
 import { LINK_DIR, childLower, generateLinkId, planMount } from './layout.ts';
 import { overlay2Lowers } from './links.ts';
 import { readOnlyDriver } from '../read-only.ts';
-import { PROBE_PREFIXES, probeNativeDiff, probeOverlay, probeUserXattr } from './probes.ts';
+import { PROBE_PREFIXES, indexOffPrefix, probeNativeDiff, probeOverlay, probeUserXattr } from './probes.ts';
 
 export const NAME = 'overlay2';
 
@@ -105,7 +104,7 @@ function openReadOnly(home: string): Driver {
 
 export class Overlay2Driver implements Driver {
   readonly name = NAME;
-  private readonly refs: RefCounter;
+  private readonly mounts: LayerMounts;
   private readonly nativeDiff: Feature<NativeDiff>;
   private readonly userxattr: Feature<boolean>;
   /** overlay mounts work here (and the backing fs has d_type) */
@@ -127,7 +126,7 @@ export class Overlay2Driver implements Driver {
     /** a read-only open: lowers read through the checked links, no naive fallback */
     private readonly readOnly = false,
   ) {
-    this.refs = new RefCounter(home);
+    this.mounts = new LayerMounts(home);
     const known = <T>(what: string, v: T | Feature<T>) => (v instanceof Feature ? v : Feature.known(NAME, what, home, v));
     this.nativeDiff = known('native diff', nativeDiff);
     this.userxattr = known('userxattr', userxattr);
@@ -136,12 +135,12 @@ export class Overlay2Driver implements Driver {
 
   /** Drop the mount references of killed processes, unmounting what no live one holds (init does this). */
   async reclaimDeadHolders(): Promise<void> {
-    await this.refs.reclaim((_id, p) => this.unmount(p));
+    await this.mounts.reclaim();
   }
 
   /** `index=off,` where the kernel has the parameter, and `userxattr,` where needed, as moby does */
   private optPrefix(): string {
-    return (fs.existsSync('/sys/module/overlay/parameters/index') ? 'index=off,' : '') + (this.userxattr.get() ? 'userxattr,' : '');
+    return indexOffPrefix() + (this.userxattr.get() ? 'userxattr,' : '');
   }
 
   /** the whiteout form of the diff dirs: the opaque xattr follows the mount's namespace */
@@ -221,7 +220,7 @@ export class Overlay2Driver implements Driver {
 
   async remove(id: string): Promise<void> {
     const dir = this.dir(id);
-    await this.refs.forget(id, (p) => this.unmount(p));
+    await this.mounts.forget(id);
     const link = this.readText(id, 'link');
     if (link) fs.rmSync(path.join(this.home, LINK_DIR, link), { force: true });
     removeTree(dir); // any depth: a layer may hold paths longer than PATH_MAX
@@ -235,47 +234,21 @@ export class Overlay2Driver implements Driver {
     const merged = path.join(dir, 'merged');
     this.mountable.get();
     const prefix = this.optPrefix();
-    await this.refs.acquire(id, merged, () => {
-      const readOnly = fs.existsSync(path.join(dir, 'committed'));
-      const plan = planMount(this.home, id, lower, readOnly, prefix);
-      fs.mkdirSync(merged, { recursive: true, mode: 0o700 });
-      if (plan.cwd) {
-        // relative paths: mount from the home (moby re-execs a helper for this;
-        // our mount is one synchronous call, so the cwd change cannot interleave)
-        const back = process.cwd();
-        process.chdir(plan.cwd);
-        try {
-          sys.mount('overlay', merged, 'overlay', 0, plan.data);
-        } finally {
-          process.chdir(back);
-        }
-      } else sys.mount('overlay', merged, 'overlay', 0, plan.data);
+    await this.mounts.get(id, merged, () => {
+      const plan = planMount(this.home, id, lower, fs.existsSync(path.join(dir, 'committed')), prefix);
+      return overlaySpec(plan.data, plan.cwd);
     });
     return merged;
   }
 
   async persist(id: string): Promise<void> {
     if (!this.readText(id, 'lower')) return; // a base layer is its diff dir: nothing mounted, nothing to keep
-    await this.refs.persist(id, path.join(this.dir(id), 'merged'));
+    await this.mounts.persist(id, path.join(this.dir(id), 'merged'));
   }
 
   async put(id: string): Promise<void> {
     if (!this.readText(id, 'lower')) return;
-    await this.refs.release(id, path.join(this.dir(id), 'merged'), () => this.unmount(path.join(this.dir(id), 'merged')));
-  }
-
-  private unmount(merged: string): void {
-    try {
-      sys.umount2(merged, sys.MNT_DETACH);
-    } catch (e) {
-      if (!(e instanceof sys.SysError && e.code === 'EINVAL')) throw e; // already unmounted
-    }
-    // moby removes merged/ so a mount in another namespace is forced off too
-    try {
-      fs.rmdirSync(merged);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
+    await this.mounts.put(id, path.join(this.dir(id), 'merged'));
   }
 
   exists(id: string): boolean {
@@ -315,7 +288,7 @@ export class Overlay2Driver implements Driver {
   }
 
   async cleanup(): Promise<void> {
-    await this.refs.releaseAll((_id, p) => this.unmount(p));
+    await this.mounts.cleanup();
   }
 
   layers(): LayerInfo[] {

@@ -8,17 +8,26 @@ import * as path from 'node:path';
 import * as sys from '../../sys/syscalls.ts';
 import { runningInUserNS } from '../../sys/userns.ts';
 import { backingFsName } from '../backing-fs.ts';
+import { mount, overlaySpec, unmount } from '../mounter.ts';
 import { withScratch as scratch } from '../scratch.ts';
 
 /** The scratch-dir prefixes of these probes (and moby's), which init removes when their holder is gone. */
 export const PROBE_PREFIXES = ['check-overlayfs-support', 'userxattr-check', 'opaque-bug-check', 'metacopy-check'] as const;
 
+/**
+ * `index=off,` where the kernel has the parameter (as moby's overlay2 mounts;
+ * both overlay drivers pass it), so a lower shared by two mounts is not refused.
+ */
+export function indexOffPrefix(): string {
+  return fs.existsSync('/sys/module/overlay/parameters/index') ? 'index=off,' : '';
+}
+
 function mountOverlay(merged: string, data: string, fn: () => void): void {
-  sys.mount('overlay', merged, 'overlay', 0, data);
+  mount(merged, overlaySpec(data));
   try {
     fn();
   } finally {
-    sys.umount2(merged, sys.MNT_DETACH);
+    unmount(merged, { keepDir: true });
   }
 }
 

@@ -9,7 +9,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidParameterError, QuotaNotSupportedError, type Driver } from '../../drivers/driver.ts';
-import { copyTree, init } from '../../drivers/vfs/vfs.ts';
+import { copyTree } from '../../archive/copy-tree.ts';
+import { init } from '../../drivers/vfs/vfs.ts';
 import { asRoot } from '../helpers/require.ts';
 import { runConformance, xfsProjectQuotaHome } from './suite.ts';
 

@@ -35,7 +35,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { parseMountPoints } from '../../drivers/refcount.ts';
+import { parseMountPoints } from '../../sys/mountinfo.ts';
 import * as sys from '../../sys/syscalls.ts';
 
 export const DOCKERD = '/usr/sbin/dockerd';

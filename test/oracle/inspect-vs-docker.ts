@@ -39,7 +39,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
-import { parseMountPoints } from '../../drivers/refcount.ts';
+import { parseMountPoints } from '../../sys/mountinfo.ts';
 import { busyboxAvailable } from '../../fixtures/busybox-rootfs.ts';
 import { describe, describeContainer, describeImage } from '../../inspect/describe.ts';
 import { containerStatus, diskUsage, renderDf, type DfReport } from '../../inspect/df.ts';

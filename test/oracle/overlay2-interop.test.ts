@@ -34,7 +34,7 @@ import { manifestDiff, treeManifest } from '../../archive/digest.ts';
 import { changeLetter, displayPath, rawPath, type Change } from '../../archive/types.ts';
 import '../../drivers/all.ts';
 import type { Driver } from '../../drivers/driver.ts';
-import { parseMountPoints } from '../../drivers/refcount.ts';
+import { parseMountPoints } from '../../sys/mountinfo.ts';
 import { getDriver } from '../../drivers/registry.ts';
 import { busyboxAvailable } from '../../fixtures/busybox-rootfs.ts';
 import { isRoot, when } from '../helpers/require.ts';

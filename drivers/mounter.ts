@@ -1,0 +1,237 @@
+// Every mount a driver makes goes through here (containerd's mount/ package:
+// drivers plan a spec, purely; this thin layer mounts it and tears it down).
+//
+//   kernel  mount(2) of a fstype with data and flags (overlay; kernel aufs is
+//           the same spec), optionally from a cwd (overlay2's mountfrom case:
+//           relative paths when the options would not fit in a page)
+//   loop    a read-only loop mount of an image file (a rebuilt devicemapper
+//           device)
+//   fuse    a FUSE union helper process (fuse-overlayfs; aufs without the
+//           module): started, returned from once its mount is in mountinfo,
+//           ended with `fusermount3 -u`; its pid + start time recorded under
+//           <run>/fuse so another process can release it and a mount whose
+//           helper died (ENOTCONN) is found stale and cleaned
+//
+// Unmounting needs no spec: what is mounted at a target is read back from
+// mountinfo, so another process (a later `strata layer umount`, or reclaim()
+// after a killed holder) tears it down the same way. LayerMounts joins this
+// to the cross-process reference counts of drivers/refcount.ts.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { findTool } from '../sys/find-tool.ts';
+import { attachLoop, detachLoop } from '../sys/loop.ts';
+import { mountAt } from '../sys/mountinfo.ts';
+import * as sys from '../sys/syscalls.ts';
+import { isAlive, tagOf, type HolderTag } from './holder.ts';
+import { RefCounter } from './refcount.ts';
+
+export type MountSpec =
+  | { kind: 'kernel'; fstype: string; source: string; data: string; flags?: number; cwd?: string | null }
+  | { kind: 'loop'; image: string; fstype: string; data: string }
+  | { kind: 'fuse'; program: string; options: string };
+
+/** The kernel overlay spec of a lower/upper/work option string. */
+export function overlaySpec(data: string, cwd: string | null = null): MountSpec {
+  return { kind: 'kernel', fstype: 'overlay', source: 'overlay', data, cwd };
+}
+
+/** Mount `spec` on `target` (created, mode 0700, if missing; removed again if the mount fails). */
+export function mount(target: string, spec: MountSpec): void {
+  const made = !fs.existsSync(target);
+  if (made) fs.mkdirSync(target, { recursive: true, mode: 0o700 });
+  try {
+    if (spec.kind === 'kernel') kernelMount(target, spec);
+    else if (spec.kind === 'loop') loopMountReadOnly(target, spec);
+    else fuseMount(target, spec);
+  } catch (e) {
+    if (made) rmdirQuiet(target);
+    throw e;
+  }
+}
+
+function kernelMount(target: string, spec: Extract<MountSpec, { kind: 'kernel' }>): void {
+  if (!spec.cwd) return sys.mount(spec.source, target, spec.fstype, spec.flags ?? 0, spec.data);
+  // relative paths: mount from `cwd` (moby re-execs a helper for this; our
+  // mount is one synchronous call, so the cwd change cannot interleave)
+  const back = process.cwd();
+  process.chdir(spec.cwd);
+  try {
+    sys.mount(spec.source, target, spec.fstype, spec.flags ?? 0, spec.data);
+  } finally {
+    process.chdir(back);
+  }
+}
+
+function loopMountReadOnly(target: string, spec: Extract<MountSpec, { kind: 'loop' }>): void {
+  const device = attachLoop(spec.image, { readOnly: true });
+  try {
+    sys.mount(device, target, spec.fstype, sys.MS_RDONLY, spec.data);
+  } catch (e) {
+    detachLoop(device, spec.image);
+    throw e;
+  }
+}
+
+// ---- FUSE helpers ------------------------------------------------------------
+
+/** Where the helper of a FUSE mount at `target` is recorded. */
+function helperRecord(target: string): string {
+  const run = process.env.STRATA_FUSE_DIR ?? '/run/strata/fuse';
+  return path.join(run, createHash('sha256').update(path.resolve(target)).digest('hex').slice(0, 24));
+}
+
+/** The recorded helper of the FUSE mount at `target` (pid + start time), if any. */
+export function fuseHelper(target: string): HolderTag | null {
+  try {
+    return (JSON.parse(fs.readFileSync(helperRecord(target), 'utf8')) as { helper: HolderTag }).helper;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Start the helper. It daemonizes only once its mount is made (libfuse's
+ * fuse_daemonize after fuse_session_mount), so when the command returns the
+ * mount is in mountinfo: that is checked, and the daemon found by its argv.
+ */
+function fuseMount(target: string, spec: Extract<MountSpec, { kind: 'fuse' }>): void {
+  const program = findTool(spec.program);
+  if (!program) throw new Error(`${spec.program} is not installed`);
+  const argv = [program, '-o', spec.options, path.resolve(target)];
+  const r = spawnSync(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${spec.program} ${target}: ${r.stderr.trim() || `exit ${r.status ?? r.signal}`}`);
+  if (!mountAt(target)?.fstype.startsWith('fuse')) throw new Error(`${spec.program} exited 0 but ${target} is not a FUSE mount`);
+  const helper = daemonOf(argv);
+  if (!helper) {
+    fusermountU(target);
+    throw new Error(`${spec.program} ${target}: its daemon is not to be found`);
+  }
+  const rec = helperRecord(target);
+  fs.mkdirSync(path.dirname(rec), { recursive: true, mode: 0o700 });
+  fs.writeFileSync(rec + '.tmp', JSON.stringify({ target: path.resolve(target), helper }) + '\n');
+  fs.renameSync(rec + '.tmp', rec);
+}
+
+/** The running process whose command line is exactly `argv`. */
+function daemonOf(argv: string[]): HolderTag | null {
+  const want = argv.join('\0') + '\0';
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let cmdline: string;
+    try {
+      cmdline = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (cmdline === want) return tagOf(Number(name));
+  }
+  return null;
+}
+
+function fusermountU(target: string): void {
+  execFileSync(findTool('fusermount3') ?? 'fusermount3', ['-u', target], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** Is the mount at `target` a FUSE mount whose recorded helper is dead (every access fails ENOTCONN)? */
+export function isStaleFuse(target: string): boolean {
+  if (!mountAt(target)?.fstype.startsWith('fuse')) return false;
+  const helper = fuseHelper(target);
+  return helper !== null && !isAlive(helper);
+}
+
+/** End a FUSE mount: `fusermount3 -u` (a dead helper's mount too), then wait for its helper to exit. */
+function fuseUnmount(target: string): void {
+  const helper = fuseHelper(target);
+  try {
+    fusermountU(target);
+  } catch {
+    // fusermount3 refuses what it cannot unmount (not in its mtab view): the kernel's way
+    sys.umount2(target, sys.MNT_DETACH);
+  }
+  if (helper && isAlive(helper) && !sys.waitForExit(Number(helper.split('.')[0]), 10_000)) {
+    throw new Error(`the FUSE helper of ${target} (pid ${helper.split('.')[0]}) did not exit after its unmount`);
+  }
+  fs.rmSync(helperRecord(target), { force: true });
+}
+
+/**
+ * Tear down what is mounted at `target`, whoever mounted it: MNT_DETACH
+ * (moby Put), the loop device behind it detached, then `target` removed
+ * unless `keepDir` (rmdir also drops the mount in other mount namespaces).
+ * Not mounted is not an error.
+ */
+export function unmount(target: string, opts: { keepDir?: boolean } = {}): void {
+  const m = mountAt(target);
+  if (m?.fstype.startsWith('fuse')) {
+    fuseUnmount(target);
+    if (!opts.keepDir) rmdirQuiet(target);
+    return;
+  }
+  const loop = m && /^\/dev\/loop\d+$/.test(m.source) ? { device: m.source, image: backingFile(m.source) } : null;
+  try {
+    sys.umount2(target, sys.MNT_DETACH);
+  } catch (e) {
+    if (!(e instanceof sys.SysError && e.code === 'EINVAL')) throw e; // EINVAL: not mounted
+  }
+  if (loop?.image) detachLoop(loop.device, loop.image);
+  if (!opts.keepDir) rmdirQuiet(target);
+}
+
+/** The image behind loop device `device`, from sysfs (null once it is detached). */
+function backingFile(device: string): string | null {
+  try {
+    return fs.readFileSync(`/sys/block/${path.basename(device)}/loop/backing_file`, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+function rmdirQuiet(p: string): void {
+  try {
+    fs.rmdirSync(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
+/**
+ * A driver's mounts, counted across processes: the first get() of an id
+ * mounts its spec, the last put() (from any process) unmounts it.
+ */
+export class LayerMounts {
+  readonly refs: RefCounter;
+  constructor(home: string) {
+    this.refs = new RefCounter(home);
+  }
+
+  /** Take a reference on `id`, mounting `plan()` on `target` when nobody holds one. */
+  async get(id: string, target: string, plan: () => MountSpec): Promise<void> {
+    if (isStaleFuse(target)) unmount(target, { keepDir: true }); // its helper was killed: mount afresh
+    await this.refs.acquire(id, target, () => mount(target, plan()));
+  }
+
+  async persist(id: string, target: string): Promise<void> {
+    await this.refs.persist(id, target);
+  }
+
+  async put(id: string, target: string): Promise<void> {
+    await this.refs.release(id, target, () => unmount(target));
+  }
+
+  /** Drop dead holders' references, unmounting what no live one holds (driver init). */
+  async reclaim(): Promise<void> {
+    await this.refs.reclaim((_id, target) => unmount(target));
+  }
+
+  /** Unmount everything recorded (moby Cleanup). */
+  async cleanup(): Promise<void> {
+    await this.refs.releaseAll((_id, target) => unmount(target));
+  }
+
+  /** Layer removal: unmount `id` if mounted and forget its record. */
+  async forget(id: string): Promise<void> {
+    await this.refs.forget(id, (target) => unmount(target));
+  }
+}

@@ -1,0 +1,108 @@
+// drivers/mounter.ts: each kind of spec mounted and torn down, the FUSE helper
+// released from a second process, and a SIGKILLed helper's stale mount cleaned.
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { LayerMounts, fuseHelper, isStaleFuse, mount, overlaySpec, unmount } from '../drivers/mounter.ts';
+import { isAlive } from '../drivers/holder.ts';
+import { loopDevicesOf } from '../sys/loop.ts';
+import { isMountPoint, mountAt, mountsUnder } from '../sys/mountinfo.ts';
+import * as sys from '../sys/syscalls.ts';
+import { repo } from './helpers/line-child.ts';
+import { asRoot, hasTool, when } from './helpers/require.ts';
+import { tinyFsMissing } from './helpers/tiny-fs.ts';
+
+function scratch(t: import('ava').ExecutionContext): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-mounter-'));
+  for (const d of ['l1', 'l2', 'upper', 'work']) fs.mkdirSync(path.join(dir, d));
+  fs.writeFileSync(path.join(dir, 'l1/a'), 'from l1');
+  fs.writeFileSync(path.join(dir, 'l2/b'), 'from l2');
+  process.env.STRATA_FUSE_DIR = path.join(dir, 'run-fuse');
+  process.env.STRATA_RUN_DIR = path.join(dir, 'run-refs');
+  t.teardown(() => {
+    for (const m of mountsUnder(dir).reverse()) sys.umount2(m.mountPoint, sys.MNT_DETACH);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+const unionOpts = (dir: string) => `lowerdir=${dir}/l1:${dir}/l2,upperdir=${dir}/upper,workdir=${dir}/work`;
+
+asRoot({ serial: true })('kernel: an overlay spec is mounted (target made) and unmount detaches and removes the target', (t) => {
+  const dir = scratch(t);
+  const target = path.join(dir, 'merged');
+  mount(target, overlaySpec(unionOpts(dir)));
+  t.is(mountAt(target)?.fstype, 'overlay');
+  t.is(fs.readFileSync(path.join(target, 'b'), 'utf8'), 'from l2');
+  unmount(target);
+  t.false(isMountPoint(target));
+  t.false(fs.existsSync(target));
+  fs.mkdirSync(target);
+  t.notThrows(() => unmount(target), 'not mounted is no error');
+});
+
+asRoot({ serial: true })('kernel: a failed mount removes the target it made', (t) => {
+  const dir = scratch(t);
+  const target = path.join(dir, 'merged');
+  t.throws(() => mount(target, overlaySpec(`lowerdir=${dir}/missing`)), { instanceOf: sys.SysError });
+  t.false(fs.existsSync(target));
+});
+
+const loopMissing = tinyFsMissing();
+when(loopMissing === null, loopMissing ?? '', { serial: true })('loop: an image is mounted read-only and unmount detaches its device', (t) => {
+  const dir = scratch(t);
+  const img = path.join(dir, 'fs.img');
+  fs.writeFileSync(img, '');
+  fs.truncateSync(img, 8 << 20);
+  execFileSync('mkfs.ext4', ['-q', '-F', '-d', path.join(dir, 'l1'), img], { stdio: 'pipe' });
+  const target = path.join(dir, 'mnt');
+  mount(target, { kind: 'loop', image: img, fstype: 'ext4', data: 'noload' });
+  t.true(mountAt(target)!.options.includes('ro'));
+  t.is(fs.readFileSync(path.join(target, 'a'), 'utf8'), 'from l1');
+  t.is(loopDevicesOf(img).length, 1);
+  unmount(target, { keepDir: true });
+  t.false(isMountPoint(target));
+  t.true(fs.existsSync(target));
+  t.deepEqual(loopDevicesOf(img), [], 'the loop device is detached');
+});
+
+const fuseMissing = process.getuid?.() !== 0 ? 'root' : !fs.existsSync('/dev/fuse') || !hasTool('fuse-overlayfs') || !hasTool('fusermount3')
+  ? '/dev/fuse, fuse-overlayfs and fusermount3' : null;
+const fuse = (dir: string) => ({ kind: 'fuse' as const, program: 'fuse-overlayfs', options: unionOpts(dir) });
+
+when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: the helper is up when mount returns, recorded, and released by another process', (t) => {
+  const dir = scratch(t);
+  const target = path.join(dir, 'merged');
+  mount(target, fuse(dir));
+  t.is(mountAt(target)?.fstype, 'fuse.fuse-overlayfs');
+  t.is(fs.readFileSync(path.join(target, 'a'), 'utf8'), 'from l1');
+  const helper = fuseHelper(target)!;
+  t.true(isAlive(helper));
+  // a second process, knowing only the target, ends it
+  execFileSync(process.execPath, ['--import', 'tsx', '-e',
+    `const m = await import(${JSON.stringify(path.join(repo, 'drivers/mounter.ts'))}); m.unmount(${JSON.stringify(target)});`],
+  { cwd: repo, env: process.env, stdio: 'pipe' });
+  t.false(isMountPoint(target));
+  t.false(isAlive(helper), 'the helper exited');
+  t.is(fuseHelper(target), null, 'its record is gone');
+});
+
+when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a SIGKILLed helper leaves a stale mount that the next get() cleans and mounts afresh', async (t) => {
+  const dir = scratch(t);
+  const target = path.join(dir, 'merged');
+  const mounts = new LayerMounts(path.join(dir, 'home'));
+  await mounts.get('x', target, () => fuse(dir));
+  const helper = fuseHelper(target)!;
+  const pid = Number(helper.split('.')[0]);
+  process.kill(pid, 'SIGKILL');
+  t.true(sys.waitForExit(pid, 10_000));
+  t.true(isStaleFuse(target));
+  t.throws(() => fs.readdirSync(target), { code: 'ENOTCONN' });
+  await mounts.get('x', target, () => fuse(dir));
+  t.false(isStaleFuse(target));
+  t.not(fuseHelper(target), helper);
+  t.is(fs.readFileSync(path.join(target, 'b'), 'utf8'), 'from l2');
+  await mounts.put('x', target);
+  t.false(isMountPoint(target));
+});
