@@ -19,7 +19,6 @@ import {
 import { NaiveDiffDriver } from '../naive.ts';
 import { readOnlyDriver } from '../read-only.ts';
 import { ProjectQuota } from '../quota.ts';
-import { findTool } from '../../sys/find-tool.ts';
 import { removeTree } from '../../archive/remove-tree.ts';
 import { copyTree } from '../../archive/copy-tree.ts';
 
