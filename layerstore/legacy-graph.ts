@@ -16,7 +16,7 @@ import { homesIn } from '../drivers/all.ts';
 import { isDigest } from './digests.ts';
 import { LEGACY_CONTAINER_FIELDS, V1_IMAGE_FIELDS, fieldTypeProblems } from './field-types.ts';
 import {
-  assembleImageChains, commandOf, containerStateOf, parseCreated, type ContainerRecord, type Era, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel,
+  addTag, assembleImageChains, commandOf, containerStateOf, parseCreated, sortImageRefs, type ContainerRecord, type Era, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel,
 } from './model.ts';
 import { Problems } from './problems.ts';
 import { StoreFiles } from './store-files.ts';
@@ -55,6 +55,19 @@ class LegacyLayer implements LayerRecord {
 
 
 /** `container_config.Cmd` joined, as docker ≤ 1.9 history's CREATED BY. */
+/**
+ * `<dir>/json` of v1 image `id` (a graph/ or registry images/ entry), with
+ * its field types and its id checked against the directory; null when it
+ * cannot be read (the problem is recorded).
+ */
+export function readV1ImageJson(files: StoreFiles, dir: string, id: string): Record<string, unknown> | null {
+  const jsonPath = path.join(dir, 'json');
+  const json = files.jsonObject(jsonPath, { what: 'image JSON' })?.value ?? null;
+  if (json) for (const m of fieldTypeProblems(json, V1_IMAGE_FIELDS)) files.problems.add(jsonPath, `image JSON: ${m}`);
+  if (json && str(json.id) !== id) files.problems.add(jsonPath, `image JSON says id ${JSON.stringify(json.id)}, its directory is ${id}`);
+  return json;
+}
+
 export function createdByOf(json: Record<string, unknown> | null): string {
   const cc = obj(json?.container_config);
   const cmd = cc?.Cmd;
@@ -113,9 +126,7 @@ export function readLegacyStore(root: string, opts: LegacyOptions = {}, problems
     }
     if (!isV1Id(id)) problems.warn(dir, 'directory name is not an image id');
     const jsonPath = path.join(dir, 'json');
-    const json = files.jsonObject(jsonPath, { what: 'image JSON' })?.value ?? null;
-    if (json) for (const m of fieldTypeProblems(json, V1_IMAGE_FIELDS)) problems.add(jsonPath, `image JSON: ${m}`);
-    if (json && str(json.id) !== id) problems.add(jsonPath, `image JSON says id ${JSON.stringify(json.id)}, its directory is ${id}`);
+    const json = readV1ImageJson(files, dir, id);
     // moby migrate/v1 getParent: parent, else 1.9's parent_id digest, overridden by the parent file
     let parent = str(json?.parent) || null;
     const parentId = str(json?.parent_id);
@@ -149,19 +160,11 @@ export function readLegacyStore(root: string, opts: LegacyOptions = {}, problems
     for (const { repository: repo, key: tag, target } of readTagFile(files, tagFile.file, true) ?? []) {
       const id = str(target);
       const digest = isDigest(tag) ? tag : null;
-      model.tags.push({ repository: repo, tag: digest ? null : tag, digest, imageId: id, source: tagFile.file });
-      const img = model.images.get(id);
-      if (!img) {
+      if (!addTag(model, { repository: repo, tag: digest ? null : tag, digest, imageId: id, source: tagFile.file })) {
         problems.add(tagFile.file, `${repo}:${tag} points at image ${id || JSON.stringify(target)}, which is not in graph/`);
-        continue;
       }
-      if (digest) img.digests.push(`${repo}@${digest}`);
-      else img.tags.push(`${repo}:${tag}`);
     }
-    for (const img of model.images.values()) {
-      img.tags.sort();
-      img.digests.sort();
-    }
+    sortImageRefs(model);
   }
 
   readLegacyContainers(model, files);

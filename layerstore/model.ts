@@ -213,3 +213,21 @@ export function assembleImageChains(
     img.history = chain.map((id) => own.get(id)!);
   }
 }
+
+/** Record reference `t` and list it on its image (tag first, as docker lists name:tag@digest); false when that image is not in the model. */
+export function addTag(model: StoreModel, t: TagRecord): boolean {
+  model.tags.push(t);
+  const img = model.images.get(t.imageId);
+  if (!img) return false;
+  if (t.tag !== null) img.tags.push(`${t.repository}:${t.tag}`);
+  else if (t.digest !== null) img.digests.push(`${t.repository}@${t.digest}`);
+  return true;
+}
+
+/** Every image's references in sorted order, once all are added. */
+export function sortImageRefs(model: StoreModel): void {
+  for (const img of model.images.values()) {
+    img.tags.sort();
+    img.digests.sort();
+  }
+}

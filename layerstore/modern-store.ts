@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { chainIds, isDigest, isHex64 } from './digests.ts';
 import { CONTAINER_FIELDS, HISTORY_FIELDS, IMAGE_CONFIG_FIELDS, fieldTypeProblems } from './field-types.ts';
 import {
-  commandOf, containerStateOf, parseCreated, type ContainerRecord, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel, type TagRecord,
+  addTag, commandOf, containerStateOf, parseCreated, sortImageRefs, type ContainerRecord, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel,
 } from './model.ts';
 import { Problems } from './problems.ts';
 import { StoreFiles } from './store-files.ts';
@@ -229,20 +229,11 @@ export function readModernStore(root: string, opts: ModernOptions = {}, problems
       continue;
     }
     const r = splitReference(ref);
-    const tag: TagRecord = { repository: repo, tag: r.tag, digest: r.digest, imageId: target, source: reposFile };
-    model.tags.push(tag);
-    const img = model.images.get(target);
-    if (!img) {
+    if (!addTag(model, { repository: repo, tag: r.tag, digest: r.digest, imageId: target, source: reposFile })) {
       problems.add(reposFile, `reference ${ref} points at image ${target}, which is not in imagedb`);
-      continue;
     }
-    if (r.tag !== null) img.tags.push(`${repo}:${r.tag}`);
-    else if (r.digest !== null) img.digests.push(`${repo}@${r.digest}`);
   }
-  for (const img of model.images.values()) {
-    img.tags.sort();
-    img.digests.sort();
-  }
+  sortImageRefs(model);
 
   readModernContainers(model, files);
   return model;

@@ -13,10 +13,9 @@
 // own layer as a layer, tags from the tag files ("library" is the namespace of
 // official images and is dropped from names, as docker did).
 import * as path from 'node:path';
-import { createdByOf, isV1Id } from './legacy-graph.ts';
+import { createdByOf, isV1Id, readV1ImageJson } from './legacy-graph.ts';
 import { assembleImageChains, parseCreated, type ImageRecord, type LayerRecord, type StoreModel } from './model.ts';
 import { Problems } from './problems.ts';
-import { V1_IMAGE_FIELDS, fieldTypeProblems } from './field-types.ts';
 import { StoreFiles } from './store-files.ts';
 import { asString as str, isDirectory, lstatQuiet, sizeProblem } from '../sys/read-only-files.ts';
 
@@ -55,9 +54,7 @@ export function readRegistryV1(root: string, problems = new Problems()): StoreMo
     if (!files.realDir(dir, 'image directory')) continue;
     if (!isV1Id(id)) problems.warn(dir, 'directory name is not an image id');
     const jsonPath = path.join(dir, 'json');
-    const json = files.jsonObject(jsonPath, { what: 'image JSON' })?.value ?? null;
-    if (json) for (const m of fieldTypeProblems(json, V1_IMAGE_FIELDS)) problems.add(jsonPath, `image JSON: ${m}`);
-    if (json && str(json.id) !== id) problems.add(jsonPath, `image JSON says id ${JSON.stringify(json.id)}, its directory is ${id}`);
+    const json = readV1ImageJson(files, dir, id);
     const parent = str(json?.parent) || null;
     let size = typeof json?.Size === 'number' ? json.Size : null;
     if (size !== null && sizeProblem(size)) {
