@@ -509,8 +509,13 @@ function volumeLinks(model: StoreModel): Map<string, number> {
 
 const pct = (part: number, whole: number) => (whole > 0 ? `${Math.round((part * 100) / whole)}%` : '0%');
 
-/** `docker system df` (summary) or `-v` (tables), then the accounting of the root. */
-export function renderDf(r: DfReport, verbose: boolean, now = new Date()): string {
+/**
+ * `docker system df` (summary) or `-v` (tables), then the accounting of the
+ * root. docker has two clocks here: the daemon words container STATUS when it
+ * answers, the client words every CREATED when it prints; `statusNow` is the
+ * first (the same instant unless a caller replays docker's output).
+ */
+export function renderDf(r: DfReport, verbose: boolean, now = new Date(), statusNow = now): string {
   const byId = new Map<string, ImageUsage>();
   for (const i of r.images) byId.set(i.id, i);
   const activeImages = [...byId.values()].filter((i) => i.containers > 0);
@@ -535,7 +540,7 @@ export function renderDf(r: DfReport, verbose: boolean, now = new Date()): strin
       r.images.map((i) => [i.repository, i.tag, truncateId(i.id), ago(i.created), humanSize(i.size), humanSize(i.sharedSize), humanSize(i.uniqueSize), String(i.containers)]), MODERN_TABLE);
     out += '\nContainers space usage:\n\n';
     out += tabTable(['CONTAINER ID', 'IMAGE', 'COMMAND', 'LOCAL VOLUMES', 'SIZE', 'CREATED', 'STATUS', 'NAMES'],
-      r.containers.map((c) => [truncateId(c.id), c.image, JSON.stringify([...c.command].length > 20 ? [...c.command].slice(0, 19).join('') + '…' : c.command), String(c.localVolumes), c.sizeRw === null ? 'N/A' : humanSize(c.sizeRw), ago(c.created), containerStatus(c.state, now), c.names]), MODERN_TABLE);
+      r.containers.map((c) => [truncateId(c.id), c.image, JSON.stringify([...c.command].length > 20 ? [...c.command].slice(0, 19).join('') + '…' : c.command), String(c.localVolumes), c.sizeRw === null ? 'N/A' : humanSize(c.sizeRw), ago(c.created), containerStatus(c.state, statusNow), c.names]), MODERN_TABLE);
     out += '\nLocal Volumes space usage:\n\n';
     out += tabTable(['VOLUME NAME', 'LINKS', 'SIZE'], r.volumes.map((v) => [v.name, String(v.links), humanSize(v.size)]), MODERN_TABLE);
     out += `\nBuild cache usage: ${humanSize(r.buildCache.disk)}\n`;

@@ -633,7 +633,19 @@ export function inspectOracleSuite(driver: OracleDriver): void {
       return lines.slice(0, lines.findIndex((l) => l.startsWith('Build cache usage:')) + 1);
     };
     const docker = upToBuildCache(printed.value);
-    const ours = sameRendering(docker, instants(printed).map((now) => upToBuildCache(renderDf(lib, true, new Date(now)))));
+    // STATUS was worded by the daemon while answering and CREATED by the client after it, each at
+    // its own instant of the window: ours at every such pair (status first), one per distinct wording
+    const byWording = (key: (now: number) => string): number[][] => {
+      const m = new Map<string, number[]>();
+      for (const now of instants(printed)) m.set(key(now), [...(m.get(key(now)) ?? []), now]);
+      return [...m.values()];
+    };
+    // the earliest instant of each STATUS wording and the latest of each CREATED wording: a pair of
+    // wordings docker could print together has status ≤ created at those two
+    const statusClocks = byWording((now) => lib.containers.map((c) => containerStatus(c.state, new Date(now))).join('\n')).map((ts) => ts[0]);
+    const createdClocks = byWording((now) => renderDf(lib, true, new Date(now), new Date(printed.before))).map((ts) => ts[ts.length - 1]);
+    const pairs = statusClocks.flatMap((st) => createdClocks.filter((cr) => cr >= st).map((cr) => [cr, st] as const));
+    const ours = sameRendering(docker, pairs.map(([cr, st]) => upToBuildCache(renderDf(lib, true, new Date(cr), new Date(st)))));
     check(t, 'df.table', docker, ours.closest, 'docker system df -v as printed');
   });
 
