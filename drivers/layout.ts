@@ -125,6 +125,39 @@ export interface DriverFolder {
   loadInit?: () => Promise<InitFunc>;
 }
 
+// ---- the one layer-id rule ------------------------------------------------------
+
+/**
+ * A layer id is one plain, non-empty path component: it becomes a directory
+ * name. Ids read from a store (cache-id, mount-id, init-id) may be hostile
+ * (`..`, `../x`, absolute, with a NUL): such an id names nothing of any home.
+ */
+export function isLayerName(id: string): boolean {
+  return typeof id === 'string' && id !== '' && id !== '.' && id !== '..' && !id.includes('/') && !id.includes('\0');
+}
+
+/** `layout` refusing every id that is not a layer name (drivers/all.ts wraps each layout once). */
+export function guardIds(layout: DriverLayout): DriverLayout {
+  const bad = (id: string) => !isLayerName(id);
+  const reason = (id: string) => `layer id ${JSON.stringify(id)} is not a directory name`;
+  const rebuilt = layout.rebuilt;
+  const links = layout.links;
+  return {
+    ...layout,
+    filesDir: (home, id) => (bad(id) ? { dir: null, reason: reason(id) } : layout.filesDir(home, id)),
+    pathsOf: (home, id) => (bad(id) ? [] : layout.pathsOf(home, id)),
+    recordedLowers: (home, id) => (bad(id) ? null : layout.recordedLowers(home, id)),
+    metadata: (home, id) => (bad(id) ? {} : layout.metadata(home, id)),
+    inventory: (home) => layout.inventory(home),
+    rebuilt: rebuilt && {
+      applies: (home) => rebuilt.applies(home),
+      has: (home, id) => !bad(id) && rebuilt.has(home, id),
+      withFilesDir: (home, id, fn) => (bad(id) ? Promise.reject(new Error(reason(id))) : rebuilt.withFilesDir(home, id, fn)),
+    },
+    links,
+  };
+}
+
 // ---- the one non-empty-home rule ----------------------------------------------
 
 /**

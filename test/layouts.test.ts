@@ -75,3 +75,23 @@ for (const name of ['vfs', 'overlay2', 'overlay']) {
     t.is(L.filesDir(home, 'nosuch').dir, null);
   });
 }
+
+test('a hostile layer id (from a store\'s cache-id, mount-id or init-id) names nothing of any layout, inside the home or out', (t) => {
+  // every directory an escaping id could land on exists, so only the id check can keep a layout from naming it
+  const { dir: tmp, cleanup } = tempDir('strata-layouts-');
+  t.teardown(cleanup);
+  const root = path.join(tmp, 'root');
+  for (const d of ['diff', 'dir', 'x/diff', 'root/x/diff', 'root/diff']) fs.mkdirSync(path.join(tmp, d), { recursive: true });
+  for (const l of knownLayouts()) {
+    const home = l.homeIn(root);
+    for (const s of ['', 'diff', 'dir', 'layers', 'mnt', 'subvolumes', 'l', 'x/diff']) fs.mkdirSync(path.join(home, s), { recursive: true });
+    for (const id of ['', '.', '..', '../x', '../../x', '/', tmp, 'a/b', 'a\0b']) {
+      const what = `${l.name} ${JSON.stringify(id)}`;
+      t.is(l.filesDir(home, id).dir, null, `${what}: filesDir`);
+      t.deepEqual(l.pathsOf(home, id), [], `${what}: pathsOf`);
+      t.is(l.recordedLowers(home, id), null, `${what}: recordedLowers`);
+      t.deepEqual(l.metadata(home, id), {}, `${what}: metadata`);
+      if (l.rebuilt) t.false(l.rebuilt.has(home, id), `${what}: rebuilt.has`);
+    }
+  }
+});
