@@ -95,3 +95,43 @@ test('a hostile layer id (from a store\'s cache-id, mount-id or init-id) names n
     }
   }
 });
+
+test('a layout follows no symlink out of the home: a layer\'s dir, or a directory of the home on the way to it, replaced by a symlink names nothing', (t) => {
+  const { dir: tmp, cleanup } = tempDir('strata-layouts-');
+  t.teardown(cleanup);
+  const root = path.join(tmp, 'root');
+  const out = path.join(tmp, 'outside');
+  // outside holds every shape a layout looks for, so only the lstat of each step can refuse it
+  for (const d of ['id/diff', 'id/layer', 'id/root', 'id/upper', 'id/rootfs', 'diff', 'root', 'upper', 'layer', 'rootfs']) fs.mkdirSync(path.join(out, d), { recursive: true });
+  fs.writeFileSync(path.join(out, 'id', 'x'), 'x');
+  for (const l of knownLayouts()) {
+    const home = l.homeIn(root);
+    fs.mkdirSync(home, { recursive: true });
+    // each directory of the home an id is looked up in, as a symlink to outside/
+    for (const sub of ['dir', 'diff', 'layers', 'mnt', 'subvolumes', 'graph']) fs.symlinkSync(out, path.join(home, sub));
+    fs.symlinkSync(path.join(out, 'id'), path.join(home, 'id'));
+    for (const id of ['id', 'x']) {
+      const what = `${l.name} ${id}`;
+      t.is(l.filesDir(home, id).dir, null, `${what}: filesDir`);
+      t.deepEqual(l.pathsOf(home, id), [], `${what}: pathsOf`);
+      t.deepEqual(l.inventory(home).units, [], `${what}: inventory`);
+    }
+  }
+  fs.mkdirSync(path.join(root, 'containers'));
+  fs.symlinkSync(path.join(out, 'id'), path.join(root, 'containers', 'c'));
+  t.is(layoutFor('graph')!.filesDir(path.join(root, 'graph'), 'c').dir, null, 'graph: a container rw through a symlinked containers/<id>');
+});
+
+asRoot({ serial: true })('vfs: a read-only open whose dir/ is a symlink out of the home reads nothing through it', async (t) => {
+  const { dir: tmp, cleanup } = tempDir('strata-layouts-');
+  t.teardown(cleanup);
+  const d = await getDriver('vfs', path.join(tmp, 'root'));
+  await d.create('base', null);
+  await d.applyDiff('base', null, await packTar([{ name: 'a', content: 'a' }]));
+  await d.cleanup();
+  const home = path.join(tmp, 'root', 'vfs');
+  fs.renameSync(path.join(home, 'dir'), path.join(tmp, 'elsewhere'));
+  fs.symlinkSync(path.join(tmp, 'elsewhere'), path.join(home, 'dir'));
+  const { openReadOnly } = await import('../drivers/registry.ts');
+  await t.throwsAsync(openReadOnly('vfs', home), { message: `vfs: ${path.join(home, 'dir')} is a symlink, not the directory of layers (not followed out of the home)` });
+});
