@@ -42,7 +42,7 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
     if (fs.lstatSync(layers, { throwIfNoEntry: false })?.isSymbolicLink()) {
       throw new Error(`${NAME}: ${layers} is a symlink, not the directory of layers (not followed out of the home)`);
     }
-    return readOnlyDriver(new NaiveDiffDriver(new VfsDriver(home, 'read-only open: no quota')), { getRefused: null });
+    return readOnlyDriver(new NaiveDiffDriver(new VfsDriver(home, 'read-only open: no quota')), { getRefused: null, layerDir: (id) => path.join(layers, id) });
   }
   if (opts.mode === 'manage') mustBeExistingHome(NAME, home);
   else fs.mkdirSync(home, { recursive: true, mode: 0o710 });
