@@ -46,7 +46,7 @@ export function readOnlyDriver(d: Driver, opts: ReadOnlyOpts): Driver {
     put: (id: string) => d.put(id),
     exists: isLayer,
     status: () => d.status(),
-    metadata: (id: string) => d.metadata(id),
+    metadata: (id: string) => (layer(id, 'metadata'), d.metadata(id)),
     cleanup: () => d.cleanup(),
     layers: d.layers ? (): LayerInfo[] => d.layers!() : undefined,
     diff: (id: string, parent: string | null): Readable => (layer(id, 'diff'), d.diff(id, parent)),
