@@ -108,6 +108,8 @@ export class StoreWriter {
       renameDirDurable(stage, target);
     } catch (e) {
       dropStagingDir(stage);
+      // another writer (another process) committed the same chain id first: its layer is the one, as complete as ours
+      if (fs.existsSync(target)) return chainId;
       throw e;
     }
     return chainId;
@@ -141,6 +143,12 @@ export class StoreWriter {
       return this.existing(chainId);
     }
     this.commitLayer(meta);
+    const recorded = this.existing(chainId);
+    if (recorded.cacheId !== cacheId) {
+      // another writer recorded this chain id between our check and our commit: its data is the layer's, ours goes
+      await driver.remove(cacheId);
+      return recorded;
+    }
     return { ...meta, chainId, tarBytes: rec.size };
   }
 
