@@ -281,3 +281,18 @@ test('writers in several processes committing the same layers at once each succe
   t.deepEqual(store.problems.list, []);
   t.deepEqual(fs.readdirSync(path.join(root, 'image', 'vfs', 'layerdb', 'tmp')), [], 'no staging dir left');
 });
+
+test('the writer follows no symlink among the store\'s own directories: a target root whose image/ (or layerdb/…) points elsewhere is refused, nothing written there', (t) => {
+  for (const sub of ['image', 'image/vfs', 'image/vfs/layerdb', 'image/vfs/layerdb/sha256', 'image/vfs/layerdb/tmp', 'image/vfs/imagedb/content/sha256']) {
+    const { dir, cleanup } = tempDir('strata-writer-');
+    t.teardown(cleanup);
+    const root = path.join(dir, 'root');
+    const outside = path.join(dir, 'outside');
+    fs.mkdirSync(outside);
+    fs.mkdirSync(path.dirname(path.join(root, sub)), { recursive: true });
+    fs.symlinkSync(outside, path.join(root, sub));
+    const e = t.throws(() => StoreWriter.open(root, 'vfs'), { instanceOf: StoreWriteError }, sub);
+    t.is(e?.message, `${path.join(root, sub)}: is a symlink (the store writer follows none below the data root)`, sub);
+    t.deepEqual(fs.readdirSync(outside), [], `${sub}: nothing written outside`);
+  }
+});
