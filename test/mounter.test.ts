@@ -106,3 +106,27 @@ when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a SIGKILL
   await mounts.put('x', target);
   t.false(isMountPoint(target));
 });
+
+when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a stale helper record does not make get() unmount a foreign FUSE mount made since at the target', async (t) => {
+  const dir = scratch(t);
+  const target = path.join(dir, 'merged');
+  // strata's helper is killed and its dead mount removed by hand: the record stays behind
+  mount(target, fuse(dir));
+  const pid = Number(fuseHelper(target)!.split('.')[0]);
+  process.kill(pid, 'SIGKILL');
+  t.true(sys.waitForExit(pid, 10_000));
+  execFileSync('fusermount3', ['-u', target]);
+  t.is(fs.readdirSync(process.env.STRATA_FUSE_DIR!).length, 1, 'the helper record is left');
+  // someone else's FUSE mount at the same path (fuse-overlayfs run directly, not through strata)
+  fs.writeFileSync(path.join(dir, 'l1/foreign'), 'theirs');
+  execFileSync('fuse-overlayfs', ['-o', `lowerdir=${dir}/l1`, target]);
+  const theirs = mountAt(target)!;
+  t.false(isStaleFuse(target), 'a mount the record does not name is not stale');
+  const mounts = new LayerMounts(path.join(dir, 'home'));
+  await mounts.get('x', target, () => fuse(dir));
+  t.is(mountAt(target)?.id, theirs.id, 'the foreign mount is still the one at the target');
+  t.is(fs.readFileSync(path.join(target, 'foreign'), 'utf8'), 'theirs');
+  await mounts.put('x', target);
+  t.is(mountAt(target)?.id, theirs.id, 'and survives the put');
+  execFileSync('fusermount3', ['-u', target]);
+});
