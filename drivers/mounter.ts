@@ -104,7 +104,22 @@ export function fuseHelper(target: string): HolderTag | null {
   }
   const m = mountAt(target);
   if (!m || rec.mount?.id !== m.id || rec.mount?.dev !== m.dev || typeof rec.helper !== 'string') return null;
-  return rec.helper;
+  return argvNames(rec.helper, [m.mountPoint, path.resolve(target)]) ? rec.helper : null;
+}
+
+/**
+ * The process of `tag`, if alive, has `target` as an argument, as the helper
+ * mounting it does (a record forged or gone wrong naming PID 1 or any other
+ * process is not waited on); a dead one is taken at its record's word (stale).
+ */
+function argvNames(tag: HolderTag, targets: string[]): boolean {
+  if (!isAlive(tag)) return true;
+  try {
+    const argv = fs.readFileSync(`/proc/${tag.split('.')[0]}/cmdline`, 'utf8').split('\0');
+    return targets.some((t) => argv.includes(t));
+  } catch {
+    return true; // gone meanwhile: as dead
+  }
 }
 
 /**

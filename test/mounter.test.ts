@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LayerMounts, fuseHelper, isStaleFuse, mount, overlaySpec, unmount } from '../drivers/mounter.ts';
-import { isAlive } from '../drivers/holder.ts';
+import { isAlive, tagOf } from '../drivers/holder.ts';
 import { loopDevicesOf } from '../sys/loop.ts';
 import { isMountPoint, mountAt, mountsUnder } from '../sys/mountinfo.ts';
 import * as sys from '../sys/syscalls.ts';
@@ -129,4 +129,23 @@ when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a stale h
   await mounts.put('x', target);
   t.is(mountAt(target)?.id, theirs.id, 'and survives the put');
   execFileSync('fusermount3', ['-u', target]);
+});
+
+when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a helper record forged to name another live process (PID 1) names no helper, and unmount neither waits on nor touches it', (t) => {
+  const dir = scratch(t);
+  const target = path.join(dir, 'merged');
+  mount(target, fuse(dir));
+  const real = fuseHelper(target)!;
+  const run = process.env.STRATA_FUSE_DIR!;
+  const [name] = fs.readdirSync(run);
+  const file = path.join(run, name!);
+  const rec = JSON.parse(fs.readFileSync(file, 'utf8')) as { helper: string };
+  rec.helper = tagOf(1)!;
+  fs.writeFileSync(file, JSON.stringify(rec));
+  t.is(fuseHelper(target), null, 'PID 1 does not serve this mount');
+  t.false(isStaleFuse(target));
+  unmount(target);
+  t.false(isMountPoint(target));
+  t.true(isAlive(tagOf(1)!));
+  t.true(sys.waitForExit(Number(real.split('.')[0]), 10_000), 'the real helper exits after its unmount');
 });
