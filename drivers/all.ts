@@ -5,7 +5,7 @@
 // line here, one conformance test file (README "Adding a driver").
 // The order is the one in which several homes of one data root are listed.
 import { register } from './registry.ts';
-import { holdsData, type DriverFolder, type DriverLayout } from './layout.ts';
+import { guardIds, holdsData, type DriverFolder, type DriverLayout } from './layout.ts';
 import type { InitFunc } from './driver.ts';
 
 const FOLDERS: DriverFolder[] = [
@@ -22,7 +22,7 @@ const FOLDERS: DriverFolder[] = [
 
 const layouts = new Map<string, DriverLayout>();
 for (const { layout, loadInit } of FOLDERS) {
-  layouts.set(layout.name, layout);
+  layouts.set(layout.name, guardIds(layout));
   if (loadInit) register(layout.name, lazyInit(loadInit));
 }
 

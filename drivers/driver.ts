@@ -63,6 +63,7 @@
 import { statSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { Change } from '../archive/types.ts';
+import { isLayerName } from './layout.ts';
 
 /** moby CreateOpts. */
 export interface CreateOpts {
@@ -256,7 +257,7 @@ export class LayerNotFoundError extends Error {
  * non-empty path component (moby silently takes filepath.Base; we refuse).
  */
 export function validateId(id: string): string {
-  if (typeof id !== 'string' || id === '' || id === '.' || id === '..' || id.includes('/') || id.includes('\0')) {
+  if (!isLayerName(id)) {
     throw new InvalidParameterError(`invalid layer id ${JSON.stringify(id)}: must be one path component without '/'`);
   }
   return id;

@@ -125,6 +125,39 @@ export interface DriverFolder {
   loadInit?: () => Promise<InitFunc>;
 }
 
+// ---- the one layer-id rule ------------------------------------------------------
+
+/**
+ * A layer id is one plain, non-empty path component: it becomes a directory
+ * name. Ids read from a store (cache-id, mount-id, init-id) may be hostile
+ * (`..`, `../x`, absolute, with a NUL): such an id names nothing of any home.
+ */
+export function isLayerName(id: string): boolean {
+  return typeof id === 'string' && id !== '' && id !== '.' && id !== '..' && !id.includes('/') && !id.includes('\0');
+}
+
+/** `layout` refusing every id that is not a layer name (drivers/all.ts wraps each layout once). */
+export function guardIds(layout: DriverLayout): DriverLayout {
+  const bad = (id: string) => !isLayerName(id);
+  const reason = (id: string) => `layer id ${JSON.stringify(id)} is not a directory name`;
+  const rebuilt = layout.rebuilt;
+  const links = layout.links;
+  return {
+    ...layout,
+    filesDir: (home, id) => (bad(id) ? { dir: null, reason: reason(id) } : layout.filesDir(home, id)),
+    pathsOf: (home, id) => (bad(id) ? [] : layout.pathsOf(home, id)),
+    recordedLowers: (home, id) => (bad(id) ? null : layout.recordedLowers(home, id)),
+    metadata: (home, id) => (bad(id) ? {} : layout.metadata(home, id)),
+    inventory: (home) => layout.inventory(home),
+    rebuilt: rebuilt && {
+      applies: (home) => rebuilt.applies(home),
+      has: (home, id) => !bad(id) && rebuilt.has(home, id),
+      withFilesDir: (home, id, fn) => (bad(id) ? Promise.reject(new Error(reason(id))) : rebuilt.withFilesDir(home, id, fn)),
+    },
+    links,
+  };
+}
+
 // ---- the one non-empty-home rule ----------------------------------------------
 
 /**
@@ -154,9 +187,30 @@ export function holdsData(dir: string): boolean {
 
 // ---- helpers the layout modules share --------------------------------------------
 
-/** `dir` when it is a directory, else its reason. */
-export function existingDir(dir: string): FilesDir {
-  return isDirectory(dir) ? { dir } : { dir: null, reason: `${dir} is missing` };
+/**
+ * `p`, below `base` (the home, or the data root), and every directory on the
+ * way to it are real directories: each step is lstat'ed, so a directory of a
+ * hostile home replaced by a symlink (vfs dir/, aufs diff/, an overlay2
+ * layer dir) is never followed out of it. The symlink met, or null.
+ */
+function symlinkBelow(base: string, p: string): { at: string | null; ok: boolean } {
+  let at = base;
+  for (const part of path.relative(base, p).split(path.sep).filter(Boolean)) {
+    at = path.join(at, part);
+    const st = lstatQuiet(at);
+    if (!st?.isDirectory()) return { at: st?.isSymbolicLink() && at !== p ? at : null, ok: false };
+  }
+  return { at: null, ok: true };
+}
+
+/** `p` and every directory between `base` and it are real directories (no symlink followed). */
+export const realDirBelow = (base: string, p: string): boolean => symlinkBelow(base, p).ok;
+
+/** `dir` when it and every directory between `base` and it are real directories, else its reason. */
+export function existingDir(base: string, dir: string): FilesDir {
+  const r = symlinkBelow(base, dir);
+  if (r.ok) return { dir };
+  return { dir: null, reason: r.at ? `${r.at} is a symlink (not followed out of the home)` : `${dir} is missing` };
 }
 
 /** An inventory from a map of units (sorted by id). */
@@ -181,7 +235,8 @@ export function existing(paths: string[]): string[] {
 export const idDirPaths = (home: string, id: string): string[] => (id.startsWith('.') ? [] : [path.join(home, id)].filter(isDirectory));
 
 /** pathsOf for a layout whose ids are entries of subdirectories (subdirInventory). */
-export const subdirPaths = (subs: readonly string[]) => (home: string, id: string): string[] => existing(subs.map((s) => path.join(home, s, id)));
+export const subdirPaths = (subs: readonly string[]) => (home: string, id: string): string[] =>
+  existing(subs.filter((s) => realDirBelow(home, path.join(home, s))).map((s) => path.join(home, s, id)));
 
 /**
  * The inventory of a home whose layers are entries of subdirectories

@@ -82,12 +82,43 @@ function helperRecord(target: string): string {
   return path.join(run, createHash('sha256').update(path.resolve(target)).digest('hex').slice(0, 24));
 }
 
-/** The recorded helper of the FUSE mount at `target` (pid + start time), if any. */
+/** What a helper record names: the helper, and the mount it serves (mountinfo id and st_dev). */
+interface HelperRecord {
+  target: string;
+  helper: HolderTag;
+  mount: { id: number; dev: string };
+}
+
+/**
+ * The recorded helper of the FUSE mount now at `target` (pid + start time),
+ * if any. A record is about one mount: when what is at `target` is not the
+ * mount it names (by mountinfo id and dev; both are reused, so isStaleFuse
+ * also asks the connection), it names nothing.
+ */
 export function fuseHelper(target: string): HolderTag | null {
+  let rec: HelperRecord;
   try {
-    return (JSON.parse(fs.readFileSync(helperRecord(target), 'utf8')) as { helper: HolderTag }).helper;
+    rec = JSON.parse(fs.readFileSync(helperRecord(target), 'utf8')) as HelperRecord;
   } catch {
     return null;
+  }
+  const m = mountAt(target);
+  if (!m || rec.mount?.id !== m.id || rec.mount?.dev !== m.dev || typeof rec.helper !== 'string') return null;
+  return argvNames(rec.helper, [m.mountPoint, path.resolve(target)]) ? rec.helper : null;
+}
+
+/**
+ * The process of `tag`, if alive, has `target` as an argument, as the helper
+ * mounting it does (a record forged or gone wrong naming PID 1 or any other
+ * process is not waited on); a dead one is taken at its record's word (stale).
+ */
+function argvNames(tag: HolderTag, targets: string[]): boolean {
+  if (!isAlive(tag)) return true;
+  try {
+    const argv = fs.readFileSync(`/proc/${tag.split('.')[0]}/cmdline`, 'utf8').split('\0');
+    return targets.some((t) => argv.includes(t));
+  } catch {
+    return true; // gone meanwhile: as dead
   }
 }
 
@@ -102,7 +133,8 @@ function fuseMount(target: string, spec: Extract<MountSpec, { kind: 'fuse' }>): 
   const argv = [program, '-o', spec.options, path.resolve(target)];
   const r = spawnSync(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${spec.program} ${target}: ${r.stderr.trim() || `exit ${r.status ?? r.signal}`}`);
-  if (!mountAt(target)?.fstype.startsWith('fuse')) throw new Error(`${spec.program} exited 0 but ${target} is not a FUSE mount`);
+  const m = mountAt(target);
+  if (!m?.fstype.startsWith('fuse')) throw new Error(`${spec.program} exited 0 but ${target} is not a FUSE mount`);
   const helper = daemonOf(argv);
   if (!helper) {
     fusermountU(target);
@@ -110,7 +142,8 @@ function fuseMount(target: string, spec: Extract<MountSpec, { kind: 'fuse' }>): 
   }
   const rec = helperRecord(target);
   fs.mkdirSync(path.dirname(rec), { recursive: true, mode: 0o700 });
-  fs.writeFileSync(rec + '.tmp', JSON.stringify({ target: path.resolve(target), helper }) + '\n');
+  const record: HelperRecord = { target: path.resolve(target), helper, mount: { id: m.id, dev: m.dev } };
+  fs.writeFileSync(rec + '.tmp', JSON.stringify(record) + '\n');
   fs.renameSync(rec + '.tmp', rec);
 }
 
@@ -134,11 +167,26 @@ function fusermountU(target: string): void {
   execFileSync(findTool('fusermount3') ?? 'fusermount3', ['-u', target], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-/** Is the mount at `target` a FUSE mount whose recorded helper is dead (every access fails ENOTCONN)? */
+/**
+ * Is the mount at `target` a FUSE mount whose recorded helper is dead and
+ * whose connection is (every access fails ENOTCONN)? Both: mount ids and
+ * devs are reused at once after an unmount, so a record left by a killed
+ * helper can seem to name a live mount made at the same path since — which
+ * is someone else's, and must not be unmounted.
+ */
 export function isStaleFuse(target: string): boolean {
   if (!mountAt(target)?.fstype.startsWith('fuse')) return false;
   const helper = fuseHelper(target);
-  return helper !== null && !isAlive(helper);
+  return helper !== null && !isAlive(helper) && connectionGone(target);
+}
+
+function connectionGone(target: string): boolean {
+  try {
+    fs.statSync(target);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOTCONN';
+  }
 }
 
 /** End a FUSE mount: `fusermount3 -u` (a dead helper's mount too), then wait for its helper to exit. */

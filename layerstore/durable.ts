@@ -64,8 +64,29 @@ export function writeFileDurable(file: string, data: Buffer | string, mode: numb
   syncDir(dir);
 }
 
-/** mkdir -p with `mode` for what is made; each directory made is synced into its parent. */
-export function mkdirDurable(dir: string, mode: number): void {
+/**
+ * Fail when a directory between `base` and `dir` is a symlink or not a
+ * directory: a target root whose image/ or layerdb/ points elsewhere must not
+ * have the store written there. (Checked before anything is made below it.)
+ */
+function mustBeRealDirs(base: string, dir: string): void {
+  let at = base;
+  for (const part of path.relative(base, dir).split(path.sep).filter(Boolean)) {
+    at = path.join(at, part);
+    const st = fs.lstatSync(at, { throwIfNoEntry: false });
+    if (!st) return;
+    if (st.isSymbolicLink()) throw new StoreWriteError(at, 'is a symlink (the store writer follows none below the data root)');
+    if (!st.isDirectory()) throw new StoreWriteError(at, 'is not a directory');
+  }
+}
+
+/**
+ * mkdir -p with `mode` for what is made; each directory made is synced into
+ * its parent. With `below`, every directory between it and `dir` must be a
+ * real one (mustBeRealDirs).
+ */
+export function mkdirDurable(dir: string, mode: number, below?: string): void {
+  if (below !== undefined) mustBeRealDirs(below, dir);
   const missing: string[] = [];
   for (let d = path.resolve(dir); !fs.existsSync(d); d = path.dirname(d)) missing.unshift(d);
   for (const d of missing) {

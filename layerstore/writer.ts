@@ -73,10 +73,11 @@ export class StoreWriter {
   static open(root: string, driverName: string): StoreWriter {
     const w = new StoreWriter(path.resolve(root), driverName);
     mkdirDurable(w.root, 0o710);
-    mkdirDurable(path.join(w.imagedb, 'content', 'sha256'), 0o700);
-    mkdirDurable(path.join(w.imagedb, 'metadata', 'sha256'), 0o700);
-    mkdirDurable(w.layerdb, 0o700);
-    for (const d of ['sha256', 'tmp', 'mounts']) mkdirDurable(path.join(w.layerdb, d), 0o755);
+    // image/<driver>/… is dockerd's own: no symlink below the root is followed there (containers/ may be one, writeContainer)
+    mkdirDurable(path.join(w.imagedb, 'content', 'sha256'), 0o700, w.root);
+    mkdirDurable(path.join(w.imagedb, 'metadata', 'sha256'), 0o700, w.root);
+    mkdirDurable(w.layerdb, 0o700, w.root);
+    for (const d of ['sha256', 'tmp', 'mounts']) mkdirDurable(path.join(w.layerdb, d), 0o755, w.root);
     mkdirDurable(path.join(w.root, 'containers'), 0o710);
     return w;
   }
@@ -108,6 +109,8 @@ export class StoreWriter {
       renameDirDurable(stage, target);
     } catch (e) {
       dropStagingDir(stage);
+      // another writer (another process) committed the same chain id first: its layer is the one, as complete as ours
+      if (fs.existsSync(target)) return chainId;
       throw e;
     }
     return chainId;
@@ -141,6 +144,12 @@ export class StoreWriter {
       return this.existing(chainId);
     }
     this.commitLayer(meta);
+    const recorded = this.existing(chainId);
+    if (recorded.cacheId !== cacheId) {
+      // another writer recorded this chain id between our check and our commit: its data is the layer's, ours goes
+      await driver.remove(cacheId);
+      return recorded;
+    }
     return { ...meta, chainId, tarBytes: rec.size };
   }
 
@@ -166,7 +175,7 @@ export class StoreWriter {
     writeFileDurable(path.join(this.imagedb, 'content', 'sha256', hex), configBytes, 0o600);
     if (opts.parent || opts.lastUpdated) {
       const md = path.join(this.imagedb, 'metadata', 'sha256', hex);
-      mkdirDurable(md, 0o700);
+      mkdirDurable(md, 0o700, this.root);
       if (opts.parent) {
         if (!this.hasImage(opts.parent)) throw new StoreWriteError(md, `parent image ${opts.parent} is not in imagedb`);
         writeFileDurable(path.join(md, 'parent'), opts.parent, 0o600);

@@ -75,3 +75,63 @@ for (const name of ['vfs', 'overlay2', 'overlay']) {
     t.is(L.filesDir(home, 'nosuch').dir, null);
   });
 }
+
+test('a hostile layer id (from a store\'s cache-id, mount-id or init-id) names nothing of any layout, inside the home or out', (t) => {
+  // every directory an escaping id could land on exists, so only the id check can keep a layout from naming it
+  const { dir: tmp, cleanup } = tempDir('strata-layouts-');
+  t.teardown(cleanup);
+  const root = path.join(tmp, 'root');
+  for (const d of ['diff', 'dir', 'x/diff', 'root/x/diff', 'root/diff']) fs.mkdirSync(path.join(tmp, d), { recursive: true });
+  for (const l of knownLayouts()) {
+    const home = l.homeIn(root);
+    for (const s of ['', 'diff', 'dir', 'layers', 'mnt', 'subvolumes', 'l', 'x/diff']) fs.mkdirSync(path.join(home, s), { recursive: true });
+    for (const id of ['', '.', '..', '../x', '../../x', '/', tmp, 'a/b', 'a\0b']) {
+      const what = `${l.name} ${JSON.stringify(id)}`;
+      t.is(l.filesDir(home, id).dir, null, `${what}: filesDir`);
+      t.deepEqual(l.pathsOf(home, id), [], `${what}: pathsOf`);
+      t.is(l.recordedLowers(home, id), null, `${what}: recordedLowers`);
+      t.deepEqual(l.metadata(home, id), {}, `${what}: metadata`);
+      if (l.rebuilt) t.false(l.rebuilt.has(home, id), `${what}: rebuilt.has`);
+    }
+  }
+});
+
+test('a layout follows no symlink out of the home: a layer\'s dir, or a directory of the home on the way to it, replaced by a symlink names nothing', (t) => {
+  const { dir: tmp, cleanup } = tempDir('strata-layouts-');
+  t.teardown(cleanup);
+  const root = path.join(tmp, 'root');
+  const out = path.join(tmp, 'outside');
+  // outside holds every shape a layout looks for, so only the lstat of each step can refuse it
+  for (const d of ['id/diff', 'id/layer', 'id/root', 'id/upper', 'id/rootfs', 'diff', 'root', 'upper', 'layer', 'rootfs']) fs.mkdirSync(path.join(out, d), { recursive: true });
+  fs.writeFileSync(path.join(out, 'id', 'x'), 'x');
+  for (const l of knownLayouts()) {
+    const home = l.homeIn(root);
+    fs.mkdirSync(home, { recursive: true });
+    // each directory of the home an id is looked up in, as a symlink to outside/
+    for (const sub of ['dir', 'diff', 'layers', 'mnt', 'subvolumes', 'graph']) fs.symlinkSync(out, path.join(home, sub));
+    fs.symlinkSync(path.join(out, 'id'), path.join(home, 'id'));
+    for (const id of ['id', 'x']) {
+      const what = `${l.name} ${id}`;
+      t.is(l.filesDir(home, id).dir, null, `${what}: filesDir`);
+      t.deepEqual(l.pathsOf(home, id), [], `${what}: pathsOf`);
+      t.deepEqual(l.inventory(home).units, [], `${what}: inventory`);
+    }
+  }
+  fs.mkdirSync(path.join(root, 'containers'));
+  fs.symlinkSync(path.join(out, 'id'), path.join(root, 'containers', 'c'));
+  t.is(layoutFor('graph')!.filesDir(path.join(root, 'graph'), 'c').dir, null, 'graph: a container rw through a symlinked containers/<id>');
+});
+
+asRoot({ serial: true })('vfs: a read-only open whose dir/ is a symlink out of the home reads nothing through it', async (t) => {
+  const { dir: tmp, cleanup } = tempDir('strata-layouts-');
+  t.teardown(cleanup);
+  const d = await getDriver('vfs', path.join(tmp, 'root'));
+  await d.create('base', null);
+  await d.applyDiff('base', null, await packTar([{ name: 'a', content: 'a' }]));
+  await d.cleanup();
+  const home = path.join(tmp, 'root', 'vfs');
+  fs.renameSync(path.join(home, 'dir'), path.join(tmp, 'elsewhere'));
+  fs.symlinkSync(path.join(tmp, 'elsewhere'), path.join(home, 'dir'));
+  const { openReadOnly } = await import('../drivers/registry.ts');
+  await t.throwsAsync(openReadOnly('vfs', home), { message: `vfs: ${path.join(home, 'dir')} is a symlink, not the directory of layers (not followed out of the home)` });
+});

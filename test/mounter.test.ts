@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LayerMounts, fuseHelper, isStaleFuse, mount, overlaySpec, unmount } from '../drivers/mounter.ts';
-import { isAlive } from '../drivers/holder.ts';
+import { isAlive, tagOf } from '../drivers/holder.ts';
 import { loopDevicesOf } from '../sys/loop.ts';
 import { isMountPoint, mountAt, mountsUnder } from '../sys/mountinfo.ts';
 import * as sys from '../sys/syscalls.ts';
@@ -105,4 +105,47 @@ when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a SIGKILL
   t.is(fs.readFileSync(path.join(target, 'b'), 'utf8'), 'from l2');
   await mounts.put('x', target);
   t.false(isMountPoint(target));
+});
+
+when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a stale helper record does not make get() unmount a foreign FUSE mount made since at the target', async (t) => {
+  const dir = scratch(t);
+  const target = path.join(dir, 'merged');
+  // strata's helper is killed and its dead mount removed by hand: the record stays behind
+  mount(target, fuse(dir));
+  const pid = Number(fuseHelper(target)!.split('.')[0]);
+  process.kill(pid, 'SIGKILL');
+  t.true(sys.waitForExit(pid, 10_000));
+  execFileSync('fusermount3', ['-u', target]);
+  t.is(fs.readdirSync(process.env.STRATA_FUSE_DIR!).length, 1, 'the helper record is left');
+  // someone else's FUSE mount at the same path (fuse-overlayfs run directly, not through strata)
+  fs.writeFileSync(path.join(dir, 'l1/foreign'), 'theirs');
+  execFileSync('fuse-overlayfs', ['-o', `lowerdir=${dir}/l1`, target]);
+  const theirs = mountAt(target)!;
+  t.false(isStaleFuse(target), 'a mount the record does not name is not stale');
+  const mounts = new LayerMounts(path.join(dir, 'home'));
+  await mounts.get('x', target, () => fuse(dir));
+  t.is(mountAt(target)?.id, theirs.id, 'the foreign mount is still the one at the target');
+  t.is(fs.readFileSync(path.join(target, 'foreign'), 'utf8'), 'theirs');
+  await mounts.put('x', target);
+  t.is(mountAt(target)?.id, theirs.id, 'and survives the put');
+  execFileSync('fusermount3', ['-u', target]);
+});
+
+when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a helper record forged to name another live process (PID 1) names no helper, and unmount neither waits on nor touches it', (t) => {
+  const dir = scratch(t);
+  const target = path.join(dir, 'merged');
+  mount(target, fuse(dir));
+  const real = fuseHelper(target)!;
+  const run = process.env.STRATA_FUSE_DIR!;
+  const [name] = fs.readdirSync(run);
+  const file = path.join(run, name!);
+  const rec = JSON.parse(fs.readFileSync(file, 'utf8')) as { helper: string };
+  rec.helper = tagOf(1)!;
+  fs.writeFileSync(file, JSON.stringify(rec));
+  t.is(fuseHelper(target), null, 'PID 1 does not serve this mount');
+  t.false(isStaleFuse(target));
+  unmount(target);
+  t.false(isMountPoint(target));
+  t.true(isAlive(tagOf(1)!));
+  t.true(sys.waitForExit(Number(real.split('.')[0]), 10_000), 'the real helper exits after its unmount');
 });

@@ -65,3 +65,22 @@ test('a read-only open of a missing home creates nothing and names it', async (t
     t.false(fs.existsSync(home));
   }
 });
+
+for (const name of ['vfs', 'overlay2']) {
+  asRoot({ serial: true })(`${name}: a read-only open follows no layer dir swapped for a symlink out of the home`, async (t) => {
+    const { dir: root, cleanup } = tempDir('strata-ro-');
+    t.teardown(cleanup);
+    const home = await populated(name, root);
+    const layerDir = name === 'vfs' ? path.join(home, 'dir', 'ctr') : path.join(home, 'ctr');
+    const outside = path.join(root, 'outside');
+    fs.renameSync(layerDir, outside);
+    // what a reader following the link would report
+    fs.writeFileSync(path.join(outside, name === 'vfs' ? 'OUTSIDE' : 'diff/OUTSIDE'), 'x');
+    fs.symlinkSync(outside, layerDir);
+    const d = await openReadOnly(name, home);
+    t.false(d.exists('ctr'), 'a symlinked layer dir is no layer of the home');
+    await t.throwsAsync(d.changes('ctr', 'base'), { message: /ctr does not exist/ });
+    await t.throwsAsync(d.diffSize('ctr', 'base'), { message: /ctr does not exist/ });
+    await d.cleanup();
+  });
+}

@@ -12,7 +12,7 @@ const SUBDIRS = ['diff', 'layers', 'mnt'];
 export const layout: DriverLayout = {
   name: 'aufs', holds: 'diffs', diffFormat: 'aufs', offlineDiff: 'diff-dirs', graphdriver: true, recordsLowers: true,
   homeIn: homeNamed('aufs'),
-  filesDir: (home, id) => existingDir(path.join(home, 'diff', id)),
+  filesDir: (home, id) => existingDir(home, path.join(home, 'diff', id)),
   pathsOf: subdirPaths(SUBDIRS),
   recordedLowers(home, id) {
     try {

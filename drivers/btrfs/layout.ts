@@ -7,7 +7,7 @@ import { existingDir, homeNamed, sourceDirMetadata, subdirInventory, subdirPaths
 export const layout: DriverLayout = {
   name: 'btrfs', holds: 'trees', diffFormat: null, offlineDiff: 'trees', graphdriver: true, recordsLowers: false,
   homeIn: homeNamed('btrfs'),
-  filesDir: (home, id) => existingDir(path.join(home, 'subvolumes', id)),
+  filesDir: (home, id) => existingDir(home, path.join(home, 'subvolumes', id)),
   pathsOf: subdirPaths(['subvolumes']),
   recordedLowers: () => null,
   metadata: (home, id) => sourceDirMetadata(layout, home, id),

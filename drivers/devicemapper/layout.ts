@@ -9,7 +9,7 @@
 // the copy read-only for the duration of one read.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { homeNamed, inventoryOf, subdirInventory, subdirPaths, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { homeNamed, realDirBelow, inventoryOf, subdirInventory, subdirPaths, type DriverFolder, type DriverLayout } from '../layout.ts';
 import { isDirectory } from '../../sys/read-only-files.ts';
 import { devmapperPaths, kernelHasDeviceMapper, withDeviceMounted } from './thin-pool.ts';
 
@@ -26,7 +26,7 @@ export const layout: DriverLayout = {
   filesDir(home, id) {
     const dir = path.join(home, 'mnt', id, 'rootfs');
     // the pool is read in userspace only through rebuilt.withFilesDir (when the kernel has no dm)
-    if (!isDirectory(dir)) return { dir: null, reason: `devicemapper device for ${id} is not mounted (${dir}); this path reads only mounted devices` };
+    if (!realDirBelow(home, dir)) return { dir: null, reason: `devicemapper device for ${id} is not mounted (${dir}); this path reads only mounted devices` };
     return { dir };
   },
   recordedLowers: () => null,

@@ -17,7 +17,7 @@ export const layout: DriverLayout = {
   name: GRAPH_LAYOUT, holds: 'diffs', diffFormat: 'aufs', offlineDiff: 'diff-dirs', graphdriver: false, recordsLowers: false,
   homeIn: (root) => path.join(root, 'graph'),
   // an image layer, or a docker ≤ 0.6 container's rw branch
-  filesDir: (home, id) => existingDir(isDirectory(path.join(home, id)) ? path.join(home, id, 'layer') : path.join(rootOf(home), 'containers', id, 'rw')),
+  filesDir: (home, id) => (isDirectory(path.join(home, id)) ? existingDir(home, path.join(home, id, 'layer')) : existingDir(rootOf(home), path.join(rootOf(home), 'containers', id, 'rw'))),
   recordedLowers: () => null,
   pathsOf: (home, id) => (id === '_tmp' ? [] : existing([path.join(home, id)]).filter(isDirectory)),
   metadata: (home, id) => sourceDirMetadata(layout, home, id),

@@ -17,7 +17,7 @@
 // image layers are flattened by applyDiff, and a child of an overlay layer
 // starts from a copy of that layer's upper/ over the same lower.
 import * as path from 'node:path';
-import { existingDir, homeNamed, idDirInventory, idDirPaths, sourceDirMetadata, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { existingDir, realDirBelow, homeNamed, idDirInventory, idDirPaths, sourceDirMetadata, type DriverFolder, type DriverLayout } from '../layout.ts';
 import { isDirectory } from '../../sys/read-only-files.ts';
 
 export const ROOT_DIR = 'root';
@@ -81,7 +81,7 @@ export const layout: DriverLayout = {
   homeIn: homeNamed('overlay'),
   filesDir(home, id) {
     const p = layerPaths(home, id);
-    return existingDir(isDirectory(p.root) ? p.root : p.upper);
+    return existingDir(home, realDirBelow(home, p.root) ? p.root : p.upper);
   },
   recordedLowers: () => null,
   pathsOf: idDirPaths,

@@ -62,7 +62,7 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
   if (opts.mode === 'read-only') {
     // no probe, mkdir or reclaim; a mount would write merged/ into the home
     mustBeExistingHome(NAME, home);
-    return readOnlyDriver(new OverlayDriver(home, 'unprobed (read-only open)'), { getRefused: 'its mount would write merged/ into the home' });
+    return readOnlyDriver(new OverlayDriver(home, 'unprobed (read-only open)'), { getRefused: 'its mount would write merged/ into the home', layerDir: (id) => path.join(home, id) });
   }
   const manage = opts.mode === 'manage';
   if (manage) mustBeExistingHome(NAME, home);

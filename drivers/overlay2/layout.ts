@@ -94,7 +94,7 @@ export function overlay2StyleLayout(name: string, diffFormat: DiffFormat, offlin
     name, holds: 'diffs', diffFormat, offlineDiff, graphdriver: true, recordsLowers: true,
     links: { problems: overlay2LayoutProblems, lowersFile: (home, id) => path.join(home, id, 'lower') },
     homeIn: homeNamed(name),
-    filesDir: (home, id) => existingDir(path.join(home, id, 'diff')),
+    filesDir: (home, id) => existingDir(home, path.join(home, id, 'diff')),
     pathsOf: (home, id) => (id === LINK_DIR ? [] : idDirPaths(home, id)),
     recordedLowers(home, id) {
       try {

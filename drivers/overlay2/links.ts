@@ -12,6 +12,7 @@
 // driver's read-only open read lowers through here).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isLayerName } from '../layout.ts';
 import { TEXT_CAP, describeFsError, listSorted, lstatQuiet, readFileReadOnly } from '../../sys/read-only-files.ts';
 
 /** `<home>/l/`: the directory of layer links */
@@ -22,12 +23,10 @@ export interface LayoutProblem {
   message: string;
 }
 
-/** A single path component that names something inside its directory. */
-const isName = (s: string) => s !== '' && s !== '.' && s !== '..' && !s.includes('/') && !s.includes('\0');
 
 /** Where `<home>/l/<name>` points: the layer id, or why it cannot be used. */
 export function overlay2LinkTarget(home: string, name: string): { id: string } | { problem: string } {
-  if (!isName(name)) return { problem: `${JSON.stringify(name)} is not a link name` };
+  if (!isLayerName(name)) return { problem: `${JSON.stringify(name)} is not a link name` };
   const p = path.join(home, LINK_DIR, name);
   const st = lstatQuiet(p);
   if (!st) return { problem: `${p} is missing` };
@@ -39,7 +38,7 @@ export function overlay2LinkTarget(home: string, name: string): { id: string } |
     return { problem: `${p} ${describeFsError(e)}` };
   }
   const m = /^\.\.\/([^/]+)\/diff$/.exec(target);
-  if (!m || !isName(m[1]!)) return { problem: `${p} points at ${JSON.stringify(target)}, not ../<id>/diff inside the driver home` };
+  if (!m || !isLayerName(m[1]!)) return { problem: `${p} points at ${JSON.stringify(target)}, not ../<id>/diff inside the driver home` };
   const diff = path.join(home, m[1]!, 'diff');
   const dst = lstatQuiet(diff);
   if (!dst) return { problem: `${p} is dangling: ${diff} is missing` };

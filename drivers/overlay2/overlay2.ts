@@ -99,7 +99,7 @@ function openReadOnly(home: string): Driver {
   mustBeExistingHome(NAME, home);
   const native = { native: true, reason: 'read-only open: the diff dirs are read as they are' };
   const d = new Overlay2Driver(home, 'unprobed (read-only open)', native, 'read-only open: no quota', 0, false, undefined, true);
-  return readOnlyDriver(d, { getRefused: 'its mount would write merged/ into the home' });
+  return readOnlyDriver(d, { getRefused: 'its mount would write merged/ into the home', layerDir: (id) => path.join(home, id, 'diff') });
 }
 
 export class Overlay2Driver implements Driver {

@@ -8,7 +8,7 @@ export const LAYERS_DIR = 'dir';
 export const layout: DriverLayout = {
   name: 'vfs', holds: 'trees', diffFormat: null, offlineDiff: 'driver', graphdriver: true, recordsLowers: false,
   homeIn: homeNamed('vfs'),
-  filesDir: (home, id) => existingDir(path.join(home, LAYERS_DIR, id)),
+  filesDir: (home, id) => existingDir(home, path.join(home, LAYERS_DIR, id)),
   pathsOf: subdirPaths([LAYERS_DIR]),
   recordedLowers: () => null,
   metadata: (home, id) => sourceDirMetadata(layout, home, id),

@@ -19,6 +19,7 @@ import {
 import { NaiveDiffDriver } from '../naive.ts';
 import { readOnlyDriver } from '../read-only.ts';
 import { ProjectQuota } from '../quota.ts';
+import { LAYERS_DIR } from './layout.ts';
 import { removeTree } from '../../archive/remove-tree.ts';
 import { copyTree } from '../../archive/copy-tree.ts';
 
@@ -36,7 +37,12 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
   }
   if (opts.mode === 'read-only') {
     mustBeExistingHome(NAME, home);
-    return readOnlyDriver(new NaiveDiffDriver(new VfsDriver(home, 'read-only open: no quota')), { getRefused: null });
+    // every layer is read below dir/: a hostile home's dir/ swapped for a symlink would read another tree
+    const layers = path.join(home, LAYERS_DIR);
+    if (fs.lstatSync(layers, { throwIfNoEntry: false })?.isSymbolicLink()) {
+      throw new Error(`${NAME}: ${layers} is a symlink, not the directory of layers (not followed out of the home)`);
+    }
+    return readOnlyDriver(new NaiveDiffDriver(new VfsDriver(home, 'read-only open: no quota')), { getRefused: null, layerDir: (id) => path.join(layers, id) });
   }
   if (opts.mode === 'manage') mustBeExistingHome(NAME, home);
   else fs.mkdirSync(home, { recursive: true, mode: 0o710 });
@@ -56,7 +62,7 @@ export class VfsDriver implements ProtoDriver {
 
   /** `<home>/dir/<id>` */
   dir(id: string): string {
-    return path.join(this.home, 'dir', validateId(id));
+    return path.join(this.home, LAYERS_DIR, validateId(id));
   }
 
   async createReadWrite(id: string, parent: string | null, opts?: CreateOpts): Promise<void> {

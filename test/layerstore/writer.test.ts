@@ -251,3 +251,48 @@ asRoot()('applyLayer: a tar that fails to apply leaves no driver dir and no reco
   t.deepEqual(model.problems.list, []);
   t.is(model.layers.get(first.chainId)!.cacheId, hex('first'));
 });
+
+test('writers in several processes committing the same layers at once each succeed, and each layer is recorded once, whole', async (t) => {
+  const { dir, cleanup } = tempDir('strata-writer-');
+  t.teardown(cleanup);
+  const root = path.join(dir, 'root');
+  StoreWriter.open(root, 'vfs');
+  const barrier = path.join(dir, 'barrier');
+  execFileSync('mkfifo', [barrier]);
+  const COUNT = 40;
+  const { spawn } = await import('node:child_process');
+  const helper = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'helpers', 'commit-layers.ts');
+  const kids = [0, 1, 2, 3].map(() => {
+    const c = spawn(process.execPath, ['--import', 'tsx', helper, root, barrier, String(COUNT)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    c.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
+    const ready = new Promise<void>((resolve) => c.stdout.setEncoding('utf8').on('data', (d: string) => { if (d.includes('ready')) resolve(); }));
+    const done = new Promise<{ code: number | null; err: string }>((resolve) => c.on('close', (code) => resolve({ code, err })));
+    return { ready, done };
+  });
+  // the one writer of the FIFO: each child blocks reading it until this end closes, so one close releases them all
+  const fd = fs.openSync(barrier, fs.constants.O_RDWR);
+  await Promise.all(kids.map((k) => k.ready));
+  fs.closeSync(fd);
+  const results = await Promise.all(kids.map((k) => k.done));
+  for (const r of results) t.is(r.code, 0, r.err.split('\n').find((l) => l.includes('StoreWriteError:')) ?? r.err);
+  const store = openStore(root);
+  t.is(store.layers.size, COUNT);
+  t.deepEqual(store.problems.list, []);
+  t.deepEqual(fs.readdirSync(path.join(root, 'image', 'vfs', 'layerdb', 'tmp')), [], 'no staging dir left');
+});
+
+test('the writer follows no symlink among the store\'s own directories: a target root whose image/ (or layerdb/…) points elsewhere is refused, nothing written there', (t) => {
+  for (const sub of ['image', 'image/vfs', 'image/vfs/layerdb', 'image/vfs/layerdb/sha256', 'image/vfs/layerdb/tmp', 'image/vfs/imagedb/content/sha256']) {
+    const { dir, cleanup } = tempDir('strata-writer-');
+    t.teardown(cleanup);
+    const root = path.join(dir, 'root');
+    const outside = path.join(dir, 'outside');
+    fs.mkdirSync(outside);
+    fs.mkdirSync(path.dirname(path.join(root, sub)), { recursive: true });
+    fs.symlinkSync(outside, path.join(root, sub));
+    const e = t.throws(() => StoreWriter.open(root, 'vfs'), { instanceOf: StoreWriteError }, sub);
+    t.is(e?.message, `${path.join(root, sub)}: is a symlink (the store writer follows none below the data root)`, sub);
+    t.deepEqual(fs.readdirSync(outside), [], `${sub}: nothing written outside`);
+  }
+});
