@@ -362,6 +362,3 @@ export function changesSize(dir: string, changes: Change[]): number {
   }
   return Number(size);
 }
-
-// directory.Size lives with the other tree sizes (tree-size.ts, loaded without the syscall layer)
-export { directorySize } from './tree-size.ts';

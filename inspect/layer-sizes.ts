@@ -1,9 +1,6 @@
-// How Docker sized a layer, per era. The numbers a store records (legacy
-// layersize, layerdb size) came from one of these; verify recomputes them.
-// Both walk the tree with archive/tree-size.ts walkTree.
+// How docker ≤ 0.6 sized a layer (legacy layersize), for verify to recompute
+// it; docker 0.7+'s size is moby's directory.Size, archive/tree-size.ts.
 import { firstLink, walkTree } from '../archive/tree-size.ts';
-
-export { directorySize } from '../archive/tree-size.ts';
 
 /**
  * docker ≤ 0.6 `StoreSize`: walk the layer directory (itself included) and

@@ -483,7 +483,7 @@ test('changesSize: hardlinks once, dirs and deletes excluded, symlinks by target
 });
 
 test('directorySize counts a tree deeper than PATH_MAX (overlay2 applyDiff sizes its diff with it)', async (t) => {
-  const { directorySize } = await import('../archive/changes.ts');
+  const { directorySize } = await import('../archive/tree-size.ts');
   const { applyLayer } = await import('../archive/apply.ts');
   const { removeTree } = await import('../archive/remove-tree.ts');
   const { header, rawTar } = await import('./helpers/tar.ts');
