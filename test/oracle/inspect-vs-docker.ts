@@ -637,7 +637,10 @@ export function inspectOracleSuite(driver: OracleDriver): void {
     // its own instant of the window: ours at every such pair (status first), one per distinct wording
     const byWording = (key: (now: number) => string): number[][] => {
       const m = new Map<string, number[]>();
-      for (const now of instants(printed)) m.set(key(now), [...(m.get(key(now)) ?? []), now]);
+      for (const now of instants(printed)) {
+        const k = key(now);
+        m.set(k, [...(m.get(k) ?? []), now]);
+      }
       return [...m.values()];
     };
     // the earliest instant of each STATUS wording and the latest of each CREATED wording: a pair of
