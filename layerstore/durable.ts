@@ -42,26 +42,45 @@ export function tempName(name: string): string {
   return `.tmp-${name}-${randomBytes(6).toString('hex')}`;
 }
 
-/** Write `file` whole or not at all: temp file beside it, write, fsync, rename, fsync the directory. */
-export function writeFileDurable(file: string, data: Buffer | string, mode: number): void {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, tempName(path.basename(file)));
-  let fd: number | undefined;
+/** Create `file` (it must not exist) with `mode` whatever the umask, write `data`, fsync; raw fs errors. */
+function writeNewFile(file: string, data: Buffer | string, mode: number): void {
+  const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, mode);
   try {
-    fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, mode);
     const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     for (let off = 0; off < buf.length;) off += fs.writeSync(fd, buf, off, buf.length - off);
     fs.fchmodSync(fd, mode); // the umask must not change what moby writes
     fs.fsyncSync(fd);
+  } finally {
     fs.closeSync(fd);
-    fd = undefined;
+  }
+}
+
+/** Write `file` whole or not at all: temp file beside it, write, fsync, rename, fsync the directory. */
+export function writeFileDurable(file: string, data: Buffer | string, mode: number): void {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, tempName(path.basename(file)));
+  try {
+    writeNewFile(tmp, data, mode);
     fs.renameSync(tmp, file);
   } catch (e) {
-    if (fd !== undefined) fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
     fail(file, e);
   }
   syncDir(dir);
+}
+
+/**
+ * A file of a staging directory (makeStagingDir): written and fsynced under
+ * its own name, with no temp file and no directory sync of its own — nobody
+ * reads the staging dir, which appears whole at renameDirDurable, and that
+ * syncs it once for all its files.
+ */
+export function writeStagedFile(file: string, data: Buffer | string, mode: number): void {
+  try {
+    writeNewFile(file, data, mode);
+  } catch (e) {
+    fail(file, e);
+  }
 }
 
 /**

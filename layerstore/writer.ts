@@ -20,8 +20,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tarSource, type Driver, type TarInput } from '../drivers/driver.ts';
-import { chainIdOf, digestHex, imageIdOf, isDigest, sha256Digest } from './digests.ts';
-import { StoreWriteError, dropStagingDir, makeStagingDir, mkdirDurable, renameDirDurable, writeFileDurable } from './durable.ts';
+import { chainIdOf, digestHex, imageIdOf, isDigest, isHex64, sha256Digest } from './digests.ts';
+import { StoreWriteError, dropStagingDir, makeStagingDir, mkdirDurable, renameDirDurable, writeFileDurable, writeStagedFile } from './durable.ts';
 import { goJson } from './go-json.ts';
 import { tagStoreBytes } from './tag-store.ts';
 import { TarSplitRecorder, recordTarSplit } from './tar-split.ts';
@@ -52,8 +52,6 @@ export interface MountMeta {
   /** chain id the RW layer sits on */
   parent: string | null;
 }
-
-const CACHE_ID_RE = /^[a-f0-9]{64}(-init)?$/;
 
 /** Writes one image/<driver> store (and containers/) under a data root. */
 export class StoreWriter {
@@ -92,28 +90,33 @@ export class StoreWriter {
 
   /** Record a layer whose data the driver already holds; returns its chain id (an existing layer is kept). */
   commitLayer(l: LayerMeta): string {
+    return this.commit(l).chainId;
+  }
+
+  /** commitLayer, saying whether this call made the layer (false: it was there, or another writer made it first). */
+  private commit(l: LayerMeta): { chainId: string; created: boolean } {
     if (!isDigest(l.diffId)) throw new StoreWriteError(this.layerdb, `layer DiffID ${JSON.stringify(l.diffId)} is not a sha256 digest`);
-    if (!CACHE_ID_RE.test(l.cacheId)) throw new StoreWriteError(this.layerdb, `cache id ${JSON.stringify(l.cacheId)} is not 64 hex digits`);
+    if (!isHex64(l.cacheId.replace(/-init$/, ''))) throw new StoreWriteError(this.layerdb, `cache id ${JSON.stringify(l.cacheId)} is not 64 hex digits`);
     if (l.parent !== null && !this.hasLayer(l.parent)) throw new StoreWriteError(this.layerDir(l.parent), `parent layer ${l.parent} is not in layerdb`);
     const chainId = chainIdOf(l.parent, l.diffId);
     const target = this.layerDir(chainId);
-    if (fs.existsSync(target)) return chainId;
+    if (fs.existsSync(target)) return { chainId, created: false };
     const stage = makeStagingDir(this.tmp, 'write-set-');
     try {
       // moby's order (layer/layer_store.go registerWithDescriptor)
-      writeFileDurable(path.join(stage, 'size'), String(l.size), 0o644);
-      if (l.parent !== null) writeFileDurable(path.join(stage, 'parent'), l.parent, 0o644);
-      writeFileDurable(path.join(stage, 'diff'), l.diffId, 0o644);
-      writeFileDurable(path.join(stage, 'cache-id'), l.cacheId, 0o644);
-      writeFileDurable(path.join(stage, 'tar-split.json.gz'), l.tarSplit, 0o644);
+      writeStagedFile(path.join(stage, 'size'), String(l.size), 0o644);
+      if (l.parent !== null) writeStagedFile(path.join(stage, 'parent'), l.parent, 0o644);
+      writeStagedFile(path.join(stage, 'diff'), l.diffId, 0o644);
+      writeStagedFile(path.join(stage, 'cache-id'), l.cacheId, 0o644);
+      writeStagedFile(path.join(stage, 'tar-split.json.gz'), l.tarSplit, 0o644);
       renameDirDurable(stage, target);
     } catch (e) {
       dropStagingDir(stage);
       // another writer (another process) committed the same chain id first: its layer is the one, as complete as ours
-      if (fs.existsSync(target)) return chainId;
+      if (fs.existsSync(target)) return { chainId, created: false };
       throw e;
     }
-    return chainId;
+    return { chainId, created: true };
   }
 
   /**
@@ -138,19 +141,11 @@ export class StoreWriter {
       throw e;
     }
     const meta: LayerMeta = { diffId: rec.diffId(), parent: parent?.chainId ?? null, cacheId, size, tarSplit: rec.finish() };
-    const chainId = chainIdOf(meta.parent, meta.diffId);
-    if (this.hasLayer(chainId)) {
-      await driver.remove(cacheId);
-      return this.existing(chainId);
-    }
-    this.commitLayer(meta);
-    const recorded = this.existing(chainId);
-    if (recorded.cacheId !== cacheId) {
-      // another writer recorded this chain id between our check and our commit: its data is the layer's, ours goes
-      await driver.remove(cacheId);
-      return recorded;
-    }
-    return { ...meta, chainId, tarBytes: rec.size };
+    const { chainId, created } = this.commit(meta);
+    if (created) return { ...meta, chainId, tarBytes: rec.size };
+    // the layer was there already, or another writer recorded it meanwhile: its data is the layer's, ours goes
+    await driver.remove(cacheId);
+    return this.existing(chainId);
   }
 
   private existing(chainId: string): WrittenLayer {
@@ -219,13 +214,13 @@ export class StoreWriter {
   /** layerdb/mounts/<containerId>, complete or absent. */
   writeMount(containerId: string, m: MountMeta): void {
     const target = path.join(this.layerdb, 'mounts', containerId);
-    if (!/^[a-f0-9]{64}$/.test(containerId)) throw new StoreWriteError(target, 'container id is not 64 hex digits');
+    if (!isHex64(containerId)) throw new StoreWriteError(target, 'container id is not 64 hex digits');
     if (m.parent !== null && !this.hasLayer(m.parent)) throw new StoreWriteError(target, `parent layer ${m.parent} is not in layerdb`);
     const stage = makeStagingDir(this.tmp, 'mount-', 0o755);
     try {
-      writeFileDurable(path.join(stage, 'mount-id'), m.mountId, 0o644);
-      if (m.initId !== null) writeFileDurable(path.join(stage, 'init-id'), m.initId, 0o644);
-      if (m.parent !== null) writeFileDurable(path.join(stage, 'parent'), m.parent, 0o644);
+      writeStagedFile(path.join(stage, 'mount-id'), m.mountId, 0o644);
+      if (m.initId !== null) writeStagedFile(path.join(stage, 'init-id'), m.initId, 0o644);
+      if (m.parent !== null) writeStagedFile(path.join(stage, 'parent'), m.parent, 0o644);
       renameDirDurable(stage, target);
     } catch (e) {
       dropStagingDir(stage);
@@ -243,20 +238,20 @@ export class StoreWriter {
   writeContainer(id: string, config: unknown, hostConfig: unknown): string {
     const containers = path.join(this.root, 'containers');
     const target = path.join(containers, id);
-    if (!/^[a-f0-9]{64}$/.test(id)) throw new StoreWriteError(target, 'container id is not 64 hex digits');
-    const fill = (dir: string) => {
-      writeFileDurable(path.join(dir, 'hostconfig.json'), goJson(hostConfig), 0o644);
-      writeFileDurable(path.join(dir, 'config.v2.json'), goJson(config), 0o600);
+    if (!isHex64(id)) throw new StoreWriteError(target, 'container id is not 64 hex digits');
+    const fill = (dir: string, write: typeof writeFileDurable) => {
+      write(path.join(dir, 'hostconfig.json'), goJson(hostConfig), 0o644);
+      write(path.join(dir, 'config.v2.json'), goJson(config), 0o600);
     };
     const sameFs = fs.statSync(containers).dev === fs.statSync(this.tmp).dev;
     if (!sameFs) {
       mkdirDurable(target, 0o710);
-      fill(target);
+      fill(target, writeFileDurable);
       return target;
     }
     const stage = makeStagingDir(this.tmp, 'container-', 0o710);
     try {
-      fill(stage);
+      fill(stage, writeStagedFile);
       renameDirDurable(stage, target);
     } catch (e) {
       dropStagingDir(stage);
