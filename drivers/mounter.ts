@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { findTool } from '../sys/find-tool.ts';
 import { attachLoop, detachLoop } from '../sys/loop.ts';
-import { mountAt } from '../sys/mountinfo.ts';
+import { mountAt, type MountInfo } from '../sys/mountinfo.ts';
 import * as sys from '../sys/syscalls.ts';
 import { isAlive, tagOf, type HolderTag } from './holder.ts';
 import { RefCounter } from './refcount.ts';
@@ -95,14 +95,13 @@ interface HelperRecord {
  * mount it names (by mountinfo id and dev; both are reused, so isStaleFuse
  * also asks the connection), it names nothing.
  */
-export function fuseHelper(target: string): HolderTag | null {
+export function fuseHelper(target: string, m: MountInfo | undefined = mountAt(target)): HolderTag | null {
   let rec: HelperRecord;
   try {
     rec = JSON.parse(fs.readFileSync(helperRecord(target), 'utf8')) as HelperRecord;
   } catch {
     return null;
   }
-  const m = mountAt(target);
   if (!m || rec.mount?.id !== m.id || rec.mount?.dev !== m.dev || typeof rec.helper !== 'string') return null;
   return argvNames(rec.helper, [m.mountPoint, path.resolve(target)]) ? rec.helper : null;
 }
@@ -175,8 +174,9 @@ function fusermountU(target: string): void {
  * is someone else's, and must not be unmounted.
  */
 export function isStaleFuse(target: string): boolean {
-  if (!mountAt(target)?.fstype.startsWith('fuse')) return false;
-  const helper = fuseHelper(target);
+  const m = mountAt(target);
+  if (!m?.fstype.startsWith('fuse')) return false;
+  const helper = fuseHelper(target, m);
   return helper !== null && !isAlive(helper) && connectionGone(target);
 }
 
@@ -190,8 +190,8 @@ function connectionGone(target: string): boolean {
 }
 
 /** End a FUSE mount: `fusermount3 -u` (a dead helper's mount too), then wait for its helper to exit. */
-function fuseUnmount(target: string): void {
-  const helper = fuseHelper(target);
+function fuseUnmount(target: string, m: MountInfo): void {
+  const helper = fuseHelper(target, m);
   try {
     fusermountU(target);
   } catch {
@@ -212,18 +212,16 @@ function fuseUnmount(target: string): void {
  */
 export function unmount(target: string, opts: { keepDir?: boolean } = {}): void {
   const m = mountAt(target);
-  if (m?.fstype.startsWith('fuse')) {
-    fuseUnmount(target);
-    if (!opts.keepDir) rmdirQuiet(target);
-    return;
+  if (m?.fstype.startsWith('fuse')) fuseUnmount(target, m);
+  else if (m) {
+    const loop = /^\/dev\/loop\d+$/.test(m.source) ? { device: m.source, image: backingFile(m.source) } : null;
+    try {
+      sys.umount2(target, sys.MNT_DETACH);
+    } catch (e) {
+      if (!(e instanceof sys.SysError && e.code === 'EINVAL')) throw e; // EINVAL: unmounted meanwhile
+    }
+    if (loop?.image) detachLoop(loop.device, loop.image);
   }
-  const loop = m && /^\/dev\/loop\d+$/.test(m.source) ? { device: m.source, image: backingFile(m.source) } : null;
-  try {
-    sys.umount2(target, sys.MNT_DETACH);
-  } catch (e) {
-    if (!(e instanceof sys.SysError && e.code === 'EINVAL')) throw e; // EINVAL: not mounted
-  }
-  if (loop?.image) detachLoop(loop.device, loop.image);
   if (!opts.keepDir) rmdirQuiet(target);
 }
 

@@ -196,7 +196,7 @@ export class OverlayDriver implements Driver {
   async remove(id: string): Promise<void> {
     const p = this.paths(id);
     await this.mounts.forget(id);
-    if (isMountPoint(p.merged)) unmount(p.merged);
+    unmount(p.merged);
     removeTree(p.dir); // any depth: a layer may hold paths longer than PATH_MAX
   }
 
