@@ -22,6 +22,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { JSON_CAP, describeFsError, openRegular, readFileReadOnly } from '../../sys/read-only-files.ts';
+import { findTool } from '../../sys/find-tool.ts';
 
 /** One extent of a thin device: `length` blocks at `originBlock` of the device live at `dataBlock` of the data file. */
 export interface ThinMapping {
@@ -281,9 +282,7 @@ export function fsTypeOf(image: string): 'ext4' | 'xfs' | null {
 
 /** Whether the running kernel can activate the pool itself (the dm misc device and dmsetup are both there). */
 export function kernelHasDeviceMapper(): boolean {
-  if (!fs.existsSync('/sys/class/misc/device-mapper')) return false;
-  const dirs = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':');
-  return dirs.some((d) => d && fs.existsSync(path.join(d, 'dmsetup')));
+  return fs.existsSync('/sys/class/misc/device-mapper') && findTool('dmsetup') !== null;
 }
 
 /**
