@@ -5,6 +5,7 @@
 // call), so a tree deeper than PATH_MAX (any tar can make one) is walked whole.
 import * as fs from 'node:fs';
 import { at, BY_HANDLE_PAST, openDirNoFollow, self } from './in-root.ts';
+import { lstatQuiet } from '../sys/read-only-files.ts';
 
 export interface TreeVisitor {
   /** One entry, the root included; `parentDev` is its directory's st_dev. True: walk into this directory. */
@@ -14,15 +15,6 @@ export interface TreeVisitor {
 }
 
 const SLASH = Buffer.from('/');
-
-/** lstat that skips an entry gone (or unreachable) since its directory was listed. */
-function lstatOrNull(p: Buffer): fs.Stats | null {
-  try {
-    return fs.lstatSync(p);
-  } catch {
-    return null;
-  }
-}
 
 /**
  * Visit `root` and everything below it. `rootParentDev` is the device the
@@ -56,7 +48,7 @@ function walkDir(p: Buffer, dev: number, v: TreeVisitor): void {
   }
   for (const n of listed(p, () => fs.readdirSync(p, { encoding: 'buffer' }), v) ?? []) {
     const q = Buffer.concat([p, SLASH, n]);
-    const st = lstatOrNull(q);
+    const st = lstatQuiet(q);
     if (st && v.entry(q, st, dev)) walkDir(q, st.dev, v);
   }
 }
@@ -65,7 +57,7 @@ function walkDir(p: Buffer, dev: number, v: TreeVisitor): void {
 function byHandle(fd: number, p: Buffer, dev: number, v: TreeVisitor): void {
   for (const n of listed(p, () => fs.readdirSync(self(fd), { encoding: 'buffer' }), v) ?? []) {
     const q = at(fd, n.toString('latin1'));
-    const st = lstatOrNull(q);
+    const st = lstatQuiet(q);
     if (!st || !v.entry(Buffer.concat([p, SLASH, n]), st, dev)) continue;
     const child = openDirNoFollow(q);
     if (child === null) continue;

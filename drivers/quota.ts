@@ -4,7 +4,6 @@
 // project quota enforcement (xfs prjquota/pquota, ext4 prjquota).
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { mountFor, type MountInfo } from '../sys/mountinfo.ts';
 import { findTool } from '../sys/find-tool.ts';
 import * as sys from '../sys/syscalls.ts';

@@ -16,7 +16,7 @@ import { homesIn } from '../drivers/all.ts';
 import { isDigest } from './digests.ts';
 import { LEGACY_CONTAINER_FIELDS, V1_IMAGE_FIELDS, fieldTypeProblems } from './field-types.ts';
 import {
-  addTag, assembleImageChains, commandOf, containerStateOf, parseCreated, sortImageRefs, type ContainerRecord, type Era, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel,
+  addTag, assembleImageChains, commandOf, containerStateOf, parseCreated, sortImageRefs, type ContainerRecord, type Era, type HistoryRecord, type LayerRecord, type StoreModel,
 } from './model.ts';
 import { Problems } from './problems.ts';
 import { StoreFiles } from './store-files.ts';

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { chainIds, isDigest, isHex64 } from './digests.ts';
 import { CONTAINER_FIELDS, HISTORY_FIELDS, IMAGE_CONFIG_FIELDS, fieldTypeProblems } from './field-types.ts';
 import {
-  addTag, commandOf, containerStateOf, parseCreated, sortImageRefs, type ContainerRecord, type HistoryRecord, type ImageRecord, type LayerRecord, type StoreModel,
+  addTag, commandOf, containerStateOf, parseCreated, sortImageRefs, type ContainerRecord, type HistoryRecord, type LayerRecord, type StoreModel,
 } from './model.ts';
 import { Problems } from './problems.ts';
 import { StoreFiles } from './store-files.ts';

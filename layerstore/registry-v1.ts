@@ -14,7 +14,7 @@
 // official images and is dropped from names, as docker did).
 import * as path from 'node:path';
 import { createdByOf, isV1Id, readV1ImageJson } from './legacy-graph.ts';
-import { assembleImageChains, parseCreated, type ImageRecord, type LayerRecord, type StoreModel } from './model.ts';
+import { assembleImageChains, parseCreated, type LayerRecord, type StoreModel } from './model.ts';
 import { Problems } from './problems.ts';
 import { StoreFiles } from './store-files.ts';
 import { asString as str, isDirectory, lstatQuiet, sizeProblem } from '../sys/read-only-files.ts';

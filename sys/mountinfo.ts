@@ -114,8 +114,3 @@ export function mountFor(p: string, mounts: MountInfo[] = readMountinfo()): Moun
   }
   return best;
 }
-
-/** The filesystem type holding `p` (overlay, btrfs, fuse.fuse-overlayfs, …). */
-export function fsTypeOf(p: string): string | undefined {
-  return mountFor(p)?.fstype;
-}

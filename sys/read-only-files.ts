@@ -7,7 +7,6 @@
 // file (a FIFO, a device, a symlink to /dev/zero are refused unread), and read
 // whole only below a size cap per kind of file.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 
 const O_RDONLY = fs.constants.O_RDONLY;
 const O_NOATIME: number = (fs.constants as Record<string, number>).O_NOATIME ?? 0;

@@ -18,7 +18,6 @@
 // starts from a copy of that layer's upper/ over the same lower.
 import * as path from 'node:path';
 import { existingDir, realDirBelow, homeNamed, idDirInventory, idDirPaths, sourceDirMetadata, type DriverFolder, type DriverLayout } from '../layout.ts';
-import { isDirectory } from '../../sys/read-only-files.ts';
 
 export const ROOT_DIR = 'root';
 export const UPPER_DIR = 'upper';
