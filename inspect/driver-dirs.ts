@@ -65,15 +65,18 @@ export class DriverDirs {
 
   /** Layer `id` can be read: its directory is there, or the record its files are rebuilt from. */
   reachable(id: string): boolean {
-    if (this.filesDir(id).dir !== null) return true;
-    return this.readsThinPoolInUserspace && this.layout.rebuilt!.has(this.home, id);
+    return this.unreachable(id) === null;
   }
 
-  /** Why layer `id`'s data cannot be reached, or null when it can. */
+  /**
+   * Why layer `id`'s data cannot be reached, or null when it can: its driver
+   * directory, or (devicemapper read in userspace) its device record, whose
+   * device the thin pool holds.
+   */
   unreachable(id: string): string | null {
     const f = this.filesDir(id);
-    if (f.dir === null && !this.reachable(id)) return f.reason;
-    return null;
+    if (f.dir !== null || (this.readsThinPoolInUserspace && this.layout.rebuilt!.has(this.home, id))) return null;
+    return f.reason;
   }
 
   /** fn on the full trees of `id` and of `parent` (null: none), each through withFilesDir. */

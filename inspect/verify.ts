@@ -193,11 +193,6 @@ function checkOverlay2Lowers(model: StoreModel, layer: LayerRecord, dirs: Driver
   }
 }
 
-/**
- * Why layer `id`'s data cannot be reached, or null when it can: its driver
- * directory, or (devicemapper read in userspace) its device record, whose
- * device the thin pool holds.
- */
 type Reassemble = (layer: LayerRecord, filesDir: string) => Promise<string | null>;
 
 async function verifyModernLayer(model: StoreModel, layer: LayerRecord, dirs: DriverDirs, content: boolean, reassemble: Reassemble): Promise<void> {
