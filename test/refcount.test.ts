@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { RefCounter, tempRecordName } from '../drivers/refcount.ts';
 import { parseMountPoints, unescapeMountinfo } from '../sys/mountinfo.ts';
-import { isAlive } from '../drivers/holder.ts';
+import { isAlive, tagOf } from '../drivers/holder.ts';
 import * as sys from '../sys/syscalls.ts';
 import { asRoot } from './helpers/require.ts';
 import { LineChild, repo } from './helpers/line-child.ts';
@@ -236,11 +236,11 @@ rootSerial('forget unmounts and drops the record and its lock file', async (t) =
 async function deadHolderTag(): Promise<string> {
   const child = spawn('sleep', ['1000'], { stdio: 'ignore' });
   await once(child, 'spawn');
-  const start = fs.readFileSync(`/proc/${child.pid}/stat`, 'latin1').split(') ')[1].split(' ')[19];
+  const tag = tagOf(child.pid!)!;
   const exited = once(child, 'exit');
   child.kill('SIGKILL');
   await exited;
-  return `${child.pid}.${start}`;
+  return tag;
 }
 
 test('reclaim removes the temp record a writer killed before its rename left, only when that writer is gone', async (t) => {
