@@ -39,7 +39,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
-import { parseMountPoints } from '../../sys/mountinfo.ts';
+import { mountsUnder } from '../../sys/mountinfo.ts';
 import { busyboxAvailable } from '../../fixtures/busybox-rootfs.ts';
 import { describe, describeContainer, describeImage } from '../../inspect/describe.ts';
 import { containerStatus, diskUsage, renderDf, type DfReport } from '../../inspect/df.ts';
@@ -383,8 +383,7 @@ function prerequisites(driver: OracleDriver): string[] {
   ];
 }
 
-const mountsUnder = (dir: string) =>
-  parseMountPoints(fs.readFileSync('/proc/self/mountinfo', 'latin1')).filter((m) => m === dir || m.startsWith(dir + '/'));
+const mountPointsUnder = (dir: string) => mountsUnder(dir).map((m) => m.mountPoint);
 
 
 /**
@@ -450,7 +449,7 @@ export function inspectOracleSuite(driver: OracleDriver): void {
       try {
         btrfsLoop?.unmount();
       } finally {
-        if (scratch && mountsUnder(scratch.dir).length === 0) scratch.cleanup();
+        if (scratch && mountPointsUnder(scratch.dir).length === 0) scratch.cleanup();
       }
     });
   }
@@ -678,7 +677,7 @@ export function inspectOracleSuite(driver: OracleDriver): void {
     const after = snapshotTree(s.daemon.dataRoot);
     t.true(s.before.size > 100, `${s.before.size} entries fingerprinted`);
     t.deepEqual(snapshotDiff(s.before, after), []);
-    t.deepEqual(mountsUnder(s.daemon.dataRoot), [], 'strata mounted nothing');
+    t.deepEqual(mountPointsUnder(s.daemon.dataRoot), [], 'strata mounted nothing');
   });
 
   oracle(`${driver}: the daemon stopped cleanly and left nothing running, mounted or outside its data-root`, (t) => {
@@ -695,7 +694,7 @@ export function inspectOracleSuite(driver: OracleDriver): void {
       s.btrfsLoop.unmount();
       t.deepEqual(loopDevicesOf(image), [], 'the loop device is detached');
     }
-    t.deepEqual(mountsUnder(s.scratch.dir), []);
+    t.deepEqual(mountPointsUnder(s.scratch.dir), []);
     // checked by stop() under the ledger lock: a daemon of another oracle file may have started since
     t.deepEqual(s.stop.leftHostPaths, [], 'host paths created by the run are gone');
     if (s.stop.keptHostPaths.length) t.log(`kept for another oracle daemon: ${s.stop.keptHostPaths.join(' ')} (${s.stop.note})`);

@@ -34,7 +34,7 @@ import { manifestDiff, treeManifest } from '../../archive/digest.ts';
 import { changeLetter, displayPath, rawPath, type Change } from '../../archive/types.ts';
 import '../../drivers/all.ts';
 import type { Driver } from '../../drivers/driver.ts';
-import { parseMountPoints } from '../../sys/mountinfo.ts';
+import { mountsUnder } from '../../sys/mountinfo.ts';
 import { getDriver } from '../../drivers/registry.ts';
 import { busyboxAvailable } from '../../fixtures/busybox-rootfs.ts';
 import { isRoot, when } from '../helpers/require.ts';
@@ -107,8 +107,7 @@ let cap: Captured | undefined;
 let driver: Driver | undefined;
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const mountsUnder = (dir: string) =>
-  parseMountPoints(fs.readFileSync('/proc/self/mountinfo', 'latin1')).filter((m) => m === dir || m.startsWith(dir + '/'));
+const mountPointsUnder = (dir: string) => mountsUnder(dir).map((m) => m.mountPoint);
 
 if (missing.length === 0) {
   test.before(async () => {
@@ -149,7 +148,7 @@ if (missing.length === 0) {
   test.after.always(async () => {
     await driver?.cleanup();
     await daemon?.stop();
-    if (scratch && mountsUnder(scratch.dir).length === 0) scratch.cleanup();
+    if (scratch && mountPointsUnder(scratch.dir).length === 0) scratch.cleanup();
   });
 }
 
@@ -203,7 +202,7 @@ oracle('the image\'s top layer mounted by strata is the tree of docker export (l
   } finally {
     await d.put(top.cacheId);
   }
-  t.deepEqual(mountsUnder(path.join(dataRoot, DRIVER)), [], 'put() unmounted the layer');
+  t.deepEqual(mountPointsUnder(path.join(dataRoot, DRIVER)), [], 'put() unmounted the layer');
 });
 
 oracle('strata changes of container c1 are docker diff c1 (library and strata layer changes)', async (t) => {
@@ -281,7 +280,7 @@ oracle('the oracle daemon stopped cleanly and left nothing running, mounted or c
   t.deepEqual(cap.stop.killedStragglers, [], 'containerd and shims went with dockerd');
   t.deepEqual(cap.stop.unmounted, [], 'dockerd unmounted everything itself');
   t.deepEqual(processesMentioning([daemon!.dataRoot, daemon!.execRoot]), []);
-  t.deepEqual(mountsUnder(scratch!.dir), []);
+  t.deepEqual(mountPointsUnder(scratch!.dir), []);
   // checked by stop() under the ledger lock: a daemon of another oracle file may have started since
   t.deepEqual(cap.stop.leftHostPaths, [], 'host paths created by the run are gone');
   if (cap.stop.keptHostPaths.length) t.log(`kept for another oracle daemon: ${cap.stop.keptHostPaths.join(' ')} (${cap.stop.note})`);
