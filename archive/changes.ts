@@ -147,7 +147,16 @@ function addChildren(dirRaw: string, rel: string, out: Change[], fmt: DiffFormat
   }
 }
 
-function compareChildren(newRoot: string, oldRoot: string, rel: string, newIsDir: boolean, oldIsDir: boolean, out: Change[]): void {
+/**
+ * Where a hinted comparison looks (changesDirsHinted): directories in
+ * `dirty` are compared entry by entry; below a path in `full`, everything.
+ */
+interface Pruning {
+  dirty: Set<string>;
+  full: Set<string>;
+}
+
+function compareChildren(newRoot: string, oldRoot: string, rel: string, newIsDir: boolean, oldIsDir: boolean, out: Change[], prune: Pruning | null = null): void {
   const oldNames = new Map<string, Entry>();
   if (oldIsDir) for (const e of readEntries(oldRoot + rel || '/')) oldNames.set(e.name.toString('latin1'), e);
   if (newIsDir) {
@@ -175,12 +184,52 @@ function compareChildren(newRoot: string, oldRoot: string, rel: string, newIsDir
       const changed = modified(oldRoot + path, o, newRoot + path, n);
       if (changed) modify(out, path);
       if (dirLike(n)) {
-        compareChildren(newRoot, oldRoot, path, realDir(n), realDir(o), out);
+        // a type change is compared in full whatever the hints say
+        const below = prune === null || prune.full.has(path) || realDir(n) !== realDir(o) ? null : prune;
+        if (below === null || below.dirty.has(path)) compareChildren(newRoot, oldRoot, path, realDir(n), realDir(o), out, below);
         if (!changed && out.length > start) modify(out, path);
       }
     }
   }
   for (const name of oldNames.keys()) del(out, `${rel}/${name}`);
+}
+
+/**
+ * Where two trees may differ, as a driver that knows it says (btrfs send):
+ * raw paths ('/a/b') of entries that may have changed, been added or been
+ * removed (`touched`), and of those whose whole subtree may differ
+ * (`full`: rename targets, new directories). A path may name an entry in
+ * either tree, or in neither; naming too much only costs time.
+ */
+export interface ChangeHints {
+  touched: Iterable<string>;
+  full: Iterable<string>;
+}
+
+/**
+ * changesDirs(newDir, oldDir) computed only where `hints` say the trees may
+ * differ: each directory on the way to a hinted path is compared entry by
+ * entry exactly as changesDirs does, every other subtree is taken as the same
+ * in both. Equal to changesDirs when the hints cover every difference.
+ */
+export function changesDirsHinted(newDir: string, oldDir: string, hints: ChangeHints): Change[] {
+  const newRoot = rootOf(newDir);
+  const oldRoot = rootOf(oldDir);
+  for (const [dir, raw] of [[newDir, newRoot], [oldDir, oldRoot]]) {
+    if (!lstat(raw || '/')?.isDirectory()) throw new Error(`changesDirs: ${dir} is not a directory`);
+  }
+  const full = new Set(hints.full);
+  const dirty = new Set<string>();
+  for (const p of [...hints.touched, ...full]) {
+    for (let i = p.lastIndexOf('/'); i > 0; i = p.lastIndexOf('/', i - 1)) {
+      const dir = p.slice(0, i);
+      if (dirty.has(dir)) break;
+      dirty.add(dir);
+    }
+  }
+  const out: Change[] = [];
+  compareChildren(newRoot, oldRoot, '', true, true, out, { dirty, full });
+  return sortChanges(out);
 }
 
 // ---- changesFromDiffDir -----------------------------------------------------

@@ -322,6 +322,18 @@ export function ioctl(fd: number, request: number, arg: Buffer, path: string): n
   return check(r, 'ioctl', path);
 }
 
+/**
+ * ioctl(2) on a thread of its own, for a request that blocks until it is done
+ * (BTRFS_IOC_SEND writes its whole stream into a pipe the caller drains meanwhile).
+ */
+export async function ioctlInThread(fd: number, request: number, arg: Buffer, path: string): Promise<number> {
+  const r = await load({
+    library: LIBC, funcName: 'ioctl', retType: DataType.I32, errno: true, runInNewThread: true,
+    paramsType: [DataType.I32, DataType.I64, DataType.U8Array], paramsValue: [fd, request, arg],
+  }) as ErrnoResult;
+  return check(r, 'ioctl', path);
+}
+
 // ---- waiting for a process that is not our child -------------------------
 
 const SYS_pidfd_open = 434; // x86_64 and aarch64 alike

@@ -1,6 +1,6 @@
-// btrfs's on-disk layout (read, not driven yet): <home>/subvolumes/<id> is a
-// subvolume (a snapshot of its parent's) holding the layer's full tree; no
-// parents are recorded in the home.
+// btrfs's on-disk layout: <home>/subvolumes/<id> is a subvolume (a snapshot
+// of its parent's) holding the layer's full tree, <home>/quotas/<id> its size
+// limit; no parents are recorded in the home (the driver: btrfs.ts).
 import * as path from 'node:path';
 import { existingDir, homeNamed, sourceDirMetadata, subdirInventory, subdirPaths, type DriverFolder, type DriverLayout } from '../layout.ts';
 
@@ -14,4 +14,4 @@ export const layout: DriverLayout = {
   inventory: (home) => subdirInventory(home, ['subvolumes']),
 };
 
-export const folder: DriverFolder = { layout };
+export const folder: DriverFolder = { layout, loadInit: async () => (await import('./btrfs.ts')).init };

@@ -520,9 +520,10 @@ function writeRandomFile(p: string, size: number): string | null {
     fs.fsyncSync(fd);
     return null;
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === undefined) throw e;
-    return code;
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === undefined) throw e;
+    // libuv 1.46 (Node 20) has no name for EDQUOT: its code is 'UNKNOWN'
+    return err.errno === -os.constants.errno.EDQUOT ? 'EDQUOT' : err.code;
   } finally {
     fs.closeSync(fd);
   }

@@ -1,4 +1,5 @@
-// A tiny ext4 on a loop device, to run a driver home out of blocks or inodes.
+// A tiny ext4 on a loop device, to run a driver home out of blocks or inodes;
+// a btrfs on one, for the btrfs driver's tests.
 // Loop devices through sys/loop.ts, whose detach waits until the kernel has
 // let the device go (udev may still hold it just after umount).
 import { execFileSync } from 'node:child_process';
@@ -29,17 +30,36 @@ export interface TinyFs {
  * `journal: false` leaves the journal out, for a few MiB that are all data.
  */
 export function tinyExt4(sizeMiB: number, inodes?: number, opts: { journal?: boolean } = {}): TinyFs {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-tinyfs-'));
-  const img = path.join(tmp, 'ext4.img');
+  return loopFs('ext4', sizeMiB, (img) => execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', '-b', '1024', ...(inodes ? ['-N', String(inodes)] : []),
+    ...(opts.journal === false ? ['-O', '^has_journal'] : []), img], { stdio: 'pipe' }));
+}
+
+/** Why a loop-mounted btrfs cannot be made here, or null. */
+export function loopBtrfsMissing(): string | null {
+  if (!isRoot) return 'root (loop mounts)';
+  if (runningInUserNS()) return 'the initial user namespace (loop mounts are refused in a user namespace)';
+  if (!hasTool('mkfs.btrfs') || !hasTool('losetup')) return 'mkfs.btrfs (btrfs-progs) and losetup (util-linux)';
+  if (!fs.readFileSync('/proc/filesystems', 'utf8').includes('\tbtrfs')) return 'btrfs in the kernel (modprobe btrfs)';
+  return null;
+}
+
+/** A `sizeMiB` btrfs (sparse image; mkfs.btrfs wants at least ~110 MiB) on a loop device. */
+export function loopBtrfs(sizeMiB = 512): TinyFs {
+  return loopFs('btrfs', sizeMiB, (img) => execFileSync('mkfs.btrfs', ['-q', '-f', img], { stdio: 'pipe' }));
+}
+
+/** An image file of `sizeMiB`, formatted by `mkfs`, loop-mounted as `type`. */
+function loopFs(type: string, sizeMiB: number, mkfs: (img: string) => void): TinyFs {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `strata-${type === 'ext4' ? 'tinyfs' : type}-`));
+  const img = path.join(tmp, `${type}.img`);
   const dir = path.join(tmp, 'mnt');
   let loop: LoopMount | undefined;
   try {
     fs.mkdirSync(dir);
     fs.writeFileSync(img, '');
-    fs.truncateSync(img, sizeMiB << 20);
-    execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', '-b', '1024', ...(inodes ? ['-N', String(inodes)] : []),
-      ...(opts.journal === false ? ['-O', '^has_journal'] : []), img], { stdio: 'pipe' });
-    loop = loopMount(img, dir, { type: 'ext4' });
+    fs.truncateSync(img, sizeMiB * 2 ** 20);
+    mkfs(img);
+    loop = loopMount(img, dir, { type });
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;

@@ -1,0 +1,130 @@
+// Native changes: what changed from a parent layer to its child, from
+// btrfs's own comparison of the two trees instead of a walk of both.
+//
+// BTRFS_IOC_SEND with a parent root and NO_FILE_DATA compares the two
+// subvolumes' b-trees and skips every subtree they still share, so its cost
+// follows the change, not the layer. It needs read-only roots: read-only
+// snapshots of both layers are taken (O(1)) in a scratch dir under the home,
+// the stream is read from a FIFO while the ioctl runs on a thread of its own,
+// the paths it names become hints (send-stream.ts), and changesDirsHinted
+// compares the two snapshots exactly as changesDirs does, but only where the
+// hints lead. The snapshots are destroyed again before returning.
+//
+// Chosen over TREE_SEARCH by generation (find-new): that lists new extents and
+// inodes only, so deletions, renames and metadata-only changes would need
+// another walk to be found.
+//
+// What the send stream cannot say is refused with a NativeRefusal (the caller
+// falls back to the naive walk): a changed inode with more than one link,
+// since the stream names one of its paths and changesDirs reports each.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { changesDirsHinted, type ChangeHints } from '../../archive/changes.ts';
+import type { Change } from '../../archive/types.ts';
+import { fsPath } from '../../archive/types.ts';
+import { S_IFIFO, mknod } from '../../sys/syscalls.ts';
+import { isAlive } from '../holder.ts';
+import { makeScratch } from '../scratch.ts';
+import { SEND_FLAG_NO_FILE_DATA, isSubvolume, send, subvolDestroy, subvolInfo, subvolSnapshot } from './ioctl.ts';
+import { SendStreamHints } from './send-stream.ts';
+
+export const SEND_SCRATCH = 'strata-send';
+
+/** The native path cannot answer this comparison; the message says why. */
+export class NativeRefusal extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NativeRefusal';
+  }
+}
+
+/** changesDirs(child, parent) of two subvolumes of the filesystem of `home`, through BTRFS_IOC_SEND. */
+export async function sendChanges(home: string, child: string, parent: string): Promise<Change[]> {
+  const scratch = makeScratch(home, SEND_SCRATCH);
+  const made: string[] = [];
+  try {
+    for (const [name, src] of [['parent', parent], ['child', child]]) {
+      subvolSnapshot(src, scratch, name, { readOnly: true });
+      made.push(name);
+    }
+    const oldRo = path.join(scratch, 'parent');
+    const newRo = path.join(scratch, 'child');
+    const hints = await streamHints(newRo, subvolInfo(oldRo).id, path.join(scratch, 'stream'));
+    refuseLinkedChanges(hints, newRo, oldRo);
+    return changesDirsHinted(newRo, oldRo, hints);
+  } finally {
+    for (const name of made) subvolDestroy(scratch, name);
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Run the send ioctl of read-only `root` against tree `parentId` into a FIFO
+ * and parse what it writes. The reader drains the FIFO on the main thread
+ * while the ioctl blocks on its own; if parsing fails the read end is closed,
+ * so the ioctl's next write fails (EPIPE) and it returns: neither side can
+ * wait for the other forever.
+ */
+async function streamHints(root: string, parentId: bigint, fifo: string): Promise<ChangeHints> {
+  mknod(fifo, S_IFIFO | 0o600, 0);
+  const rfd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  let wfd: number;
+  try {
+    wfd = fs.openSync(fifo, fs.constants.O_WRONLY);
+  } catch (e) {
+    fs.closeSync(rfd);
+    throw e;
+  }
+  const parser = new SendStreamHints();
+  const reader = new net.Socket({ fd: rfd, readable: true, writable: false });
+  const reading = (async () => {
+    try {
+      for await (const chunk of reader) parser.push(chunk as Buffer);
+    } finally {
+      reader.destroy(); // closes rfd: a writer still busy gets EPIPE
+    }
+  })();
+  const sending = (async () => {
+    const fd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      await send(fd, wfd, parentId, SEND_FLAG_NO_FILE_DATA, root);
+    } finally {
+      fs.closeSync(fd);
+      fs.closeSync(wfd); // the reader's EOF
+    }
+  })();
+  const [r, s] = await Promise.allSettled([reading, sending]);
+  if (r.status === 'rejected') throw r.reason;
+  if (s.status === 'rejected') throw s.reason;
+  return parser.end();
+}
+
+/** A changed non-directory with several links: changesDirs reports every path of it, the stream names one. */
+function refuseLinkedChanges(hints: ChangeHints, newRoot: string, oldRoot: string): void {
+  for (const p of hints.touched) {
+    for (const root of [newRoot, oldRoot]) {
+      const st = fs.lstatSync(fsPath(root + p), { throwIfNoEntry: false });
+      if (st && !st.isDirectory() && st.nlink > 1) {
+        throw new NativeRefusal(`${Buffer.from(p, 'latin1').toString()} has ${st.nlink} links, and the send stream names only one of them`);
+      }
+    }
+  }
+}
+
+/** Remove the send scratch dirs (and their read-only snapshots) that killed processes left under `home`. */
+export function removeStaleSendScratch(home: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(home);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = new RegExp(`^${SEND_SCRATCH}-(\\d+\\.\\d+)-[^-]+$`).exec(name);
+    if (!m || isAlive(m[1])) continue;
+    const dir = path.join(home, name);
+    for (const sub of fs.readdirSync(dir)) if (isSubvolume(path.join(dir, sub))) subvolDestroy(dir, sub);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
