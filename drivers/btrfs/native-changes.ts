@@ -23,6 +23,7 @@ import * as path from 'node:path';
 import { changesDirsHinted, type ChangeHints } from '../../archive/changes.ts';
 import type { Change } from '../../archive/types.ts';
 import { fsPath } from '../../archive/types.ts';
+import { lstatQuiet } from '../../sys/read-only-files.ts';
 import { S_IFIFO, mknod } from '../../sys/syscalls.ts';
 import { isAlive } from '../holder.ts';
 import { makeScratch } from '../scratch.ts';
@@ -104,7 +105,7 @@ async function streamHints(root: string, parentId: bigint, fifo: string): Promis
 function refuseLinkedChanges(hints: ChangeHints, newRoot: string, oldRoot: string): void {
   for (const p of hints.touched) {
     for (const root of [newRoot, oldRoot]) {
-      const st = fs.lstatSync(fsPath(root + p), { throwIfNoEntry: false });
+      const st = lstatQuiet(fsPath(root + p));
       if (st && !st.isDirectory() && st.nlink > 1) {
         throw new NativeRefusal(`${Buffer.from(p, 'latin1').toString()} has ${st.nlink} links, and the send stream names only one of them`);
       }
