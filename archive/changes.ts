@@ -152,6 +152,7 @@ function addChildren(dirRaw: string, rel: string, out: Change[], fmt: DiffFormat
  * `dirty` are compared entry by entry; below a path in `full`, everything.
  */
 interface Pruning {
+  touched: Set<string>;
   dirty: Set<string>;
   full: Set<string>;
 }
@@ -169,6 +170,8 @@ function compareChildren(newRoot: string, oldRoot: string, rel: string, newIsDir
         continue;
       }
       oldNames.delete(name);
+      // in both trees and named by no hint: the same entry (hints cover every difference)
+      if (prune !== null && !prune.touched.has(path) && !prune.dirty.has(path)) continue;
       const n = lstat(newRoot + path);
       const o = lstat(oldRoot + path);
       if (!n || !o) {
@@ -208,9 +211,11 @@ export interface ChangeHints {
 
 /**
  * changesDirs(newDir, oldDir) computed only where `hints` say the trees may
- * differ: each directory on the way to a hinted path is compared entry by
- * entry exactly as changesDirs does, every other subtree is taken as the same
- * in both. Equal to changesDirs when the hints cover every difference.
+ * differ: each directory on the way to a hinted path is listed on both sides
+ * (names only in one are Adds and Deletes) and its hinted entries compared
+ * exactly as changesDirs does; every other entry and subtree is taken as the
+ * same in both. Equal to changesDirs when the hints cover every difference
+ * (a changed inode with several links needs each of its paths hinted).
  */
 export function changesDirsHinted(newDir: string, oldDir: string, hints: ChangeHints): Change[] {
   const newRoot = rootOf(newDir);
@@ -219,8 +224,9 @@ export function changesDirsHinted(newDir: string, oldDir: string, hints: ChangeH
     if (!lstat(raw || '/')?.isDirectory()) throw new Error(`changesDirs: ${dir} is not a directory`);
   }
   const full = new Set(hints.full);
+  const touched = new Set([...hints.touched, ...full]);
   const dirty = new Set<string>();
-  for (const p of [...hints.touched, ...full]) {
+  for (const p of touched) {
     for (let i = p.lastIndexOf('/'); i > 0; i = p.lastIndexOf('/', i - 1)) {
       const dir = p.slice(0, i);
       if (dirty.has(dir)) break;
@@ -228,7 +234,7 @@ export function changesDirsHinted(newDir: string, oldDir: string, hints: ChangeH
     }
   }
   const out: Change[] = [];
-  compareChildren(newRoot, oldRoot, '', true, true, out, { dirty, full });
+  compareChildren(newRoot, oldRoot, '', true, true, out, { touched, dirty, full });
   return sortChanges(out);
 }
 

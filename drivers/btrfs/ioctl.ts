@@ -15,6 +15,8 @@ const VOL_ARGS = 4096;
 const SUBVOL_CREATE = ioc(IOC_WRITE, 14, VOL_ARGS);
 const SNAP_DESTROY = ioc(IOC_WRITE, 15, VOL_ARGS);
 const SNAP_CREATE_V2 = ioc(IOC_WRITE, 23, VOL_ARGS);
+const TREE_SEARCH = ioc(IOC_READ | IOC_WRITE, 17, 4096);
+const INO_LOOKUP = ioc(IOC_READ | IOC_WRITE, 18, 4096);
 const FS_INFO = ioc(IOC_READ, 31, 1024);
 const SEND_ARGS = 72;
 const SEND = ioc(IOC_WRITE, 38, SEND_ARGS);
@@ -144,6 +146,66 @@ export function subvolDestroyTree(dir: string, name: string): void {
   const full = path.join(dir, name);
   for (const child of childSubvolumes(full)) subvolDestroyTree(path.dirname(path.join(full, child)), path.basename(child));
   subvolDestroy(dir, name);
+}
+
+const INODE_REF_KEY = 12;
+const INODE_EXTREF_KEY = 13;
+const SEARCH_KEY = 104;
+const U64_MAX = 2n ** 64n - 1n;
+
+/**
+ * Every path (relative to the subvolume root, raw bytes) of inode `ino` in
+ * subvolume `dir`: its INODE_REF and INODE_EXTREF items (BTRFS_IOC_TREE_SEARCH),
+ * each parent directory's path by BTRFS_IOC_INO_LOOKUP. Needs CAP_SYS_ADMIN.
+ */
+export function inodePaths(dir: string, ino: bigint): Buffer[] {
+  return withDir(dir, (fd) => {
+    const refs: { parent: bigint; name: Buffer }[] = [];
+    let minType = INODE_REF_KEY;
+    let minOffset = 0n;
+    for (;;) {
+      const args = Buffer.alloc(4096);
+      args.writeBigUInt64LE(ino, 8);
+      args.writeBigUInt64LE(ino, 16);
+      args.writeBigUInt64LE(minOffset, 24);
+      args.writeBigUInt64LE(U64_MAX, 32);
+      args.writeBigUInt64LE(U64_MAX, 48);
+      args.writeUInt32LE(minType, 56);
+      args.writeUInt32LE(INODE_EXTREF_KEY, 60);
+      args.writeUInt32LE(4096, 64);
+      ioctl(fd, TREE_SEARCH, args, dir);
+      const n = args.readUInt32LE(64);
+      if (n === 0) break;
+      let at = SEARCH_KEY;
+      for (let i = 0; i < n; i++) {
+        const offset = args.readBigUInt64LE(at + 16);
+        const type = args.readUInt32LE(at + 24);
+        const len = args.readUInt32LE(at + 28);
+        const item = args.subarray(at + 32, at + 32 + len);
+        for (let p = 0; p < item.length;) {
+          if (type === INODE_REF_KEY) { // { index, name_len, name }, parent = key offset
+            const nameLen = item.readUInt16LE(p + 8);
+            refs.push({ parent: offset, name: item.subarray(p + 10, p + 10 + nameLen) });
+            p += 10 + nameLen;
+          } else { // { parent, index, name_len, name }
+            const nameLen = item.readUInt16LE(p + 16);
+            refs.push({ parent: item.readBigUInt64LE(p), name: item.subarray(p + 18, p + 18 + nameLen) });
+            p += 18 + nameLen;
+          }
+        }
+        at += 32 + len;
+        [minType, minOffset] = offset === U64_MAX ? [type + 1, 0n] : [type, offset + 1n];
+      }
+      if (minType > INODE_EXTREF_KEY) break;
+    }
+    return refs.map((r) => {
+      const look = Buffer.alloc(4096);
+      look.writeBigUInt64LE(r.parent, 8);
+      ioctl(fd, INO_LOOKUP, look, dir);
+      const name = look.subarray(16);
+      return Buffer.concat([name.subarray(0, name.indexOf(0)), r.name]); // the dir's path ends in '/', the root's is ''
+    });
+  });
 }
 
 /** The filesystem's uuid (BTRFS_IOC_FS_INFO), as /sys/fs/btrfs names it. */

@@ -14,9 +14,11 @@
 // inodes only, so deletions, renames and metadata-only changes would need
 // another walk to be found.
 //
-// What the send stream cannot say is refused with a NativeRefusal (the caller
-// falls back to the naive walk): a changed inode with more than one link,
-// since the stream names one of its paths and changesDirs reports each.
+// The stream names one path of a changed inode, changesDirs reports each of
+// its links: the other paths of a touched inode with several links are found
+// in the snapshots' trees (ioctl.ts inodePaths) and hinted too. What the
+// native path cannot answer is a NativeRefusal: the caller falls back to the
+// naive walk.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -27,7 +29,7 @@ import { lstatQuiet } from '../../sys/read-only-files.ts';
 import { S_IFIFO, mknod } from '../../sys/syscalls.ts';
 import { isAlive } from '../holder.ts';
 import { makeScratch } from '../scratch.ts';
-import { SEND_FLAG_NO_FILE_DATA, isSubvolume, send, subvolDestroy, subvolInfo, subvolSnapshot } from './ioctl.ts';
+import { SEND_FLAG_NO_FILE_DATA, inodePaths, isSubvolume, send, subvolDestroy, subvolInfo, subvolSnapshot } from './ioctl.ts';
 import { SendStreamHints } from './send-stream.ts';
 
 export const SEND_SCRATCH = 'strata-send';
@@ -52,8 +54,7 @@ export async function sendChanges(home: string, child: string, parent: string): 
     const oldRo = path.join(scratch, 'parent');
     const newRo = path.join(scratch, 'child');
     const hints = await streamHints(newRo, subvolInfo(oldRo).id, path.join(scratch, 'stream'));
-    refuseLinkedChanges(hints, newRo, oldRo);
-    return changesDirsHinted(newRo, oldRo, hints);
+    return changesDirsHinted(newRo, oldRo, addLinkedPaths(hints, newRo, oldRo));
   } finally {
     for (const name of made) subvolDestroy(scratch, name);
     fs.rmSync(scratch, { recursive: true, force: true });
@@ -101,16 +102,26 @@ async function streamHints(root: string, parentId: bigint, fifo: string): Promis
   return parser.end();
 }
 
-/** A changed non-directory with several links: changesDirs reports every path of it, the stream names one. */
-function refuseLinkedChanges(hints: ChangeHints, newRoot: string, oldRoot: string): void {
+/**
+ * Hint every path of each touched non-directory with several links: the
+ * stream names one path of an inode, and changesDirs reports each of them
+ * (a rewritten file is a Modify at every link). Refused where the paths found
+ * are not as many as the links.
+ */
+function addLinkedPaths(hints: ChangeHints, newRoot: string, oldRoot: string): ChangeHints {
+  const touched = new Set(hints.touched);
   for (const p of hints.touched) {
     for (const root of [newRoot, oldRoot]) {
       const st = lstatQuiet(fsPath(root + p));
-      if (st && !st.isDirectory() && st.nlink > 1) {
-        throw new NativeRefusal(`${Buffer.from(p, 'latin1').toString()} has ${st.nlink} links, and the send stream names only one of them`);
+      if (!st || st.isDirectory() || st.nlink < 2) continue;
+      const paths = inodePaths(root, BigInt(st.ino));
+      if (paths.length !== st.nlink) {
+        throw new NativeRefusal(`${Buffer.from(p, 'latin1').toString()} has ${st.nlink} links, and ${paths.length} paths were found for its inode`);
       }
+      for (const q of paths) touched.add(`/${q.toString('latin1')}`);
     }
   }
+  return { touched, full: hints.full };
 }
 
 /** Remove the send scratch dirs (and their read-only snapshots) that killed processes left under `home`. */
