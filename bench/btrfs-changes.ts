@@ -7,7 +7,9 @@
 // the same size and a later mtime, added, deleted). Ops, each against the direct parent:
 // changes(child, base) and diff(child, base) drained. The naive diff sleeps into the next whole
 // second before ending its stream (moby's guard for 1-second mtimes), so diff is timed to its last
-// data byte (LAST BYTE), for both. Variants run in interleaved rounds; medians of --runs.
+// data byte (LAST BYTE), for both. Variants run in interleaved rounds, each op after an untimed
+// `sync` (a walk updates atimes, and the next snapshot would commit them: one variant's leftovers
+// would be timed in the other); medians of --runs.
 // containers-storage's btrfs driver (`changes`, `diff` of the same shapes, written through its
 // `mount`) is the peer where it runs; its rows include its process start and store load.
 //
@@ -118,8 +120,11 @@ async function main(): Promise<number> {
         const variants: [string, Driver][] = run % 2 ? [['naive', naive], ['native', native]] : [['native', native], ['naive', naive]];
         const got: Record<string, { changes: unknown; diff: Buffer }> = {};
         for (const [label, d] of variants) {
+          // untimed sync first: a walk dirties atimes, and a snapshot commits whatever is dirty
+          execFileSync('sync');
           const c = await timed(() => d.changes(`c${n}`, 'base'));
           add('changes', n, label, c.ms);
+          execFileSync('sync');
           const df = await lastByte(d.diff(`c${n}`, 'base'));
           add('diff (last byte)', n, label, df.ms);
           got[label] = { changes: c.value, diff: df.bytes };

@@ -12,7 +12,8 @@ import { changesDirs } from '../archive/changes.ts';
 import { rawPath } from '../archive/types.ts';
 import { MSG_PREREQUISITES, NotSupportedError, type Driver } from '../drivers/driver.ts';
 import { init } from '../drivers/btrfs/btrfs.ts';
-import { childSubvolumes, isSubvolume, subvolCreate } from '../drivers/btrfs/ioctl.ts';
+import { childSubvolumes, isSubvolume, subvolCreate, subvolDestroy, subvolInfo, subvolSnapshot } from '../drivers/btrfs/ioctl.ts';
+import { selfTag } from '../drivers/holder.ts';
 import { SendStreamError, SendStreamHints } from '../drivers/btrfs/send-stream.ts';
 import { Rng, applyRandomOps } from './helpers/random-layer-ops.ts';
 import { when } from './helpers/require.ts';
@@ -137,6 +138,24 @@ onBtrfs('btrfs: size on a read-write layer is a qgroup limit: writing past it fa
   await d.remove('rw');
   t.false(fs.existsSync(path.join(home, 'quotas', 'rw')));
   t.false(d.exists('rw'));
+});
+
+onBtrfs('btrfs: init removes the send scratch dirs (and their read-only snapshots) of dead processes, not of live ones', async (t) => {
+  const { d, home } = await driverOnBtrfs(t);
+  await d.create('a', null);
+  const dead = path.join(home, 'strata-send-999999999.1-abcdef');
+  const live = path.join(home, `strata-send-${selfTag()}-ghijkl`);
+  for (const dir of [dead, live]) {
+    fs.mkdirSync(dir);
+    subvolSnapshot(await d.get('a'), dir, 'parent', { readOnly: true });
+    t.true(subvolInfo(path.join(dir, 'parent')).readOnly);
+  }
+  const again = await init(home, [], { mode: 'manage' });
+  t.teardown(() => again.cleanup());
+  t.false(fs.existsSync(dead), 'a dead holder\'s scratch dir and its read-only snapshot are gone');
+  t.true(isSubvolume(path.join(live, 'parent')), 'a live holder\'s is kept');
+  subvolDestroy(live, 'parent');
+  fs.rmdirSync(live);
 });
 
 onBtrfs('btrfs: read-only open reads layers and writes nothing', async (t) => {

@@ -24,12 +24,14 @@ import { exportChanges } from '../../archive/export.ts';
 import { removeTree } from '../../archive/remove-tree.ts';
 import type { Change } from '../../archive/types.ts';
 import { isMountPoint } from '../../sys/mountinfo.ts';
+import { isDirectory } from '../../sys/read-only-files.ts';
 import { MNT_DETACH, MS_BIND, SysError, umount2 } from '../../sys/syscalls.ts';
 import { backingFsName } from '../backing-fs.ts';
 import {
   InvalidParameterError, LayerNotFoundError, errPrerequisites, mustBeExistingHome, parentOrNull, parseStorageOptKeyValue,
   ramInBytes, validateId, type CreateOpts, type Driver, type InitOpts, type LayerInfo, type TarInput,
 } from '../driver.ts';
+import { isLayerName } from '../layout.ts';
 import { mount } from '../mounter.ts';
 import { naiveApplyDiff, naiveChanges, naiveDiff, naiveDiffSize } from '../naive.ts';
 import { readOnlyDriver } from '../read-only.ts';
@@ -120,11 +122,15 @@ export class BtrfsDriver implements Driver {
   // ---- lifecycle -------------------------------------------------------------
 
   async createReadWrite(id: string, parent: string | null, opts?: CreateOpts): Promise<void> {
-    await this.create(id, parent, opts, true);
+    await this.createLayer(id, parent, opts, true);
+  }
+
+  async create(id: string, parent: string | null, opts?: CreateOpts): Promise<void> {
+    await this.createLayer(id, parent, opts, false);
   }
 
   /** moby Create (CreateReadWrite is the same call there); `size` is honoured on read-write layers only, as the graphdriver contract says. */
-  async create(id: string, parentArg: string | null, opts?: CreateOpts, rw = false): Promise<void> {
+  private async createLayer(id: string, parentArg: string | null, opts: CreateOpts | undefined, rw: boolean): Promise<void> {
     let size: number | null = null;
     for (const [key, val] of Object.entries(opts?.storageOpt ?? {})) {
       if (key.toLowerCase() !== 'size') throw new InvalidParameterError(`unknown option ${key}`);
@@ -202,11 +208,7 @@ export class BtrfsDriver implements Driver {
   }
 
   exists(id: string): boolean {
-    try {
-      return fs.statSync(this.dir(id)).isDirectory();
-    } catch {
-      return false;
-    }
+    return isLayerName(id) && isDirectory(path.join(this.subvolumes(), id));
   }
 
   /** moby's Status fields of the btrfs driver (Build/Library Version), in strata's terms, and which changes path runs. */

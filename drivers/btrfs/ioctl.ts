@@ -33,6 +33,8 @@ const INO_LOOKUP_USER = ioc(IOC_READ | IOC_WRITE, 62, 4096);
 const VOL_NAME_AT = 8;
 const VOL_V2_NAME_AT = 56;
 export const SUBVOL_RDONLY = 2n;
+/** the same, as the root item's flags say it (GET_SUBVOL_INFO) */
+const ROOT_SUBVOL_RDONLY = 1n;
 const QUOTA_CTL_ENABLE = 1n;
 const QGROUP_LIMIT_MAX_RFER = 1n;
 export const SEND_FLAG_NO_FILE_DATA = 1n;
@@ -100,7 +102,7 @@ export function subvolInfo(dir: string): SubvolInfo {
   withDir(dir, (fd) => ioctl(fd, GET_SUBVOL_INFO, args, dir));
   return {
     id: args.readBigUInt64LE(0),
-    readOnly: (args.readBigUInt64LE(288) & SUBVOL_RDONLY) !== 0n,
+    readOnly: (args.readBigUInt64LE(288) & ROOT_SUBVOL_RDONLY) !== 0n,
     uuid: hex(args.subarray(296, 312)),
     parentUuid: hex(args.subarray(312, 328)),
   };

@@ -79,7 +79,14 @@ async function streamHints(root: string, parentId: bigint, fifo: string): Promis
     throw e;
   }
   const parser = new SendStreamHints();
-  const reader = new net.Socket({ fd: rfd, readable: true, writable: false });
+  let reader: net.Socket;
+  try {
+    reader = new net.Socket({ fd: rfd, readable: true, writable: false });
+  } catch (e) {
+    fs.closeSync(rfd);
+    fs.closeSync(wfd);
+    throw e;
+  }
   const reading = (async () => {
     try {
       for await (const chunk of reader) parser.push(chunk as Buffer);
