@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { Driver } from '../../drivers/driver.ts';
 import { init } from '../../drivers/btrfs/btrfs.ts';
 import { loopBtrfs, loopBtrfsMissing, type TinyFs } from '../helpers/tiny-fs.ts';
-import { requireAll, when } from '../helpers/require.ts';
+import { when } from '../helpers/require.ts';
 import { runConformance, type QuotaSetup } from './suite.ts';
 
 const missing = loopBtrfsMissing();
@@ -44,7 +44,6 @@ async function nativeOnly(home: string): Promise<Driver> {
   return d;
 }
 
-if (missing !== null && !requireAll) process.stderr.write(`skipping btrfs conformance: it needs ${missing}\n`);
 const common = { deepLayers: 128, diffApplyFiles: [10, 100], quota };
 if (missing === null) {
   runConformance('btrfs', nativeOnly, common);
