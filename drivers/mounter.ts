@@ -28,7 +28,7 @@ import { isAlive, tagOf, type HolderTag } from './holder.ts';
 import { RefCounter } from './refcount.ts';
 
 export type MountSpec =
-  | { kind: 'kernel'; fstype: string; source: string; data: string; flags?: number; cwd?: string | null }
+  | { kind: 'kernel'; fstype: string; source: string; data: string; flags?: number; cwd?: string | null; appends?: string[] }
   | { kind: 'loop'; image: string; fstype: string; data: string }
   | { kind: 'fuse'; program: string; options: string };
 
@@ -52,6 +52,7 @@ export function mount(target: string, spec: MountSpec): void {
 }
 
 function kernelMount(target: string, spec: Extract<MountSpec, { kind: 'kernel' }>): void {
+  if (spec.appends?.length) return appendingMount(target, spec, spec.appends);
   if (!spec.cwd) return sys.mount(spec.source, target, spec.fstype, spec.flags ?? 0, spec.data);
   // relative paths: mount from `cwd` (moby re-execs a helper for this; our
   // mount is one synchronous call, so the cwd change cannot interleave)
@@ -61,6 +62,17 @@ function kernelMount(target: string, spec: Extract<MountSpec, { kind: 'kernel' }
     sys.mount(spec.source, target, spec.fstype, spec.flags ?? 0, spec.data);
   } finally {
     process.chdir(back);
+  }
+}
+
+/** aufs past a page: the first mount, then one MS_REMOUNT per run of appended branches (torn down if one fails). */
+function appendingMount(target: string, spec: Extract<MountSpec, { kind: 'kernel' }>, appends: string[]): void {
+  sys.mount(spec.source, target, spec.fstype, spec.flags ?? 0, spec.data);
+  try {
+    for (const data of appends) sys.mount(spec.source, target, spec.fstype, sys.MS_REMOUNT, data);
+  } catch (e) {
+    sys.umount2(target, sys.MNT_DETACH);
+    throw e;
   }
 }
 
@@ -246,15 +258,29 @@ function rmdirQuiet(p: string): void {
  * A driver's mounts, counted across processes: the first get() of an id
  * mounts its spec, the last put() (from any process) unmounts it.
  */
+export interface LayerMountsOpts {
+  /** keep the mount point dirs at unmount (aufs's mnt/<id> live as long as the layer) */
+  keepDirs?: boolean;
+  /** run after the last reference's unmount of `id` (put, reclaim, cleanup; not forget) */
+  afterUnmount?: (id: string, target: string) => void;
+}
+
 export class LayerMounts {
   readonly refs: RefCounter;
-  constructor(home: string) {
+  private readonly opts: LayerMountsOpts;
+  constructor(home: string, opts: LayerMountsOpts = {}) {
     this.refs = new RefCounter(home);
+    this.opts = opts;
+  }
+
+  private unmountLast(id: string, target: string, keepDir = this.opts.keepDirs): void {
+    unmount(target, { keepDir });
+    this.opts.afterUnmount?.(id, target);
   }
 
   /** Take a reference on `id`, mounting `plan()` on `target` when nobody holds one. */
   async get(id: string, target: string, plan: () => MountSpec): Promise<void> {
-    if (isStaleFuse(target)) unmount(target, { keepDir: true }); // its helper was killed: mount afresh
+    if (isStaleFuse(target)) this.unmountLast(id, target, true); // its helper was killed: mount afresh
     await this.refs.acquire(id, target, () => mount(target, plan()));
   }
 
@@ -263,21 +289,21 @@ export class LayerMounts {
   }
 
   async put(id: string, target: string): Promise<void> {
-    await this.refs.release(id, target, () => unmount(target));
+    await this.refs.release(id, target, () => this.unmountLast(id, target));
   }
 
   /** Drop dead holders' references, unmounting what no live one holds (driver init). */
   async reclaim(): Promise<void> {
-    await this.refs.reclaim((_id, target) => unmount(target));
+    await this.refs.reclaim((id, target) => this.unmountLast(id, target));
   }
 
   /** Unmount everything recorded (moby Cleanup). */
   async cleanup(): Promise<void> {
-    await this.refs.releaseAll((_id, target) => unmount(target));
+    await this.refs.releaseAll((id, target) => this.unmountLast(id, target));
   }
 
   /** Layer removal: unmount `id` if mounted and forget its record. */
   async forget(id: string): Promise<void> {
-    await this.refs.forget(id, (target) => unmount(target));
+    await this.refs.forget(id, (target) => unmount(target, { keepDir: this.opts.keepDirs }));
   }
 }
