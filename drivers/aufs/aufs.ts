@@ -26,7 +26,8 @@ import { runningInUserNS } from '../../sys/userns.ts';
 import * as sys from '../../sys/syscalls.ts';
 import { backingFsName } from '../backing-fs.ts';
 import {
-  InvalidParameterError, LayerNotFoundError, QuotaNotSupportedError, errIncompatibleFS, errNotSupported, mustBeExistingHome, parentOrNull, validateId,
+  InvalidParameterError, LayerNotFoundError, QuotaNotSupportedError, errIncompatibleFS, errNotSupported, mustBeExistingHome, parentOrNull,
+  parseStorageOptKeyValue, validateId,
   type CreateOpts, type Driver, type InitOpts, type LayerInfo, type TarInput,
 } from '../driver.ts';
 import { Feature } from '../feature.ts';
@@ -34,7 +35,7 @@ import { LayerMounts, type MountSpec } from '../mounter.ts';
 import { naiveApplyDiff, naiveChanges, naiveDiff, naiveDiffSize } from '../naive.ts';
 import { readOnlyDriver } from '../read-only.ts';
 import { removeStaleScratch, withScratch } from '../scratch.ts';
-import { FUSE_WORK_DIR, aufsInFilesystems, dirperm1ProbeData, fuseUnionOptions, fuseWorkDir, planAufsMount } from './mount-plan.ts';
+import { aufsInFilesystems, dirperm1ProbeData, fuseUnionOptions, fuseWorkDir, planAufsMount } from './mount-plan.ts';
 import { toAufsForm } from './whiteout-form.ts';
 
 export const NAME = 'aufs';
@@ -64,12 +65,21 @@ function readQuiet(p: string): string {
   }
 }
 
-/** moby aufs Init; no options. The open modes as driver.ts OpenMode says. */
+/**
+ * moby aufs Init (which takes no options); strata's `aufs.force_naive_diff`
+ * sends every diff method down the naive path (to hold both to one suite).
+ * The open modes as driver.ts OpenMode says.
+ */
 export async function init(home: string, options: string[], opts: InitOpts = {}): Promise<Driver> {
-  if (options.length) throw new InvalidParameterError(`aufs: unknown option ${options[0]}`);
+  let forceNaive = false;
+  for (const opt of options) {
+    const [key, val] = parseStorageOptKeyValue(opt);
+    if (key === 'aufs.force_naive_diff') forceNaive = val === 'true' || val === '1';
+    else throw new InvalidParameterError(`aufs: unknown option ${key}`);
+  }
   if (opts.mode === 'read-only') {
     mustBeExistingHome(NAME, home);
-    const d = new AufsDriver(home, 'unprobed (read-only open)', Feature.known(NAME, 'union', home, 'fuse-overlayfs' as Union), true);
+    const d = new AufsDriver(home, 'unprobed (read-only open)', Feature.known(NAME, 'union', home, 'fuse-overlayfs' as Union), true, false);
     return readOnlyDriver(d, { getRefused: 'its mount would write into mnt/ and the diff dir', layerDir: (id) => path.join(home, 'diff', id) });
   }
   const manage = opts.mode === 'manage';
@@ -86,7 +96,7 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
     for (const s of SUBDIRS) fs.mkdirSync(path.join(home, s), { recursive: true, mode: 0o710 });
   }
   removeStaleScratch(home, [PROBE_PREFIX]);
-  const d = new AufsDriver(home, backing, union, false);
+  const d = new AufsDriver(home, backing, union, false, forceNaive);
   d.removeStaleRemovals();
   await d.reclaimDeadHolders();
   return d;
@@ -97,7 +107,13 @@ export class AufsDriver implements Driver {
   private readonly mounts: LayerMounts;
   private readonly dirperm1: Feature<boolean>;
 
-  constructor(readonly home: string, private readonly backingFs: string, private readonly union: Feature<Union>, private readonly readOnly: boolean) {
+  constructor(
+    readonly home: string,
+    private readonly backingFs: string,
+    private readonly union: Feature<Union>,
+    private readonly readOnly: boolean,
+    private readonly forceNaive: boolean,
+  ) {
     this.mounts = new LayerMounts(home, { keepDirs: true, afterUnmount: (id) => this.afterUnmount(id) });
     this.dirperm1 = new Feature(NAME, 'dirperm1', home, () => this.union.get() === 'aufs' && this.probeDirperm1());
   }
@@ -190,7 +206,18 @@ export class AufsDriver implements Driver {
       }
       removeTree(gone);
     }
-    fs.rmSync(fuseWorkDir(this.home, id), { recursive: true, force: true });
+    this.dropWorkDir(id);
+  }
+
+  /** The FUSE workdir of `id`, and their common dir once it is empty. */
+  private dropWorkDir(id: string): void {
+    const work = fuseWorkDir(this.home, id);
+    if (fs.existsSync(work)) removeTree(work);
+    try {
+      fs.rmdirSync(path.dirname(work));
+    } catch {
+      // other layers are mounted, or there was none
+    }
   }
 
   async get(id: string): Promise<string> {
@@ -221,12 +248,7 @@ export class AufsDriver implements Driver {
     const work = fuseWorkDir(this.home, id);
     if (!fs.existsSync(work)) return; // a kernel aufs mount writes aufs form itself
     toAufsForm(this.diffDir(id), this.lowerDirs(id));
-    removeTree(work);
-    try {
-      fs.rmdirSync(path.join(this.home, FUSE_WORK_DIR));
-    } catch {
-      // other layers still mounted
-    }
+    this.dropWorkDir(id);
   }
 
   async persist(id: string): Promise<void> {
@@ -266,6 +288,7 @@ export class AufsDriver implements Driver {
       ['Backing Filesystem', this.backingFs],
       ['Dirs', String(dirs)],
       ['Dirperm1 Supported', this.dirperm1.describe(String)],
+      ['Native Diff', String(!this.forceNaive)],
       ['Union', this.union.describe((u) => (u === 'aufs' ? 'aufs (kernel module)' : 'fuse-overlayfs (no aufs in /proc/filesystems)'))],
     ];
   }
@@ -324,7 +347,7 @@ export class AufsDriver implements Driver {
       if (this.isParent(id, parent)) return true;
       throw new Error(`layer ${id} is not a child of ${parent ?? 'nothing'} by its ${this.layersFile(id)}; comparing them would need a mount, which a read-only open does not do`);
     }
-    return this.isParent(id, parent) && !mountAt(this.mntDir(id))?.fstype.startsWith('fuse');
+    return !this.forceNaive && this.isParent(id, parent) && !mountAt(this.mntDir(id))?.fstype.startsWith('fuse');
   }
 
   diff(id: string, parent: string | null): Readable {

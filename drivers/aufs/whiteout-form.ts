@@ -9,6 +9,10 @@
 //                                    → `.wh..wh..opq` (0444) where a lower has that dir
 //                                      (aufs's diropq), nothing for a new dir
 //   - copied-up entries              user.fuseoverlayfs.origin → dropped
+//   - a lower file copied up unchanged (it does so to every other link of a
+//     lower hardlink set when one link is removed)
+//                                    → removed, so the lower file, still linked to
+//                                      its set, shows through as under aufs
 // `.wh.` files already in the branch are aufs form and kept; fuse-overlayfs
 // honours them and removes `.wh.x` itself when `x` is created again.
 import * as fs from 'node:fs';
@@ -19,6 +23,8 @@ import * as sys from '../../sys/syscalls.ts';
 const OPAQUE_XATTRS = [OVERLAY_OPAQUE_XATTR, OVERLAY_USER_OPAQUE_XATTR, 'user.fuseoverlayfs.opaque'];
 /** fuse-overlayfs's own bookkeeping xattrs (and the kernel overlay's, should a branch have been mounted so) */
 const UNION_XATTR = /^(user\.fuseoverlayfs\.|trusted\.overlay\.|user\.overlay\.)/;
+/** where fuse-overlayfs records the lower path an upper entry was copied up from */
+const ORIGIN_XATTR = 'user.fuseoverlayfs.origin';
 /** the char device fuse-overlayfs leaves beside its opaque marker */
 const FUSE_OPQ_DEVICE = '.wh..opq';
 /** aufs's whiteouts are empty, read-only files */
@@ -26,6 +32,7 @@ const WHITEOUT_MODE = 0o444;
 
 export interface ConversionStats {
   whiteouts: number;
+  unchangedCopyUps: number;
   opaqueDirs: number;
   xattrsDropped: number;
 }
@@ -36,7 +43,7 @@ export interface ConversionStats {
  * kept only on a directory some lower also has, as aufs makes one only there.
  */
 export function toAufsForm(branch: string, lowers: string[]): ConversionStats {
-  const stats: ConversionStats = { whiteouts: 0, opaqueDirs: 0, xattrsDropped: 0 };
+  const stats: ConversionStats = { whiteouts: 0, unchangedCopyUps: 0, opaqueDirs: 0, xattrsDropped: 0 };
   const stack = [''];
   while (stack.length) {
     const rel = stack.pop()!;
@@ -46,6 +53,11 @@ export function toAufsForm(branch: string, lowers: string[]): ConversionStats {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) {
         stack.push(path.join(rel, e.name)); // its xattrs are read, then dropped, by convertDir
+        continue;
+      }
+      if (e.isFile() && unchangedCopyUp(p, lowers)) {
+        fs.unlinkSync(p);
+        stats.unchangedCopyUps++;
         continue;
       }
       dropUnionXattrs(p, stats);
@@ -71,6 +83,33 @@ function convertDir(dir: string, rel: string, lowers: string[], stats: Conversio
     writeMarker(marker);
     stats.opaqueDirs++;
   } else fs.rmSync(marker, { force: true });
+}
+
+/**
+ * `p` is a copy-up (fuse-overlayfs's origin xattr names its lower path) of one
+ * lone link, identical to that lower file: owner, mode, size, ns mtime,
+ * xattrs and bytes. Dropping it changes nothing the union shows but the inode.
+ */
+function unchangedCopyUp(p: string, lowers: string[]): boolean {
+  const origin = xattrOf(p, ORIGIN_XATTR);
+  if (origin === null) return false;
+  const st = fs.lstatSync(p, { bigint: true });
+  if (st.nlink !== 1n) return false;
+  const rel = origin.toString().replace(/\0$/, ''); // stored with its C string's NUL
+  const lower = lowers.map((l) => path.join(l, rel)).find((q) => fs.lstatSync(q, { throwIfNoEntry: false }));
+  if (!lower) return false;
+  const lt = fs.lstatSync(lower, { bigint: true });
+  if (!lt.isFile() || lt.mode !== st.mode || lt.uid !== st.uid || lt.gid !== st.gid || lt.size !== st.size || lt.mtimeNs !== st.mtimeNs) return false;
+  if (!sameXattrs(p, lower)) return false;
+  return fs.readFileSync(p).equals(fs.readFileSync(lower));
+}
+
+function sameXattrs(a: string, b: string): boolean {
+  const own = (p: string) => sys.llistxattr(p).filter((n) => !UNION_XATTR.test(n)).sort();
+  const na = own(a);
+  const nb = own(b);
+  if (na.join('\0') !== nb.join('\0')) return false;
+  return na.every((n) => Buffer.compare(xattrOf(a, n) ?? Buffer.alloc(0), xattrOf(b, n) ?? Buffer.alloc(0)) === 0);
 }
 
 function writeMarker(p: string): void {

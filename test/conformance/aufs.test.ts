@@ -12,7 +12,7 @@ const fuseMissing = !isRoot ? 'root' : !fs.existsSync('/dev/fuse') || !hasTool('
   ? '/dev/fuse, fuse-overlayfs and fusermount3 (the FUSE union of aufs layers)' : null;
 
 if (fuseMissing === null) {
-  runConformance('aufs', (home) => init(home, []), {
+  const common = {
     deepLayers: 127, // moby's aufs depth: TestMountMoreThan42Layers' 126 layers and a base
     diffApplyFiles: [10, 100],
     serial: true,
@@ -20,6 +20,8 @@ if (fuseMissing === null) {
     renameDirectories: false,
     // and it copies up one path of a lower hardlink set (aufs's pseudo-links would keep them joined)
     hardlinksBreakOnCopyUp: true,
-    quota: { kind: 'unsupported' },
-  });
+    quota: { kind: 'unsupported' as const },
+  };
+  runConformance('aufs', (home) => init(home, []), common);
+  runConformance('aufs-naive', (home) => init(home, ['aufs.force_naive_diff=true']), common);
 } else when(false, fuseMissing)('aufs conformance through the FUSE union', () => undefined);
