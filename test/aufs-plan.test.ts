@@ -42,7 +42,7 @@ test('aufs plan: the dirperm1 probe, /proc/filesystems, the FUSE union options a
   t.true(aufsInFilesystems('nodev\tsysfs\nnodev\taufs\n\text4\n'));
   t.false(aufsInFilesystems('nodev\tsysfs\nnodev\toverlay\n\text4\nnodev\tfuse\n'));
   t.is(fuseUnionOptions('/h/diff/c', ['/h/diff/p', '/h/diff/g'], '/h/.strata-fuse-work/c'),
-    'lowerdir=/h/diff/p:/h/diff/g,upperdir=/h/diff/c,workdir=/h/.strata-fuse-work/c');
+    'lowerdir=/h/diff/p:/h/diff/g,upperdir=/h/diff/c,workdir=/h/.strata-fuse-work/c,writeback=0');
   t.throws(() => fuseUnionOptions('/h/diff/a:b', ['/h/diff/p'], '/w'), { message: /':' or ','/ });
   t.throws(() => fuseUnionOptions('/h/diff/c', ['/h/diff/p,q'], '/w'), { message: /\/h\/diff\/p,q/ });
   t.is(fuseWorkDir('/h', 'c'), '/h/.strata-fuse-work/c');

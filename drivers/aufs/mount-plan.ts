@@ -66,14 +66,17 @@ export function aufsInFilesystems(procFilesystems: string): boolean {
  * The fuse-overlayfs options for the same union: the diff dir as upperdir
  * (so writes land where aufs's rw branch would have them, to be converted at
  * put), the parents as lowerdirs, nearest first, and a workdir, which must be
- * on the upper's filesystem and outside it.
+ * on the upper's filesystem and outside it. writeback=0: with the kernel's
+ * writeback cache a file's data may reach the upper after a later setxattr,
+ * and that write strips security.capability (file_remove_privs), as a naive
+ * applyDiff through the union showed.
  */
 export function fuseUnionOptions(rw: string, ro: string[], workdir: string): string {
   for (const p of [rw, ...ro, workdir]) {
     // fuse-overlayfs splits lowerdir at ':' and its option list at ','
     if (/[:,]/.test(p)) throw new Error(`aufs: ${p}: a branch path with ':' or ',' cannot be given to fuse-overlayfs`);
   }
-  return `lowerdir=${ro.join(':')},upperdir=${rw},workdir=${workdir}`;
+  return `lowerdir=${ro.join(':')},upperdir=${rw},workdir=${workdir},writeback=0`;
 }
 
 /**

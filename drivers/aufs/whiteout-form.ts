@@ -55,7 +55,7 @@ export function toAufsForm(branch: string, lowers: string[]): ConversionStats {
         stack.push(path.join(rel, e.name)); // its xattrs are read, then dropped, by convertDir
         continue;
       }
-      if (e.isFile() && unchangedCopyUp(p, lowers)) {
+      if (e.isFile() && unchangedCopyUp(p, path.join(rel, e.name), lowers)) {
         fs.unlinkSync(p);
         stats.unchangedCopyUps++;
         continue;
@@ -86,16 +86,17 @@ function convertDir(dir: string, rel: string, lowers: string[], stats: Conversio
 }
 
 /**
- * `p` is a copy-up (fuse-overlayfs's origin xattr names its lower path) of one
- * lone link, identical to that lower file: owner, mode, size, ns mtime,
- * xattrs and bytes. Dropping it changes nothing the union shows but the inode.
+ * `p` (at `rel` in the branch) is a copy-up of the lower file at the same
+ * path (fuse-overlayfs's origin xattr names it: a renamed file's names the
+ * old path) of one lone link, identical to that lower file: owner, mode,
+ * size, ns mtime, xattrs and bytes. Dropping it changes nothing the union
+ * shows but the inode.
  */
-function unchangedCopyUp(p: string, lowers: string[]): boolean {
+function unchangedCopyUp(p: string, rel: string, lowers: string[]): boolean {
   const origin = xattrOf(p, ORIGIN_XATTR);
-  if (origin === null) return false;
+  if (origin === null || origin.toString().replace(/\0$/, '') !== rel) return false; // stored with its C string's NUL
   const st = fs.lstatSync(p, { bigint: true });
   if (st.nlink !== 1n) return false;
-  const rel = origin.toString().replace(/\0$/, ''); // stored with its C string's NUL
   const lower = lowers.map((l) => path.join(l, rel)).find((q) => fs.lstatSync(q, { throwIfNoEntry: false }));
   if (!lower) return false;
   const lt = fs.lstatSync(lower, { bigint: true });
