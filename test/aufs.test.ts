@@ -26,10 +26,13 @@ const fuseMissing = !isRoot ? 'root' : !fs.existsSync('/dev/fuse') || !hasTool('
 const fuseTest = when(fuseMissing === null, fuseMissing ?? '', { serial: true });
 
 /** A fresh driver home, its mounts and dirs removed at the end (also on failure). */
-async function scratch(t: ExecutionContext, options: string[] = []): Promise<{ home: string; d: AufsDriver }> {
+/** These tests are of the FUSE union: it is chosen even on a kernel with aufs. */
+const FUSE = 'aufs.union=fuse-overlayfs';
+
+async function scratch(t: ExecutionContext): Promise<{ home: string; d: AufsDriver }> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-aufs-'));
   const home = path.join(tmp, 'aufs');
-  const d = (await init(home, options)) as AufsDriver;
+  const d = (await init(home, [FUSE])) as AufsDriver;
   t.teardown(async () => {
     await d.cleanup();
     for (const m of mountsUnder(tmp).reverse()) sys.umount2(m.mountPoint, sys.MNT_DETACH);
@@ -74,6 +77,11 @@ fuseTest('aufs: moby\'s layout: layers/ lists parents nearest first, diff/ and m
   t.deepEqual(d.layers(), [{ id: '1', parent: null }, { id: '2', parent: '1' }, { id: '3', parent: '2' }]);
   await t.throwsAsync(d.create('4', 'missing'), { message: /layer missing does not exist/ }); // moby TestCreateWithInvalidParent
   await t.throwsAsync(d.create('4', null, { storageOpt: { foo: 'x' } }), { message: '--storage-opt is not supported for aufs' });
+  await t.throwsAsync(init(home, ['aufs.union=unionfs']), { message: 'aufs: aufs.union must be aufs or fuse-overlayfs, not "unionfs"' });
+  await t.throwsAsync(init(home, ['aufs.nope=1']), { message: 'aufs: unknown option aufs.nope' });
+  if (!fs.readFileSync('/proc/filesystems', 'utf8').includes('aufs')) {
+    await t.throwsAsync(init(home, ['aufs.union=aufs']), { message: /AUFS was not found in \/proc\/filesystems/ });
+  }
   t.false(d.exists('4'));
   // moby TestRemoveMountedDir: remove unmounts first
   const mnt = await d.get('3');
@@ -85,7 +93,7 @@ fuseTest('aufs: moby\'s layout: layers/ lists parents nearest first, diff/ and m
   t.false(fs.existsSync(path.join(home, FUSE_WORK_DIR)), 'no FUSE workdir left');
   // moby TestInitStaleCleanup: a killed Remove's -removing dirs go at the next init
   for (const s of ['diff', 'mnt']) fs.mkdirSync(path.join(home, s, '2-removing'));
-  await init(home, [], { mode: 'manage' });
+  await init(home, [FUSE], { mode: 'manage' });
   for (const s of ['diff', 'mnt']) t.false(fs.existsSync(path.join(home, s, '2-removing')));
   t.true(d.exists('2'));
 });
@@ -128,7 +136,7 @@ fuseTest('aufs: a read-write layer written through the FUSE union holds only auf
   t.is(fs.lstatSync(path.join(diff, 'd/.wh..wh..opq')).mode & 0o7777, 0o444);
   // what the aufs walk reads from it is what the union showed
   t.deepEqual(lines(await d.changes('rw', 'base')), EXPECTED_CHANGES);
-  const naive = (await init(home, ['aufs.force_naive_diff=true'], { mode: 'manage' })) as AufsDriver;
+  const naive = (await init(home, [FUSE, 'aufs.force_naive_diff=true'], { mode: 'manage' })) as AufsDriver;
   t.teardown(() => naive.cleanup());
   t.deepEqual(lines(await d.changes('rw', 'base')), lines(await naive.changes('rw', 'base')));
   t.is(await d.diffSize('rw', 'base'), await naive.diffSize('rw', 'base'));
@@ -152,7 +160,7 @@ fuseTest('aufs: a read-write layer written through the FUSE union holds only auf
 function otherProcess(home: string, script: string): string {
   const code = `const { init } = await import(${JSON.stringify(path.join(repo, 'drivers/aufs/aufs.ts'))});
 const m = await import(${JSON.stringify(path.join(repo, 'drivers/mounter.ts'))});
-const d = await init(${JSON.stringify(home)}, [], { mode: 'manage' });
+const d = await init(${JSON.stringify(home)}, [${JSON.stringify(FUSE)}], { mode: 'manage' });
 ${script}`;
   return execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: repo, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] }).toString().trim();
 }
@@ -246,7 +254,7 @@ fuseTest('aufs: a 2013-era layer: its .wh..wh.* entries hidden through the union
   t.true(tar.includes('bin/sh link to bin/busybox'), tar.join('\n'));
   t.deepEqual(lines(await d.changes('old', null)), ['A /bin', 'A /bin/busybox', 'A /bin/sh', 'A /etc', 'A /etc/hostname']);
   t.is(await d.diffSize('old', null), 'busybox 1.21'.length + 'box\n'.length, 'one inode counted once');
-  const naive = (await init(home, ['aufs.force_naive_diff=true'], { mode: 'manage' })) as AufsDriver;
+  const naive = (await init(home, [FUSE, 'aufs.force_naive_diff=true'], { mode: 'manage' })) as AufsDriver;
   t.teardown(() => naive.cleanup());
   // The naive path differs here, as moby's does: Get of a base layer is its diff dir, internals and all,
   // while the union hides them, so the naive compare sees them deleted. Native is the one to trust.
@@ -259,4 +267,21 @@ fuseTest('aufs: a 2013-era layer: its .wh..wh.* entries hidden through the union
   await d.applyDiff('copy', null, await collect(d.diff('old', null)));
   t.deepEqual(fs.readdirSync(path.join(home, 'diff/copy')).sort(), ['bin', 'etc']);
   t.is(fs.statSync(path.join(home, 'diff/copy/bin/sh')).ino, fs.statSync(path.join(home, 'diff/copy/bin/busybox')).ino);
+});
+
+fuseTest('aufs: a read-only open compares a layer with its direct parent from the diff dirs, and writes and mounts nothing', async (t) => {
+  const { home, d } = await scratch(t);
+  await d.create('base', null);
+  fs.writeFileSync(path.join(home, 'diff/base/a'), 'a');
+  await d.createReadWrite('c', 'base');
+  const m = await d.get('c');
+  fs.rmSync(path.join(m, 'a'));
+  await d.put('c');
+  const ro = await init(home, [], { mode: 'read-only' });
+  t.deepEqual(lines(await ro.changes('c', 'base')), ['D /a']);
+  t.is(await ro.diffSize('c', 'base'), 0);
+  await t.throwsAsync(ro.changes('c', null), { message: /comparing them would need a mount/ });
+  await t.throwsAsync(ro.get('c'), { message: /is open read-only: get c/ });
+  await t.throwsAsync(ro.create('x', null), { message: /is open read-only: create x/ });
+  t.false(fs.existsSync(path.join(home, 'layers/x')));
 });

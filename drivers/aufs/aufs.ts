@@ -46,9 +46,15 @@ const FUSE_PROGRAM = 'fuse-overlayfs';
 /** Which union mounts a layer with parents here. */
 export type Union = 'aufs' | 'fuse-overlayfs';
 
-/** The kernel's aufs where /proc/filesystems lists it, else fuse-overlayfs where it and /dev/fuse are; else why neither. */
-export function chooseUnion(): Union {
-  if (aufsInFilesystems(readQuiet('/proc/filesystems'))) {
+/**
+ * The kernel's aufs where /proc/filesystems lists it, else fuse-overlayfs
+ * where it and /dev/fuse are; else why neither. `forced` (the aufs.union
+ * option) takes the one named or fails.
+ */
+export function chooseUnion(forced: Union | null = null): Union {
+  const kernel = aufsInFilesystems(readQuiet('/proc/filesystems'));
+  if (forced === 'aufs' && !kernel) throw errNotSupported('AUFS was not found in /proc/filesystems');
+  if (kernel && forced !== 'fuse-overlayfs') {
     if (runningInUserNS()) throw errNotSupported('AUFS cannot be used in non-init user namespace'); // moby ErrAufsNested
     return 'aufs';
   }
@@ -67,14 +73,18 @@ function readQuiet(p: string): string {
 
 /**
  * moby aufs Init (which takes no options); strata's `aufs.force_naive_diff`
- * sends every diff method down the naive path (to hold both to one suite).
+ * sends every diff method down the naive path (to hold both to one suite),
+ * and `aufs.union=aufs|fuse-overlayfs` picks the union instead of the kernel.
  * The open modes as driver.ts OpenMode says.
  */
 export async function init(home: string, options: string[], opts: InitOpts = {}): Promise<Driver> {
   let forceNaive = false;
+  let forced: Union | null = null;
   for (const opt of options) {
     const [key, val] = parseStorageOptKeyValue(opt);
     if (key === 'aufs.force_naive_diff') forceNaive = val === 'true' || val === '1';
+    else if (key === 'aufs.union' && (val === 'aufs' || val === 'fuse-overlayfs')) forced = val;
+    else if (key === 'aufs.union') throw new InvalidParameterError(`aufs: aufs.union must be aufs or fuse-overlayfs, not ${JSON.stringify(val)}`);
     else throw new InvalidParameterError(`aufs: unknown option ${key}`);
   }
   if (opts.mode === 'read-only') {
@@ -86,7 +96,7 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
   if (manage) mustBeExistingHome(NAME, home);
   const backing = backingFsName(fs.existsSync(home) ? home : path.dirname(home));
   const union = new Feature(NAME, 'union', home, () => {
-    const u = chooseUnion();
+    const u = chooseUnion(forced);
     // moby: aufs over aufs, btrfs or ecryptfs is refused (the FUSE union has no such limit)
     if (u === 'aufs' && ['aufs', 'btrfs', 'ecryptfs'].includes(backing)) throw errIncompatibleFS(`AUFS is not supported over ${backing}`);
     return u;
