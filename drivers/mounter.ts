@@ -7,7 +7,8 @@
 //   loop    a read-only loop mount of an image file (a rebuilt devicemapper
 //           device)
 //   fuse    a FUSE union helper process (fuse-overlayfs; aufs without the
-//           module): started, returned from once its mount is in mountinfo,
+//           module): started in the foreground as our own (detached) child,
+//           returned from once its mount is in mountinfo,
 //           ended with `fusermount3 -u`; its pid + start time recorded under
 //           <run>/fuse so another process can release it and a mount whose
 //           helper died (ENOTCONN) is found stale and cleaned
@@ -16,19 +17,19 @@
 // mountinfo, so another process (a later `strata layer umount`, or reclaim()
 // after a killed holder) tears it down the same way. LayerMounts joins this
 // to the cross-process reference counts of drivers/refcount.ts.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { findTool } from '../sys/find-tool.ts';
 import { attachLoop, detachLoop } from '../sys/loop.ts';
-import { mountAt, type MountInfo } from '../sys/mountinfo.ts';
+import { mountAt, parseMountinfo, type MountInfo } from '../sys/mountinfo.ts';
 import * as sys from '../sys/syscalls.ts';
 import { isAlive, tagOf, type HolderTag } from './holder.ts';
 import { RefCounter } from './refcount.ts';
 
 export type MountSpec =
-  | { kind: 'kernel'; fstype: string; source: string; data: string; flags?: number; cwd?: string | null }
+  | { kind: 'kernel'; fstype: string; source: string; data: string; flags?: number; cwd?: string | null; appends?: string[] }
   | { kind: 'loop'; image: string; fstype: string; data: string }
   | { kind: 'fuse'; program: string; options: string };
 
@@ -52,6 +53,7 @@ export function mount(target: string, spec: MountSpec): void {
 }
 
 function kernelMount(target: string, spec: Extract<MountSpec, { kind: 'kernel' }>): void {
+  if (spec.appends?.length) return appendingMount(target, spec, spec.appends);
   if (!spec.cwd) return sys.mount(spec.source, target, spec.fstype, spec.flags ?? 0, spec.data);
   // relative paths: mount from `cwd` (moby re-execs a helper for this; our
   // mount is one synchronous call, so the cwd change cannot interleave)
@@ -61,6 +63,17 @@ function kernelMount(target: string, spec: Extract<MountSpec, { kind: 'kernel' }
     sys.mount(spec.source, target, spec.fstype, spec.flags ?? 0, spec.data);
   } finally {
     process.chdir(back);
+  }
+}
+
+/** aufs past a page: the first mount, then one MS_REMOUNT per run of appended branches (torn down if one fails). */
+function appendingMount(target: string, spec: Extract<MountSpec, { kind: 'kernel' }>, appends: string[]): void {
+  sys.mount(spec.source, target, spec.fstype, spec.flags ?? 0, spec.data);
+  try {
+    for (const data of appends) sys.mount(spec.source, target, spec.fstype, sys.MS_REMOUNT, data);
+  } catch (e) {
+    sys.umount2(target, sys.MNT_DETACH);
+    throw e;
   }
 }
 
@@ -121,45 +134,99 @@ function argvNames(tag: HolderTag, targets: string[]): boolean {
   }
 }
 
+/** How long a FUSE helper may take to make its mount. */
+const FUSE_MOUNT_TIMEOUT_MS = 30_000;
+
 /**
- * Start the helper. It daemonizes only once its mount is made (libfuse's
- * fuse_daemonize after fuse_session_mount), so when the command returns the
- * mount is in mountinfo: that is checked, and the daemon found by its argv.
+ * Start the helper in the foreground (-f) as our own child, detached (its own
+ * session: it serves the mount past our exit, for other processes to share
+ * and end), so its pid is known, not searched for. Returned from once its
+ * mount is in mountinfo: poll(2) wakes on each change of the mount table
+ * (POLLPRI on /proc/self/mountinfo) and on the child's exit (its pidfd).
  */
 function fuseMount(target: string, spec: Extract<MountSpec, { kind: 'fuse' }>): void {
   const program = findTool(spec.program);
   if (!program) throw new Error(`${spec.program} is not installed`);
-  const argv = [program, '-o', spec.options, path.resolve(target)];
-  const r = spawnSync(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${spec.program} ${target}: ${r.stderr.trim() || `exit ${r.status ?? r.signal}`}`);
-  const m = mountAt(target);
-  if (!m?.fstype.startsWith('fuse')) throw new Error(`${spec.program} exited 0 but ${target} is not a FUSE mount`);
-  const helper = daemonOf(argv);
-  if (!helper) {
-    fusermountU(target);
-    throw new Error(`${spec.program} ${target}: its daemon is not to be found`);
-  }
   const rec = helperRecord(target);
   fs.mkdirSync(path.dirname(rec), { recursive: true, mode: 0o700 });
-  const record: HelperRecord = { target: path.resolve(target), helper, mount: { id: m.id, dev: m.dev } };
-  fs.writeFileSync(rec + '.tmp', JSON.stringify(record) + '\n');
-  fs.renameSync(rec + '.tmp', rec);
+  const errFile = `${rec}.stderr`;
+  const errFd = fs.openSync(errFile, 'w', 0o600);
+  let child: ReturnType<typeof spawn>;
+  try {
+    child = spawn(program, ['-f', '-o', spec.options, path.resolve(target)], { detached: true, stdio: ['ignore', 'ignore', errFd] });
+  } finally {
+    fs.closeSync(errFd);
+  }
+  child.unref();
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`${spec.program} ${target}: could not be started`);
+  try {
+    const m = awaitFuseMount(target, pid, () => exitMessage(errFile, spec.program, target));
+    const helper = tagOf(pid);
+    if (!helper) {
+      fusermountU(target); // mounted, then gone: nothing serves it
+      throw new Error(exitMessage(errFile, spec.program, target));
+    }
+    const record: HelperRecord = { target: path.resolve(target), helper, mount: { id: m.id, dev: m.dev } };
+    fs.writeFileSync(rec + '.tmp', JSON.stringify(record) + '\n');
+    fs.renameSync(rec + '.tmp', rec);
+  } finally {
+    fs.rmSync(errFile, { force: true });
+  }
 }
 
-/** The running process whose command line is exactly `argv`. */
-function daemonOf(argv: string[]): HolderTag | null {
-  const want = argv.join('\0') + '\0';
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let cmdline: string;
-    try {
-      cmdline = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8');
-    } catch {
-      continue; // gone meanwhile
+/** The FUSE mount `pid` makes at `target`, once mountinfo has it; its exit (or the timeout, which ends it) is an error. */
+function awaitFuseMount(target: string, pid: number, exitMessage: () => string): MountInfo {
+  const pidfd = sys.pidfdOpen(pid);
+  const mi = fs.openSync('/proc/self/mountinfo', 'r');
+  try {
+    const deadline = Date.now() + FUSE_MOUNT_TIMEOUT_MS;
+    for (;;) {
+      // reading the table also re-arms its POLLPRI
+      const m = mountAt(target, parseMountinfo(readWhole(mi)));
+      if (m?.fstype.startsWith('fuse')) return m;
+      const left = deadline - Date.now();
+      if (pidfd === null) throw new Error(exitMessage());
+      if (left <= 0) {
+        process.kill(pid, 'SIGTERM');
+        throw new Error(`${path.basename(target)}: the FUSE helper (pid ${pid}) made no mount at ${target} in ${FUSE_MOUNT_TIMEOUT_MS / 1000} s`);
+      }
+      const [exited] = sys.poll([{ fd: pidfd, events: sys.POLLIN }, { fd: mi, events: sys.POLLPRI }], left);
+      if (exited) {
+        const again = mountAt(target, parseMountinfo(readWhole(mi)));
+        if (again?.fstype.startsWith('fuse')) return again; // mounted, then exited: the caller finds no helper
+        throw new Error(exitMessage());
+      }
     }
-    if (cmdline === want) return tagOf(Number(name));
+  } finally {
+    if (pidfd !== null) fs.closeSync(pidfd);
+    fs.closeSync(mi);
   }
-  return null;
+}
+
+/** What a helper that exited said on stderr. */
+function exitMessage(errFile: string, program: string, target: string): string {
+  let said = '';
+  try {
+    said = fs.readFileSync(errFile, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean).join('; '); // one line
+  } catch {
+    // nothing written
+  }
+  return `${program} ${target}: ${said || 'exited without mounting'}`;
+}
+
+/** The whole of a /proc file, read from its start through `fd`. */
+function readWhole(fd: number): string {
+  const chunks: Buffer[] = [];
+  const buf = Buffer.alloc(64 * 1024);
+  let pos = 0;
+  for (;;) {
+    const n = fs.readSync(fd, buf, 0, buf.length, pos);
+    if (n === 0) break;
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+    pos += n;
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function fusermountU(target: string): void {
@@ -246,15 +313,29 @@ function rmdirQuiet(p: string): void {
  * A driver's mounts, counted across processes: the first get() of an id
  * mounts its spec, the last put() (from any process) unmounts it.
  */
+export interface LayerMountsOpts {
+  /** keep the mount point dirs at unmount (aufs's mnt/<id> live as long as the layer) */
+  keepDirs?: boolean;
+  /** run after the last reference's unmount of `id` (put, reclaim, cleanup; not forget) */
+  afterUnmount?: (id: string, target: string) => void;
+}
+
 export class LayerMounts {
   readonly refs: RefCounter;
-  constructor(home: string) {
+  private readonly opts: LayerMountsOpts;
+  constructor(home: string, opts: LayerMountsOpts = {}) {
     this.refs = new RefCounter(home);
+    this.opts = opts;
+  }
+
+  private unmountLast(id: string, target: string, keepDir = this.opts.keepDirs): void {
+    unmount(target, { keepDir });
+    this.opts.afterUnmount?.(id, target);
   }
 
   /** Take a reference on `id`, mounting `plan()` on `target` when nobody holds one. */
   async get(id: string, target: string, plan: () => MountSpec): Promise<void> {
-    if (isStaleFuse(target)) unmount(target, { keepDir: true }); // its helper was killed: mount afresh
+    if (isStaleFuse(target)) this.unmountLast(id, target, true); // its helper was killed: mount afresh
     await this.refs.acquire(id, target, () => mount(target, plan()));
   }
 
@@ -263,21 +344,21 @@ export class LayerMounts {
   }
 
   async put(id: string, target: string): Promise<void> {
-    await this.refs.release(id, target, () => unmount(target));
+    await this.refs.release(id, target, () => this.unmountLast(id, target));
   }
 
   /** Drop dead holders' references, unmounting what no live one holds (driver init). */
   async reclaim(): Promise<void> {
-    await this.refs.reclaim((_id, target) => unmount(target));
+    await this.refs.reclaim((id, target) => this.unmountLast(id, target));
   }
 
   /** Unmount everything recorded (moby Cleanup). */
   async cleanup(): Promise<void> {
-    await this.refs.releaseAll((_id, target) => unmount(target));
+    await this.refs.releaseAll((id, target) => this.unmountLast(id, target));
   }
 
   /** Layer removal: unmount `id` if mounted and forget its record. */
   async forget(id: string): Promise<void> {
-    await this.refs.forget(id, (target) => unmount(target));
+    await this.refs.forget(id, (target) => unmount(target, { keepDir: this.opts.keepDirs }));
   }
 }

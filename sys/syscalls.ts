@@ -334,7 +334,7 @@ export async function ioctlInThread(fd: number, request: number, arg: Buffer, pa
   return check(r, 'ioctl', path);
 }
 
-// ---- waiting for a process that is not our child -------------------------
+// ---- waiting for a process (pidfd) and for fds (poll) ----------------------
 
 const SYS_pidfd_open = 434; // x86_64 and aarch64 alike
 const POLLIN = 1;
@@ -345,25 +345,43 @@ const POLLIN = 1;
  * already), false on timeout. Blocks the thread: for helpers that exit at once.
  */
 export function waitForExit(pid: number, timeoutMs: number): boolean {
+  const fd = pidfdOpen(pid);
+  if (fd === null) return true;
+  try {
+    return poll([{ fd, events: POLLIN }], timeoutMs)[0] !== 0;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** pidfd_open(2): an fd that becomes readable when `pid` exits; null when it is already gone. */
+export function pidfdOpen(pid: number): number | null {
   const r = load({
     library: LIBC, funcName: 'syscall', retType: DataType.I64, errno: true,
     paramsType: [DataType.I64, DataType.I32, DataType.I32], paramsValue: [SYS_pidfd_open, pid, 0],
   }) as ErrnoResult;
-  if (r.value < 0) {
-    if (errnoName(r.errnoCode) === 'ESRCH') return true;
-    throw new SysError(r.errnoCode, 'pidfd_open', String(pid));
-  }
-  const fd = Number(r.value);
-  try {
-    const pfd = Buffer.alloc(8);
-    pfd.writeInt32LE(fd, 0);
-    pfd.writeInt16LE(POLLIN, 4);
-    const p = load({
-      library: LIBC, funcName: 'poll', retType: DataType.I32, errno: true,
-      paramsType: [DataType.U8Array, DataType.I64, DataType.I32], paramsValue: [pfd, 1, timeoutMs],
-    }) as ErrnoResult;
-    return check(p, 'poll', `pidfd of ${pid}`) > 0;
-  } finally {
-    closeSync(fd);
-  }
+  if (r.value >= 0) return Number(r.value);
+  if (errnoName(r.errnoCode) === 'ESRCH') return null;
+  throw new SysError(r.errnoCode, 'pidfd_open', String(pid));
+}
+
+export { POLLIN };
+/** poll(2) events: urgent data (/proc/self/mountinfo: the mount table changed), error */
+export const POLLPRI = 2;
+export const POLLERR = 8;
+
+/** poll(2) on `fds` for up to `timeoutMs`: each fd's revents (all 0 on timeout). */
+export function poll(fds: { fd: number; events: number }[], timeoutMs: number): number[] {
+  const buf = Buffer.alloc(8 * fds.length);
+  fds.forEach((f, i) => {
+    buf.writeInt32LE(f.fd, 8 * i);
+    buf.writeInt16LE(f.events, 8 * i + 4);
+  });
+  // the kernel writes revents into the array, as into ioctl's argument above
+  const p = load({
+    library: LIBC, funcName: 'poll', retType: DataType.I32, errno: true,
+    paramsType: [DataType.U8Array, DataType.I64, DataType.I32], paramsValue: [buf, fds.length, timeoutMs],
+  }) as ErrnoResult;
+  check(p, 'poll', `${fds.length} fds`);
+  return fds.map((_, i) => buf.readInt16LE(8 * i + 6));
 }

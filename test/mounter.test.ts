@@ -149,3 +149,12 @@ when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a helper 
   t.true(isAlive(tagOf(1)!));
   t.true(sys.waitForExit(Number(real.split('.')[0]), 10_000), 'the real helper exits after its unmount');
 });
+
+when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a helper that cannot mount fails with what it said, leaving no target, record or process', (t) => {
+  const dir = scratch(t);
+  const target = path.join(dir, 'merged');
+  const e = t.throws(() => mount(target, { kind: 'fuse', program: 'fuse-overlayfs', options: `lowerdir=${dir}/missing,upperdir=${dir}/upper,workdir=${dir}/work` }));
+  t.regex(e?.message ?? '', new RegExp(`^fuse-overlayfs ${target}: .*missing`));
+  t.false(fs.existsSync(target));
+  t.deepEqual(fs.readdirSync(process.env.STRATA_FUSE_DIR!), [], 'no record and no stderr file left');
+});

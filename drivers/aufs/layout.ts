@@ -1,8 +1,10 @@
-// aufs's on-disk layout (read, not driven: no aufs module here):
+// aufs's on-disk layout, exactly as moby writes it (the driver is aufs.ts):
 //
 //   <home>/diff/<id>/    the layer's own changes, whiteouts in the aufs form
 //   <home>/layers/<id>   its parents' ids, one a line, nearest first
 //   <home>/mnt/<id>/     mount point while mounted
+//   <home>/diff|mnt/<id>-removing   a Remove under way (cleaned at init)
+//   <home>/.strata-fuse-work/<id>/  the FUSE union's workdir while mounted (mount-plan.ts)
 import * as path from 'node:path';
 import { existingDir, homeNamed, subdirInventory, subdirPaths, type DriverFolder, type DriverLayout } from '../layout.ts';
 import { TEXT_CAP, readFileReadOnly } from '../../sys/read-only-files.ts';
@@ -26,4 +28,4 @@ export const layout: DriverLayout = {
   inventory: (home) => subdirInventory(home, SUBDIRS),
 };
 
-export const folder: DriverFolder = { layout };
+export const folder: DriverFolder = { layout, loadInit: async () => (await import('./aufs.ts')).init };
