@@ -20,10 +20,11 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { findTool } from '../sys/find-tool.ts';
 import { attachLoop, detachLoop } from '../sys/loop.ts';
-import { mountAt, parseMountinfo, type MountInfo } from '../sys/mountinfo.ts';
+import { mountAt, parseMountinfo, readMountinfo, type MountInfo } from '../sys/mountinfo.ts';
 import * as sys from '../sys/syscalls.ts';
 import { isAlive, tagOf, type HolderTag } from './holder.ts';
 import { RefCounter } from './refcount.ts';
@@ -256,6 +257,43 @@ function connectionGone(target: string): boolean {
   }
 }
 
+/**
+ * End the FUSE connection behind `m` if it outlived our unmount: a mount
+ * namespace made while it was mounted (a container, `unshare --mount`) holds
+ * a copy, and the helper goes on serving that copy — writing into the layer
+ * after its last put. Aborting it through fusectl (its connections are named
+ * by the superblock's dev) ends the helper; a connection already gone is
+ * left alone.
+ */
+function abortConnection(m: MountInfo): void {
+  const [maj, min] = m.dev.split(':').map(Number);
+  withFusectl((dir) => {
+    const abort = path.join(dir, String(maj * 2 ** 20 + min), 'abort');
+    try {
+      fs.writeFileSync(abort, '1');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  });
+}
+
+/** Run `fn` on a fusectl mount: the system's where mounted, else one of our own, mounted for the call. */
+function withFusectl(fn: (dir: string) => void): void {
+  const there = readMountinfo().find((x) => x.fstype === 'fusectl');
+  if (there) return fn(there.mountPoint);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-fusectl-'));
+  try {
+    sys.mount('fusectl', dir, 'fusectl', sys.MS_NOSUID | sys.MS_NODEV, '');
+    try {
+      fn(dir);
+    } finally {
+      sys.umount2(dir, sys.MNT_DETACH);
+    }
+  } finally {
+    fs.rmdirSync(dir);
+  }
+}
+
 /** End a FUSE mount: `fusermount3 -u` (a dead helper's mount too), then wait for its helper to exit. */
 function fuseUnmount(target: string, m: MountInfo): void {
   const helper = fuseHelper(target, m);
@@ -265,6 +303,7 @@ function fuseUnmount(target: string, m: MountInfo): void {
     // fusermount3 refuses what it cannot unmount (not in its mtab view): the kernel's way
     sys.umount2(target, sys.MNT_DETACH);
   }
+  abortConnection(m);
   if (helper && isAlive(helper) && !sys.waitForExit(Number(helper.split('.')[0]), 10_000)) {
     throw new Error(`the FUSE helper of ${target} (pid ${helper.split('.')[0]}) did not exit after its unmount`);
   }

@@ -1,7 +1,7 @@
 // drivers/mounter.ts: each kind of spec mounted and torn down, the FUSE helper
 // released from a second process, and a SIGKILLed helper's stale mount cleaned.
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -86,6 +86,23 @@ when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: the helpe
   t.false(isMountPoint(target));
   t.false(isAlive(helper), 'the helper exited');
   t.is(fuseHelper(target), null, 'its record is gone');
+});
+
+when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: unmount ends the helper even when another mount namespace holds a copy of the mount', async (t) => {
+  const dir = scratch(t);
+  const target = path.join(dir, 'merged');
+  mount(target, fuse(dir));
+  const helper = fuseHelper(target)!;
+  // a namespace made now (unshare --mount, as a container or a test's user
+  // namespace is) copies the mount; unmounting ours does not end that copy
+  const ns = spawn('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', 'echo ready; read end'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => ns.kill('SIGKILL'));
+  const ready = await new Promise<string>((resolve) => ns.stdout.once('data', (b: Buffer) => resolve(b.toString())));
+  t.is(ready, 'ready\n');
+  unmount(target);
+  t.false(isMountPoint(target));
+  t.false(isAlive(helper), 'the helper exited: its connection was ended, not left serving the copy');
+  ns.stdin.end('\n');
 });
 
 when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a SIGKILLed helper leaves a stale mount that the next get() cleans and mounts afresh', async (t) => {
