@@ -55,4 +55,4 @@ export const layout: DriverLayout = {
   },
 };
 
-export const folder: DriverFolder = { layout };
+export const folder: DriverFolder = { layout, loadInit: async () => (await import('./devicemapper.ts')).init };
