@@ -23,9 +23,25 @@ function runDir(home: string): string {
   return path.join(run, 'devicemapper', createHash('sha256').update(path.resolve(home)).digest('hex').slice(0, 24));
 }
 
-export function openRebuilt(home: string): Driver {
-  const d = new RebuiltDriver(home);
+export function openRebuilt(home: string, d = new RebuiltDriver(home)): Driver {
   return readOnlyDriver(new NaiveDiffDriver(d), { getRefused: null, layerDir: () => path.join(home, 'metadata') });
+}
+
+const opened = new Map<string, { key: string; driver: RebuiltDriver }>();
+
+/**
+ * The read-only driver of `home`, one per process while the pool metadata
+ * file is unchanged: every reader of a run (inspect, verify, diff) shares its
+ * one decode of the pool.
+ */
+export function rebuiltFor(home: string): RebuiltDriver {
+  const st = fs.statSync(path.join(home, 'devicemapper', 'metadata'), { bigint: true });
+  const key = `${st.ino}:${st.size}:${st.mtimeNs}`;
+  const hit = opened.get(home);
+  if (hit?.key === key) return hit.driver;
+  const driver = new RebuiltDriver(home);
+  opened.set(home, { key, driver });
+  return driver;
 }
 
 export class RebuiltDriver implements ProtoDriver {
@@ -52,6 +68,16 @@ export class RebuiltDriver implements ProtoDriver {
   }
 
   async get(id: string): Promise<string> {
+    const rootfs = path.join(await this.mountDevice(id), 'rootfs');
+    if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) {
+      await this.put(id);
+      throw new Error(`devmapper: thin device of ${id} has no rootfs/ directory`);
+    }
+    return rootfs;
+  }
+
+  /** Rebuild and mount the device of `id` (counted: put() releases it); returns the mount point, the file system's root. */
+  async mountDevice(id: string): Promise<string> {
     const info = this.info(id);
     if (!info || SET_RECORDS.includes(id)) throw new LayerNotFoundError(NAME, id, path.join(this.home, 'metadata', id));
     if (info.deleted) throw new Error(`devmapper: Can't mount device ${id} as it has been marked for deferred deletion`);
@@ -70,12 +96,7 @@ export class RebuiltDriver implements ProtoDriver {
       // noload/norecovery: a device cut from a pool in use has a dirty journal; replaying it would write
       return { kind: 'loop', image, fstype, data: fstype === 'ext4' ? 'noload' : 'norecovery,nouuid' };
     });
-    const rootfs = path.join(mnt, 'rootfs');
-    if (!fs.statSync(rootfs, { throwIfNoEntry: false })?.isDirectory()) {
-      await this.put(id);
-      throw new Error(`devmapper: thin device of ${id} has no rootfs/ directory`);
-    }
-    return rootfs;
+    return mnt;
   }
 
   async put(id: string): Promise<void> {

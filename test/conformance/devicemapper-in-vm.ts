@@ -12,7 +12,10 @@ const only = process.env.STRATA_DM_CASES?.split(',');
 for (const [name, fn] of CASES) {
   if (only && !only.includes(name)) continue;
   test.serial(`devicemapper: ${name}`, async (t) => {
+    const t0 = performance.now();
     await withDriver('devicemapper', (home) => init(home, VM_OPTIONS), fn, { log: (m) => t.log(m) });
+    // the case's wall time in the VM, for the host-side log (TAP carries none)
+    process.stderr.write(`case ${name}: ${Math.round(performance.now() - t0)} ms\n`);
     t.pass();
   });
 }
