@@ -72,7 +72,7 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
     return openRebuilt(home);
   }
   loadDeviceMapper();
-  if (!kernelHasDeviceMapper()) throw errNotSupported('no device-mapper in this kernel (/sys/class/misc/device-mapper) or no dmsetup');
+  if (!kernelHasDeviceMapper()) throw errNotSupported('no device-mapper in this kernel (/sys/class/misc/device-mapper)');
   if (opts.mode === 'manage') mustBeExistingHome(NAME, home);
   else fs.mkdirSync(home, { recursive: true, mode: 0o700 });
   const set = new DeviceSet(home, o);
