@@ -52,6 +52,8 @@ for (const [name] of CASES) {
   inVm(`devicemapper: ${name}`, async (t) => {
     t.timeout(25 * 60_000);
     const r = (await results()).find((x) => x.title === `devicemapper: ${name}`);
+    const took = (await boot()).stderr.split('\n').find((l) => l.startsWith(`case ${name}: `));
+    if (took) t.log(`in the VM: ${took}`);
     t.truthy(r, `the VM's run has no result for ${name}`);
     t.true(r!.ok, r!.detail);
   });
