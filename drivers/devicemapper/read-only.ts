@@ -102,7 +102,13 @@ export class RebuiltDriver implements ProtoDriver {
   async put(id: string): Promise<void> {
     const work = path.join(runDir(this.home), validateId(id));
     await this.mounts.put(id, path.join(work, 'mnt'));
-    if (!mountAt(path.join(work, 'mnt'))) fs.rmSync(work, { recursive: true, force: true });
+    if (mountAt(path.join(work, 'mnt'))) return;
+    fs.rmSync(work, { recursive: true, force: true });
+    try {
+      fs.rmdirSync(runDir(this.home)); // the last device of this home: its run dir goes too
+    } catch (e) {
+      if (!['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes((e as NodeJS.ErrnoException).code!)) throw e;
+    }
   }
 
   exists(id: string): boolean {
