@@ -16,7 +16,7 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 test('one layout per folder: the drivers, the layout-only formats and docker 0.6\'s graph/', (t) => {
   t.deepEqual(knownLayouts().map((l) => l.name), ['overlay2', 'fuse-overlayfs', 'aufs', 'overlay', 'btrfs', 'devicemapper', 'vfs', 'zfs', 'graph']);
-  t.deepEqual(registeredDrivers(), ['aufs', 'btrfs', 'overlay', 'overlay2', 'vfs'], 'the folders with a driver register it');
+  t.deepEqual(registeredDrivers(), ['aufs', 'btrfs', 'devicemapper', 'overlay', 'overlay2', 'vfs'], 'the folders with a driver register it');
   for (const l of knownLayouts()) if (l.offlineDiff === 'driver') t.true(registeredDrivers().includes(l.name), `${l.name}: offline diffs through a registered driver`);
   t.deepEqual(knownLayouts().filter((l) => !l.graphdriver).map((l) => l.name), ['graph']);
   t.is(layoutFor('nosuch'), undefined);

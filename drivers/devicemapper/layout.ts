@@ -10,8 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { homeNamed, realDirBelow, inventoryOf, subdirInventory, subdirPaths, type DriverFolder, type DriverLayout } from '../layout.ts';
-import { isDirectory } from '../../sys/read-only-files.ts';
-import { devmapperPaths, kernelHasDeviceMapper, withDeviceMounted } from './thin-pool.ts';
+import { devmapperPaths, kernelHasDeviceMapper } from './thin-pool.ts';
 
 /** The pool's own records under metadata/: not layers. */
 const POOL_RECORDS = ['base', 'deviceset-metadata', 'transaction-metadata'];
@@ -47,12 +46,17 @@ export const layout: DriverLayout = {
   rebuilt: {
     applies: (home) => fs.existsSync(devmapperPaths(rootOf(home)).metadata) && !kernelHasDeviceMapper(),
     has: (home, id) => fs.existsSync(devmapperPaths(rootOf(home)).devInfo(id)),
-    withFilesDir: (home, id, fn) => withDeviceMounted(rootOf(home), id, (mnt) => {
-      const rootfs = path.join(mnt, 'rootfs');
-      if (!isDirectory(rootfs)) throw new Error(`thin device of ${id} has no rootfs/ directory`);
-      return fn(rootfs);
-    }),
+    // the read-only driver (read-only.ts), loaded only when a layer is read
+    async withFilesDir(home, id, fn) {
+      const d = (await import('./read-only.ts')).rebuiltFor(home);
+      const dir = await d.get(id);
+      try {
+        return await fn(dir);
+      } finally {
+        await d.put(id);
+      }
+    },
   },
 };
 
-export const folder: DriverFolder = { layout };
+export const folder: DriverFolder = { layout, loadInit: async () => (await import('./devicemapper.ts')).init };

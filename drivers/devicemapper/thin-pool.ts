@@ -18,11 +18,9 @@
 //    (xfs: no log recovery), so not even the copy is written.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { JSON_CAP, describeFsError, openRegular, readFileReadOnly } from '../../sys/read-only-files.ts';
-import { findTool } from '../../sys/find-tool.ts';
 
 /** One extent of a thin device: `length` blocks at `originBlock` of the device live at `dataBlock` of the data file. */
 export interface ThinMapping {
@@ -280,9 +278,9 @@ export function fsTypeOf(image: string): 'ext4' | 'xfs' | null {
   }
 }
 
-/** Whether the running kernel can activate the pool itself (the dm misc device and dmsetup are both there). */
+/** Whether the running kernel can activate the pool itself (its dm misc device is there; the driver talks to it by ioctl). */
 export function kernelHasDeviceMapper(): boolean {
-  return fs.existsSync('/sys/class/misc/device-mapper') && findTool('dmsetup') !== null;
+  return fs.existsSync('/sys/class/misc/device-mapper');
 }
 
 /**
@@ -300,54 +298,23 @@ export async function checkThinPool(root: string, problems: { add(path: string, 
   }
 }
 
-export interface MountOptions {
-  /** where the temporary image and mount point go (default os.tmpdir()); must have room for the device's mapped data */
-  tmpDir?: string;
-}
-
 /**
  * Rebuild device `id` (a layer's cache/mount id, or '' for the base device) of
  * the store at docker root `root`, loop-mount it read-only, call fn with the
- * mount point (the layer's files are in `<mountpoint>/rootfs`), then always
- * unmount, detach the loop device and remove the image.
+ * mount point (the layer's files are in `<mountpoint>/rootfs`), then release
+ * it: the read-only driver's get/put (read-only.ts), whose decode of the
+ * pool every call of this process shares.
  */
-export async function withDeviceMounted<T>(root: string, id: string, fn: (mountpoint: string) => Promise<T> | T, opts: MountOptions = {}): Promise<T> {
-  const p = devmapperPaths(root);
+export async function withDeviceMounted<T>(root: string, id: string, fn: (mountpoint: string) => Promise<T> | T): Promise<T> {
+  const { rebuiltFor } = await import('./read-only.ts'); // the mount code loads only when a device is mounted
   const info = readDevInfo(root, id);
-  if (info.deleted) throw new Error(`${p.devInfo(id)}: device ${info.device_id} is marked deleted`);
-  const pool = await readThinMetadata(p.metadata, [info.device_id]);
-  const dev = pool.devices.get(info.device_id);
-  if (!dev) throw new ThinMetadataError(p.metadata, `has no thin device ${info.device_id} (named by ${p.devInfo(id)})`);
-  const work = fs.mkdtempSync(path.join(opts.tmpDir ?? os.tmpdir(), 'strata-dm-'));
-  const image = path.join(work, 'device.img');
-  const mnt = path.join(work, 'mnt');
-  let mounted = false;
-  // the FFI bindings load only when a device is mounted
-  const { mount, unmount } = await import('../mounter.ts');
+  if (info.deleted) throw new Error(`${devmapperPaths(root).devInfo(id)}: device ${info.device_id} is marked deleted`);
+  const d = rebuiltFor(devmapperPaths(root).home);
+  const hash = id === '' ? 'base' : id;
+  const mnt = await d.mountDevice(hash);
   try {
-    extractDevice(p.data, dev.mappings, pool.superblock.dataBlockSize, image, info.size || undefined);
-    const fstype = fsTypeOf(image);
-    if (!fstype) throw new Error(`thin device ${info.device_id} (${p.devInfo(id)}) holds no ext4 or xfs file system`);
-    fs.mkdirSync(mnt);
-    // noload/norecovery: a device cut from a pool that was in use has a dirty journal; replaying it would write
-    mount(mnt, { kind: 'loop', image, fstype, data: fstype === 'ext4' ? 'noload' : 'norecovery,nouuid' });
-    mounted = true;
     return await fn(mnt);
   } finally {
-    const errors: string[] = [];
-    if (mounted) {
-      try {
-        unmount(mnt, { keepDir: true }); // also detaches the loop device
-      } catch (e) {
-        errors.push((e as Error).message);
-      }
-    }
-    try {
-      fs.rmSync(work, { recursive: true, force: true });
-    } catch (e) {
-      errors.push((e as Error).message);
-    }
-    // eslint-disable-next-line no-unsafe-finally
-    if (errors.length) throw new Error(`cleaning up thin device ${info.device_id}: ${errors.join('; ')}`);
+    await d.put(hash);
   }
 }
