@@ -285,3 +285,59 @@ fuseTest('aufs: a read-only open compares a layer with its direct parent from th
   await t.throwsAsync(ro.create('x', null), { message: /is open read-only: create x/ });
   t.false(fs.existsSync(path.join(home, 'layers/x')));
 });
+
+fuseTest('aufs: a conversion cut short (the union unmounted, its branch left in FUSE form) is not read natively, and the next open finishes it', async (t) => {
+  const { home, d } = await scratch(t);
+  await d.create('base', null);
+  fs.mkdirSync(path.join(home, 'diff/base/dir'));
+  for (const f of ['f', 'g', 'dir/old']) fs.writeFileSync(path.join(home, 'diff/base', f), f);
+  for (const id of ['a', 'b']) {
+    await d.createReadWrite(id, 'base');
+    const m = await d.get(id);
+    fs.rmSync(path.join(m, 'f'));
+    fs.rmSync(path.join(m, 'dir'), { recursive: true });
+    fs.mkdirSync(path.join(m, 'dir'));
+    // the helper is unmounted, and the process that would convert is gone (a crash right after the unmount)
+    execFileSync('fusermount3', ['-u', m]);
+    t.false(isMountPoint(m));
+  }
+  const expected = ['C /dir', 'D /dir/old', 'D /f'];
+  t.deepEqual(lines(await d.changes('a', 'base')), expected, 'a branch with a conversion pending is compared through the union');
+  await init(home, [FUSE], { mode: 'manage' });
+  for (const id of ['a', 'b']) {
+    const diff = path.join(home, 'diff', id);
+    t.deepEqual(nonAufsEntries(diff), [], id);
+    t.deepEqual((fs.readdirSync(diff, { recursive: true }) as string[]).sort(), ['.wh.f', 'dir', 'dir/.wh..wh..opq'], id);
+    t.deepEqual(lines(await d.changes(id, 'base')), expected, id);
+  }
+  t.false(fs.existsSync(path.join(home, FUSE_WORK_DIR)), 'no workdir left');
+  await init(home, [FUSE], { mode: 'manage' });
+  t.deepEqual((fs.readdirSync(path.join(home, 'diff/b'), { recursive: true }) as string[]).sort(), ['.wh.f', 'dir', 'dir/.wh..wh..opq'], 'a second open changes nothing');
+});
+
+fuseTest('aufs: a hostile store: diff/<id> a symlink is refused (nothing mounted or converted through it), a layers/<id> naming itself or a parent twice too', async (t) => {
+  const { home, d } = await scratch(t);
+  const outside = path.join(path.dirname(home), 'outside');
+  fs.mkdirSync(outside);
+  execFileSync('mknod', [path.join(outside, 'dev'), 'c', '0', '0']);
+  fs.writeFileSync(path.join(outside, 'keep'), 'k');
+  const before = () => (fs.readdirSync(outside) as string[]).sort().map((n) => `${n} ${fs.lstatSync(path.join(outside, n)).mode}`);
+  const was = before();
+  await d.create('base', null);
+  fs.writeFileSync(path.join(home, 'diff/base/f'), 'f');
+  await d.create('child', 'base');
+  await d.create('lone', null);
+  for (const id of ['child', 'lone']) {
+    fs.rmdirSync(path.join(home, 'diff', id));
+    fs.symlinkSync(outside, path.join(home, 'diff', id));
+    await t.throwsAsync(d.get(id), { message: `aufs: ${path.join(home, 'diff', id)} is not a directory (a symlink): refusing to use it as layer ${id}'s branch` });
+  }
+  t.false(isMountPoint(path.join(home, 'mnt/child')));
+  t.deepEqual(before(), was, 'nothing outside the store changed');
+  await d.create('cyc', 'base');
+  fs.writeFileSync(path.join(home, 'layers/cyc'), 'cyc\nbase\n');
+  await t.throwsAsync(d.get('cyc'), { message: `aufs: ${path.join(home, 'layers/cyc')} names cyc itself: its ancestry is a cycle` });
+  fs.writeFileSync(path.join(home, 'layers/cyc'), 'base\nbase\n');
+  await t.throwsAsync(d.get('cyc'), { message: /names base twice/ });
+  t.false(isMountPoint(path.join(home, 'mnt/cyc')));
+});

@@ -62,11 +62,12 @@ export function toAufsForm(branch: string, lowers: string[]): ConversionStats {
       }
       dropUnionXattrs(p, stats);
       if (e.isCharacterDevice() && fs.lstatSync(p).rdev === 0) {
-        fs.unlinkSync(p);
+        // the aufs whiteout first: a conversion cut short here and run again loses nothing
         if (e.name !== FUSE_OPQ_DEVICE) {
           writeMarker(path.join(dir, WHITEOUT_PREFIX + e.name));
           stats.whiteouts++;
         }
+        fs.unlinkSync(p);
       }
     }
   }
@@ -76,13 +77,15 @@ export function toAufsForm(branch: string, lowers: string[]): ConversionStats {
 /** The directory's own opacity: union xattr → aufs marker (where a lower has the dir) or nothing. */
 function convertDir(dir: string, rel: string, lowers: string[], stats: ConversionStats): void {
   const opaque = OPAQUE_XATTRS.some((x) => isY(xattrOf(dir, x)));
+  // the marker is settled before the xattr that says so goes: a conversion cut short and run again ends the same
+  if (opaque && rel !== '') { // the branch root is never opaque in aufs
+    const marker = path.join(dir, WHITEOUT_OPAQUE_DIR);
+    if (lowers.some((l) => fs.lstatSync(path.join(l, rel), { throwIfNoEntry: false })?.isDirectory())) {
+      writeMarker(marker);
+      stats.opaqueDirs++;
+    } else fs.rmSync(marker, { force: true });
+  }
   dropUnionXattrs(dir, stats);
-  if (!opaque || rel === '') return; // the branch root is never opaque in aufs
-  const marker = path.join(dir, WHITEOUT_OPAQUE_DIR);
-  if (lowers.some((l) => fs.lstatSync(path.join(l, rel), { throwIfNoEntry: false })?.isDirectory())) {
-    writeMarker(marker);
-    stats.opaqueDirs++;
-  } else fs.rmSync(marker, { force: true });
 }
 
 /**
