@@ -341,3 +341,29 @@ fuseTest('aufs: a hostile store: diff/<id> a symlink is refused (nothing mounted
   await t.throwsAsync(d.get('cyc'), { message: /names base twice/ });
   t.false(isMountPoint(path.join(home, 'mnt/cyc')));
 });
+
+fuseTest('aufs: a lower file renamed away, its dir replaced (opaque) and the file renamed back is kept; a new file renamed away leaves no whiteout', async (t) => {
+  const { home, d } = await scratch(t);
+  await d.create('base', null);
+  fs.mkdirSync(path.join(home, 'diff/base/d'));
+  for (const f of ['d/x', 'd/y']) fs.writeFileSync(path.join(home, 'diff/base', f), f);
+  await d.createReadWrite('c', 'base');
+  const m = await d.get('c');
+  fs.renameSync(path.join(m, 'd/x'), path.join(m, 'x2')); // a copy-up whose origin is d/x
+  fs.rmSync(path.join(m, 'd'), { recursive: true });
+  fs.mkdirSync(path.join(m, 'd'));
+  fs.renameSync(path.join(m, 'x2'), path.join(m, 'd/x')); // back at its origin, unchanged, in an opaque dir
+  fs.writeFileSync(path.join(m, 'n'), 'n');
+  fs.renameSync(path.join(m, 'n'), path.join(m, 'n2'));
+  await d.put('c');
+  const diff = path.join(home, 'diff/c');
+  t.deepEqual(nonAufsEntries(diff), []);
+  t.deepEqual((fs.readdirSync(diff, { recursive: true }) as string[]).sort(), ['d', 'd/.wh..wh..opq', 'd/x', 'n2']);
+  const again = await d.get('c');
+  t.is(fs.readFileSync(path.join(again, 'd/x'), 'utf8'), 'd/x', 'the file is still there');
+  await d.put('c');
+  const naive = (await init(home, [FUSE, 'aufs.force_naive_diff=true'], { mode: 'manage' })) as AufsDriver;
+  t.teardown(() => naive.cleanup());
+  t.deepEqual(lines(await d.changes('c', 'base')), lines(await naive.changes('c', 'base')));
+  t.deepEqual(lines(await d.changes('c', 'base')), ['C /d', 'D /d/y', 'A /n2']);
+});
