@@ -367,3 +367,20 @@ fuseTest('aufs: a lower file renamed away, its dir replaced (opaque) and the fil
   t.deepEqual(lines(await d.changes('c', 'base')), lines(await naive.changes('c', 'base')));
   t.deepEqual(lines(await d.changes('c', 'base')), ['C /d', 'D /d/y', 'A /n2']);
 });
+
+fuseTest('aufs: a read-only open refuses to read a branch still in FUSE form (mounted, or its conversion cut short), and changes nothing', async (t) => {
+  const { home, d } = await scratch(t);
+  await d.create('base', null);
+  fs.writeFileSync(path.join(home, 'diff/base/a'), 'a');
+  await d.createReadWrite('c', 'base');
+  const m = await d.get('c');
+  fs.rmSync(path.join(m, 'a'));
+  const ro = await init(home, [], { mode: 'read-only' });
+  const refused = { message: `aufs: ${path.join(home, 'diff/c')} is not in aufs form (a FUSE union is mounted on it, or its conversion was cut short); a read-write open finishes it` };
+  await t.throwsAsync(ro.changes('c', 'base'), refused);
+  execFileSync('fusermount3', ['-u', m]);
+  await t.throwsAsync(ro.changes('c', 'base'), refused);
+  t.true(fs.lstatSync(path.join(home, 'diff/c/a')).isCharacterDevice(), 'the read-only open converted nothing');
+  await init(home, [FUSE], { mode: 'manage' });
+  t.deepEqual(lines(await ro.changes('c', 'base')), ['D /a']);
+});

@@ -386,6 +386,9 @@ export class AufsDriver implements Driver {
   private useNative(id: string, parentArg: string | null): boolean {
     const parent = parentOrNull(parentArg);
     if (this.readOnly) {
+      if (fs.existsSync(fuseWorkDir(this.home, id))) {
+        throw new Error(`${NAME}: ${this.diffDir(id)} is not in aufs form (a FUSE union is mounted on it, or its conversion was cut short); a read-write open finishes it`);
+      }
       if (this.isParent(id, parent)) return true;
       throw new Error(`layer ${id} is not a child of ${parent ?? 'nothing'} by its ${this.layersFile(id)}; comparing them would need a mount, which a read-only open does not do`);
     }
