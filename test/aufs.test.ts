@@ -384,3 +384,19 @@ fuseTest('aufs: a read-only open refuses to read a branch still in FUSE form (mo
   await init(home, [FUSE], { mode: 'manage' });
   t.deepEqual(lines(await ro.changes('c', 'base')), ['D /a']);
 });
+
+fuseTest('aufs: a hostile layers/<id> (huge, a FIFO, a line no layer id) is refused with one line, not read whole or blocked on', async (t) => {
+  const { home, d } = await scratch(t);
+  await d.create('base', null);
+  await d.create('c', 'base');
+  const file = path.join(home, 'layers/c');
+  fs.truncateSync(file, 64 * 1024 * 1024); // sparse: 64 MiB of NULs
+  t.throws(() => d.parentIds('c'), { message: `aufs: ${file} is 67108864 bytes, too large for a list of parent ids` });
+  t.throws(() => d.layers(), { message: /too large for a list of parent ids/ });
+  fs.writeFileSync(file, 'base\n\0\0\0\n');
+  t.throws(() => d.parentIds('c'), { message: `aufs: ${file} names "\\u0000\\u0000\\u0000", which is not a layer id` });
+  fs.rmSync(file);
+  execFileSync('mkfifo', [file]);
+  t.throws(() => d.parentIds('c'), { message: `aufs: ${file} is not a regular file` });
+  await t.throwsAsync(d.create('x', 'c'), { message: `aufs: ${file} is not a regular file` });
+});

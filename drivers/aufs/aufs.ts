@@ -42,6 +42,8 @@ export const NAME = 'aufs';
 const SUBDIRS = ['mnt', 'diff', 'layers'] as const;
 const PROBE_PREFIX = '.strata-aufs-probe';
 const FUSE_PROGRAM = 'fuse-overlayfs';
+/** layers/<id> holds one 64-hex id a line per ancestor: 1 MiB is some 16000 of them */
+const MAX_LAYERS_FILE = 1 << 20;
 
 /** Which union mounts a layer with parents here. */
 export type Union = 'aufs' | 'fuse-overlayfs';
@@ -141,16 +143,33 @@ export class AufsDriver implements Driver {
     return path.join(this.home, 'layers', validateId(id));
   }
 
-  /** moby getParentIDs: the lines of layers/<id>, nearest parent first. */
+  /**
+   * moby getParentIDs: the lines of layers/<id>, nearest parent first. A
+   * hostile store's file is refused, not read whole or followed: a FIFO,
+   * one past MAX_LAYERS_FILE, a line that is no layer id.
+   */
   parentIds(id: string): string[] {
-    let text: string;
+    const file = this.layersFile(id);
+    let fd: number;
     try {
-      text = fs.readFileSync(this.layersFile(id), 'utf8');
+      fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new LayerNotFoundError(NAME, id, this.layersFile(id));
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new LayerNotFoundError(NAME, id, file);
       throw e;
     }
-    return text.split('\n').map((s) => s.trim()).filter(Boolean);
+    let text: string;
+    try {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw new Error(`${NAME}: ${file} is not a regular file`);
+      if (st.size > MAX_LAYERS_FILE) throw new Error(`${NAME}: ${file} is ${st.size} bytes, too large for a list of parent ids`);
+      text = fs.readFileSync(fd, 'utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+    const ids = text.split('\n').map((s) => s.trim()).filter(Boolean);
+    const bad = ids.find((p) => !isLayerName(p));
+    if (bad !== undefined) throw new Error(`${NAME}: ${file} names ${JSON.stringify(bad.slice(0, 80))}, which is not a layer id`);
+    return ids;
   }
 
   /** The parents' diff dirs; a layers/<id> naming `id` itself or one parent twice (a cycle) is refused. */
