@@ -396,6 +396,11 @@ export class LayerMounts {
     await this.refs.releaseAll((id, target) => this.unmountLast(id, target));
   }
 
+  /** Run `fn` for `id` under its lock while nothing is mounted at `target` (work its last unmount left undone). */
+  async whileUnmounted(id: string, target: string, fn: () => void): Promise<void> {
+    await this.refs.whileUnmounted(id, target, fn);
+  }
+
   /** Layer removal: unmount `id` if mounted and forget its record. */
   async forget(id: string): Promise<void> {
     await this.refs.forget(id, (target) => unmount(target, { keepDir: this.opts.keepDirs }));

@@ -204,6 +204,17 @@ export class RefCounter {
     }
   }
 
+  /**
+   * Run `fn` under `id`'s lock if nothing is mounted at `mountPath` (so no
+   * other process mounts it meanwhile); the record is left as it is.
+   */
+  async whileUnmounted(id: string, mountPath: string, fn: () => void | Promise<void>): Promise<void> {
+    await this.locked(id, async (found) => {
+      if (!this.isMounted(mountPath)) await fn();
+      return { next: found === null ? null : undefined, result: 0 };
+    });
+  }
+
   /** Ids that have a count record (stale or not). */
   ids(): string[] {
     let names: string[];

@@ -272,7 +272,7 @@ fuseTest('aufs: a 2013-era layer: its .wh..wh.* entries hidden through the union
 fuseTest('aufs: a read-only open compares a layer with its direct parent from the diff dirs, and writes and mounts nothing', async (t) => {
   const { home, d } = await scratch(t);
   await d.create('base', null);
-  fs.writeFileSync(path.join(home, 'diff/base/a'), 'a');
+  for (const f of ['a', 'z']) fs.writeFileSync(path.join(home, 'diff/base', f), f);
   await d.createReadWrite('c', 'base');
   const m = await d.get('c');
   fs.rmSync(path.join(m, 'a'));
@@ -284,4 +284,112 @@ fuseTest('aufs: a read-only open compares a layer with its direct parent from th
   await t.throwsAsync(ro.get('c'), { message: /is open read-only: get c/ });
   await t.throwsAsync(ro.create('x', null), { message: /is open read-only: create x/ });
   t.false(fs.existsSync(path.join(home, 'layers/x')));
+  // a branch still in FUSE form (a union mounted on it, or its conversion cut short) is refused, not misread
+  const again = await d.get('c');
+  fs.rmSync(path.join(again, 'z'));
+  const refused = { message: `aufs: ${path.join(home, 'diff/c')} is not in aufs form (a FUSE union is mounted on it, or its conversion was cut short); a read-write open finishes it` };
+  await t.throwsAsync(ro.changes('c', 'base'), refused);
+  execFileSync('fusermount3', ['-u', again]);
+  await t.throwsAsync(ro.changes('c', 'base'), refused);
+  t.true(fs.lstatSync(path.join(home, 'diff/c/z')).isCharacterDevice(), 'the read-only open converted nothing');
+  await init(home, [FUSE], { mode: 'manage' });
+  t.deepEqual(lines(await ro.changes('c', 'base')), ['D /a', 'D /z']);
+});
+
+fuseTest('aufs: a conversion cut short (the union unmounted, its branch left in FUSE form) is not read natively, and the next open finishes it', async (t) => {
+  const { home, d } = await scratch(t);
+  await d.create('base', null);
+  fs.mkdirSync(path.join(home, 'diff/base/dir'));
+  for (const f of ['f', 'g', 'dir/old']) fs.writeFileSync(path.join(home, 'diff/base', f), f);
+  for (const id of ['a', 'b']) {
+    await d.createReadWrite(id, 'base');
+    const m = await d.get(id);
+    fs.rmSync(path.join(m, 'f'));
+    fs.rmSync(path.join(m, 'dir'), { recursive: true });
+    fs.mkdirSync(path.join(m, 'dir'));
+    // the helper is unmounted, and the process that would convert is gone (a crash right after the unmount)
+    execFileSync('fusermount3', ['-u', m]);
+    t.false(isMountPoint(m));
+  }
+  const expected = ['C /dir', 'D /dir/old', 'D /f'];
+  t.deepEqual(lines(await d.changes('a', 'base')), expected, 'a branch with a conversion pending is compared through the union');
+  await init(home, [FUSE], { mode: 'manage' });
+  for (const id of ['a', 'b']) {
+    const diff = path.join(home, 'diff', id);
+    t.deepEqual(nonAufsEntries(diff), [], id);
+    t.deepEqual((fs.readdirSync(diff, { recursive: true }) as string[]).sort(), ['.wh.f', 'dir', 'dir/.wh..wh..opq'], id);
+    t.deepEqual(lines(await d.changes(id, 'base')), expected, id);
+  }
+  t.false(fs.existsSync(path.join(home, FUSE_WORK_DIR)), 'no workdir left');
+  await init(home, [FUSE], { mode: 'manage' });
+  t.deepEqual((fs.readdirSync(path.join(home, 'diff/b'), { recursive: true }) as string[]).sort(), ['.wh.f', 'dir', 'dir/.wh..wh..opq'], 'a second open changes nothing');
+});
+
+fuseTest('aufs: a hostile store: diff/<id> a symlink is refused (nothing mounted or converted through it), a layers/<id> naming itself or a parent twice too', async (t) => {
+  const { home, d } = await scratch(t);
+  const outside = path.join(path.dirname(home), 'outside');
+  fs.mkdirSync(outside);
+  execFileSync('mknod', [path.join(outside, 'dev'), 'c', '0', '0']);
+  fs.writeFileSync(path.join(outside, 'keep'), 'k');
+  const before = () => (fs.readdirSync(outside) as string[]).sort().map((n) => `${n} ${fs.lstatSync(path.join(outside, n)).mode}`);
+  const was = before();
+  await d.create('base', null);
+  fs.writeFileSync(path.join(home, 'diff/base/f'), 'f');
+  await d.create('child', 'base');
+  await d.create('lone', null);
+  for (const id of ['child', 'lone']) {
+    fs.rmdirSync(path.join(home, 'diff', id));
+    fs.symlinkSync(outside, path.join(home, 'diff', id));
+    await t.throwsAsync(d.get(id), { message: `aufs: ${path.join(home, 'diff', id)} is not a directory (a symlink): refusing to use it as layer ${id}'s branch` });
+  }
+  t.false(isMountPoint(path.join(home, 'mnt/child')));
+  t.deepEqual(before(), was, 'nothing outside the store changed');
+  await d.create('cyc', 'base');
+  fs.writeFileSync(path.join(home, 'layers/cyc'), 'cyc\nbase\n');
+  await t.throwsAsync(d.get('cyc'), { message: `aufs: ${path.join(home, 'layers/cyc')} names cyc itself: its ancestry is a cycle` });
+  fs.writeFileSync(path.join(home, 'layers/cyc'), 'base\nbase\n');
+  await t.throwsAsync(d.get('cyc'), { message: /names base twice/ });
+  t.false(isMountPoint(path.join(home, 'mnt/cyc')));
+});
+
+fuseTest('aufs: a lower file renamed away, its dir replaced (opaque) and the file renamed back is kept; a new file renamed away leaves no whiteout', async (t) => {
+  const { home, d } = await scratch(t);
+  await d.create('base', null);
+  fs.mkdirSync(path.join(home, 'diff/base/d'));
+  for (const f of ['d/x', 'd/y']) fs.writeFileSync(path.join(home, 'diff/base', f), f);
+  await d.createReadWrite('c', 'base');
+  const m = await d.get('c');
+  fs.renameSync(path.join(m, 'd/x'), path.join(m, 'x2')); // a copy-up whose origin is d/x
+  fs.rmSync(path.join(m, 'd'), { recursive: true });
+  fs.mkdirSync(path.join(m, 'd'));
+  fs.renameSync(path.join(m, 'x2'), path.join(m, 'd/x')); // back at its origin, unchanged, in an opaque dir
+  fs.writeFileSync(path.join(m, 'n'), 'n');
+  fs.renameSync(path.join(m, 'n'), path.join(m, 'n2'));
+  await d.put('c');
+  const diff = path.join(home, 'diff/c');
+  t.deepEqual(nonAufsEntries(diff), []);
+  t.deepEqual((fs.readdirSync(diff, { recursive: true }) as string[]).sort(), ['d', 'd/.wh..wh..opq', 'd/x', 'n2']);
+  const again = await d.get('c');
+  t.is(fs.readFileSync(path.join(again, 'd/x'), 'utf8'), 'd/x', 'the file is still there');
+  await d.put('c');
+  const naive = (await init(home, [FUSE, 'aufs.force_naive_diff=true'], { mode: 'manage' })) as AufsDriver;
+  t.teardown(() => naive.cleanup());
+  t.deepEqual(lines(await d.changes('c', 'base')), lines(await naive.changes('c', 'base')));
+  t.deepEqual(lines(await d.changes('c', 'base')), ['C /d', 'D /d/y', 'A /n2']);
+});
+
+fuseTest('aufs: a hostile layers/<id> (huge, a FIFO, a line no layer id) is refused with one line, not read whole or blocked on', async (t) => {
+  const { home, d } = await scratch(t);
+  await d.create('base', null);
+  await d.create('c', 'base');
+  const file = path.join(home, 'layers/c');
+  fs.truncateSync(file, 64 * 1024 * 1024); // sparse: 64 MiB of NULs
+  t.throws(() => d.parentIds('c'), { message: `aufs: ${file} is 67108864 bytes, too large for a list of parent ids` });
+  t.throws(() => d.layers(), { message: /too large for a list of parent ids/ });
+  fs.writeFileSync(file, 'base\n\0\0\0\n');
+  t.throws(() => d.parentIds('c'), { message: `aufs: ${file} names "\\u0000\\u0000\\u0000", which is not a layer id` });
+  fs.rmSync(file);
+  execFileSync('mkfifo', [file]);
+  t.throws(() => d.parentIds('c'), { message: `aufs: ${file} is not a regular file` });
+  await t.throwsAsync(d.create('x', 'c'), { message: `aufs: ${file} is not a regular file` });
 });

@@ -21,7 +21,6 @@ import { removeTree } from '../../archive/remove-tree.ts';
 import { directorySize } from '../../archive/tree-size.ts';
 import type { Change } from '../../archive/types.ts';
 import { findTool } from '../../sys/find-tool.ts';
-import { mountAt } from '../../sys/mountinfo.ts';
 import { runningInUserNS } from '../../sys/userns.ts';
 import * as sys from '../../sys/syscalls.ts';
 import { backingFsName } from '../backing-fs.ts';
@@ -31,17 +30,20 @@ import {
   type CreateOpts, type Driver, type InitOpts, type LayerInfo, type TarInput,
 } from '../driver.ts';
 import { Feature } from '../feature.ts';
+import { isLayerName } from '../layout.ts';
 import { LayerMounts, type MountSpec } from '../mounter.ts';
 import { naiveApplyDiff, naiveChanges, naiveDiff, naiveDiffSize } from '../naive.ts';
 import { readOnlyDriver } from '../read-only.ts';
 import { removeStaleScratch, withScratch } from '../scratch.ts';
-import { aufsInFilesystems, dirperm1ProbeData, fuseUnionOptions, fuseWorkDir, planAufsMount } from './mount-plan.ts';
+import { FUSE_WORK_DIR, aufsInFilesystems, dirperm1ProbeData, fuseUnionOptions, fuseWorkDir, planAufsMount } from './mount-plan.ts';
 import { toAufsForm } from './whiteout-form.ts';
 
 export const NAME = 'aufs';
 const SUBDIRS = ['mnt', 'diff', 'layers'] as const;
 const PROBE_PREFIX = '.strata-aufs-probe';
 const FUSE_PROGRAM = 'fuse-overlayfs';
+/** layers/<id> holds one 64-hex id a line per ancestor: 1 MiB is some 16000 of them */
+const MAX_LAYERS_FILE = 1 << 20;
 
 /** Which union mounts a layer with parents here. */
 export type Union = 'aufs' | 'fuse-overlayfs';
@@ -109,6 +111,7 @@ export async function init(home: string, options: string[], opts: InitOpts = {})
   const d = new AufsDriver(home, backing, union, false, forceNaive);
   d.removeStaleRemovals();
   await d.reclaimDeadHolders();
+  await d.finishConversions();
   return d;
 }
 
@@ -140,20 +143,49 @@ export class AufsDriver implements Driver {
     return path.join(this.home, 'layers', validateId(id));
   }
 
-  /** moby getParentIDs: the lines of layers/<id>, nearest parent first. */
+  /**
+   * moby getParentIDs: the lines of layers/<id>, nearest parent first. A
+   * hostile store's file is refused, not read whole or followed: a FIFO,
+   * one past MAX_LAYERS_FILE, a line that is no layer id.
+   */
   parentIds(id: string): string[] {
-    let text: string;
+    const file = this.layersFile(id);
+    let fd: number;
     try {
-      text = fs.readFileSync(this.layersFile(id), 'utf8');
+      fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new LayerNotFoundError(NAME, id, this.layersFile(id));
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new LayerNotFoundError(NAME, id, file);
       throw e;
     }
-    return text.split('\n').map((s) => s.trim()).filter(Boolean);
+    let text: string;
+    try {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw new Error(`${NAME}: ${file} is not a regular file`);
+      if (st.size > MAX_LAYERS_FILE) throw new Error(`${NAME}: ${file} is ${st.size} bytes, too large for a list of parent ids`);
+      text = fs.readFileSync(fd, 'utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+    const ids = text.split('\n').map((s) => s.trim()).filter(Boolean);
+    const bad = ids.find((p) => !isLayerName(p));
+    if (bad !== undefined) throw new Error(`${NAME}: ${file} names ${JSON.stringify(bad.slice(0, 80))}, which is not a layer id`);
+    return ids;
   }
 
+  /** The parents' diff dirs; a layers/<id> naming `id` itself or one parent twice (a cycle) is refused. */
   private lowerDirs(id: string): string[] {
-    return this.parentIds(id).map((p) => this.diffDir(p));
+    const ids = this.parentIds(id);
+    const twice = [id, ...ids].find((p, i, all) => all.indexOf(p) !== i);
+    if (twice !== undefined) throw new Error(`${NAME}: ${this.layersFile(id)} names ${twice} ${twice === id ? 'itself' : 'twice'}: its ancestry is a cycle`);
+    return ids.map((p) => this.diffDir(p));
+  }
+
+  /** diff/<id> itself, never through a symlink: a union or a conversion there would write outside the store. */
+  private ownDiffDir(id: string): string {
+    const dir = this.diffDir(id);
+    const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+    if (st && !st.isDirectory()) throw new Error(`${NAME}: ${dir} is not a directory (a ${st.isSymbolicLink() ? 'symlink' : 'file'}): refusing to use it as layer ${id}'s branch`);
+    return dir;
   }
 
   private mustExist(id: string, where: string): void {
@@ -175,6 +207,25 @@ export class AufsDriver implements Driver {
 
   async reclaimDeadHolders(): Promise<void> {
     await this.mounts.reclaim();
+  }
+
+  /**
+   * A FUSE workdir with nothing mounted over its layer: a process ended
+   * between the union's unmount and the end of the conversion (killed, or
+   * the helper unmounted by hand). The conversion is done now (it may run
+   * again on a half-converted branch), so diff/<id> is in aufs form again.
+   */
+  async finishConversions(): Promise<void> {
+    let ids: string[];
+    try {
+      ids = fs.readdirSync(path.join(this.home, FUSE_WORK_DIR));
+    } catch {
+      return; // no FUSE union has run
+    }
+    for (const id of ids) {
+      if (!isLayerName(id)) continue;
+      await this.mounts.whileUnmounted(id, this.mntDir(id), () => this.afterUnmount(id));
+    }
   }
 
   // ---- lifecycle ---------------------------------------------------------------
@@ -233,7 +284,7 @@ export class AufsDriver implements Driver {
   async get(id: string): Promise<string> {
     this.mustExist(id, 'get');
     const lowers = this.lowerDirs(id);
-    if (lowers.length === 0) return this.diffDir(id); // a base layer is not mounted
+    if (lowers.length === 0) return this.ownDiffDir(id); // a base layer is not mounted
     const target = this.mntDir(id);
     await this.mounts.get(id, target, () => this.plan(id, lowers));
     return target;
@@ -241,7 +292,7 @@ export class AufsDriver implements Driver {
 
   /** The mount of `id` over `lowers`: kernel aufs, or the FUSE union with its workdir made. */
   private plan(id: string, lowers: string[]): MountSpec {
-    const rw = this.diffDir(id);
+    const rw = this.ownDiffDir(id);
     if (this.union.get() === 'aufs') {
       const p = planAufsMount(rw, lowers, { dirperm1: this.dirperm1.get() });
       return { kind: 'kernel', fstype: 'aufs', source: 'none', data: p.data, appends: p.appends };
@@ -257,7 +308,7 @@ export class AufsDriver implements Driver {
     if (!this.exists(id)) return;
     const work = fuseWorkDir(this.home, id);
     if (!fs.existsSync(work)) return; // a kernel aufs mount writes aufs form itself
-    toAufsForm(this.diffDir(id), this.lowerDirs(id));
+    toAufsForm(this.ownDiffDir(id), this.lowerDirs(id));
     this.dropWorkDir(id);
   }
 
@@ -350,14 +401,17 @@ export class AufsDriver implements Driver {
     return first === parent;
   }
 
-  /** The native path applies: direct parent, and diff/<id> in aufs form (not under a live FUSE union). */
+  /** The native path applies: direct parent, and diff/<id> in aufs form (no FUSE workdir: no live union, no conversion pending). */
   private useNative(id: string, parentArg: string | null): boolean {
     const parent = parentOrNull(parentArg);
     if (this.readOnly) {
+      if (fs.existsSync(fuseWorkDir(this.home, id))) {
+        throw new Error(`${NAME}: ${this.diffDir(id)} is not in aufs form (a FUSE union is mounted on it, or its conversion was cut short); a read-write open finishes it`);
+      }
       if (this.isParent(id, parent)) return true;
       throw new Error(`layer ${id} is not a child of ${parent ?? 'nothing'} by its ${this.layersFile(id)}; comparing them would need a mount, which a read-only open does not do`);
     }
-    return !this.forceNaive && this.isParent(id, parent) && !mountAt(this.mntDir(id))?.fstype.startsWith('fuse');
+    return !this.forceNaive && this.isParent(id, parent) && !fs.existsSync(fuseWorkDir(this.home, id));
   }
 
   diff(id: string, parent: string | null): Readable {

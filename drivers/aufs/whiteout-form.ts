@@ -55,18 +55,20 @@ export function toAufsForm(branch: string, lowers: string[]): ConversionStats {
         stack.push(path.join(rel, e.name)); // its xattrs are read, then dropped, by convertDir
         continue;
       }
-      if (e.isFile() && unchangedCopyUp(p, path.join(rel, e.name), lowers)) {
+      if (e.isFile() && unchangedCopyUp(p, path.join(rel, e.name), branch, lowers)) {
         fs.unlinkSync(p);
         stats.unchangedCopyUps++;
         continue;
       }
       dropUnionXattrs(p, stats);
       if (e.isCharacterDevice() && fs.lstatSync(p).rdev === 0) {
-        fs.unlinkSync(p);
-        if (e.name !== FUSE_OPQ_DEVICE) {
+        // the aufs whiteout first: a conversion cut short here and run again loses nothing;
+        // none where no lower shows the name (a new entry renamed away), as aufs makes none there
+        if (e.name !== FUSE_OPQ_DEVICE && lowerShown(path.join(rel, e.name), branch, lowers) !== null) {
           writeMarker(path.join(dir, WHITEOUT_PREFIX + e.name));
           stats.whiteouts++;
         }
+        fs.unlinkSync(p);
       }
     }
   }
@@ -76,13 +78,15 @@ export function toAufsForm(branch: string, lowers: string[]): ConversionStats {
 /** The directory's own opacity: union xattr → aufs marker (where a lower has the dir) or nothing. */
 function convertDir(dir: string, rel: string, lowers: string[], stats: ConversionStats): void {
   const opaque = OPAQUE_XATTRS.some((x) => isY(xattrOf(dir, x)));
+  // the marker is settled before the xattr that says so goes: a conversion cut short and run again ends the same
+  if (opaque && rel !== '') { // the branch root is never opaque in aufs
+    const marker = path.join(dir, WHITEOUT_OPAQUE_DIR);
+    if (lowers.some((l) => fs.lstatSync(path.join(l, rel), { throwIfNoEntry: false })?.isDirectory())) {
+      writeMarker(marker);
+      stats.opaqueDirs++;
+    } else fs.rmSync(marker, { force: true });
+  }
   dropUnionXattrs(dir, stats);
-  if (!opaque || rel === '') return; // the branch root is never opaque in aufs
-  const marker = path.join(dir, WHITEOUT_OPAQUE_DIR);
-  if (lowers.some((l) => fs.lstatSync(path.join(l, rel), { throwIfNoEntry: false })?.isDirectory())) {
-    writeMarker(marker);
-    stats.opaqueDirs++;
-  } else fs.rmSync(marker, { force: true });
 }
 
 /**
@@ -92,18 +96,51 @@ function convertDir(dir: string, rel: string, lowers: string[], stats: Conversio
  * size, ns mtime, xattrs and bytes. Dropping it changes nothing the union
  * shows but the inode.
  */
-function unchangedCopyUp(p: string, rel: string, lowers: string[]): boolean {
+function unchangedCopyUp(p: string, rel: string, branch: string, lowers: string[]): boolean {
   const origin = xattrOf(p, ORIGIN_XATTR);
   if (origin === null || origin.toString().replace(/\0$/, '') !== rel) return false; // stored with its C string's NUL
   const st = fs.lstatSync(p, { bigint: true });
   if (st.nlink !== 1n) return false;
-  const lower = lowers.map((l) => path.join(l, rel)).find((q) => fs.lstatSync(q, { throwIfNoEntry: false }));
+  // the lower file must show through once this copy is gone: not if a dir above it was
+  // made opaque meanwhile (renamed away, the dir replaced, renamed back)
+  const lower = lowerShown(rel, branch, lowers);
   if (!lower) return false;
   const lt = fs.lstatSync(lower, { bigint: true });
   if (!lt.isFile() || lt.mode !== st.mode || lt.uid !== st.uid || lt.gid !== st.gid || lt.size !== st.size || lt.mtimeNs !== st.mtimeNs) return false;
   if (!sameXattrs(p, lower)) return false;
   return fs.readFileSync(p).equals(fs.readFileSync(lower));
 }
+
+/**
+ * The lower entry the union shows at `rel` once `branch`'s own entry there
+ * is gone: the first lower that has it, unless a whiteout of it or of a dir
+ * above it, an opaque dir above it (in the branch or a nearer lower), or a
+ * non-directory above it hides it. Null when none shows.
+ */
+export function lowerShown(rel: string, branch: string, lowers: string[]): string | null {
+  const parts = rel.split(path.sep).filter(Boolean);
+  for (const [i, layer] of [branch, ...lowers].entries()) {
+    let dir = layer;
+    let opaqueAbove = false;
+    for (let k = 0; k < parts.length; k++) {
+      if (k > 0 && exists(path.join(dir, WHITEOUT_OPAQUE_DIR))) opaqueAbove = true;
+      if (exists(path.join(dir, WHITEOUT_PREFIX + parts[k]))) return null;
+      const p = path.join(dir, parts[k]);
+      const st = fs.lstatSync(p, { throwIfNoEntry: false });
+      if (!st) break;
+      if (k === parts.length - 1) {
+        if (i > 0) return p; // the branch's own entry is the one to see through
+        break;
+      }
+      if (!st.isDirectory()) return null;
+      dir = p;
+    }
+    if (opaqueAbove) return null; // nothing below this layer shows there
+  }
+  return null;
+}
+
+const exists = (p: string): boolean => fs.lstatSync(p, { throwIfNoEntry: false }) !== undefined;
 
 function sameXattrs(a: string, b: string): boolean {
   const own = (p: string) => sys.llistxattr(p).filter((n) => !UNION_XATTR.test(n)).sort();
