@@ -227,3 +227,48 @@ onBtrfs('btrfs: native changes fall back, with the reason in status(), for a gra
   t.is(status(d)['Native Changes (last fallback)'], 'c against b: c holds nested subvolumes (inner), which a snapshot leaves out');
   t.deepEqual(fs.readdirSync(home).sort(), ['subvolumes'], 'no send scratch dir left in the home');
 });
+
+onBtrfs('btrfs: native changes find every link of a changed inode whose stream path is an orphan name (a swap of two directories)', async (t) => {
+  const { d, home } = await driverOnBtrfs(t);
+  const naive = await init(home, ['btrfs.native_changes=false']);
+  t.teardown(() => naive.cleanup());
+  await d.create('p', null);
+  const p = await d.get('p');
+  // inode order a < f < b < c: send handles f while b, its first link's dir, still has an orphan name
+  fs.mkdirSync(path.join(p, 'a'));
+  fs.writeFileSync(path.join(p, 'f'), 'x');
+  fs.mkdirSync(path.join(p, 'b'));
+  fs.renameSync(path.join(p, 'f'), path.join(p, 'b', 'f'));
+  fs.mkdirSync(path.join(p, 'c'));
+  fs.linkSync(path.join(p, 'b', 'f'), path.join(p, 'c', 'g'));
+  await d.create('c', 'p');
+  const c = await d.get('c');
+  fs.renameSync(path.join(c, 'a'), path.join(c, 'tmp'));
+  fs.renameSync(path.join(c, 'b'), path.join(c, 'a'));
+  fs.renameSync(path.join(c, 'tmp'), path.join(c, 'b'));
+  fs.chmodSync(path.join(c, 'a', 'f'), 0o600);
+  await sameAsNaive(t, d, naive, 'c', 'p', 'swapped dirs, chmod of a linked file');
+  t.true((await d.changes('c', 'p')).some((ch) => ch.path === '/c/g'), 'the other link is a Modify');
+  t.false('Native Changes (last fallback)' in status(d), status(d)['Native Changes (last fallback)']);
+});
+
+onBtrfs('btrfs: native changes find every link of a changed inode in a home whose path is not ASCII', async (t) => {
+  const f = loopBtrfs(512);
+  filesystems.push(f);
+  const home = path.join(f.dir, 'hôme', 'btrfs');
+  const d = await init(home, []);
+  t.teardown(() => d.cleanup());
+  const naive = await init(home, ['btrfs.native_changes=false']);
+  t.teardown(() => naive.cleanup());
+  await d.create('p', null);
+  const p = await d.get('p');
+  fs.mkdirSync(path.join(p, 'd'));
+  fs.mkdirSync(path.join(p, 'e'));
+  fs.writeFileSync(path.join(p, 'd', 'f'), 'x');
+  fs.linkSync(path.join(p, 'd', 'f'), path.join(p, 'e', 'g'));
+  await d.create('c', 'p');
+  fs.chmodSync(path.join(await d.get('c'), 'd', 'f'), 0o600);
+  await sameAsNaive(t, d, naive, 'c', 'p', 'chmod of a linked file');
+  t.deepEqual((await d.changes('c', 'p')).map((ch) => ch.path), ['/d', '/d/f', '/e', '/e/g']);
+  t.false('Native Changes (last fallback)' in status(d), status(d)['Native Changes (last fallback)']);
+});
