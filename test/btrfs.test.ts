@@ -272,3 +272,25 @@ onBtrfs('btrfs: native changes find every link of a changed inode in a home whos
   t.deepEqual((await d.changes('c', 'p')).map((ch) => ch.path), ['/d', '/d/f', '/e', '/e/g']);
   t.false('Native Changes (last fallback)' in status(d), status(d)['Native Changes (last fallback)']);
 });
+
+onBtrfs('btrfs: remove of a symlink or a plain directory where a subvolume should be: the entry goes, what a symlink names is left alone', async (t) => {
+  const { d, home } = await driverOnBtrfs(t);
+  await d.create('a', null);
+  const a = await d.get('a');
+  subvolCreate(a, 'inner');
+  const subvolumes = path.join(home, 'subvolumes');
+  fs.symlinkSync(a, path.join(subvolumes, 'link'));
+  await d.remove('link');
+  t.false(fs.existsSync(path.join(subvolumes, 'link')), 'the symlink is removed');
+  t.true(isSubvolume(path.join(a, 'inner')), 'the nested subvolume of the layer it names is not destroyed');
+  const plain = path.join(subvolumes, 'plain');
+  fs.mkdirSync(path.join(plain, 'd'), { recursive: true });
+  fs.writeFileSync(path.join(plain, 'd', 'f'), 'x');
+  subvolCreate(plain, 'nested');
+  fs.writeFileSync(path.join(plain, 'nested', 'g'), 'y');
+  t.true(d.exists('plain'));
+  await d.remove('plain');
+  t.false(fs.existsSync(plain), 'a plain directory (and a subvolume in it) is removed');
+  t.deepEqual(d.layers?.().map((l) => l.id), ['a']);
+  t.true(isSubvolume(path.join(a, 'inner')));
+});
