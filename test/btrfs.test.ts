@@ -294,3 +294,16 @@ onBtrfs('btrfs: remove of a symlink or a plain directory where a subvolume shoul
   t.deepEqual(d.layers?.().map((l) => l.id), ['a']);
   t.true(isSubvolume(path.join(a, 'inner')));
 });
+
+onBtrfs('btrfs: a quotas file that is not a decimal size is ignored by get, as moby (strconv.ParseUint)', async (t) => {
+  const { d, home } = await driverOnBtrfs(t);
+  await d.create('a', null);
+  fs.mkdirSync(path.join(home, 'quotas'));
+  for (const garbage of ['1e3', '0x1000', '4096\n', ' 4096', '-1', 'garbage', '']) {
+    fs.writeFileSync(path.join(home, 'quotas', 'a'), garbage);
+    const root = await d.get('a');
+    t.is(status(d).Quotas, 'false', `${JSON.stringify(garbage)}: no qgroup limit set (qgroups stay off)`);
+    fs.writeFileSync(path.join(root, 'f'), Buffer.alloc(1 << 20));
+    fs.rmSync(path.join(root, 'f'));
+  }
+});

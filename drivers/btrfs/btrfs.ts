@@ -200,12 +200,15 @@ export class BtrfsDriver implements Driver {
   }
 
   private recordedSize(id: string): number | null {
+    let text: string;
     try {
-      const n = Number(fs.readFileSync(this.quotaFile(id), 'utf8'));
-      return Number.isSafeInteger(n) && n > 0 ? n : null;
+      text = fs.readFileSync(this.quotaFile(id), 'utf8');
     } catch {
       return null;
     }
+    // moby strconv.ParseUint(s, 10, 64): decimal digits only, anything else is no size ("1e3", "0x10", "5\n" are not 1000, 16, 5)
+    const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+    return Number.isSafeInteger(n) && n > 0 ? n : null;
   }
 
   async put(id: string): Promise<void> {
