@@ -95,12 +95,13 @@ async function streamHints(root: string, parentId: bigint, fifo: string): Promis
     }
   })();
   const sending = (async () => {
-    const fd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    let fd = -1;
     try {
+      fd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
       await send(fd, wfd, parentId, SEND_FLAG_NO_FILE_DATA, root);
     } finally {
-      fs.closeSync(fd);
-      fs.closeSync(wfd); // the reader's EOF
+      if (fd >= 0) fs.closeSync(fd);
+      fs.closeSync(wfd); // the reader's EOF, also when the root could not be opened (else the reader waits forever)
     }
   })();
   const [r, s] = await Promise.allSettled([reading, sending]);
