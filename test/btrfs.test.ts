@@ -346,3 +346,15 @@ onBtrfs(`btrfs: native changes equal the naive walk on seeded random stacks with
   t.false('Native Changes (last fallback)' in status(d), status(d)['Native Changes (last fallback)']);
   t.log(`${compared} comparisons, all native`);
 });
+
+onBtrfs('btrfs: init leaves a symlink or a file named like a dead holder\'s send scratch dir alone (never follows it to destroy subvolumes)', async (t) => {
+  const { d, home } = await driverOnBtrfs(t);
+  await d.create('a', null);
+  await d.create('b', 'a');
+  fs.symlinkSync(path.join(home, 'subvolumes'), path.join(home, 'strata-send-999999999.1-abcdef'));
+  fs.writeFileSync(path.join(home, 'strata-send-999999999.1-ghijkl'), 'not a dir');
+  const again = await init(home, [], { mode: 'manage' });
+  t.teardown(() => again.cleanup());
+  t.deepEqual(again.layers?.().map((l) => l.id), ['a', 'b'], 'the layers the symlink names are not destroyed');
+  t.true(isSubvolume(path.join(home, 'subvolumes', 'a')));
+});

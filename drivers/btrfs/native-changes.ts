@@ -25,7 +25,7 @@ import * as path from 'node:path';
 import { changesDirsHinted, type ChangeHints } from '../../archive/changes.ts';
 import type { Change } from '../../archive/types.ts';
 import { displayPath, fsPath, rawPath } from '../../archive/types.ts';
-import { lstatQuiet } from '../../sys/read-only-files.ts';
+import { isDirectory, lstatQuiet } from '../../sys/read-only-files.ts';
 import { S_IFIFO, mknod } from '../../sys/syscalls.ts';
 import { isAlive } from '../holder.ts';
 import { makeScratch } from '../scratch.ts';
@@ -157,6 +157,7 @@ export function removeStaleSendScratch(home: string): void {
     const m = new RegExp(`^${SEND_SCRATCH}-(\\d+\\.\\d+)-[^-]+$`).exec(name);
     if (!m || isAlive(m[1])) continue;
     const dir = path.join(home, name);
+    if (!isDirectory(dir)) continue; // not one we made (a symlink is never followed: it could name the layers' subvolumes)
     for (const sub of fs.readdirSync(dir)) if (isSubvolume(path.join(dir, sub))) subvolDestroy(dir, sub);
     fs.rmSync(dir, { recursive: true, force: true });
   }
