@@ -28,13 +28,21 @@ test.after.always('unmount the loop btrfs filesystems', () => {
 });
 
 /** A driver on a fresh btrfs of its own (quota state differs between cases), cleaned up with the test. */
-async function driverOnBtrfs(t: { teardown: (fn: () => unknown) => void }, options: string[] = []): Promise<{ d: Driver; home: string; fsDir: string }> {
+async function driverOnBtrfs(t: { teardown: (fn: () => unknown) => void }, options: string[] = [], under = 'root'): Promise<{ d: Driver; home: string; fsDir: string }> {
   const f = loopBtrfs(512);
   filesystems.push(f);
-  const home = path.join(f.dir, 'root', 'btrfs');
+  const home = path.join(f.dir, under, 'btrfs');
   const d = await init(home, options);
   t.teardown(() => d.cleanup());
   return { d, home, fsDir: f.dir };
+}
+
+/** A native driver on a fresh btrfs and a naive one on the same home, both cleaned up with the test. */
+async function nativeAndNaive(t: { teardown: (fn: () => unknown) => void }, under?: string): Promise<{ d: Driver; naive: Driver; home: string }> {
+  const { d, home } = await driverOnBtrfs(t, [], under);
+  const naive = await init(home, ['btrfs.native_changes=false']);
+  t.teardown(() => naive.cleanup());
+  return { d, naive, home };
 }
 
 const status = (d: Driver) => Object.fromEntries(d.status());
@@ -181,9 +189,7 @@ async function sameAsNaive(t: { deepEqual: (a: unknown, b: unknown, m?: string) 
 const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
 
 onBtrfs(`btrfs: native changes equal the naive walk on seeded random stacks (seeds ${SEEDS.join(', ')}), hardlinked changes included, with no fallback`, async (t) => {
-  const { d, home } = await driverOnBtrfs(t);
-  const naive = await init(home, ['btrfs.native_changes=false']);
-  t.teardown(() => naive.cleanup());
+  const { d, naive } = await nativeAndNaive(t);
   let compared = 0;
   let linked = 0;
   for (const seed of SEEDS) {
@@ -208,9 +214,7 @@ onBtrfs(`btrfs: native changes equal the naive walk on seeded random stacks (see
 });
 
 onBtrfs('btrfs: native changes fall back, with the reason in status(), for a grandparent and for nested subvolumes', async (t) => {
-  const { d, home } = await driverOnBtrfs(t);
-  const naive = await init(home, ['btrfs.native_changes=false']);
-  t.teardown(() => naive.cleanup());
+  const { d, naive, home } = await nativeAndNaive(t);
   await d.create('a', null);
   const a = await d.get('a');
   fs.mkdirSync(path.join(a, 'etc'));
@@ -230,9 +234,7 @@ onBtrfs('btrfs: native changes fall back, with the reason in status(), for a gra
 });
 
 onBtrfs('btrfs: native changes find every link of a changed inode whose stream path is an orphan name (a swap of two directories)', async (t) => {
-  const { d, home } = await driverOnBtrfs(t);
-  const naive = await init(home, ['btrfs.native_changes=false']);
-  t.teardown(() => naive.cleanup());
+  const { d, naive } = await nativeAndNaive(t);
   await d.create('p', null);
   const p = await d.get('p');
   // inode order a < f < b < c: send handles f while b, its first link's dir, still has an orphan name
@@ -254,13 +256,7 @@ onBtrfs('btrfs: native changes find every link of a changed inode whose stream p
 });
 
 onBtrfs('btrfs: native changes find every link of a changed inode in a home whose path is not ASCII', async (t) => {
-  const f = loopBtrfs(512);
-  filesystems.push(f);
-  const home = path.join(f.dir, 'hôme', 'btrfs');
-  const d = await init(home, []);
-  t.teardown(() => d.cleanup());
-  const naive = await init(home, ['btrfs.native_changes=false']);
-  t.teardown(() => naive.cleanup());
+  const { d, naive } = await nativeAndNaive(t, 'hôme');
   await d.create('p', null);
   const p = await d.get('p');
   fs.mkdirSync(path.join(p, 'd'));
@@ -312,9 +308,7 @@ onBtrfs('btrfs: a quotas file that is not a decimal size is ignored by get, as m
 const RENAME_SEEDS = Array.from({ length: 8 }, (_, i) => 101 + i);
 
 onBtrfs(`btrfs: native changes equal the naive walk on seeded random stacks with renames, swaps, links and a wide, deep base (seeds ${RENAME_SEEDS[0]}-${RENAME_SEEDS.at(-1)})`, async (t) => {
-  const { d, home } = await driverOnBtrfs(t);
-  const naive = await init(home, ['btrfs.native_changes=false']);
-  t.teardown(() => naive.cleanup());
+  const { d, naive } = await nativeAndNaive(t);
   let compared = 0;
   for (const seed of RENAME_SEEDS) {
     const rng = new Rng(seed);
