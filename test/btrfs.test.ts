@@ -171,7 +171,12 @@ onBtrfs('btrfs: read-only open reads layers and writes nothing', async (t) => {
   const { d, home } = await driverOnBtrfs(t);
   await d.create('a', null);
   fs.writeFileSync(path.join(await d.get('a'), 'f'), 'x');
+  await d.create('b', 'a');
+  const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
   const ro = await init(home, [], { mode: 'read-only' });
+  t.deepEqual(await ro.changes('b', 'a'), [], 'the naive walk (no read-only snapshots made)');
+  t.is(fs.readFileSync('/proc/self/mountinfo', 'utf8'), mounts, 'nothing mounted (no bind mount of the home)');
+  t.deepEqual(fs.readdirSync(home), ['subvolumes'], 'no scratch dir');
   t.is(fs.readFileSync(path.join(await ro.get('a'), 'f'), 'utf8'), 'x');
   await t.throwsAsync(ro.create('b', 'a'), { message: /is open read-only: create b refused/ });
   t.deepEqual((await ro.changes('a', null)).map((c) => c.path), ['/f']);
