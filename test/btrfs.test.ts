@@ -9,13 +9,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { changesDirs } from '../archive/changes.ts';
-import { rawPath } from '../archive/types.ts';
+import { fsPath as fsPathOf, rawPath } from '../archive/types.ts';
 import { MSG_PREREQUISITES, NotSupportedError, type Driver } from '../drivers/driver.ts';
 import { init } from '../drivers/btrfs/btrfs.ts';
 import { childSubvolumes, isSubvolume, subvolCreate, subvolDestroy, subvolInfo, subvolSnapshot } from '../drivers/btrfs/ioctl.ts';
 import { selfTag } from '../drivers/holder.ts';
 import { SendStreamError, SendStreamHints } from '../drivers/btrfs/send-stream.ts';
 import { Rng, applyRandomOps } from './helpers/random-layer-ops.ts';
+import { applyRandomRenames } from './helpers/random-renames.ts';
 import { when } from './helpers/require.ts';
 import { loopBtrfs, loopBtrfsMissing, type TinyFs } from './helpers/tiny-fs.ts';
 
@@ -27,13 +28,21 @@ test.after.always('unmount the loop btrfs filesystems', () => {
 });
 
 /** A driver on a fresh btrfs of its own (quota state differs between cases), cleaned up with the test. */
-async function driverOnBtrfs(t: { teardown: (fn: () => unknown) => void }, options: string[] = []): Promise<{ d: Driver; home: string; fsDir: string }> {
+async function driverOnBtrfs(t: { teardown: (fn: () => unknown) => void }, options: string[] = [], under = 'root'): Promise<{ d: Driver; home: string; fsDir: string }> {
   const f = loopBtrfs(512);
   filesystems.push(f);
-  const home = path.join(f.dir, 'root', 'btrfs');
+  const home = path.join(f.dir, under, 'btrfs');
   const d = await init(home, options);
   t.teardown(() => d.cleanup());
   return { d, home, fsDir: f.dir };
+}
+
+/** A native driver on a fresh btrfs and a naive one on the same home, both cleaned up with the test. */
+async function nativeAndNaive(t: { teardown: (fn: () => unknown) => void }, under?: string): Promise<{ d: Driver; naive: Driver; home: string }> {
+  const { d, home } = await driverOnBtrfs(t, [], under);
+  const naive = await init(home, ['btrfs.native_changes=false']);
+  t.teardown(() => naive.cleanup());
+  return { d, naive, home };
 }
 
 const status = (d: Driver) => Object.fromEntries(d.status());
@@ -162,7 +171,12 @@ onBtrfs('btrfs: read-only open reads layers and writes nothing', async (t) => {
   const { d, home } = await driverOnBtrfs(t);
   await d.create('a', null);
   fs.writeFileSync(path.join(await d.get('a'), 'f'), 'x');
+  await d.create('b', 'a');
+  const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
   const ro = await init(home, [], { mode: 'read-only' });
+  t.deepEqual(await ro.changes('b', 'a'), [], 'the naive walk (no read-only snapshots made)');
+  t.is(fs.readFileSync('/proc/self/mountinfo', 'utf8'), mounts, 'nothing mounted (no bind mount of the home)');
+  t.deepEqual(fs.readdirSync(home), ['subvolumes'], 'no scratch dir');
   t.is(fs.readFileSync(path.join(await ro.get('a'), 'f'), 'utf8'), 'x');
   await t.throwsAsync(ro.create('b', 'a'), { message: /is open read-only: create b refused/ });
   t.deepEqual((await ro.changes('a', null)).map((c) => c.path), ['/f']);
@@ -180,9 +194,7 @@ async function sameAsNaive(t: { deepEqual: (a: unknown, b: unknown, m?: string) 
 const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
 
 onBtrfs(`btrfs: native changes equal the naive walk on seeded random stacks (seeds ${SEEDS.join(', ')}), hardlinked changes included, with no fallback`, async (t) => {
-  const { d, home } = await driverOnBtrfs(t);
-  const naive = await init(home, ['btrfs.native_changes=false']);
-  t.teardown(() => naive.cleanup());
+  const { d, naive } = await nativeAndNaive(t);
   let compared = 0;
   let linked = 0;
   for (const seed of SEEDS) {
@@ -207,9 +219,7 @@ onBtrfs(`btrfs: native changes equal the naive walk on seeded random stacks (see
 });
 
 onBtrfs('btrfs: native changes fall back, with the reason in status(), for a grandparent and for nested subvolumes', async (t) => {
-  const { d, home } = await driverOnBtrfs(t);
-  const naive = await init(home, ['btrfs.native_changes=false']);
-  t.teardown(() => naive.cleanup());
+  const { d, naive, home } = await nativeAndNaive(t);
   await d.create('a', null);
   const a = await d.get('a');
   fs.mkdirSync(path.join(a, 'etc'));
@@ -226,4 +236,124 @@ onBtrfs('btrfs: native changes fall back, with the reason in status(), for a gra
   await sameAsNaive(t, d, naive, 'c', 'b', 'nested subvolume');
   t.is(status(d)['Native Changes (last fallback)'], 'c against b: c holds nested subvolumes (inner), which a snapshot leaves out');
   t.deepEqual(fs.readdirSync(home).sort(), ['subvolumes'], 'no send scratch dir left in the home');
+});
+
+onBtrfs('btrfs: native changes find every link of a changed inode whose stream path is an orphan name (a swap of two directories)', async (t) => {
+  const { d, naive } = await nativeAndNaive(t);
+  await d.create('p', null);
+  const p = await d.get('p');
+  // inode order a < f < b < c: send handles f while b, its first link's dir, still has an orphan name
+  fs.mkdirSync(path.join(p, 'a'));
+  fs.writeFileSync(path.join(p, 'f'), 'x');
+  fs.mkdirSync(path.join(p, 'b'));
+  fs.renameSync(path.join(p, 'f'), path.join(p, 'b', 'f'));
+  fs.mkdirSync(path.join(p, 'c'));
+  fs.linkSync(path.join(p, 'b', 'f'), path.join(p, 'c', 'g'));
+  await d.create('c', 'p');
+  const c = await d.get('c');
+  fs.renameSync(path.join(c, 'a'), path.join(c, 'tmp'));
+  fs.renameSync(path.join(c, 'b'), path.join(c, 'a'));
+  fs.renameSync(path.join(c, 'tmp'), path.join(c, 'b'));
+  fs.chmodSync(path.join(c, 'a', 'f'), 0o600);
+  await sameAsNaive(t, d, naive, 'c', 'p', 'swapped dirs, chmod of a linked file');
+  t.true((await d.changes('c', 'p')).some((ch) => ch.path === '/c/g'), 'the other link is a Modify');
+  t.false('Native Changes (last fallback)' in status(d), status(d)['Native Changes (last fallback)']);
+});
+
+onBtrfs('btrfs: native changes find every link of a changed inode in a home whose path is not ASCII', async (t) => {
+  const { d, naive } = await nativeAndNaive(t, 'hôme');
+  await d.create('p', null);
+  const p = await d.get('p');
+  fs.mkdirSync(path.join(p, 'd'));
+  fs.mkdirSync(path.join(p, 'e'));
+  fs.writeFileSync(path.join(p, 'd', 'f'), 'x');
+  fs.linkSync(path.join(p, 'd', 'f'), path.join(p, 'e', 'g'));
+  await d.create('c', 'p');
+  fs.chmodSync(path.join(await d.get('c'), 'd', 'f'), 0o600);
+  await sameAsNaive(t, d, naive, 'c', 'p', 'chmod of a linked file');
+  t.deepEqual((await d.changes('c', 'p')).map((ch) => ch.path), ['/d', '/d/f', '/e', '/e/g']);
+  t.false('Native Changes (last fallback)' in status(d), status(d)['Native Changes (last fallback)']);
+});
+
+onBtrfs('btrfs: remove of a symlink or a plain directory where a subvolume should be: the entry goes, what a symlink names is left alone', async (t) => {
+  const { d, home } = await driverOnBtrfs(t);
+  await d.create('a', null);
+  const a = await d.get('a');
+  subvolCreate(a, 'inner');
+  const subvolumes = path.join(home, 'subvolumes');
+  fs.symlinkSync(a, path.join(subvolumes, 'link'));
+  await d.remove('link');
+  t.false(fs.existsSync(path.join(subvolumes, 'link')), 'the symlink is removed');
+  t.true(isSubvolume(path.join(a, 'inner')), 'the nested subvolume of the layer it names is not destroyed');
+  const plain = path.join(subvolumes, 'plain');
+  fs.mkdirSync(path.join(plain, 'd'), { recursive: true });
+  fs.writeFileSync(path.join(plain, 'd', 'f'), 'x');
+  subvolCreate(plain, 'nested');
+  fs.writeFileSync(path.join(plain, 'nested', 'g'), 'y');
+  t.true(d.exists('plain'));
+  await d.remove('plain');
+  t.false(fs.existsSync(plain), 'a plain directory (and a subvolume in it) is removed');
+  t.deepEqual(d.layers?.().map((l) => l.id), ['a']);
+  t.true(isSubvolume(path.join(a, 'inner')));
+});
+
+onBtrfs('btrfs: a quotas file that is not a decimal size is ignored by get, as moby (strconv.ParseUint)', async (t) => {
+  const { d, home } = await driverOnBtrfs(t);
+  await d.create('a', null);
+  fs.mkdirSync(path.join(home, 'quotas'));
+  for (const garbage of ['1e3', '0x1000', '4096\n', ' 4096', '-1', 'garbage', '']) {
+    fs.writeFileSync(path.join(home, 'quotas', 'a'), garbage);
+    const root = await d.get('a');
+    t.is(status(d).Quotas, 'false', `${JSON.stringify(garbage)}: no qgroup limit set (qgroups stay off)`);
+    fs.writeFileSync(path.join(root, 'f'), Buffer.alloc(1 << 20));
+    fs.rmSync(path.join(root, 'f'));
+  }
+});
+
+const RENAME_SEEDS = Array.from({ length: 8 }, (_, i) => 101 + i);
+
+onBtrfs(`btrfs: native changes equal the naive walk on seeded random stacks with renames, swaps, links and a wide, deep base (seeds ${RENAME_SEEDS[0]}-${RENAME_SEEDS.at(-1)})`, async (t) => {
+  const { d, naive } = await nativeAndNaive(t);
+  let compared = 0;
+  for (const seed of RENAME_SEEDS) {
+    const rng = new Rng(seed);
+    let parent: string | null = null;
+    for (let k = 0; k < 4; k++) {
+      const id = `r${seed}-${k}`;
+      await d.create(id, parent);
+      const root = rawPath(await d.get(id));
+      if (k === 0) {
+        // a base of several b-tree leaves (send skips the shared ones) and a deep chain
+        for (let i = 0; i < 120; i++) {
+          fs.mkdirSync(fsPathOf(`${root}/w${i % 6}/v${i % 5}`), { recursive: true });
+          fs.writeFileSync(fsPathOf(`${root}/w${i % 6}/v${i % 5}/f${i}`), String(i));
+        }
+        fs.mkdirSync(fsPathOf(`${root}${'/deep'.repeat(40)}`), { recursive: true });
+      }
+      const log: string[] = [];
+      for (let r = 0; r < 3; r++) {
+        log.push(...applyRandomOps(rng, root, k === 0 ? 10 : 3));
+        log.push(...applyRandomRenames(rng, root, k === 0 ? 2 : 4));
+      }
+      if (parent !== null) {
+        await sameAsNaive(t, d, naive, id, parent, `seed ${seed} layer ${k}: ${log.join('; ')}`);
+        compared++;
+      }
+      parent = id;
+    }
+  }
+  t.false('Native Changes (last fallback)' in status(d), status(d)['Native Changes (last fallback)']);
+  t.log(`${compared} comparisons, all native`);
+});
+
+onBtrfs('btrfs: init leaves a symlink or a file named like a dead holder\'s send scratch dir alone (never follows it to destroy subvolumes)', async (t) => {
+  const { d, home } = await driverOnBtrfs(t);
+  await d.create('a', null);
+  await d.create('b', 'a');
+  fs.symlinkSync(path.join(home, 'subvolumes'), path.join(home, 'strata-send-999999999.1-abcdef'));
+  fs.writeFileSync(path.join(home, 'strata-send-999999999.1-ghijkl'), 'not a dir');
+  const again = await init(home, [], { mode: 'manage' });
+  t.teardown(() => again.cleanup());
+  t.deepEqual(again.layers?.().map((l) => l.id), ['a', 'b'], 'the layers the symlink names are not destroyed');
+  t.true(isSubvolume(path.join(home, 'subvolumes', 'a')));
 });

@@ -36,7 +36,7 @@ import { mount } from '../mounter.ts';
 import { naiveApplyDiff, naiveChanges, naiveDiff, naiveDiffSize } from '../naive.ts';
 import { readOnlyDriver } from '../read-only.ts';
 import {
-  childSubvolumes, qgroupDestroy, qgroupLimit, quotaEnable, quotaEnabled, quotaRescanWait, subvolCreate, subvolDestroyTree,
+  childSubvolumes, isSubvolume, qgroupDestroy, qgroupLimit, quotaEnable, quotaEnabled, quotaRescanWait, subvolCreate, subvolDestroyTree,
   subvolInfo, subvolSnapshot,
 } from './ioctl.ts';
 import { NativeRefusal, removeStaleSendScratch, sendChanges } from './native-changes.ts';
@@ -167,8 +167,13 @@ export class BtrfsDriver implements Driver {
   /** moby Remove: the quota file, the qgroup where qgroups are on, nested subvolumes, the subvolume. Unknown ids are no error. */
   async remove(id: string): Promise<void> {
     const dir = this.dir(id);
-    if (!fs.existsSync(dir)) return;
+    if (!fs.lstatSync(dir, { throwIfNoEntry: false })) return;
     fs.rmSync(this.quotaFile(id), { force: true });
+    if (!isSubvolume(dir)) {
+      // a symlink (never followed: the ioctls would act on what it names) or a plain directory
+      removeTree(dir);
+      return;
+    }
     const quota = quotaEnabled(this.home);
     const qgroup = quota ? subvolInfo(dir).id : null;
     subvolDestroyTree(this.subvolumes(), id);
@@ -195,12 +200,15 @@ export class BtrfsDriver implements Driver {
   }
 
   private recordedSize(id: string): number | null {
+    let text: string;
     try {
-      const n = Number(fs.readFileSync(this.quotaFile(id), 'utf8'));
-      return Number.isSafeInteger(n) && n > 0 ? n : null;
+      text = fs.readFileSync(this.quotaFile(id), 'utf8');
     } catch {
       return null;
     }
+    // moby strconv.ParseUint(s, 10, 64): decimal digits only, anything else is no size ("1e3", "0x10", "5\n" are not 1000, 16, 5)
+    const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+    return Number.isSafeInteger(n) && n > 0 ? n : null;
   }
 
   async put(id: string): Promise<void> {

@@ -24,8 +24,8 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { changesDirsHinted, type ChangeHints } from '../../archive/changes.ts';
 import type { Change } from '../../archive/types.ts';
-import { fsPath } from '../../archive/types.ts';
-import { lstatQuiet } from '../../sys/read-only-files.ts';
+import { displayPath, fsPath, rawPath } from '../../archive/types.ts';
+import { isDirectory, lstatQuiet } from '../../sys/read-only-files.ts';
 import { S_IFIFO, mknod } from '../../sys/syscalls.ts';
 import { isAlive } from '../holder.ts';
 import { makeScratch } from '../scratch.ts';
@@ -54,7 +54,7 @@ export async function sendChanges(home: string, child: string, parent: string): 
     const oldRo = path.join(scratch, 'parent');
     const newRo = path.join(scratch, 'child');
     const hints = await streamHints(newRo, subvolInfo(oldRo).id, path.join(scratch, 'stream'));
-    return changesDirsHinted(newRo, oldRo, addLinkedPaths(hints, newRo, oldRo));
+    return hintedWithLinks(newRo, oldRo, hints);
   } finally {
     for (const name of made) subvolDestroy(scratch, name);
     fs.rmSync(scratch, { recursive: true, force: true });
@@ -95,12 +95,13 @@ async function streamHints(root: string, parentId: bigint, fifo: string): Promis
     }
   })();
   const sending = (async () => {
-    const fd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    let fd = -1;
     try {
+      fd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
       await send(fd, wfd, parentId, SEND_FLAG_NO_FILE_DATA, root);
     } finally {
-      fs.closeSync(fd);
-      fs.closeSync(wfd); // the reader's EOF
+      if (fd >= 0) fs.closeSync(fd);
+      fs.closeSync(wfd); // the reader's EOF, also when the root could not be opened (else the reader waits forever)
     }
   })();
   const [r, s] = await Promise.allSettled([reading, sending]);
@@ -110,25 +111,38 @@ async function streamHints(root: string, parentId: bigint, fifo: string): Promis
 }
 
 /**
- * Hint every path of each touched non-directory with several links: the
- * stream names one path of an inode, and changesDirs reports each of them
- * (a rewritten file is a Modify at every link). Refused where the paths found
- * are not as many as the links.
+ * changesDirsHinted, with every path of each touched or changed
+ * non-directory of several links hinted too: the stream names one path of an
+ * inode, and changesDirs reports each of them (a rewritten file is a Modify at
+ * every link). A path the stream names may be an intermediate one, in neither
+ * tree (under a directory it has orphaned for a while), so the links of each
+ * entry the comparison reports are looked up as well, until no new path turns
+ * up. Refused where the paths found are not as many as the links.
  */
-function addLinkedPaths(hints: ChangeHints, newRoot: string, oldRoot: string): ChangeHints {
+function hintedWithLinks(newRoot: string, oldRoot: string, hints: ChangeHints): Change[] {
   const touched = new Set(hints.touched);
-  for (const p of hints.touched) {
-    for (const root of [newRoot, oldRoot]) {
-      const st = lstatQuiet(fsPath(root + p));
-      if (!st || st.isDirectory() || st.nlink < 2) continue;
-      const paths = inodePaths(root, BigInt(st.ino));
-      if (paths.length !== st.nlink) {
-        throw new NativeRefusal(`${Buffer.from(p, 'latin1').toString()} has ${st.nlink} links, and ${paths.length} paths were found for its inode`);
+  const looked = new Set<string>();
+  const addLinks = (paths: Iterable<string>) => {
+    for (const p of [...paths]) {
+      for (const root of [newRoot, oldRoot]) {
+        const st = lstatQuiet(fsPath(rawPath(root) + p));
+        if (!st || st.isDirectory() || st.nlink < 2 || looked.has(`${root}\0${st.ino}`)) continue;
+        looked.add(`${root}\0${st.ino}`);
+        const links = inodePaths(root, BigInt(st.ino));
+        if (links.length !== st.nlink) {
+          throw new NativeRefusal(`${displayPath(p)} has ${st.nlink} links, and ${links.length} paths were found for its inode`);
+        }
+        for (const q of links) touched.add(`/${q.toString('latin1')}`);
       }
-      for (const q of paths) touched.add(`/${q.toString('latin1')}`);
     }
+  };
+  addLinks(hints.touched);
+  for (;;) {
+    const changes = changesDirsHinted(newRoot, oldRoot, { touched, full: hints.full });
+    const size = touched.size;
+    addLinks(changes.map((c) => c.path));
+    if (touched.size === size) return changes;
   }
-  return { touched, full: hints.full };
 }
 
 /** Remove the send scratch dirs (and their read-only snapshots) that killed processes left under `home`. */
@@ -143,6 +157,7 @@ export function removeStaleSendScratch(home: string): void {
     const m = new RegExp(`^${SEND_SCRATCH}-(\\d+\\.\\d+)-[^-]+$`).exec(name);
     if (!m || isAlive(m[1])) continue;
     const dir = path.join(home, name);
+    if (!isDirectory(dir)) continue; // not one we made (a symlink is never followed: it could name the layers' subvolumes)
     for (const sub of fs.readdirSync(dir)) if (isSubvolume(path.join(dir, sub))) subvolDestroy(dir, sub);
     fs.rmSync(dir, { recursive: true, force: true });
   }
