@@ -633,7 +633,9 @@ export function inspectOracleSuite(driver: OracleDriver): void {
     };
     const docker = upToBuildCache(printed.value);
     // STATUS was worded by the daemon while answering and CREATED by the client after it, each at
-    // its own instant of the window: ours at every such pair (status first), one per distinct wording
+    // its own instant of the window, and the client words each section's CREATED when it prints
+    // that section (a loaded host crossed a second between images and containers): ours at every
+    // such combination (status first, then images, then containers), one per distinct wording
     const byWording = (key: (now: number) => string): number[][] => {
       const m = new Map<string, number[]>();
       for (const now of instants(printed)) {
@@ -642,12 +644,19 @@ export function inspectOracleSuite(driver: OracleDriver): void {
       }
       return [...m.values()];
     };
-    // the earliest instant of each STATUS wording and the latest of each CREATED wording: a pair of
-    // wordings docker could print together has status ≤ created at those two
+    const containersAt = (lines: string[]) => lines.indexOf('Containers space usage:');
+    const imagesPart = (lines: string[]) => lines.slice(0, containersAt(lines));
+    const containersPart = (lines: string[]) => lines.slice(containersAt(lines));
+    const render = (created: number, status: number) => upToBuildCache(renderDf(lib, true, new Date(created), new Date(status)));
+    // a wording seen over [first, last]: images worded at t1 and containers at t2 >= t1 are
+    // possible together when first(images wording) <= last(containers wording); status before both
     const statusClocks = byWording((now) => lib.containers.map((c) => containerStatus(c.state, new Date(now))).join('\n')).map((ts) => ts[0]);
-    const createdClocks = byWording((now) => renderDf(lib, true, new Date(now), new Date(printed.before))).map((ts) => ts[ts.length - 1]);
-    const pairs = statusClocks.flatMap((st) => createdClocks.filter((cr) => cr >= st).map((cr) => [cr, st] as const));
-    const ours = sameRendering(docker, pairs.map(([cr, st]) => upToBuildCache(renderDf(lib, true, new Date(cr), new Date(st)))));
+    const imageClocks = byWording((now) => imagesPart(render(now, printed.before)).join('\n')).map((ts) => ts[0]);
+    const containerClocks = byWording((now) => containersPart(render(now, printed.before)).join('\n')).map((ts) => ts[ts.length - 1]);
+    const candidates = statusClocks.flatMap((st) => imageClocks.flatMap((im) => containerClocks
+      .filter((co) => co >= im && co >= st)
+      .map((co) => [...imagesPart(render(im, st)), ...containersPart(render(co, st))])));
+    const ours = sameRendering(docker, candidates);
     check(t, 'df.table', docker, ours.closest, 'docker system df -v as printed');
   });
 
