@@ -71,13 +71,15 @@ fi
 } > "$run/cmd"
 
 virtfs=(-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
-        -virtfs "local,path=$run,mount_tag=ctl,security_model=none")
+        -virtfs "local,path=${run//,/,,},mount_tag=ctl,security_model=none")
 : > "$run/shares"
 i=0
 for d in "${shares[@]}"; do
   mkdir -p "$d" && d=$(cd "$d" && pwd) || exit 125
-  case "$d" in *[,\ ]*) echo "vm/run.sh: a shared path cannot hold ',' or ' ': $d" >&2; exit 2 ;; esac
-  virtfs+=(-virtfs "local,path=$d,mount_tag=rw$i,security_model=none,multidevs=remap")
+  # vm/init reads "<tag> <path>" lines (the path the rest of the line): only a newline cannot be in it
+  case "$d" in *$'\n'*) echo "vm/run.sh: a shared path cannot hold a newline: $d" >&2; exit 2 ;; esac
+  # QEMU's option syntax: a ',' in a value is written ',,'
+  virtfs+=(-virtfs "local,path=${d//,/,,},mount_tag=rw$i,security_model=none,multidevs=remap")
   echo "rw$i $d" >> "$run/shares"
   i=$((i + 1))
 done
