@@ -1,5 +1,5 @@
 #!/bin/bash
-# vm/run.sh [-s DIR]... [-e NAME]... [-t SECONDS] [-m MiB] [--] COMMAND [ARG...]
+# vm/run.sh [-s DIR]... [-e NAME]... [-t SECONDS] [-m MiB] [-l] [--] COMMAND [ARG...]
 #
 # Runs COMMAND as root in a throw-away QEMU VM booted from Debian's
 # linux-image-amd64 (the newest /boot/vmlinuz-*-amd64, whose modules have
@@ -13,31 +13,35 @@
 # ended without an exit code; 126 the VM's init failed; 130 interrupted.
 # QEMU is ended by its pid on every way out of this script.
 # KVM is not used: here /dev/kvm runs only PVM guest kernels (TCG it is).
+# -l (lifeline): stdin is a pipe from the caller that it never writes; its EOF
+# (the caller exited or was killed, even by SIGKILL) ends the VM as SIGTERM does.
 # STRATA_VM_CACHE: where vm/build.sh keeps the boot artefacts (/var/tmp/strata-vm).
 # STRATA_VM_CONSOLE=1: print the kernel console's tail at the end.
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-shares=() envs=() tmo=900 mem=2048
+shares=() envs=() tmo=900 mem=2048 lifeline=0
 while [ $# -gt 0 ]; do
   case "$1" in
     -s) shares+=("$2"); shift 2 ;;
     -e) envs+=("$2"); shift 2 ;;
     -t) tmo=$2; shift 2 ;;
     -m) mem=$2; shift 2 ;;
+    -l) lifeline=1; shift ;;
     --) shift; break ;;
     -*) echo "vm/run.sh: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
 done
-[ $# -ge 1 ] || { echo "usage: vm/run.sh [-s DIR]... [-e NAME]... [-t SECONDS] [-m MiB] [--] COMMAND [ARG...]" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: vm/run.sh [-s DIR]... [-e NAME]... [-t SECONDS] [-m MiB] [-l] [--] COMMAND [ARG...]" >&2; exit 2; }
 [ ${#shares[@]} -gt 0 ] || shares=("$PWD")
 command -v qemu-system-x86_64 >/dev/null || { echo "vm/run.sh: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)" >&2; exit 125; }
 boot=$("$HERE/build.sh") || exit 125
 
 run=$(mktemp -d "${TMPDIR:-/tmp}/strata-vm-run.XXXXXX")
-qpid='' cat1='' cat2='' dog=''
+qpid='' cat1='' cat2='' dog='' life=''
 finish() {
-  # every way out: qemu, the watchdog and the FIFO readers end by pid, the run dir goes
+  # every way out: qemu, the watchdog, the lifeline and the FIFO readers end by pid, the run dir goes
+  [ -n "$life" ] && kill "$life" 2>/dev/null
   [ -n "$dog" ] && kill "$dog" 2>/dev/null
   if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null; then
     kill -TERM "$qpid" 2>/dev/null
@@ -50,6 +54,14 @@ finish() {
 trap finish EXIT
 interrupted=0
 trap 'interrupted=1; [ -n "$qpid" ] && kill -TERM "$qpid" 2>/dev/null' INT TERM HUP
+if [ $lifeline = 1 ]; then
+  # builtins only (no child left behind when it is killed); the explicit <&3:
+  # a background job's stdin is /dev/null otherwise
+  exec 3<&0
+  ( while IFS= read -r _; do :; done; kill -TERM $$ 2>/dev/null ) <&3 &
+  life=$!
+  exec 3<&-
+fi
 
 {
   echo 'set -o pipefail'
@@ -59,13 +71,15 @@ trap 'interrupted=1; [ -n "$qpid" ] && kill -TERM "$qpid" 2>/dev/null' INT TERM 
 } > "$run/cmd"
 
 virtfs=(-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
-        -virtfs "local,path=$run,mount_tag=ctl,security_model=none")
+        -virtfs "local,path=${run//,/,,},mount_tag=ctl,security_model=none")
 : > "$run/shares"
 i=0
 for d in "${shares[@]}"; do
   mkdir -p "$d" && d=$(cd "$d" && pwd) || exit 125
-  case "$d" in *[,\ ]*) echo "vm/run.sh: a shared path cannot hold ',' or ' ': $d" >&2; exit 2 ;; esac
-  virtfs+=(-virtfs "local,path=$d,mount_tag=rw$i,security_model=none,multidevs=remap")
+  # vm/init reads "<tag> <path>" lines (the path the rest of the line): only a newline cannot be in it
+  case "$d" in *$'\n'*) echo "vm/run.sh: a shared path cannot hold a newline: $d" >&2; exit 2 ;; esac
+  # QEMU's option syntax: a ',' in a value is written ',,'
+  virtfs+=(-virtfs "local,path=${d//,/,,},mount_tag=rw$i,security_model=none,multidevs=remap")
   echo "rw$i $d" >> "$run/shares"
   i=$((i + 1))
 done

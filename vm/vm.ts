@@ -40,10 +40,12 @@ export interface VmOptions {
 
 /** A started VM run: its result, and stop() (TERM to vm/run.sh, which ends qemu by pid) for teardowns. */
 export function startVm(argv: string[], opts: VmOptions = {}): { done: Promise<VmRun>; stop: () => void } {
-  const args = [...(opts.shares ?? []).flatMap((s) => ['-s', s]), ...(opts.env ?? []).flatMap((e) => ['-e', e])];
+  // -l: the stdin pipe, never written, is the VM's lifeline: if this process dies (even SIGKILLed, an
+  // ava worker ended on a timeout) its EOF makes vm/run.sh end qemu instead of leaving it to its -t timeout
+  const args = ['-l', ...(opts.shares ?? []).flatMap((s) => ['-s', s]), ...(opts.env ?? []).flatMap((e) => ['-e', e])];
   if (opts.timeoutSec) args.push('-t', String(opts.timeoutSec));
   const t0 = performance.now();
-  const child = spawn(RUN_SH, [...args, '--', ...argv], { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(RUN_SH, [...args, '--', ...argv], { cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

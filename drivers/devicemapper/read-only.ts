@@ -8,17 +8,18 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LayerNotFoundError, validateId, type Driver, type LayerInfo, type ProtoDriver } from '../driver.ts';
-import { LayerMounts } from '../mounter.ts';
+import { LayerMounts, unmount } from '../mounter.ts';
 import { NaiveDiffDriver } from '../naive.ts';
 import { readOnlyDriver } from '../read-only.ts';
 import { mountAt } from '../../sys/mountinfo.ts';
+import * as sys from '../../sys/syscalls.ts';
 import { SET_RECORDS } from './deviceset.ts';
 import { ThinMetadataError, extractDevice, fsTypeOf, readThinMetadata, type DockerDevInfo, type ThinPool, readDevInfo } from './thin-pool.ts';
 
 const NAME = 'devicemapper';
 
 /** Where rebuilt images and their mount points live: runtime state, outside the home. */
-function runDir(home: string): string {
+export function runDir(home: string): string {
   const run = process.env.STRATA_RUN_DIR ?? '/run/strata';
   return path.join(run, 'devicemapper', createHash('sha256').update(path.resolve(home)).digest('hex').slice(0, 24));
 }
@@ -48,6 +49,7 @@ export class RebuiltDriver implements ProtoDriver {
   readonly name = NAME;
   private readonly mounts: LayerMounts;
   private pool: Promise<ThinPool> | null = null;
+  private reclaimed: Promise<void> | null = null;
 
   constructor(readonly home: string) {
     this.mounts = new LayerMounts(runDir(home));
@@ -85,30 +87,56 @@ export class RebuiltDriver implements ProtoDriver {
     const mnt = path.join(work, 'mnt');
     const image = path.join(work, 'device.img');
     const pool = await this.decoded();
-    await this.mounts.get(id, mnt, () => {
-      const dev = pool.devices.get(info.device_id);
-      if (!dev) throw new ThinMetadataError(path.join(this.home, 'devicemapper', 'metadata'), `has no thin device ${info.device_id} (named by metadata/${id})`);
-      fs.rmSync(work, { recursive: true, force: true }); // a dead holder's image
-      fs.mkdirSync(work, { recursive: true, mode: 0o700 });
-      extractDevice(path.join(this.home, 'devicemapper', 'data'), dev.mappings, pool.superblock.dataBlockSize, image, info.size || undefined);
-      const fstype = fsTypeOf(image);
-      if (!fstype) throw new Error(`devmapper: thin device ${info.device_id} (metadata/${id}) holds no ext4 or xfs file system`);
-      // noload/norecovery: a device cut from a pool in use has a dirty journal; replaying it would write
-      return { kind: 'loop', image, fstype, data: fstype === 'ext4' ? 'noload' : 'norecovery,nouuid' };
-    });
+    // a holder killed with a device mounted (SIGKILL, a crash) left a loop mount and its image: ours to end
+    this.reclaimed ??= this.mounts.refs.reclaim((_id, target) => this.unmountAndRemove(target));
+    await this.reclaimed;
+    const device = `devmapper: thin device ${info.device_id} (metadata/${id})`;
+    try {
+      await this.mounts.get(id, mnt, () => {
+        const dev = pool.devices.get(info.device_id);
+        if (!dev) throw new ThinMetadataError(path.join(this.home, 'devicemapper', 'metadata'), `has no thin device ${info.device_id} (named by metadata/${id})`);
+        fs.rmSync(work, { recursive: true, force: true }); // a dead holder's image
+        fs.mkdirSync(work, { recursive: true, mode: 0o700 });
+        try {
+          extractDevice(path.join(this.home, 'devicemapper', 'data'), dev.mappings, pool.superblock.dataBlockSize, image, info.size || undefined);
+        } catch (e) {
+          throw new Error(`${device}: ${(e as Error).message}`);
+        }
+        const fstype = fsTypeOf(image);
+        if (!fstype) throw new Error(`${device} holds no ext4 or xfs file system`);
+        // noload/norecovery: a device cut from a pool in use has a dirty journal; replaying it would write
+        return { kind: 'loop', image, fstype, data: fstype === 'ext4' ? 'noload' : 'norecovery,nouuid' };
+      });
+    } catch (e) {
+      // no image of a failed rebuild stays behind (it holds the device's mapped data)
+      if (!mountAt(mnt)) this.removeRunDirs(work);
+      if (e instanceof sys.SysError) throw new Error(`${device}, rebuilt from the pool, does not mount: ${e.message}`);
+      throw e;
+    }
     return mnt;
   }
 
-  async put(id: string): Promise<void> {
-    const work = path.join(runDir(this.home), validateId(id));
-    await this.mounts.put(id, path.join(work, 'mnt'));
-    if (mountAt(path.join(work, 'mnt'))) return;
+  /** Reclaim's unmount: the mount, its loop device, and the image with its dir. */
+  private unmountAndRemove(target: string): void {
+    unmount(target);
+    this.removeRunDirs(path.dirname(target));
+  }
+
+  /** `work` (an id's image and mount point), then the home's run dir once it is empty. */
+  private removeRunDirs(work: string): void {
     fs.rmSync(work, { recursive: true, force: true });
     try {
       fs.rmdirSync(runDir(this.home)); // the last device of this home: its run dir goes too
     } catch (e) {
       if (!['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes((e as NodeJS.ErrnoException).code!)) throw e;
     }
+  }
+
+  async put(id: string): Promise<void> {
+    const work = path.join(runDir(this.home), validateId(id));
+    await this.mounts.put(id, path.join(work, 'mnt'));
+    if (mountAt(path.join(work, 'mnt'))) return;
+    this.removeRunDirs(work);
   }
 
   exists(id: string): boolean {

@@ -20,7 +20,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { JSON_CAP, describeFsError, openRegular, readFileReadOnly } from '../../sys/read-only-files.ts';
+import { JSON_CAP, describeFsError, openRegular, readFileReadOnly, sizeProblem } from '../../sys/read-only-files.ts';
 
 /** One extent of a thin device: `length` blocks at `originBlock` of the device live at `dataBlock` of the data file. */
 export interface ThinMapping {
@@ -114,6 +114,7 @@ export async function readThinMetadata(metadataFile: string, devIds: Iterable<nu
         for (const m of line.matchAll(/<(\/?)(\w+)([^>]*?)\/?>/g)) {
           const [, close, tag, rest] = m as unknown as [string, string, string, string];
           if (close) {
+            if (tag === 'device' && cur && keep) checkMappedBlocks(cur);
             if (tag === 'device') cur = null;
             continue;
           }
@@ -159,9 +160,24 @@ export async function readThinMetadata(metadataFile: string, devIds: Iterable<nu
   const { code, err } = await exited;
   if (err) throw new ThinMetadataError(metadataFile, `cannot run thin_dump (package thin-provisioning-tools): ${err.message}`);
   if (parseError) throw new ThinMetadataError(metadataFile, parseError.message);
-  if (code !== 0) throw new ThinMetadataError(metadataFile, `thin_dump failed (exit ${code}): ${stderr.trim() || 'no message'}`);
+  // one line: thin_dump's message runs over several
+  const said = stderr.trim().split('\n').map((l) => l.trim()).filter(Boolean).join('; ');
+  if (code !== 0) throw new ThinMetadataError(metadataFile, `thin_dump failed (exit ${code}): ${said || 'no message'}`);
   if (!superblock) throw new ThinMetadataError(metadataFile, 'thin_dump printed no superblock');
   return { superblock, devices };
+}
+
+/**
+ * A device's mappings must add up to the mapped_blocks of its details (the
+ * kernel updates both in one transaction). thin_dump does not check it: on a
+ * mapping tree with a loop or a lost subtree it skips what it cannot reach and
+ * exits 0, and the device would be rebuilt with holes where its data was.
+ */
+function checkMappedBlocks(dev: ThinDevice): void {
+  const found = dev.mappings.reduce((n, m) => n + m.length, 0);
+  if (found !== dev.mappedBlocks) {
+    throw new Error(`thin device ${dev.devId}: its mapping tree holds ${found} blocks, its details say ${dev.mappedBlocks} (damaged metadata: thin_check tells more)`);
+  }
 }
 
 export interface ExtractStats {
@@ -183,13 +199,19 @@ const CHUNK_BLOCKS_BYTES = 1 << 20;
  */
 export function extractDevice(dataFile: string, mappings: readonly ThinMapping[], blockSize: number, out: string, size?: number): ExtractStats {
   const per = Math.max(1, Math.floor(CHUNK_BLOCKS_BYTES / blockSize));
+  let data: { fd: number; st: fs.Stats };
+  try {
+    data = openRegular(dataFile);
+  } catch (e) {
+    throw new Error(`${dataFile}: ${describeFsError(e)}`);
+  }
+  const dfd = data.fd;
   const buf = Buffer.alloc(per * blockSize);
-  const dfd = openRegular(dataFile).fd;
   let ofd: number | null = null;
   const stats: ExtractStats = { extents: mappings.length, mappedBlocks: 0, zeroBlocks: 0, imageSize: 0 };
   try {
     ofd = fs.openSync(out, 'wx', 0o600);
-    let end = 0;
+    const end = checkMappings(dataFile, data.st.size, mappings, blockSize, size);
     for (const m of mappings) {
       for (let i = 0; i < m.length; i += per) {
         const n = Math.min(per, m.length - i);
@@ -200,7 +222,7 @@ export function extractDevice(dataFile: string, mappings: readonly ThinMapping[]
           if (r === 0) break;
           got += r;
         }
-        if (got < bytes) buf.fill(0, got, bytes); // beyond the data file's end reads as zeros
+        if (got < bytes) throw new Error(`${dataFile}: shrank while being read (block ${m.dataBlock + i})`);
         for (let b = 0; b < n; b++) {
           stats.mappedBlocks++;
           const off = b * blockSize;
@@ -212,7 +234,6 @@ export function extractDevice(dataFile: string, mappings: readonly ThinMapping[]
           while (w < blockSize) w += fs.writeSync(ofd, buf, off + w, blockSize - w, (m.originBlock + i + b) * blockSize + w);
         }
       }
-      end = Math.max(end, (m.originBlock + m.length) * blockSize);
     }
     stats.imageSize = size ?? end;
     fs.ftruncateSync(ofd, stats.imageSize);
@@ -221,6 +242,25 @@ export function extractDevice(dataFile: string, mappings: readonly ThinMapping[]
     fs.closeSync(dfd);
     if (ofd !== null) fs.closeSync(ofd);
   }
+}
+
+/**
+ * The end (bytes) of the last mapped block; refused, naming the data file,
+ * when a mapping reads past the data file's end (a truncated copy would
+ * silently serve zeros), and when one lies beyond the device's `size`.
+ */
+function checkMappings(dataFile: string, dataSize: number, mappings: readonly ThinMapping[], blockSize: number, size?: number): number {
+  let end = 0;
+  for (const m of mappings) {
+    const last = (m.dataBlock + m.length) * blockSize;
+    if (!Number.isSafeInteger(last) || last > dataSize) {
+      throw new Error(`${dataFile}: is ${dataSize} bytes, but the pool maps data blocks ${m.dataBlock}..${m.dataBlock + m.length - 1} (${blockSize}-byte blocks) beyond its end`);
+    }
+    end = Math.max(end, (m.originBlock + m.length) * blockSize);
+  }
+  if (!Number.isSafeInteger(end)) throw new Error(`the thin device maps origin blocks beyond any real size`);
+  if (size !== undefined && end > size) throw new Error(`the thin device maps blocks up to byte ${end}, beyond its size ${size}`);
+  return end;
 }
 
 function isZero(buf: Buffer, off: number, len: number): boolean {
@@ -261,6 +301,9 @@ export function readDevInfo(root: string, id: string): DockerDevInfo {
     throw new Error(`${file}: ${e instanceof SyntaxError ? `is not valid JSON (${e.message})` : describeFsError(e)}`);
   }
   if (typeof j.device_id !== 'number') throw new Error(`${file}: no device_id`);
+  // thin device ids are 24-bit (moby's maxDeviceID); size a byte count (moby: uint64)
+  if (!Number.isInteger(j.device_id) || j.device_id < 0 || j.device_id > 0xffffff) throw new Error(`${file}: device_id ${j.device_id} is not a thin device id (0..16777215)`);
+  if (j.size !== undefined && (typeof j.size !== 'number' || sizeProblem(j.size))) throw new Error(`${file}: size ${typeof j.size === 'number' ? sizeProblem(j.size) : `is ${JSON.stringify(j.size)}, not a number`}`);
   return { device_id: j.device_id, size: Number(j.size ?? 0), transaction_id: Number(j.transaction_id ?? 0), initialized: !!j.initialized, deleted: !!j.deleted };
 }
 

@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeDevmapperModernStore, type DevmapperModernStoreInfo } from '../../fixtures/devmapper-modern-store.ts';
 import { kernelHasDeviceMapper } from '../../drivers/devicemapper/thin-pool.ts';
+import { runDir } from '../../drivers/devicemapper/read-only.ts';
 import { openStore } from '../../layerstore/store.ts';
 import { verifyStore } from '../../inspect/verify.ts';
 import { isRoot, when } from '../helpers/require.ts';
@@ -142,4 +143,11 @@ serial('afterwards: the store is unchanged and nothing stays mounted or attached
   const mi = fs.readFileSync('/proc/self/mountinfo', 'utf8');
   t.false(mi.includes(scratchDir), mi.split('\n').filter((l) => l.includes(scratchDir)).join('\n'));
   t.deepEqual(scratch(), [], 'the temporary images are removed'); // (the CLI's tsx keeps its cache there too)
+  // the rebuilt images and their mounts live in the read-only driver's run dir, per home
+  for (const root of [info.root, path.join(tmp, 'flipped')]) {
+    const run = runDir(path.join(root, 'devicemapper'));
+    t.false(fs.existsSync(run), `${run} is left`);
+    t.false(loops.includes(run), loops);
+    t.false(mi.includes(run));
+  }
 });
