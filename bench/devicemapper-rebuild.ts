@@ -1,6 +1,6 @@
 // Rebuild-and-mount cost of the read-only devicemapper driver, per GB of
 // mapped data (host side, no device-mapper needed):
-//   node --import=tsx test/devicemapper-rebuild-cost.ts [MiB]   (root; default 1024)
+//   node --import=tsx bench/devicemapper-rebuild.ts [MiB]   (root; default 1024)
 // A pool is made without the kernel: an ext4 image holding rootfs/ with MiB of
 // random data is the pool's data file, one thin device maps all of it
 // (thin_restore from XML), and the driver's get() rebuilds that device and

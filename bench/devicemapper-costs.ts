@@ -1,5 +1,5 @@
 // Per-layer costs of the devicemapper driver on real dm-thin (run in the VM:
-// vm/run.sh node --import=tsx test/devicemapper-costs.ts [layers]): pool + base
+// vm/run.sh node --import=tsx bench/devicemapper-costs.ts [layers]): pool + base
 // device setup, create (snapshot of the parent), get (activate + mount) and put
 // (unmount + deactivate), and one bare dmsetup call. Prints one JSON line.
 import * as fs from 'node:fs';
