@@ -10,6 +10,7 @@ import { InvalidParameterError, isDriverNotSupported } from '../drivers/driver.t
 import { humanSize, init, parseOptions } from '../drivers/devicemapper/devicemapper.ts';
 import { kernelHasDeviceMapper } from '../drivers/devicemapper/thin-pool.ts';
 import { ReadOnlyOpenError } from '../drivers/read-only.ts';
+import { when } from './helpers/require.ts';
 
 test('devicemapper options: moby defaults, dm.* parsed, bad values named', (t) => {
   const d = parseOptions([]);
@@ -31,7 +32,7 @@ test('devicemapper Status sizes: go-units HumanSize (decimal, 4 significant digi
 
 const noDm = !kernelHasDeviceMapper();
 
-(noDm ? test : test.skip)('devicemapper in use mode without device-mapper: NotSupportedError, nothing created', async (t) => {
+when(noDm, 'a kernel without device-mapper (this checks the refusal where dm is missing)')('devicemapper in use mode without device-mapper: NotSupportedError, nothing created', async (t) => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-dm-'));
   t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const err = await t.throwsAsync(init(path.join(tmp, 'devicemapper'), []));

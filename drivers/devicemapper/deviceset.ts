@@ -286,7 +286,7 @@ export class DeviceSet {
     try {
       mkfs(fstype, dm.devName(this.name('')));
       this.meta.BaseDeviceFilesystem = fstype;
-      this.meta.BaseDeviceUUID = execFileSync('blkid', ['-s', 'UUID', '-o', 'value', dm.devName(this.name(''))], { encoding: 'utf8' }).trim();
+      this.meta.BaseDeviceUUID = runTool('blkid', ['-s', 'UUID', '-o', 'value', dm.devName(this.name(''))]).trim();
       this.saveSetMeta();
     } finally {
       this.deactivate('');
@@ -342,7 +342,7 @@ function hasMkfs(fstype: string): boolean {
 
 /** moby createFilesystem: its mkfs options. */
 function mkfs(fstype: string, dev: string): void {
-  const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const run = runTool;
   if (fstype === 'xfs') run('mkfs.xfs', ['-q', '-m', 'crc=1,finobt=1', dev]);
   else if (fstype === 'ext4') {
     run('mkfs.ext4', ['-q', '-E', 'nodiscard,lazy_itable_init=0,lazy_journal_init=0', dev]);
@@ -352,6 +352,17 @@ function mkfs(fstype: string, dev: string): void {
 
 /** moby growFS's tools: resize2fs / xfs_growfs on the mounted device. */
 export function growFs(fstype: string, dev: string, mountpoint: string): void {
-  if (fstype === 'ext4') execFileSync('resize2fs', [dev], { stdio: ['ignore', 'ignore', 'pipe'] });
-  else execFileSync('xfs_growfs', [mountpoint], { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (fstype === 'ext4') runTool('resize2fs', [dev]);
+  else runTool('xfs_growfs', [mountpoint]);
+}
+
+/** A filesystem tool's stdout; its failure one line naming the command and what it said. */
+function runTool(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    const said = (err.stderr ?? '').split('\n').map((l) => l.trim()).filter(Boolean).join('; ') || err.message.split('\n')[0];
+    throw new Error(`devmapper: ${cmd} ${args.join(' ')}: ${said}`);
+  }
 }

@@ -56,6 +56,7 @@ for (const [name] of CASES) {
     if (took) t.log(`in the VM: ${took}`);
     t.truthy(r, `the VM's run has no result for ${name}`);
     t.true(r!.ok, r!.detail);
+    t.false(r!.skip, `${name} was skipped in the VM: ${r!.detail}`);
   });
 }
 

@@ -27,9 +27,6 @@ const serial = when(ok, 'root, loop devices, mkfs.ext4 and thin-provisioning-too
 let tmp: string;
 let info: DevmapperStoreInfo;
 let before: Map<string, string>;
-/** strata-dm-* scratch dirs that were there before (another run's leftovers are not this run's) */
-let scratchBefore: string[] = [];
-const scratch = () => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('strata-dm-')).sort();
 const metaFile = () => path.join(info.root, 'devicemapper/devicemapper/metadata');
 const dataFile = () => path.join(info.root, 'devicemapper/devicemapper/data');
 
@@ -41,7 +38,6 @@ function expand(mappings: readonly ThinMapping[]): Map<number, number> {
 
 test.before(() => {
   if (!ok) return;
-  scratchBefore = scratch();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-dmtest-'));
   fs.mkdirSync(path.join(tmp, 'root'));
   fs.mkdirSync(path.join(tmp, 'work'));
@@ -283,6 +279,5 @@ serial('afterwards: the store is byte-identical and nothing stays mounted or att
   t.false(loops.includes(mine), loops);
   const mi = fs.readFileSync('/proc/self/mountinfo', 'utf8');
   t.false(mi.includes(mine), mi.split('\n').filter((l) => l.includes(mine)).join('\n'));
-  t.deepEqual(scratch(), scratchBefore, 'the temporary images are removed');
-  nothingLeft(t, info.root); // the rebuilt images and their mounts live there (read-only.ts runDir)
+  nothingLeft(t, info.root); // the rebuilt images and their mounts live in read-only.ts's runDir, not in the temp dir
 });
