@@ -21,6 +21,7 @@ import { removeTree } from '../../archive/remove-tree.ts';
 import { directorySize } from '../../archive/tree-size.ts';
 import type { Change } from '../../archive/types.ts';
 import { findTool } from '../../sys/find-tool.ts';
+import { listSorted } from '../../sys/read-only-files.ts';
 import { runningInUserNS } from '../../sys/userns.ts';
 import * as sys from '../../sys/syscalls.ts';
 import { backingFsName } from '../backing-fs.ts';
@@ -195,13 +196,7 @@ export class AufsDriver implements Driver {
   /** moby Init: `<id>-removing` dirs a killed Remove left in mnt/ and diff/ are removed. */
   removeStaleRemovals(): void {
     for (const sub of ['mnt', 'diff']) {
-      let names: string[];
-      try {
-        names = fs.readdirSync(path.join(this.home, sub));
-      } catch {
-        continue;
-      }
-      for (const n of names) if (n.endsWith('-removing')) removeTree(path.join(this.home, sub, n));
+      for (const n of listSorted(path.join(this.home, sub))) if (n.endsWith('-removing')) removeTree(path.join(this.home, sub, n));
     }
   }
 
@@ -216,13 +211,8 @@ export class AufsDriver implements Driver {
    * again on a half-converted branch), so diff/<id> is in aufs form again.
    */
   async finishConversions(): Promise<void> {
-    let ids: string[];
-    try {
-      ids = fs.readdirSync(path.join(this.home, FUSE_WORK_DIR));
-    } catch {
-      return; // no FUSE union has run
-    }
-    for (const id of ids) {
+    // none listed: no FUSE union has run
+    for (const id of listSorted(path.join(this.home, FUSE_WORK_DIR))) {
       if (!isLayerName(id)) continue;
       await this.mounts.whileUnmounted(id, this.mntDir(id), () => this.afterUnmount(id));
     }
@@ -338,12 +328,7 @@ export class AufsDriver implements Driver {
   }
 
   status(): [string, string][] {
-    let dirs = 0;
-    try {
-      dirs = fs.readdirSync(path.join(this.home, 'layers')).length;
-    } catch {
-      // no layers/ yet
-    }
+    const dirs = listSorted(path.join(this.home, 'layers')).length; // 0 with no layers/ yet
     return [
       ['Root Dir', this.home],
       ['Backing Filesystem', this.backingFs],
@@ -365,13 +350,7 @@ export class AufsDriver implements Driver {
   }
 
   layers(): LayerInfo[] {
-    let names: string[];
-    try {
-      names = fs.readdirSync(path.join(this.home, 'layers'));
-    } catch {
-      return [];
-    }
-    return names.filter((n) => this.exists(n)).sort().map((id) => ({ id, parent: this.parentIds(id)[0] ?? null }));
+    return listSorted(path.join(this.home, 'layers')).filter((n) => this.exists(n)).map((id) => ({ id, parent: this.parentIds(id)[0] ?? null }));
   }
 
   // ---- the dirperm1 probe (kernel aufs only) ------------------------------------------

@@ -25,7 +25,7 @@ import * as path from 'node:path';
 import { changesDirsHinted, type ChangeHints } from '../../archive/changes.ts';
 import type { Change } from '../../archive/types.ts';
 import { displayPath, fsPath, rawPath } from '../../archive/types.ts';
-import { isDirectory, lstatQuiet } from '../../sys/read-only-files.ts';
+import { isDirectory, listSorted, lstatQuiet } from '../../sys/read-only-files.ts';
 import { S_IFIFO, mknod } from '../../sys/syscalls.ts';
 import { isAlive } from '../holder.ts';
 import { makeScratch } from '../scratch.ts';
@@ -147,14 +147,9 @@ function hintedWithLinks(newRoot: string, oldRoot: string, hints: ChangeHints): 
 
 /** Remove the send scratch dirs (and their read-only snapshots) that killed processes left under `home`. */
 export function removeStaleSendScratch(home: string): void {
-  let names: string[];
-  try {
-    names = fs.readdirSync(home);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const m = new RegExp(`^${SEND_SCRATCH}-(\\d+\\.\\d+)-[^-]+$`).exec(name);
+  const scratchName = new RegExp(`^${SEND_SCRATCH}-(\\d+\\.\\d+)-[^-]+$`);
+  for (const name of listSorted(home)) {
+    const m = scratchName.exec(name);
     if (!m || isAlive(m[1])) continue;
     const dir = path.join(home, name);
     if (!isDirectory(dir)) continue; // not one we made (a symlink is never followed: it could name the layers' subvolumes)

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { listSorted } from '../../sys/read-only-files.ts';
 import { LayerNotFoundError, validateId, type Driver, type LayerInfo, type ProtoDriver } from '../driver.ts';
 import { LayerMounts, unmount } from '../mounter.ts';
 import { NaiveDiffDriver } from '../naive.ts';
@@ -160,13 +161,7 @@ export class RebuiltDriver implements ProtoDriver {
   }
 
   layers(): LayerInfo[] {
-    let names: string[];
-    try {
-      names = fs.readdirSync(path.join(this.home, 'metadata'));
-    } catch {
-      return [];
-    }
-    return names.filter((n) => n !== 'base' && !SET_RECORDS.includes(n)).sort().map((id) => ({ id }));
+    return listSorted(path.join(this.home, 'metadata')).filter((n) => n !== 'base' && !SET_RECORDS.includes(n)).map((id) => ({ id }));
   }
 
   createReadWrite(): Promise<void> { throw new Error('unreachable: refused by readOnlyDriver'); }
