@@ -25,6 +25,7 @@ import * as path from 'node:path';
 import { findTool } from '../sys/find-tool.ts';
 import { attachLoop, detachLoop } from '../sys/loop.ts';
 import { mountAt, parseMountinfo, readMountinfo, type MountInfo } from '../sys/mountinfo.ts';
+import { listSorted } from '../sys/read-only-files.ts';
 import * as sys from '../sys/syscalls.ts';
 import { isAlive, tagOf, type HolderTag } from './holder.ts';
 import { RefCounter } from './refcount.ts';
@@ -150,6 +151,7 @@ function fuseMount(target: string, spec: Extract<MountSpec, { kind: 'fuse' }>): 
   if (!program) throw new Error(`${spec.program} is not installed`);
   const rec = helperRecord(target);
   fs.mkdirSync(path.dirname(rec), { recursive: true, mode: 0o700 });
+  pruneHelperRecords(path.dirname(rec));
   const errFile = `${rec}.stderr`;
   const errFd = fs.openSync(errFile, 'w', 0o600);
   let child: ReturnType<typeof spawn>;
@@ -173,6 +175,32 @@ function fuseMount(target: string, spec: Extract<MountSpec, { kind: 'fuse' }>): 
     fs.renameSync(rec + '.tmp', rec);
   } finally {
     fs.rmSync(errFile, { force: true });
+  }
+}
+
+/**
+ * Remove the records that name nothing any more: their helper is dead and no
+ * mount with their id and dev is at their target. A mount detached behind our
+ * back (umount -l by hand or by a test's teardown, a process killed between
+ * unmount and removal) leaves its record; pruning at each new FUSE mount keeps
+ * the run dir to the mounts that exist. A live helper's record is kept even
+ * where this namespace does not see its mount (it may serve another's).
+ */
+function pruneHelperRecords(run: string): void {
+  const mounts = readMountinfo();
+  for (const name of listSorted(run)) {
+    if (name.includes('.')) continue; // .tmp / .stderr: a mount being made
+    const file = path.join(run, name);
+    let rec: HelperRecord;
+    try {
+      rec = JSON.parse(fs.readFileSync(file, 'utf8')) as HelperRecord;
+    } catch {
+      continue; // unreadable: not ours to judge
+    }
+    if (typeof rec.helper !== 'string' || typeof rec.target !== 'string' || isAlive(rec.helper)) continue;
+    const m = mountAt(rec.target, mounts);
+    if (m?.id === rec.mount?.id && m?.dev === rec.mount?.dev) continue; // its stale mount: isStaleFuse needs it
+    fs.rmSync(file, { force: true });
   }
 }
 
@@ -374,8 +402,9 @@ export class LayerMounts {
 
   /** Take a reference on `id`, mounting `plan()` on `target` when nobody holds one. */
   async get(id: string, target: string, plan: () => MountSpec): Promise<void> {
-    if (isStaleFuse(target)) this.unmountLast(id, target, true); // its helper was killed: mount afresh
-    await this.refs.acquire(id, target, () => mount(target, plan()));
+    await this.refs.acquire(id, target, () => mount(target, plan()), () => {
+      if (isStaleFuse(target)) this.unmountLast(id, target, true); // its helper was killed: mount afresh
+    });
   }
 
   async persist(id: string, target: string): Promise<void> {

@@ -120,10 +120,12 @@ export class RefCounter {
    * Take a reference on `id` for this process; its mount point is
    * `mountPath`. When nobody holds one (validated count 0), `mount()` runs
    * first, under the lock; a mount whose holders are all dead is taken over
-   * as it is. Returns the new count.
+   * as it is. `before()`, if given, runs under the lock ahead of all that.
+   * Returns the new count.
    */
-  async acquire(id: string, mountPath: string, mount: () => void | Promise<void>): Promise<number> {
+  async acquire(id: string, mountPath: string, mount: () => void | Promise<void>, before?: () => void): Promise<number> {
     return this.locked(id, async (found) => {
+      before?.(); // under the lock: e.g. a stale mount cleared, which no other process may be remounting meanwhile
       const me = selfTag();
       const rec = this.validate(found, mountPath);
       if (rec) {

@@ -148,6 +148,27 @@ when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a stale h
   execFileSync('fusermount3', ['-u', target]);
 });
 
+when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: the record of a mount detached behind strata\'s back is pruned at the next FUSE mount, a live one kept', (t) => {
+  const dir = scratch(t);
+  const run = process.env.STRATA_FUSE_DIR!;
+  const first = path.join(dir, 'merged');
+  mount(first, fuse(dir));
+  const pid = Number(fuseHelper(first)!.split('.')[0]);
+  sys.umount2(first, sys.MNT_DETACH); // not through unmount(): as a teardown or `umount -l` would
+  t.true(sys.waitForExit(pid, 10_000), 'its helper exits with its connection');
+  t.is(fs.readdirSync(run).length, 1, 'the record is left behind');
+  const second = path.join(dir, 'merged2');
+  mount(second, fuse(dir));
+  const third = path.join(dir, 'merged3');
+  mount(third, fuse(dir));
+  t.is(fs.readdirSync(run).length, 2, 'the dead record is gone; both live ones are kept');
+  t.not(fuseHelper(second), null);
+  t.not(fuseHelper(third), null);
+  unmount(second);
+  unmount(third);
+  t.deepEqual(fs.readdirSync(run), []);
+});
+
 when(fuseMissing === null, fuseMissing ?? '', { serial: true })('fuse: a helper record forged to name another live process (PID 1) names no helper, and unmount neither waits on nor touches it', (t) => {
   const dir = scratch(t);
   const target = path.join(dir, 'merged');
