@@ -141,7 +141,7 @@ asRoot({ serial: true })('--keep leaves the work dir for inspection', async (t) 
 });
 
 asRoot({ serial: true })('the work dir of a killed compare (its holder gone, a mount left in it) is removed by the next; a kept one and a live one stay', async (t) => {
-  const { mkdtempSync, mkdirSync, existsSync, readFileSync, rmSync } = await import('node:fs');
+  const { mkdtempSync, mkdirSync, existsSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const sys = await import('../sys/syscalls.ts');
   const { mountsUnder } = await import('../sys/mountinfo.ts');

@@ -7,7 +7,6 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { applyLayer, ApplyError } from '../archive/apply.ts';
 import { BLOCK, encodeHeader, headerSpace, type TarHeader } from '../archive/tar-header.ts';
 import { parseInWorker } from './helpers/parse-worker.ts';
