@@ -1,0 +1,43 @@
+// image/<from> copied to image/<to>: the metadata stays byte for byte what it
+// was (the cache-ids are kept, so they name the migrated layer dirs), each
+// file fsynced, each directory synced once its entries are in.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { mkdirDurable, syncDir } from '../layerstore/durable.ts';
+import { MigrateError } from './plan.ts';
+
+/** Copy the metadata tree `src` to `dst` (made fresh; a killed copy's leftover is replaced); layerdb/tmp is not copied. */
+export function copyMetadata(src: string, dst: string): void {
+  fs.rmSync(dst, { recursive: true, force: true });
+  mkdirDurable(path.dirname(dst), 0o700);
+  copyDir(src, dst, path.join(src, 'layerdb', 'tmp'));
+}
+
+function copyDir(src: string, dst: string, skip: string): void {
+  const st = fs.lstatSync(src);
+  fs.mkdirSync(dst, { mode: st.mode & 0o7777 });
+  fs.chmodSync(dst, st.mode & 0o7777);
+  for (const e of fs.readdirSync(src, { withFileTypes: true })) {
+    const s = path.join(src, e.name);
+    const d = path.join(dst, e.name);
+    if (s === skip) {
+      fs.mkdirSync(d, { mode: fs.lstatSync(s).mode & 0o7777 });
+      continue;
+    }
+    if (e.isDirectory()) copyDir(s, d, skip);
+    else if (e.isFile()) copyFile(s, d);
+    else throw new MigrateError(`${s}: not a file or directory (the metadata holds only those)`);
+  }
+  syncDir(dst);
+}
+
+function copyFile(src: string, dst: string): void {
+  fs.copyFileSync(src, dst, fs.constants.COPYFILE_EXCL);
+  fs.chmodSync(dst, fs.statSync(src).mode & 0o7777);
+  const fd = fs.openSync(dst, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
