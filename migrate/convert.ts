@@ -41,6 +41,8 @@ const layerName = (l: PlannedLayer) => (l.chainId ? `layer ${l.chainId} (cache-i
 /** Bytes that went through, for progress. */
 export interface Moved {
   tarBytes: number;
+  /** what the target's applyDiff returned: the layer size dockerd on the target would record */
+  size: number;
 }
 
 /** Move image layer `l` (it has a tar-split) from `src` into `target`'s layer `l.id`, DiffID checked twice. */
@@ -50,6 +52,7 @@ export async function moveImageLayer(src: SourceHome, target: Driver, targetLayo
   const problem = (p: string, m: string) => void problems.push(`${p} ${m}`);
   const h = createHash('sha256');
   let tarBytes = 0;
+  let size = 0;
   await withSourceFiles(src, l.id, async (dir) => {
     const chunks = (async function* () {
       for await (const c of assembleTar(readTarSplit(l.tarSplit!), new DirFileGetter(dir), problem)) {
@@ -59,7 +62,7 @@ export async function moveImageLayer(src: SourceHome, target: Driver, targetLayo
       }
     })();
     await target.create(l.id, l.parent);
-    await target.applyDiff(l.id, l.parent, unclosable(chunks));
+    size = await target.applyDiff(l.id, l.parent, unclosable(chunks));
     for await (const _ of unclosable(chunks)) { /* the tail the applier did not read (end-of-archive padding) */ }
   });
   const got = `sha256:${h.digest('hex')}`;
@@ -70,7 +73,7 @@ export async function moveImageLayer(src: SourceHome, target: Driver, targetLayo
   const again = await digestLayer(l.tarSplit, new DirFileGetter(f.dir), problem);
   if (problems.length) throw new MigrateError(`${layerName(l)}: target file ${problems[0]}`);
   if (again.diffId !== l.diffId) throw new MigrateError(`${layerName(l)}: the migrated files give ${again.diffId}, not DiffID ${l.diffId}`);
-  return { tarBytes };
+  return { tarBytes, size };
 }
 
 /** The whiteout form exportDir reads a diff dir of `layout` in. */
@@ -110,7 +113,7 @@ const changeKey = (c: Change) => `${c.kind} ${c.path}`;
 export async function moveContainerLayer(src: SourceHome, target: Driver, l: PlannedLayer, lowers: string[]): Promise<Moved> {
   const before = await sourceChanges(src, l, lowers);
   await target.createReadWrite(l.id, l.parent);
-  const tarBytes = await withSourceDiff(src, l, before, (tar) => target.applyDiff(l.id, l.parent, tar));
+  const size = await withSourceDiff(src, l, before, (tar) => target.applyDiff(l.id, l.parent, tar));
   const after = await target.changes(l.id, l.parent);
   const a = before.map(changeKey).sort();
   const b = after.map(changeKey).sort();
@@ -119,5 +122,5 @@ export async function moveContainerLayer(src: SourceHome, target: Driver, l: Pla
     const at = i >= 0 ? i : Math.min(a.length, b.length);
     throw new MigrateError(`${layerName(l)}: changes differ after the move (source ${a[at] ?? 'nothing'}, target ${b[at] ?? 'nothing'})`);
   }
-  return { tarBytes };
+  return { tarBytes: size, size };
 }

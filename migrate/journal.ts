@@ -1,7 +1,7 @@
 // The staging area of a migration, R/.strata-migrate/:
 //
 //   journal.json     { from, to, phase, targetHomeWasEmptyDir } rewritten durably at each phase
-//   moved.log        one driver id a line, appended and fsynced once the layer is moved and checked
+//   moved.log        '<driver id> <size>' a line, appended and fsynced once the layer is moved and checked
 //   root/<to>/       the target driver's home while it is filled
 //   root/image/<to>/ the target's metadata (a copy of image/<from>, cache-ids kept)
 //   configs/<id>     each container's config.v2.json as it was (for --rollback)
@@ -67,7 +67,7 @@ export class Journal {
   }
 
   /** Ids whose move finished and was checked (a torn last line, from a kill mid-append, is ignored). */
-  moved(): Set<string> {
+  moved(): Map<string, number> {
     let t = '';
     try {
       t = fs.readFileSync(this.log, 'utf8');
@@ -76,13 +76,16 @@ export class Journal {
     }
     const lines = t.split('\n');
     lines.pop(); // after the last '\n': empty, or a line whose append was cut
-    return new Set(lines.filter(Boolean));
+    return new Map(lines.filter(Boolean).map((line) => {
+      const [id, size] = line.split(' ');
+      return [id, Number(size)];
+    }));
   }
 
-  markMoved(id: string): void {
+  markMoved(id: string, size: number): void {
     const fd = fs.openSync(this.log, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o600);
     try {
-      fs.writeSync(fd, `${id}\n`);
+      fs.writeSync(fd, `${id} ${size}\n`);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);

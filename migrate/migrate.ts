@@ -104,14 +104,16 @@ async function stage(journal: Journal, plan: MigrationPlan, onProgress: (e: Prog
         continue;
       }
       if (target.exists(l.id)) await target.remove(l.id); // a killed run's half-moved layer
+      let size = 0;
       try {
         const r = l.method === 'tar-split' ? await moveImageLayer(src, target, targetLayout, l) : await moveContainerLayer(src, target, l, lowersOf(l));
         bytes += r.tarBytes;
+        size = r.size;
       } catch (e) {
         await target.remove(l.id).catch(() => undefined);
         throw e;
       }
-      journal.markMoved(l.id);
+      journal.markMoved(l.id, size);
       moved++;
       onProgress({ event: 'layer', index: i + 1, total: plan.layers.length, id: l.id, kind: l.kind, bytes, skipped: false });
       crashPoint(`layer:${i + 1}`);
@@ -119,18 +121,33 @@ async function stage(journal: Journal, plan: MigrationPlan, onProgress: (e: Prog
   } finally {
     await target.cleanup();
   }
-  copyMetadata(path.join(plan.root, 'image', plan.from), path.join(journal.stageRoot, 'image', plan.to));
+  const sizes = journal.moved();
+  copyMetadata(path.join(plan.root, 'image', plan.from), path.join(journal.stageRoot, 'image', plan.to),
+    new Map(plan.layers.filter((l) => l.chainId).map((l) => [l.chainId!, sizes.get(l.id)!])));
   backupConfigs(journal, plan);
   crashPoint('metadata');
   return { moved, bytes };
 }
 
-/** Each container's config.v2.json bytes, kept for --rollback. */
+/**
+ * Each container's config.v2.json kept for --rollback: a hard link to the
+ * file itself (the rewrite replaces the name with a new inode, so the old one
+ * stays there with its bytes, mode and times); a copy when containers/ is
+ * on another file system.
+ */
 function backupConfigs(journal: Journal, plan: MigrationPlan): void {
   for (const c of plan.containers) {
     const dst = path.join(journal.configs, c.id);
-    if (!fs.existsSync(dst)) writeFileDurable(dst, fs.readFileSync(c.configPath), 0o600);
+    if (fs.existsSync(dst)) continue;
+    try {
+      fs.linkSync(c.configPath, dst);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+      fs.copyFileSync(c.configPath, dst);
+      fs.utimesSync(dst, fs.statSync(c.configPath).atime, fs.statSync(c.configPath).mtime);
+    }
   }
+  syncDir(journal.configs);
 }
 
 /** Rename `from` to `to` unless that already happened (a resumed switch). */
@@ -202,9 +219,11 @@ async function rollback(journal: Journal, onProgress: (e: ProgressEvent) => void
   const meta = path.join(journal.root, 'image', s.to);
   onProgress({ event: 'rollback', step: 'containers' });
   for (const id of fs.readdirSync(journal.configs).sort()) {
+    // the kept inode goes back under its name (rename: atomic, its bytes, mode and mtime as they were)
     const file = path.join(journal.root, 'containers', id, 'config.v2.json');
-    const before = fs.readFileSync(path.join(journal.configs, id));
-    if (!fs.readFileSync(file).equals(before)) writeFileDurable(file, before, fs.statSync(file).mode & 0o7777);
+    const kept = path.join(journal.configs, id);
+    if (fs.statSync(kept).ino !== fs.statSync(file).ino) fs.renameSync(kept, file);
+    syncDir(path.dirname(file));
   }
   onProgress({ event: 'rollback', step: 'image' });
   if (s.phase !== 'staging' && fs.existsSync(meta) && !fs.existsSync(path.join(journal.stageRoot, 'image', s.to))) {
