@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import '../../drivers/all.ts';
 import { layoutFor } from '../../drivers/all.ts';
 import { getDriver } from '../../drivers/registry.ts';
-import { treeDigest } from '../../archive/digest.ts';
+import { createHash } from 'node:crypto';
+import { treeManifest } from '../../archive/digest.ts';
 import { changeLetter } from '../../archive/types.ts';
 import { openStore } from '../../layerstore/store.ts';
 import { containerChanges } from '../../inspect/diff.ts';
@@ -45,12 +46,23 @@ async function withTree<T>(root: string, name: string, id: string, fn: (dir: str
   }
 }
 
-export async function storeFacts(root: string, driver: string): Promise<StoreFacts> {
+/**
+ * What a store keeps. `wholeSeconds`: mtimes compared to the second — a store
+ * whose files were not written from its layer tars (the devicemapper fixture
+ * makes its thin devices directly) has nanoseconds the tars never carried, and
+ * a migration, which rebuilds each layer from its tar, cannot keep them.
+ */
+export async function storeFacts(root: string, driver: string, opts: { wholeSeconds?: boolean } = {}): Promise<StoreFacts> {
   const model = openStore(root, { driver });
   const trees = new Map<string, string>();
   for (const img of model.images.values()) {
     const top = model.layers.get(img.layers[img.layers.length - 1])!;
-    trees.set(img.id, await withTree(root, driver, top.cacheId!, (dir) => treeDigest(dir, { dirMtimes: false, rootMetadata: false })));
+    trees.set(img.id, await withTree(root, driver, top.cacheId!, async (dir) => {
+      const lines = await treeManifest(dir, { dirMtimes: false, rootMetadata: false });
+      const h = createHash('sha256');
+      for (const l of lines) h.update((opts.wholeSeconds ? l.replace(/ mtime=(\d+)\.\d+/, ' mtime=$1') : l) + '\n');
+      return h.digest('hex');
+    }));
   }
   const diffIds = new Map([...model.layers.values()].map((l) => [l.key, l.diffId]));
   const changes = new Map<string, string>();
