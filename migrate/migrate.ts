@@ -55,11 +55,11 @@ export async function runMigration(opts: MigrateOptions, onProgress: (e: Progres
   let state: JournalState | null = journal.exists() ? journal.read() : null;
   if (state && !opts.resume && state.phase !== 'done') throw new MigrateError(`${journal.dir}: a migration ${state.from} → ${state.to} was started here; run with --resume or --rollback`);
   if (state && opts.resume && state.to !== opts.to) throw new MigrateError(`${journal.dir}: the started migration goes to ${state.to}, not ${opts.to}`);
-  if (state?.phase === 'done' && !opts.resume) {
-    fs.rmSync(journal.dir, { recursive: true, force: true }); // a finished run's backups: a new migration replaces them
-    state = null;
+  if (state?.phase === 'done') {
+    // a finished run keeps its staging area (the configs' old inodes) for --rollback: never dropped by another run
+    if (state.to === opts.to) return finish(journal, state, opts, null, 0, 0, t0, onProgress);
+    throw new MigrateError(`${journal.dir}: holds the finished migration ${state.from} → ${state.to} (for --rollback); remove it to start another`);
   }
-  if (state?.phase === 'done') return { action: 'migrated', plan: null, layersMoved: 0, bytes: 0, seconds: 0 };
 
   if (state?.phase === 'switching') {
     await switchOver(journal, state, onProgress);
@@ -199,7 +199,7 @@ async function finish(journal: Journal, s: JournalState, opts: MigrateOptions, p
   journal.write({ ...s, phase: 'done' });
   crashPoint('done');
   if (opts.deleteSource) {
-    await removeStaged(s.from, journal.root, plan?.layers.map((l) => l.id) ?? []);
+    await removeStaged(s.from, journal.root, plan?.layers.map((l) => l.id) ?? null);
     fs.rmSync(path.join(journal.root, 'image', s.from), { recursive: true, force: true });
     fs.rmSync(journal.dir, { recursive: true, force: true });
   }

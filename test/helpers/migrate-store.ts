@@ -2,6 +2,7 @@
 // tree (the digest of its top layer's full tree, mounted through the driver
 // where the layout holds diffs), every layer's DiffID by chain id, each
 // container's changes, and a fingerprint of the source's files.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import '../../drivers/all.ts';
@@ -98,4 +99,13 @@ export function rootSnapshot(root: string): Map<string, string> {
     out.set(k, [mode, owner, isDir ? '' : size, isDir ? '' : mtime, ...rest].join(' '));
   }
   return out;
+}
+
+/** Run `strata migrate ARGS` with `env` added (STRATA_MIGRATE_CRASH_AT); `signal` is the one that ended it, if any. */
+export function migrateCli(args: string[], env: Record<string, string> = {}): { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string } {
+  const repo = path.resolve(import.meta.dirname, '..', '..');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repo, 'cli', 'main.ts'), 'migrate', ...args], {
+    cwd: repo, encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, STRATA_DEBUG: '', ...env },
+  });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
