@@ -3,7 +3,6 @@
 // overlay2: the same checks as test/migrate.test.ts, and the pool untouched.
 // Trees are compared with whole-second mtimes: the fixture's devices hold a
 // symlink mtime in ns that its layer tar (ustar, no PAX) does not carry.
-import test from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';

@@ -2,7 +2,7 @@
 // a corrupted source layer and by a full file system: each leaves the source's
 // files as they were and, where it failed, one line naming what; then --resume
 // finishes the migration or --rollback gives back the root as it was.
-import test from 'ava';
+import type { ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -18,7 +18,7 @@ function tempRoot(t: { teardown(fn: () => void): void }, base = os.tmpdir()): st
 }
 
 /** After a failed or killed run: --resume completes it (checked like a clean run), or --rollback restores the root. */
-async function recover(t: import('ava').ExecutionContext, root: string, how: 'resume' | 'rollback', before: Awaited<ReturnType<typeof storeFacts>>, rootBefore: Map<string, string>): Promise<void> {
+async function recover(t: ExecutionContext, root: string, how: 'resume' | 'rollback', before: Awaited<ReturnType<typeof storeFacts>>, rootBefore: Map<string, string>): Promise<void> {
   if (how === 'resume') {
     const r = migrateCli(['--root', root, '--to', 'overlay2', '--resume']);
     t.is(r.code, 0, r.stderr);

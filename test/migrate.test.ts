@@ -2,7 +2,7 @@
 // the target store verifies clean, every image's flattened tree and every
 // DiffID is what it was, each container's changes are the same, the configs
 // name the target driver and the source is byte for byte untouched.
-import test from 'ava';
+import type { ExecutionContext } from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,7 +19,7 @@ function tempRoot(t: { teardown(fn: () => void): void }, base = os.tmpdir()): st
 }
 
 /** Migrate `root` from `from` to `to` through the CLI and check everything a migration keeps. */
-async function migrateAndCheck(t: import('ava').ExecutionContext, root: string, from: string, to: string): Promise<void> {
+async function migrateAndCheck(t: ExecutionContext, root: string, from: string, to: string): Promise<void> {
   const before = await storeFacts(root, from);
   const source = sourceSnapshot(root, from);
   const r = strata(['migrate', '--root', root, '--to', to]);
