@@ -29,6 +29,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { generateLargeFiles } from '../fixtures/big-tree.ts';
 import { prng, randomBytes } from '../fixtures/sample-image.ts';
+import { measureInProcess } from './lib/measure.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const STRATA = join(repo, 'bin/strata.js');
@@ -37,6 +38,7 @@ type Shape = (typeof SHAPES)[number];
 type FsKind = 'tmpfs' | 'ext4';
 const MTIME = new Date(1_700_000_000_000);
 
+/** a run; process runs also give their peak RSS */
 interface Sample { wallMs: number; cpuMs: number; rssMB?: number }
 
 const median = (xs: number[]) => {
@@ -97,15 +99,6 @@ function proc(argv: string[], stdoutFile?: string): Sample {
   const m = /@@ ([\d.]+) ([\d.]+) (\d+)\s*$/.exec(r.stderr);
   if (r.status !== 0 || !m) throw new Error(`${argv.join(' ')}: exit ${r.status ?? r.signal}\n${r.stderr}`);
   return { wallMs, cpuMs: (Number(m[1]) + Number(m[2])) * 1000, rssMB: Number(m[3]) / 1024 };
-}
-
-async function inProcess(fn: () => Promise<unknown>): Promise<Sample> {
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  await fn();
-  const wallMs = performance.now() - t0;
-  const c = process.cpuUsage(c0);
-  return { wallMs, cpuMs: (c.user + c.system) / 1000 };
 }
 
 interface Variant { name: string; prepare: () => void; run: () => Promise<Sample> | Sample; cleanup: () => void }
@@ -221,7 +214,7 @@ async function main(): Promise<void> {
               run: () => proc([process.execPath, STRATA, 'layer', 'apply', 'L', '--driver', 'vfs', '--home', home, '--file', tar]),
               cleanup: gone,
             },
-            { name: 'applyLayerFile', prepare: fresh, run: () => inProcess(() => applyLayerFile(tar, t, { whiteouts: 'none' })), cleanup: gone },
+            { name: 'applyLayerFile', prepare: fresh, run: () => measureInProcess(() => applyLayerFile(tar, t, { whiteouts: 'none' })), cleanup: gone },
           ];
           put(rowsOf('apply', shape, fs, variants.map((v) => v.name), await interleaved(variants, runs, fs === 'ext4')));
         }
@@ -236,7 +229,7 @@ async function main(): Promise<void> {
           const variants: Variant[] = [
             { name: 'GNU tar -cf', prepare: none, run: () => proc(['tar', '-cf', out, '-C', layerDir, '.']), cleanup: rmOut },
             { name: 'strata layer diff', prepare: none, run: () => proc([process.execPath, STRATA, 'layer', 'diff', 'L', '--driver', 'vfs', '--home', home], out), cleanup: rmOut },
-            { name: 'exportDir', prepare: none, run: () => inProcess(() => pipeline(exportDir(layerDir, { whiteouts: 'none' }), createWriteStream(out))), cleanup: rmOut },
+            { name: 'exportDir', prepare: none, run: () => measureInProcess(() => pipeline(exportDir(layerDir, { whiteouts: 'none' }), createWriteStream(out))), cleanup: rmOut },
           ];
           put(rowsOf('export', shape, fs, variants.map((v) => v.name), await interleaved(variants, runs, false)));
           rmSync(t, { recursive: true, force: true });
