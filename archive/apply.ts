@@ -58,6 +58,8 @@ export async function applyLayer(
   dir: string,
   opts: ApplyOptions,
 ): Promise<number> {
+  const file = unreadFileStream(tar);
+  if (file !== null) return applyFile(file, dir, opts);
   const w = new LayerWriter(dir, opts.whiteouts);
   const parser = new TarParser(w);
   // a whole tar in memory is one chunk (iterating a Buffer would yield bytes)
@@ -77,9 +79,57 @@ export async function applyLayer(
   return w.size;
 }
 
-/** Convenience: apply a tar file with a large read buffer. */
+/** Apply a tar file: read with readSync into one reused buffer (no stream, no chunk allocations). */
 export function applyLayerFile(file: string, dir: string, opts: ApplyOptions): Promise<number> {
-  return applyLayer(fs.createReadStream(file, { highWaterMark: 1 << 20 }), dir, opts);
+  return applyFile(file, dir, opts);
+}
+
+/**
+ * The path of a file read stream nobody has read from yet (what `strata layer
+ * apply --file` and the drivers' callers hand in): read it ourselves instead.
+ * A stream with a range, an fd of its own, or already flowing stays a stream.
+ */
+function unreadFileStream(tar: unknown): string | null {
+  if (!(tar instanceof fs.ReadStream)) return null;
+  const s = tar as fs.ReadStream & { start?: number; end?: number; fd?: number | null; flags?: string };
+  if (typeof s.path !== 'string' || s.bytesRead !== 0 || s.readableFlowing !== null || s.destroyed) return null;
+  if (s.start !== undefined || (s.end !== undefined && s.end !== Infinity)) return null;
+  tar.destroy(); // its own open (pending or done) is closed; we open the file again
+  return s.path;
+}
+
+const READ_BUF = 1 << 20;
+/** bytes read between yields to the event loop, so that an apply does not starve timers and workers */
+const YIELD_EVERY = 32 << 20;
+
+async function applyFile(file: string, dir: string, opts: ApplyOptions): Promise<number> {
+  const w = new LayerWriter(dir, opts.whiteouts);
+  const parser = new TarParser(w);
+  let fd = -1;
+  try {
+    fd = fs.openSync(file, 'r');
+    const buf = Buffer.allocUnsafe(READ_BUF); // the parser passes slices of it on and keeps none
+    let sinceYield = 0;
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, READ_BUF, null);
+      if (n === 0) break;
+      parser.push(n === READ_BUF ? buf : buf.subarray(0, n));
+      if (parser.ended) break;
+      if ((sinceYield += n) >= YIELD_EVERY) {
+        sinceYield = 0;
+        await new Promise(setImmediate);
+      }
+    }
+    parser.end();
+    w.finish();
+  } catch (e) {
+    const err = w.wrap(e);
+    w.abort();
+    throw err;
+  } finally {
+    if (fd >= 0) fs.closeSync(fd);
+  }
+  return w.size;
 }
 
 /** A directory's times, applied at the end; dev+ino say it is still the directory that was made. */
