@@ -8,13 +8,10 @@
 //   4. dockerd with --storage-driver <to> on the same data-root: checkAfter must find no difference,
 //      and the source driver's home is still there (no --delete-source).
 // Everything (daemons, the loop mount, the scratch dir) is removed afterwards, also on failure.
-import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { busyboxAvailable, busyboxRootfsEntries } from '../../fixtures/busybox-rootfs.ts';
-import type { FixtureEntry } from '../../fixtures/layer-tar.ts';
-import { writeModernStore, type StoreSpec } from '../../fixtures/modern-store.ts';
+import { busyboxAvailable } from '../../fixtures/busybox-rootfs.ts';
 import { loopDevicesOf, loopMount, type LoopMount } from '../../sys/loop.ts';
 import { mountsUnder } from '../../sys/mountinfo.ts';
 import { hasTool, isRoot, when } from '../helpers/require.ts';
@@ -22,6 +19,7 @@ import { strata } from '../helpers/strata-cli.ts';
 import { tempDir } from '../helpers/tar.ts';
 import { dockerdAvailable, startDockerd, type Dockerd } from './dockerd.ts';
 import { captureBefore, checkAfter, type Capture } from './migrate-proof.ts';
+import { runnableStoreSpec, writeRunnableStore } from './migrate-stores.ts';
 import { addUntaggedImage, buildSampleStore } from './store.ts';
 
 const kernelFs = (name: string) => fs.readFileSync('/proc/filesystems', 'utf8').split('\n').some((l) => l.split('\t')[1] === name);
@@ -130,81 +128,12 @@ export function migrateScenario(from: string, to: string): void {
   });
 }
 
-// ---- stores strata writes (sources dockerd cannot run here) -------------------------------
-
-const T = new Date('2024-01-02T03:04:05Z');
-
-/** The busybox rootfs as fixture entries (its one file capability xattr is not carried: FixtureEntry has no pax). */
-function busyboxLayer(): FixtureEntry[] {
-  return busyboxRootfsEntries().map(({ header: h, body }) => ({
-    name: h.name, type: h.type as FixtureEntry['type'], mode: h.mode, uid: h.uid, gid: h.gid, mtime: h.mtime,
-    ...(h.linkname ? { linkname: h.linkname } : {}), ...(body ? { content: body } : {}),
-  }));
-}
-
 /**
- * The sample store's shape as a strata store spec (fixtures/modern-store.ts): a busybox base,
- * a build on it with a new dir, a whiteout and an opaque dir, an untagged build, and a stopped
- * container that adds, appends to and deletes files. Same spec, same ids on every driver.
+ * Register the test for a source dockerd cannot run here: runnableStoreSpec is written by strata's
+ * vfs driver (which dockerd runs: the capture) and by `writeSource` (the store migrated to `to`;
+ * `scratch`: the dir holding its root, e.g. to share with the VM).
  */
-export function runnableStoreSpec(): StoreSpec {
-  return {
-    images: [
-      { name: 'base', tags: ['strata-base:latest'], layers: [{ createdBy: 'ADD busybox rootfs', entries: busyboxLayer() }], created: '2024-01-02T03:04:05Z' },
-      {
-        name: 'app', tags: ['strata-app:1', 'strata-app:latest'], from: 'base', created: '2024-01-03T03:04:05Z',
-        layers: [
-          { createdBy: 'ADD app/ /srv/app/', entries: [{ name: 'srv/', type: 'directory', mtime: T }, { name: 'srv/app/', type: 'directory', mtime: T }, { name: 'srv/app/a.txt', content: 'app a\n', mtime: T }] },
-          { createdBy: 'RUN rm /data/delme.txt', entries: [{ name: 'data/', type: 'directory', mtime: T }, { name: 'data/.wh.delme.txt', mtime: T }] },
-          {
-            createdBy: 'RUN rm -rf /opaq && mkdir /opaq && echo fresh > /opaq/fresh.txt', entries: [
-              { name: 'opaq/', type: 'directory', mtime: T }, { name: 'opaq/.wh..wh..opq', mtime: T }, { name: 'opaq/fresh.txt', content: 'fresh\n', mtime: T },
-            ],
-          },
-        ],
-      },
-      { name: 'untagged', tags: [], from: 'base', created: '2024-01-04T03:04:05Z', layers: [{ createdBy: 'ADD untagged.txt /', entries: [{ name: 'untagged.txt', content: 'built without a tag\n', mtime: T }] }] },
-    ],
-    containers: [{
-      name: 'c1', image: 'app', created: '2024-01-05T03:04:05.000000001Z',
-      change: (rootfs) => {
-        fs.writeFileSync(path.join(rootfs, 'run-added.txt'), 'run-added\n');
-        fs.mkdirSync(path.join(rootfs, 'newdir/sub'), { recursive: true });
-        fs.writeFileSync(path.join(rootfs, 'newdir/sub/f.txt'), 'x\n');
-        fs.appendFileSync(path.join(rootfs, 'etc/base.txt'), 'appended\n');
-        fs.unlinkSync(path.join(rootfs, 'data/keep/k.txt'));
-        fs.rmSync(path.join(rootfs, 'srv/app'), { recursive: true });
-      },
-    }],
-  };
-}
-
-/** An empty network state, as dockerd 20.10 writes for a `--network none` container that has stopped. */
-const STOPPED_NETWORK_SETTINGS = {
-  Bridge: '', SandboxID: '', HairpinMode: false, LinkLocalIPv6Address: '', LinkLocalIPv6PrefixLen: 0, Networks: {}, Service: null,
-  Ports: null, SandboxKey: '', SecondaryIPAddresses: null, SecondaryIPv6Addresses: null, IsAnonymousEndpoint: false, HasSwarmEndpoint: false,
-};
-
-/**
- * writeModernStore, then give each container the NetworkSettings dockerd itself would have written:
- * the fixture leaves it null, and dockerd 20.10 then panics in `docker container inspect` (a nil
- * dereference in its inspect handler; the client hangs). Done the same on every driver's copy.
- */
-export async function writeRunnableStore(root: string, driver: string, spec: StoreSpec): Promise<void> {
-  const info = await writeModernStore(root, driver, spec);
-  for (const c of info.containers.values()) {
-    const file = path.join(root, 'containers', c.id, 'config.v2.json');
-    const config = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-    config.NetworkSettings ??= STOPPED_NETWORK_SETTINGS;
-    fs.writeFileSync(file, JSON.stringify(config));
-  }
-}
-
-/**
- * Register the test for a source dockerd cannot run here: the same spec is written by strata's
- * vfs driver (which dockerd runs: the capture) and by `writeSource` (the store migrated to `to`).
- */
-export function strataSourceScenario(from: string, to: string, writeSource: (root: string, spec: StoreSpec) => Promise<void>, extraMissing: string[] = []): void {
+export function strataSourceScenario(from: string, to: string, writeSource: (root: string, scratch: string) => Promise<void>, extraMissing: string[] = []): void {
   const missing = [...missingFor(['vfs', to]), ...extraMissing];
   when(missing.length === 0, missing.join(', '))(`strata-written ${from} store → strata migrate --to ${to} → dockerd ${to} sees what dockerd vfs saw on the same spec written on vfs`, async (t) => {
     const ref = new DaemonDir(false);
@@ -219,7 +148,12 @@ export function strataSourceScenario(from: string, to: string, writeSource: (roo
     const before = await captureBefore(d);
     await d.stop();
     t.true(before.saved.length === 3 && before.containers.length === 1, 'dockerd vfs lists the three images and the container');
-    await writeSource(src.dataRoot, spec);
+    await writeSource(src.dataRoot, src.scratch.dir);
+    // the source holds the images dockerd saw on the vfs copy (strata reads it offline, read-only)
+    const listed = strata(['images', '-a', '--root', src.dataRoot, '--json']);
+    t.is(listed.code, 0, listed.stderr);
+    const ids = (rows: { id: string }[]) => [...new Set(rows.map((r) => r.id.replace(/^sha256:/, '').slice(0, 12)))].sort();
+    t.deepEqual(ids(JSON.parse(listed.stdout) as { id: string }[]), ids(before.imageLs), `strata images -a on the ${from} source`);
     const t0 = Date.now();
     migrateCli(src.dataRoot, to);
     t.log(`migrate ${Date.now() - t0} ms`);
