@@ -8,7 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as path from 'node:path';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const SOURCES = ['cli', 'sys', 'archive', 'drivers', 'layerstore', 'inspect', 'bench', 'fixtures'];
+const SOURCES = ['cli', 'sys', 'archive', 'drivers', 'layerstore', 'inspect', 'migrate', 'bench', 'fixtures'];
 
 function newestSource(dir) {
   let newest = 0;

@@ -4,6 +4,7 @@ import { versionCommand } from './version.ts';
 import { compareCommand } from './compare.ts';
 import { driversCommand } from './drivers.ts';
 import { layerCommand } from './layer.ts';
+import { migrateCommand } from './migrate.ts';
 import { dfCommand, diffCommand, historyCommand, imagesCommand, inspectCommand, verifyCommand } from './inspect-commands.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -18,4 +19,5 @@ export const commands: CommandModule<any, any>[] = [
   diffCommand,
   dfCommand,
   verifyCommand,
+  migrateCommand,
 ];

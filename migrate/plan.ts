@@ -1,0 +1,185 @@
+// What a migration will do, worked out from the store alone (nothing is
+// written): which driver the root holds, every layer in parent-first order
+// with how it moves, the containers, and the pre-flight refusals (a daemon
+// on the root, a target that already holds data, too little space).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { layoutFor } from '../drivers/all.ts';
+import { drivers } from '../drivers/registry.ts';
+import { holdsData, type DriverLayout } from '../drivers/layout.ts';
+import { modernDrivers } from '../layerstore/modern-store.ts';
+import { openStore } from '../layerstore/store.ts';
+import type { StoreModel } from '../layerstore/model.ts';
+import { mountsUnder } from '../sys/mountinfo.ts';
+import { treeBytes } from './tree-bytes.ts';
+
+export interface MigrateOptions {
+  root: string;
+  to: string;
+  /** the source driver; 'auto' (default): the one image/<driver> of the root */
+  from?: string;
+  dryRun?: boolean;
+  resume?: boolean;
+  rollback?: boolean;
+  deleteSource?: boolean;
+}
+
+/** A migration refused or failed: one line naming the layer or file. */
+export class MigrateError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MigrateError';
+  }
+}
+
+/** How one layer moves: 'tar-split' (image layers: reassembled tar, DiffID checked twice) or 'diff' (containers' layers: changes compared). */
+export interface PlannedLayer {
+  /** the driver id (cache-id, mount-id, init-id): kept, so layerdb's records stay true */
+  id: string;
+  /** the driver id of its parent, null for a base layer */
+  parent: string | null;
+  kind: 'image' | 'init' | 'rw';
+  method: 'tar-split' | 'diff';
+  /** image layers: chain id, DiffID and tar-split file */
+  chainId: string | null;
+  diffId: string | null;
+  tarSplit: string | null;
+  /** bytes of the layer's own files in the source (what is copied) */
+  bytes: number;
+}
+
+export interface PlannedContainer {
+  id: string;
+  name: string;
+  configPath: string;
+  mountId: string | null;
+}
+
+export interface MigrationPlan {
+  root: string;
+  from: string;
+  to: string;
+  layers: PlannedLayer[];
+  containers: PlannedContainer[];
+  bytesToCopy: number;
+  bytesToLink: number;
+  /** seconds, at the throughput measured for the generic path (bench/migrate.ts) */
+  estimateSeconds: number;
+  /** free bytes and inodes where the target home goes */
+  free: { bytes: number; inodes: number };
+}
+
+/** bench/migrate.ts: the generic path streams ~150 MB/s on this class of host; an estimate, not a promise. */
+const BYTES_PER_SECOND = 150e6;
+
+export const STAGING_DIR = '.strata-migrate';
+
+/** The source driver: `from`, or the only image/<driver> the root has. */
+export function sourceDriverOf(root: string, from: string | undefined): string {
+  const found = modernDrivers(root);
+  if (from && from !== 'auto') {
+    if (!found.includes(from)) throw new MigrateError(`${path.join(root, 'image', from)}: no such store (the root holds: ${found.join(', ') || 'none'})`);
+    return from;
+  }
+  if (found.length === 0) throw new MigrateError(`${root}: holds no image/<driver>/ store to migrate`);
+  if (found.length > 1) throw new MigrateError(`${root}: holds several stores (${found.join(', ')}); choose one with --from`);
+  return found[0];
+}
+
+export function layoutOrFail(name: string): DriverLayout {
+  const l = layoutFor(name);
+  if (!l || !l.graphdriver) throw new MigrateError(`unknown storage driver ${JSON.stringify(name)}`);
+  return l;
+}
+
+/** Image layers parent first, each once. */
+function imageLayersInOrder(model: StoreModel): PlannedLayer[] {
+  const out: PlannedLayer[] = [];
+  const done = new Set<string>();
+  const visit = (key: string, stack: Set<string>) => {
+    if (done.has(key)) return;
+    const l = model.layers.get(key);
+    if (!l) throw new MigrateError(`${model.metaDir}: layer ${key} is named but not in layerdb`);
+    if (stack.has(key)) throw new MigrateError(`${l.dir}: the layer's parent chain loops`);
+    stack.add(key);
+    if (l.parent) visit(l.parent, stack);
+    if (!l.cacheId) throw new MigrateError(`${l.dir}: the layer has no cache-id`);
+    const parent = l.parent ? model.layers.get(l.parent)!.cacheId : null;
+    out.push({ id: l.cacheId, parent, kind: 'image', method: 'tar-split', chainId: l.chainId ?? l.key, diffId: l.diffId, tarSplit: l.tarSplit, bytes: 0 });
+    done.add(key);
+  };
+  for (const key of [...model.layers.keys()].sort()) visit(key, new Set());
+  return out;
+}
+
+function containerLayers(model: StoreModel): PlannedLayer[] {
+  const out: PlannedLayer[] = [];
+  for (const c of model.containers) {
+    if (!c.mountId) continue;
+    const top = c.parentLayer ? model.layers.get(c.parentLayer)?.cacheId ?? null : null;
+    if (c.parentLayer && !top) throw new MigrateError(`${c.configPath}: the container's layer ${c.parentLayer} is not in layerdb`);
+    const base = { chainId: null, diffId: null, tarSplit: null, method: 'diff' as const, bytes: 0 };
+    if (c.initId) out.push({ ...base, id: c.initId, parent: top, kind: 'init' });
+    out.push({ ...base, id: c.mountId, parent: c.initId ?? top, kind: 'rw' });
+  }
+  return out;
+}
+
+/** Refuse a root a daemon uses: a live pid in a pid file beside it, a mount below it. */
+export function daemonRefusal(root: string): string | null {
+  for (const pidFile of [path.join(root, 'docker.pid'), path.join(path.dirname(root), 'docker.pid')]) {
+    let pid: number;
+    try {
+      pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+    } catch {
+      continue;
+    }
+    if (Number.isInteger(pid) && pid > 0 && fs.existsSync(`/proc/${pid}`)) return `${pidFile}: dockerd (pid ${pid}) is running on this root; stop it first`;
+  }
+  const mounts = mountsUnder(root);
+  if (mounts.length) return `${mounts[0].mountPoint}: mounted below the root (a daemon or container uses it); unmount it first`;
+  return null;
+}
+
+/** Read the store and plan the migration; throws MigrateError for what a run would refuse. */
+export async function planMigration(opts: MigrateOptions): Promise<MigrationPlan> {
+  const root = path.resolve(opts.root);
+  if (!drivers.has(opts.to)) throw new MigrateError(`--to ${opts.to}: no such driver (strata drives: ${drivers.names().join(', ')})`);
+  const from = sourceDriverOf(root, opts.from);
+  if (from === opts.to) throw new MigrateError(`${root}: the store is already on ${from}`);
+  const src = layoutOrFail(from);
+  const model = openStore(root, { driver: from });
+  const layers = [...imageLayersInOrder(model), ...containerLayers(model)];
+  const home = src.homeIn(root);
+  for (const l of layers) {
+    const f = src.filesDir(home, l.id);
+    if (f.dir !== null) l.bytes = treeBytes(f.dir);
+    else if (!src.rebuilt?.applies(home) || !src.rebuilt.has(home, l.id)) throw new MigrateError(`${from} layer ${l.id}: ${f.reason}`);
+  }
+  // full trees hold their parents' bytes again: what moves is a layer's own diff, so count the top ones only roughly
+  const bytesToCopy = layers.reduce((s, l) => s + l.bytes, 0);
+  const containers = model.containers.map((c) => ({ id: c.id, name: c.name, configPath: c.configPath, mountId: c.mountId }));
+  const st = fs.statfsSync(root);
+  return {
+    root, from, to: opts.to, layers, containers, bytesToCopy, bytesToLink: 0,
+    estimateSeconds: Math.ceil(bytesToCopy / BYTES_PER_SECOND), free: { bytes: st.bavail * st.bsize, inodes: st.ffree },
+  };
+}
+
+/** The pre-flight checks a run (not a dry run) makes before writing anything. */
+export function preflight(plan: MigrationPlan, resuming: boolean): void {
+  const busy = daemonRefusal(plan.root);
+  if (busy) throw new MigrateError(busy);
+  const target = layoutOrFail(plan.to);
+  const home = target.homeIn(plan.root);
+  if (!resuming) {
+    if (holdsData(home)) throw new MigrateError(`${home}: already holds data; remove it or migrate elsewhere`);
+    const meta = path.join(plan.root, 'image', plan.to);
+    if (fs.existsSync(meta)) throw new MigrateError(`${meta}: already exists; remove it first`);
+    const staging = path.join(plan.root, STAGING_DIR);
+    if (fs.existsSync(staging)) throw new MigrateError(`${staging}: a migration was started here; run with --resume or --rollback`);
+  }
+  if (plan.bytesToCopy > plan.free.bytes) {
+    throw new MigrateError(`${plan.root}: ${plan.bytesToCopy} bytes to copy, ${plan.free.bytes} free`);
+  }
+}

@@ -1,0 +1,56 @@
+// strata migrate across drivers on stores strata writes itself: after each run
+// the target store verifies clean, every image's flattened tree and every
+// DiffID is what it was, each container's changes are the same, the configs
+// name the target driver and the source is byte for byte untouched.
+import test from 'ava';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { sampleStoreSpec, writeModernStore } from '../fixtures/modern-store.ts';
+import { asRoot, when } from './helpers/require.ts';
+import { strata } from './helpers/strata-cli.ts';
+import { loopBtrfs, loopBtrfsMissing } from './helpers/tiny-fs.ts';
+import { sourceSnapshot, storeFacts, verifyProblems } from './helpers/migrate-store.ts';
+
+function tempRoot(t: { teardown(fn: () => void): void }, base = os.tmpdir()): string {
+  const dir = fs.mkdtempSync(path.join(base, 'strata-migrate-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return path.join(dir, 'root');
+}
+
+/** Migrate `root` from `from` to `to` through the CLI and check everything a migration keeps. */
+async function migrateAndCheck(t: import('ava').ExecutionContext, root: string, from: string, to: string): Promise<void> {
+  const before = await storeFacts(root, from);
+  const source = sourceSnapshot(root, from);
+  const r = strata(['migrate', '--root', root, '--to', to]);
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(sourceSnapshot(root, from), source, 'the source is untouched');
+  t.deepEqual(await verifyProblems(root, to), []);
+  const after = await storeFacts(root, to);
+  t.deepEqual(after.diffIds, before.diffIds);
+  t.deepEqual(after.trees, before.trees);
+  t.deepEqual(after.changes, before.changes);
+  t.true(before.changes.size > 0 && [...before.changes.values()].every((c) => c.length > 0));
+  for (const id of fs.readdirSync(path.join(root, 'containers'))) {
+    t.is(JSON.parse(fs.readFileSync(path.join(root, 'containers', id, 'config.v2.json'), 'utf8')).Driver, to);
+  }
+}
+
+for (const [from, to] of [['vfs', 'overlay2'], ['aufs', 'overlay2'], ['overlay2', 'vfs'], ['aufs', 'vfs']]) {
+  asRoot()(`${from} → ${to}: images, layers and containers kept, source untouched`, async (t) => {
+    const root = tempRoot(t);
+    await writeModernStore(root, from, sampleStoreSpec());
+    await migrateAndCheck(t, root, from, to);
+  });
+}
+
+when(loopBtrfsMissing() === null, loopBtrfsMissing() ?? '')('vfs → btrfs and btrfs → overlay2 on a btrfs root', async (t) => {
+  const fsys = loopBtrfs();
+  t.teardown(() => fsys.cleanup());
+  const root = tempRoot(t, fsys.dir);
+  await writeModernStore(root, 'vfs', sampleStoreSpec());
+  await migrateAndCheck(t, root, 'vfs', 'btrfs');
+  const other = tempRoot(t, fsys.dir);
+  await writeModernStore(other, 'btrfs', sampleStoreSpec());
+  await migrateAndCheck(t, other, 'btrfs', 'overlay2');
+});
