@@ -192,3 +192,20 @@ export function tagsOnDisk(dataRoot: string, driver: string): Record<string, str
   };
   return Object.assign({}, ...Object.values(repos.Repositories)) as Record<string, string>;
 }
+
+/** The build context of the untagged image: one file of its own layer. */
+export const UNTAGGED_CONTEXT = { Dockerfile: `FROM ${BASE_REF}\nADD untagged.txt /untagged.txt\n`, 'untagged.txt': 'built without a tag\n' };
+
+/**
+ * Add an untagged (dangling, `<none>:<none>`) image to a store buildSampleStore made:
+ * `docker build` without -t of UNTAGGED_CONTEXT (one ADD layer on strata-base). Returns its id.
+ */
+export async function addUntaggedImage(d: Dockerd): Promise<string> {
+  const dir = path.join(d.dir, 'sample', 'untagged');
+  fs.mkdirSync(dir, { recursive: true });
+  for (const [name, content] of Object.entries(UNTAGGED_CONTEXT)) fs.writeFileSync(path.join(dir, name), content);
+  const out = await d.docker(['build', '--network', 'none', '-q', dir], { env: { DOCKER_BUILDKIT: '0' } });
+  const id = out.trim().split('\n').pop()!;
+  if (!/^sha256:[0-9a-f]{64}$/.test(id)) throw new Error(`untagged build printed ${out.trim()}`);
+  return id;
+}

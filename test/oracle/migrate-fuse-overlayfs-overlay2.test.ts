@@ -1,0 +1,4 @@
+// A store dockerd built on fuse-overlayfs, migrated by strata to overlay2, proven by dockerd on overlay2: see migrate-scenario.ts.
+import { migrateScenario } from './migrate-scenario.ts';
+
+migrateScenario('fuse-overlayfs', 'overlay2');
