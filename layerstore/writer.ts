@@ -96,7 +96,8 @@ export class StoreWriter {
   /** commitLayer, saying whether this call made the layer (false: it was there, or another writer made it first). */
   private commit(l: LayerMeta): { chainId: string; created: boolean } {
     if (!isDigest(l.diffId)) throw new StoreWriteError(this.layerdb, `layer DiffID ${JSON.stringify(l.diffId)} is not a sha256 digest`);
-    if (!isHex64(l.cacheId.replace(/-init$/, ''))) throw new StoreWriteError(this.layerdb, `cache id ${JSON.stringify(l.cacheId)} is not 64 hex digits`);
+    // 64 hex, or a 16-hex graph id of 2013 that Docker 1.10's migration kept as cache-id
+    if (!isHex64(l.cacheId.replace(/-init$/, '')) && !/^[0-9a-f]{16}$/.test(l.cacheId)) throw new StoreWriteError(this.layerdb, `cache id ${JSON.stringify(l.cacheId)} is not 64 hex digits`);
     if (l.parent !== null && !this.hasLayer(l.parent)) throw new StoreWriteError(this.layerDir(l.parent), `parent layer ${l.parent} is not in layerdb`);
     const chainId = chainIdOf(l.parent, l.diffId);
     const target = this.layerDir(chainId);

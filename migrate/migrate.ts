@@ -11,12 +11,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import '../drivers/all.ts';
+import { layoutFor } from '../drivers/all.ts';
 import { getDriver } from '../drivers/registry.ts';
 import { holdsData } from '../drivers/layout.ts';
 import { syncDir, writeFileDurable } from '../layerstore/durable.ts';
 import { goJson } from '../layerstore/go-json.ts';
 import { moveContainerLayer, moveImageLayer, type SourceHome } from './convert.ts';
 import { Journal, type JournalState } from './journal.ts';
+import { moveLegacyLayer, rollbackLegacy, switchLegacyContainers, writeLegacyMetadata } from './legacy.ts';
 import { copyMetadata } from './metadata.ts';
 import { MigrateError, layoutOrFail, planMigration, preflight, type MigrateOptions, type MigrationPlan, type PlannedLayer } from './plan.ts';
 import { removeStaged } from './staged-home.ts';
@@ -84,7 +86,7 @@ export async function runMigration(opts: MigrateOptions, onProgress: (e: Progres
 
 /** Every layer into the staged target home, then the metadata beside it. */
 async function stage(journal: Journal, plan: MigrationPlan, onProgress: (e: ProgressEvent) => void): Promise<{ moved: number; bytes: number }> {
-  const srcLayout = layoutOrFail(plan.from);
+  const srcLayout = plan.legacy ? layoutFor(plan.from)! : layoutOrFail(plan.from);
   const src: SourceHome = { layout: srcLayout, home: srcLayout.homeIn(plan.root) };
   const targetLayout = layoutOrFail(plan.to);
   const target = await getDriver(plan.to, journal.stageRoot);
@@ -106,7 +108,8 @@ async function stage(journal: Journal, plan: MigrationPlan, onProgress: (e: Prog
       if (target.exists(l.id)) await target.remove(l.id); // a killed run's half-moved layer
       let size = 0;
       try {
-        const r = l.method === 'tar-split' ? await moveImageLayer(src, target, targetLayout, l) : await moveContainerLayer(src, target, l, lowersOf(l));
+        const r = l.method === 'tar-split' ? await moveImageLayer(src, target, targetLayout, l)
+          : l.method === 'v1' ? await moveLegacyLayer(src, target, targetLayout, l, journal) : await moveContainerLayer(src, target, l, lowersOf(l));
         bytes += r.tarBytes;
         size = r.size;
       } catch (e) {
@@ -122,9 +125,12 @@ async function stage(journal: Journal, plan: MigrationPlan, onProgress: (e: Prog
     await target.cleanup();
   }
   const sizes = journal.moved();
-  copyMetadata(path.join(plan.root, 'image', plan.from), path.join(journal.stageRoot, 'image', plan.to),
-    new Map(plan.layers.filter((l) => l.chainId).map((l) => [l.chainId!, sizes.get(l.id)!])));
-  backupConfigs(journal, plan);
+  if (plan.legacy) writeLegacyMetadata(journal, plan, sizes);
+  else {
+    copyMetadata(path.join(plan.root, 'image', plan.from), path.join(journal.stageRoot, 'image', plan.to),
+      new Map(plan.layers.filter((l) => l.chainId).map((l) => [l.chainId!, sizes.get(l.id)!])));
+    backupConfigs(journal, plan);
+  }
   crashPoint('metadata');
   return { moved, bytes };
 }
@@ -179,6 +185,7 @@ async function switchOver(journal: Journal, s: JournalState, onProgress: (e: Pro
     rewriteDriver(path.join(journal.root, 'containers', id, 'config.v2.json'), s.from, s.to);
     crashPoint(`container:${id}`);
   }
+  switchLegacyContainers(journal);
 }
 
 /** config.v2.json with "Driver": `to` (already so: left alone). */
@@ -234,6 +241,7 @@ async function rollback(journal: Journal, onProgress: (e: ProgressEvent) => void
   if (s.phase !== 'staging' && fs.existsSync(home) && !fs.existsSync(staged)) renameOnce(home, staged);
   if (fs.existsSync(staged)) await removeStaged(s.to, journal.stageRoot, null);
   if (s.targetHomeWasEmptyDir && !fs.existsSync(home)) fs.mkdirSync(home, { mode: 0o710 });
+  rollbackLegacy(journal);
   fs.rmSync(journal.dir, { recursive: true, force: true });
   syncDir(journal.root);
 }

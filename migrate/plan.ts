@@ -11,6 +11,7 @@ import { modernDrivers } from '../layerstore/modern-store.ts';
 import { openStore } from '../layerstore/store.ts';
 import type { StoreModel } from '../layerstore/model.ts';
 import { mountsUnder } from '../sys/mountinfo.ts';
+import { legacySourceOf } from './legacy.ts';
 import { treeBytes } from './tree-bytes.ts';
 
 export interface MigrateOptions {
@@ -32,14 +33,14 @@ export class MigrateError extends Error {
   }
 }
 
-/** How one layer moves: 'tar-split' (image layers: reassembled tar, DiffID checked twice) or 'diff' (containers' layers: changes compared). */
+/** How one layer moves: 'tar-split' (image layers: reassembled tar, DiffID checked twice), 'diff' (containers' layers: changes compared) or 'v1' (a legacy root's image layers: legacy.ts). */
 export interface PlannedLayer {
   /** the driver id (cache-id, mount-id, init-id): kept, so layerdb's records stay true */
   id: string;
   /** the driver id of its parent, null for a base layer */
   parent: string | null;
   kind: 'image' | 'init' | 'rw';
-  method: 'tar-split' | 'diff';
+  method: 'tar-split' | 'diff' | 'v1';
   /** image layers: chain id, DiffID and tar-split file */
   chainId: string | null;
   diffId: string | null;
@@ -59,6 +60,8 @@ export interface MigrationPlan {
   root: string;
   from: string;
   to: string;
+  /** a ≤ 1.9 graph store, migrated to the modern layout on the way (legacy.ts) */
+  legacy: boolean;
   layers: PlannedLayer[];
   containers: PlannedContainer[];
   bytesToCopy: number;
@@ -145,11 +148,13 @@ export function daemonRefusal(root: string): string | null {
 export async function planMigration(opts: MigrateOptions): Promise<MigrationPlan> {
   const root = path.resolve(opts.root);
   if (!drivers.has(opts.to)) throw new MigrateError(`--to ${opts.to}: no such driver (strata drives: ${drivers.names().join(', ')})`);
-  const from = sourceDriverOf(root, opts.from);
+  const legacyFrom = legacySourceOf(root, opts.from);
+  const from = legacyFrom ?? sourceDriverOf(root, opts.from);
   if (from === opts.to) throw new MigrateError(`${root}: the store is already on ${from}`);
-  const src = layoutOrFail(from);
+  const src = legacyFrom ? layoutFor(from)! : layoutOrFail(from);
   const model = openStore(root, { driver: from });
-  const layers = [...imageLayersInOrder(model), ...containerLayers(model)];
+  const images = imageLayersInOrder(model).map((l) => (legacyFrom ? { ...l, method: 'v1' as const, chainId: null } : l));
+  const layers = [...images, ...containerLayers(model)];
   const home = src.homeIn(root);
   for (const l of layers) {
     const f = src.filesDir(home, l.id);
@@ -161,7 +166,7 @@ export async function planMigration(opts: MigrateOptions): Promise<MigrationPlan
   const containers = model.containers.map((c) => ({ id: c.id, name: c.name, configPath: c.configPath, mountId: c.mountId }));
   const st = fs.statfsSync(root);
   return {
-    root, from, to: opts.to, layers, containers, bytesToCopy, bytesToLink: 0,
+    root, from, to: opts.to, legacy: legacyFrom !== null, layers, containers, bytesToCopy, bytesToLink: 0,
     estimateSeconds: Math.ceil(bytesToCopy / BYTES_PER_SECOND), free: { bytes: st.bavail * st.bsize, inodes: st.ffree },
   };
 }
