@@ -15,7 +15,7 @@ import { getDriver } from '../drivers/registry.ts';
 import { holdsData } from '../drivers/layout.ts';
 import { syncDir, writeFileDurable } from '../layerstore/durable.ts';
 import { goJson } from '../layerstore/go-json.ts';
-import { moveContainerLayer, moveImageLayer, type SourceHome } from './convert.ts';
+import { linkImageLayer, moveContainerLayer, moveImageLayer, type SourceHome } from './convert.ts';
 import { Journal, type JournalState } from './journal.ts';
 import { copyMetadata } from './metadata.ts';
 import { MigrateError, layoutOrFail, planMigration, preflight, type MigrateOptions, type MigrationPlan, type PlannedLayer } from './plan.ts';
@@ -106,7 +106,9 @@ async function stage(journal: Journal, plan: MigrationPlan, onProgress: (e: Prog
       if (target.exists(l.id)) await target.remove(l.id); // a killed run's half-moved layer
       let size = 0;
       try {
-        const r = l.method === 'tar-split' ? await moveImageLayer(src, target, targetLayout, l) : await moveContainerLayer(src, target, l, lowersOf(l));
+        const r = l.method === 'tar-split' ? await moveImageLayer(src, target, targetLayout, l)
+          : l.method === 'link' ? await linkImageLayer(src, target, targetLayout, l)
+            : await moveContainerLayer(src, target, l, lowersOf(l));
         bytes += r.tarBytes;
         size = r.size;
       } catch (e) {

@@ -11,6 +11,7 @@ import { modernDrivers } from '../layerstore/modern-store.ts';
 import { openStore } from '../layerstore/store.ts';
 import type { StoreModel } from '../layerstore/model.ts';
 import { mountsUnder } from '../sys/mountinfo.ts';
+import { canLinkDiff } from './link-layer.ts';
 import { treeBytes } from './tree-bytes.ts';
 
 export interface MigrateOptions {
@@ -32,14 +33,17 @@ export class MigrateError extends Error {
   }
 }
 
-/** How one layer moves: 'tar-split' (image layers: reassembled tar, DiffID checked twice) or 'diff' (containers' layers: changes compared). */
+/**
+ * How one layer moves: 'tar-split' (image layers: reassembled tar, DiffID checked twice), 'link' (image layers
+ * whose source diff dir the target takes by hard links: link-layer.ts) or 'diff' (containers' layers: changes compared).
+ */
 export interface PlannedLayer {
   /** the driver id (cache-id, mount-id, init-id): kept, so layerdb's records stay true */
   id: string;
   /** the driver id of its parent, null for a base layer */
   parent: string | null;
   kind: 'image' | 'init' | 'rw';
-  method: 'tar-split' | 'diff';
+  method: 'tar-split' | 'link' | 'diff';
   /** image layers: chain id, DiffID and tar-split file */
   chainId: string | null;
   diffId: string | null;
@@ -141,6 +145,16 @@ export function daemonRefusal(root: string): string | null {
   return null;
 }
 
+/** Image layers take the fast path: the target links the source's diff form, and the home and the staging area (in the root) share a filesystem. */
+function linksHere(src: DriverLayout, target: DriverLayout, home: string, root: string): boolean {
+  if (src.holds !== 'diffs' || !canLinkDiff(src.diffFormat, target.linkableDiffs)) return false;
+  try {
+    return fs.statSync(home).dev === fs.statSync(root).dev;
+  } catch {
+    return false;
+  }
+}
+
 /** Read the store and plan the migration; throws MigrateError for what a run would refuse. */
 export async function planMigration(opts: MigrateOptions): Promise<MigrationPlan> {
   const root = path.resolve(opts.root);
@@ -156,12 +170,14 @@ export async function planMigration(opts: MigrateOptions): Promise<MigrationPlan
     if (f.dir !== null) l.bytes = treeBytes(f.dir);
     else if (!src.rebuilt?.applies(home) || !src.rebuilt.has(home, l.id)) throw new MigrateError(`${from} layer ${l.id}: ${f.reason}`);
   }
+  if (linksHere(src, layoutOrFail(opts.to), home, root)) for (const l of layers) if (l.kind === 'image') l.method = 'link';
   // full trees hold their parents' bytes again: what moves is a layer's own diff, so count the top ones only roughly
-  const bytesToCopy = layers.reduce((s, l) => s + l.bytes, 0);
+  const bytesOf = (link: boolean) => layers.filter((l) => (l.method === 'link') === link).reduce((s, l) => s + l.bytes, 0);
+  const bytesToCopy = bytesOf(false);
   const containers = model.containers.map((c) => ({ id: c.id, name: c.name, configPath: c.configPath, mountId: c.mountId }));
   const st = fs.statfsSync(root);
   return {
-    root, from, to: opts.to, layers, containers, bytesToCopy, bytesToLink: 0,
+    root, from, to: opts.to, layers, containers, bytesToCopy, bytesToLink: bytesOf(true),
     estimateSeconds: Math.ceil(bytesToCopy / BYTES_PER_SECOND), free: { bytes: st.bavail * st.bsize, inodes: st.ffree },
   };
 }
