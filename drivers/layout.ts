@@ -116,6 +116,13 @@ export interface DriverLayout {
   readonly rebuilt?: RebuiltFiles;
   /** set when the layout has links to check (overlay2's l/ and lower files) */
   readonly links?: LayoutLinks;
+  /**
+   * Set when a read-only layer made by the driver's create() has filesDir an
+   * empty diff dir in this whiteout form that may be filled with hard links of
+   * another home's files (migrate's fast path): nothing of the driver's own
+   * bookkeeping lives inside it, and the driver never writes into it again.
+   */
+  readonly linkableDiffs?: DiffFormat;
 }
 
 /** A driver folder's entry in drivers/all.ts: its layout, and its driver's init loaded on first use. */

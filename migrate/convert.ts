@@ -14,6 +14,7 @@ import type { WhiteoutFormat } from '../archive/types.ts';
 import type { Driver } from '../drivers/driver.ts';
 import type { DriverLayout } from '../drivers/layout.ts';
 import { assembleTar, digestLayer, DirFileGetter, readTarSplit } from '../layerstore/tar-split.ts';
+import { linkAufsDiff, linkedFilesProblem } from './link-layer.ts';
 import { MigrateError, type PlannedLayer } from './plan.ts';
 
 /** A driver home read in place: its layout and where it is. */
@@ -74,6 +75,24 @@ export async function moveImageLayer(src: SourceHome, target: Driver, targetLayo
   if (problems.length) throw new MigrateError(`${layerName(l)}: target file ${problems[0]}`);
   if (again.diffId !== l.diffId) throw new MigrateError(`${layerName(l)}: the migrated files give ${again.diffId}, not DiffID ${l.diffId}`);
   return { tarBytes, size };
+}
+
+/**
+ * Move image layer `l` by links (plan method 'link'): the target's create()
+ * makes its own files (link, lower, l/, work/), then its empty diff dir takes
+ * hard links of the source's; checked inode by inode against the tar-split.
+ */
+export async function linkImageLayer(src: SourceHome, target: Driver, targetLayout: DriverLayout, l: PlannedLayer): Promise<Moved> {
+  if (!l.tarSplit || !l.diffId) throw new MigrateError(`${layerName(l)}: no tar-split recorded, so its files cannot be checked against its tar`);
+  const from = src.layout.filesDir(src.home, l.id);
+  if (from.dir === null) throw new MigrateError(`${layerName(l)}: ${from.reason}`);
+  await target.create(l.id, l.parent);
+  const to = targetLayout.filesDir(target.home, l.id);
+  if (to.dir === null) throw new MigrateError(`${layerName(l)}: the target's diff dir is missing (${to.reason})`);
+  linkAufsDiff(from.dir, to.dir);
+  const problem = await linkedFilesProblem(l.tarSplit, from.dir, to.dir);
+  if (problem) throw new MigrateError(`${layerName(l)}: ${problem}; the source is untouched`);
+  return { tarBytes: 0, size: await target.diffSize(l.id, l.parent) };
 }
 
 /** The whiteout form exportDir reads a diff dir of `layout` in. */

@@ -16,7 +16,7 @@ import { getDriver } from '../drivers/registry.ts';
 import { holdsData } from '../drivers/layout.ts';
 import { syncDir, writeFileDurable } from '../layerstore/durable.ts';
 import { goJson } from '../layerstore/go-json.ts';
-import { moveContainerLayer, moveImageLayer, type SourceHome } from './convert.ts';
+import { linkImageLayer, moveContainerLayer, moveImageLayer, type SourceHome } from './convert.ts';
 import { Journal, type JournalState } from './journal.ts';
 import { moveLegacyLayer, rollbackLegacy, switchLegacyContainers, writeLegacyMetadata } from './legacy.ts';
 import { copyMetadata } from './metadata.ts';
@@ -109,7 +109,9 @@ async function stage(journal: Journal, plan: MigrationPlan, onProgress: (e: Prog
       let size = 0;
       try {
         const r = l.method === 'tar-split' ? await moveImageLayer(src, target, targetLayout, l)
-          : l.method === 'v1' ? await moveLegacyLayer(src, target, targetLayout, l, journal) : await moveContainerLayer(src, target, l, lowersOf(l));
+          : l.method === 'v1' ? await moveLegacyLayer(src, target, targetLayout, l, journal)
+            : l.method === 'link' ? await linkImageLayer(src, target, targetLayout, l)
+              : await moveContainerLayer(src, target, l, lowersOf(l));
         bytes += r.tarBytes;
         size = r.size;
       } catch (e) {

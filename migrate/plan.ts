@@ -12,6 +12,7 @@ import { openStore } from '../layerstore/store.ts';
 import type { StoreModel } from '../layerstore/model.ts';
 import { mountsUnder } from '../sys/mountinfo.ts';
 import { legacySourceOf } from './legacy.ts';
+import { canLinkDiff } from './link-layer.ts';
 import { treeBytes } from './tree-bytes.ts';
 
 export interface MigrateOptions {
@@ -33,14 +34,18 @@ export class MigrateError extends Error {
   }
 }
 
-/** How one layer moves: 'tar-split' (image layers: reassembled tar, DiffID checked twice), 'diff' (containers' layers: changes compared) or 'v1' (a legacy root's image layers: legacy.ts). */
+/**
+ * How one layer moves: 'tar-split' (image layers: reassembled tar, DiffID checked twice), 'link' (image layers
+ * whose source diff dir the target takes by hard links: link-layer.ts), 'diff' (containers' layers: changes
+ * compared) or 'v1' (a legacy root's image layers: legacy.ts).
+ */
 export interface PlannedLayer {
   /** the driver id (cache-id, mount-id, init-id): kept, so layerdb's records stay true */
   id: string;
   /** the driver id of its parent, null for a base layer */
   parent: string | null;
   kind: 'image' | 'init' | 'rw';
-  method: 'tar-split' | 'diff' | 'v1';
+  method: 'tar-split' | 'link' | 'diff' | 'v1';
   /** image layers: chain id, DiffID and tar-split file */
   chainId: string | null;
   diffId: string | null;
@@ -144,6 +149,16 @@ export function daemonRefusal(root: string): string | null {
   return null;
 }
 
+/** Image layers take the fast path: the target links the source's diff form, and the home and the staging area (in the root) share a filesystem. */
+function linksHere(src: DriverLayout, target: DriverLayout, home: string, root: string): boolean {
+  if (src.holds !== 'diffs' || !canLinkDiff(src.diffFormat, target.linkableDiffs)) return false;
+  try {
+    return fs.statSync(home).dev === fs.statSync(root).dev;
+  } catch {
+    return false;
+  }
+}
+
 /** Read the store and plan the migration; throws MigrateError for what a run would refuse. */
 export async function planMigration(opts: MigrateOptions): Promise<MigrationPlan> {
   const root = path.resolve(opts.root);
@@ -161,12 +176,14 @@ export async function planMigration(opts: MigrateOptions): Promise<MigrationPlan
     if (f.dir !== null) l.bytes = treeBytes(f.dir);
     else if (!src.rebuilt?.applies(home) || !src.rebuilt.has(home, l.id)) throw new MigrateError(`${from} layer ${l.id}: ${f.reason}`);
   }
+  if (!legacyFrom && linksHere(src, layoutOrFail(opts.to), home, root)) for (const l of layers) if (l.kind === 'image') l.method = 'link';
   // full trees hold their parents' bytes again: what moves is a layer's own diff, so count the top ones only roughly
-  const bytesToCopy = layers.reduce((s, l) => s + l.bytes, 0);
+  const bytesOf = (link: boolean) => layers.filter((l) => (l.method === 'link') === link).reduce((s, l) => s + l.bytes, 0);
+  const bytesToCopy = bytesOf(false);
   const containers = model.containers.map((c) => ({ id: c.id, name: c.name, configPath: c.configPath, mountId: c.mountId }));
   const st = fs.statfsSync(root);
   return {
-    root, from, to: opts.to, legacy: legacyFrom !== null, layers, containers, bytesToCopy, bytesToLink: 0,
+    root, from, to: opts.to, legacy: legacyFrom !== null, layers, containers, bytesToCopy, bytesToLink: bytesOf(true),
     estimateSeconds: Math.ceil(bytesToCopy / BYTES_PER_SECOND), free: { bytes: st.bavail * st.bsize, inodes: st.ffree },
   };
 }

@@ -19,12 +19,12 @@ function tempRoot(t: { teardown(fn: () => void): void }, base = os.tmpdir()): st
 }
 
 /** Migrate `root` from `from` to `to` through the CLI and check everything a migration keeps. */
-async function migrateAndCheck(t: ExecutionContext, root: string, from: string, to: string): Promise<void> {
+async function migrateAndCheck(t: ExecutionContext, root: string, from: string, to: string, linked = false): Promise<void> {
   const before = await storeFacts(root, from);
-  const source = sourceSnapshot(root, from);
+  const source = sourceSnapshot(root, from, { linked });
   const r = strata(['migrate', '--root', root, '--to', to]);
   t.is(r.code, 0, r.stderr);
-  t.deepEqual(sourceSnapshot(root, from), source, 'the source is untouched');
+  t.deepEqual(sourceSnapshot(root, from, { linked }), source, 'the source is untouched');
   t.deepEqual(await verifyProblems(root, to), []);
   const after = await storeFacts(root, to);
   t.deepEqual(after.diffIds, before.diffIds);
@@ -36,7 +36,41 @@ async function migrateAndCheck(t: ExecutionContext, root: string, from: string, 
   }
 }
 
-for (const [from, to] of [['vfs', 'overlay2'], ['aufs', 'overlay2'], ['overlay2', 'vfs'], ['aufs', 'vfs']]) {
+/** Every regular file of `a` (recursively) and the same name in `b`: [path, inode in a, inode in b]. */
+function inodePairs(a: string, b: string): [string, bigint, bigint | null][] {
+  const out: [string, bigint, bigint | null][] = [];
+  for (const e of fs.readdirSync(a, { withFileTypes: true, recursive: true })) {
+    const p = path.join(e.parentPath, e.name);
+    if (!e.isFile() || e.name.startsWith('.wh.')) continue;
+    const other = fs.lstatSync(path.join(b, path.relative(a, p)), { bigint: true, throwIfNoEntry: false });
+    out.push([path.relative(a, p), fs.lstatSync(p, { bigint: true }).ino, other?.ino ?? null]);
+  }
+  return out;
+}
+
+asRoot()('aufs → overlay2 on one filesystem: image layers are hard links (dry run says so), containers\' layers copies', async (t) => {
+  const root = tempRoot(t);
+  await writeModernStore(root, 'aufs', sampleStoreSpec());
+  const dry = strata(['migrate', '--root', root, '--to', 'overlay2', '--dry-run', '--json']);
+  t.is(dry.code, 0, dry.stderr);
+  const plan = JSON.parse(dry.stdout);
+  t.true(plan.bytesToLink > 0);
+  t.deepEqual([...new Set(plan.layers.filter((l: { kind: string }) => l.kind === 'image').map((l: { method: string }) => l.method))], ['link']);
+  t.true(plan.layers.filter((l: { kind: string }) => l.kind !== 'image').every((l: { method: string }) => l.method === 'diff'));
+  const sourceDiff = (id: string) => path.join(root, 'aufs', 'diff', id);
+  await migrateAndCheck(t, root, 'aufs', 'overlay2', true);
+  let files = 0;
+  for (const l of plan.layers as { id: string; kind: string }[]) {
+    for (const [p, a, b] of inodePairs(sourceDiff(l.id), path.join(root, 'overlay2', l.id, 'diff'))) {
+      files++;
+      if (l.kind === 'image') t.is(b, a, `${l.id}/${p} is a link of the source's file`);
+      else t.not(b, a, `${l.kind} layer ${l.id}/${p} is a copy (the kernel writes it in place)`);
+    }
+  }
+  t.true(files > 0);
+});
+
+for (const [from, to] of [['vfs', 'overlay2'], ['overlay2', 'vfs'], ['aufs', 'vfs']]) {
   asRoot()(`${from} → ${to}: images, layers and containers kept, source untouched`, async (t) => {
     const root = tempRoot(t);
     await writeModernStore(root, from, sampleStoreSpec());

@@ -121,6 +121,6 @@ export function overlay2StyleLayout(name: string, diffFormat: DiffFormat, offlin
  * diffSize on a read-only open, which compares a layer only with its direct
  * parent (anything else would mount).
  */
-export const layout = overlay2StyleLayout('overlay2', 'overlay', 'driver');
+export const layout: DriverLayout = { ...overlay2StyleLayout('overlay2', 'overlay', 'driver'), linkableDiffs: 'overlay' };
 
 export const folder: DriverFolder = { layout, loadInit: async () => (await import('./overlay2.ts')).init };

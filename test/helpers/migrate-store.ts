@@ -80,12 +80,16 @@ export async function verifyProblems(root: string, driver: string): Promise<stri
   return r.problems.map((p) => `${p.severity} ${p.path}: ${p.message}`);
 }
 
-/** A fingerprint of the source: its driver home and image/<driver>. */
-export function sourceSnapshot(root: string, driver: string): Map<string, string> {
+/**
+ * A fingerprint of the source: its driver home and image/<driver>. `linked`:
+ * without regular files' ctimes — a hard link taken of a file (migrate's fast
+ * path) moves its ctime, which is the link count changing, not the file.
+ */
+export function sourceSnapshot(root: string, driver: string, opts: { linked?: boolean } = {}): Map<string, string> {
   const out = new Map<string, string>();
   for (const dir of [path.join(root, driver), path.join(root, 'image', driver)]) {
     if (!fs.existsSync(dir)) continue;
-    for (const [k, v] of snapshotTree(dir)) out.set(`${path.relative(root, dir)}/${k}`, v);
+    for (const [k, v] of snapshotTree(dir)) out.set(`${path.relative(root, dir)}/${k}`, opts.linked && (Number(v.split(' ')[0]) & 0o170000) === 0o100000 ? v.replace(/ c\d+/, '') : v);
   }
   return out;
 }
