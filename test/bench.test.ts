@@ -2,10 +2,10 @@
 // peers; --html rendered in headless chromium (DOM after load carries the JSON's
 // medians, the screenshot holds the chart colours); SIGINT leaves nothing behind.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { execFileSync, spawn } from 'node:child_process';
 import { mountsUnder } from '../sys/mountinfo.ts';
 import { decodePng } from './helpers/png.ts';
 import { hasTool, isRoot, when } from './helpers/require.ts';
@@ -43,6 +43,7 @@ it('bench --quick --json --html: every usable driver and the peers, finite numbe
     }
   }
   t.deepEqual(readdirSync(dir), ['report.html']); // the work dir is gone
+  t.false(execFileSync('losetup', ['-a'], { encoding: 'utf8' }).includes(dir), 'no loop device left');
 
   const profile = join(dir, 'chromium-profile');
   const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -92,4 +93,5 @@ it('SIGINT during a run: exit 130, the work dir and its mounts gone', async (t) 
   t.is(code, 130);
   t.deepEqual(readdirSync(dir), []);
   t.deepEqual(mountsUnder(dir), []);
+  t.false(execFileSync('losetup', ['-a'], { encoding: 'utf8' }).includes(dir), 'no loop device on an image in the work dir');
 });

@@ -9,7 +9,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import '../../drivers/all.ts';
 import { getDriver, probeDrivers } from '../../drivers/registry.ts';
-import { loopMount, type LoopMount } from '../../sys/loop.ts';
+import { detachLoop, loopMount, type LoopMount } from '../../sys/loop.ts';
 import { unmountUnder } from '../lib/measure.ts';
 import { WORKLOADS } from './registry.ts';
 import { summarise, type BenchReport, type WorkloadResult } from './result.ts';
@@ -76,11 +76,8 @@ class Env {
   teardownSync(): void {
     for (const args of this.csRoots.splice(0)) spawnSync(CS, args, { stdio: 'ignore' });
     unmountUnder(this.dir);
-    try {
-      this.loop?.unmount();
-    } catch {
-      // lazily unmounted above: the kernel detaches the device when the last user goes
-    }
+    // the btrfs mount went (lazily) with the rest above: the device must be detached too
+    if (this.loop) detachLoop(this.loop.device, this.loop.image);
     this.loop = null;
     rmSync(this.dir, { recursive: true, force: true });
   }
