@@ -1,7 +1,6 @@
 // strata bench: --quick --json structure over every driver that runs here and the
 // peers; --html rendered in headless chromium (DOM after load carries the JSON's
 // medians, the screenshot holds the chart colours); SIGINT leaves nothing behind.
-import test from 'ava';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
