@@ -2,6 +2,7 @@
 import type { CommandModule } from 'yargs';
 import { versionCommand } from './version.ts';
 import { compareCommand } from './compare.ts';
+import { benchCommand } from './bench.ts';
 import { driversCommand } from './drivers.ts';
 import { layerCommand } from './layer.ts';
 import { migrateCommand } from './migrate.ts';
@@ -11,6 +12,7 @@ import { dfCommand, diffCommand, historyCommand, imagesCommand, inspectCommand, 
 export const commands: CommandModule<any, any>[] = [
   versionCommand,
   compareCommand,
+  benchCommand,
   driversCommand,
   layerCommand,
   imagesCommand,

@@ -1,0 +1,180 @@
+// strata bench: probe the drivers, open every one that runs here (btrfs on a
+// loop-mounted image when the work dir is not btrfs), set up the peers, then
+// run each workload's variants in interleaved rounds (the order rotated each
+// round, so host noise hits all alike). Everything lives in one work dir that
+// is removed at the end, and on SIGINT (then exit 130).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import '../../drivers/all.ts';
+import { getDriver, probeDrivers } from '../../drivers/registry.ts';
+import { detachLoop, loopMount, type LoopMount } from '../../sys/loop.ts';
+import { unmountUnder } from '../lib/measure.ts';
+import { WORKLOADS } from './registry.ts';
+import { summarise, type BenchReport, type WorkloadResult } from './result.ts';
+import type { BenchContext, BenchDriver, CsPeer, Sample, Variant } from './types.ts';
+
+export interface BenchOptions {
+  quick: boolean;
+  /** driver names to run (default: every usable one but devicemapper) */
+  drivers?: string[];
+  workloads?: string[];
+  /** peers: 'containers-storage' (GNU tar always runs where a workload has it) */
+  peers: string[];
+  /** parent of the work dir (default /dev/shm) */
+  tmpdir: string;
+  log: (msg: string) => void;
+}
+
+const CS = 'containers-storage';
+const FS_NAMES: Record<number, string> = { 0x01021994: 'tmpfs', 0xef53: 'ext4', 0x9123683e: 'btrfs', 0x58465342: 'xfs' };
+const fsType = (p: string) => { const t = statfsSync(p).type; return FS_NAMES[t] ?? `0x${t.toString(16)}`; };
+
+export const workloadNames = (): string[] => WORKLOADS.map((w) => w.name);
+
+/** The work dir's prefix: `<tmpdir>/strata-bench-XXXXXX` (a test checks nothing with it is left). */
+export const WORK_PREFIX = 'strata-bench-';
+
+class Env {
+  readonly drivers: BenchDriver[] = [];
+  readonly cs: CsPeer[] = [];
+  private loop: LoopMount | null = null;
+  private csRoots: string[][] = [];
+  btrfsDir: string | null = null;
+  constructor(readonly dir: string) {}
+
+  async btrfsRoot(): Promise<string> {
+    const img = join(this.dir, 'btrfs.img');
+    const mnt = join(this.dir, 'btrfs');
+    mkdirSync(mnt);
+    writeFileSync(img, '');
+    execFileSync('truncate', ['-s', '4G', img]);
+    execFileSync('mkfs.btrfs', ['-q', '-f', img]);
+    this.loop = loopMount(img, mnt, { type: 'btrfs' });
+    this.btrfsDir = mnt;
+    return mnt;
+  }
+
+  addCs(driver: string, root: string): void {
+    const g = join(root, `cs-${driver}`, 'graph');
+    const r = join(root, `cs-${driver}`, 'run');
+    const argv = (...args: string[]) => [CS, '-g', g, '-R', r, '-s', driver, ...args];
+    const call = (...args: string[]) => execFileSync(CS, argv(...args).slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 256 << 20 });
+    this.csRoots.push(argv('shutdown').slice(1));
+    this.cs.push({
+      name: `${CS} ${driver}`, argv, call,
+      layer: (parent, tar) => {
+        const id = call('create-layer', ...(parent ? [parent] : [])).trim().split(/\s+/)[0];
+        if (tar) call('applydiff', '-f', tar, id);
+        return id;
+      },
+    });
+  }
+
+  /** Synchronous, so the SIGINT handler can run it: mounts go lazily, then the dir. */
+  teardownSync(): void {
+    for (const args of this.csRoots.splice(0)) spawnSync(CS, args, { stdio: 'ignore' });
+    unmountUnder(this.dir);
+    // the btrfs mount went (lazily) with the rest above: the device must be detached too
+    if (this.loop) detachLoop(this.loop.device, this.loop.image);
+    this.loop = null;
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  async teardown(log: (m: string) => void): Promise<void> {
+    for (const d of this.drivers.splice(0)) await d.driver.cleanup().catch((e: Error) => log(`cleanup of ${d.name}: ${e.message}`));
+    this.teardownSync();
+  }
+}
+
+async function rounds(variants: Variant[], warmup: number, measured: number): Promise<Sample[][]> {
+  const out: Sample[][] = variants.map(() => []);
+  for (let round = 0; round < warmup + measured; round++) {
+    for (let k = 0; k < variants.length; k++) {
+      const j = (round + k) % variants.length;
+      const v = variants[j];
+      await v.before?.();
+      const s = await v.run();
+      await v.after?.();
+      if (round >= warmup) out[j].push(s);
+    }
+  }
+  return out;
+}
+
+export async function runBench(opts: BenchOptions): Promise<BenchReport> {
+  if (process.getuid?.() !== 0) throw new Error('strata bench needs root (driver mounts, trusted.* xattrs, loop devices)');
+  const known = new Set(workloadNames());
+  for (const w of opts.workloads ?? []) if (!known.has(w)) throw new Error(`no workload named ${w} (workloads: ${[...known].join(', ')})`);
+  const dir = mkdtempSync(join(opts.tmpdir, WORK_PREFIX));
+  opts.log(`work dir ${dir}`);
+  const env = new Env(dir);
+  const onSigint = () => {
+    env.teardownSync();
+    process.exit(130);
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    return await runIn(env, opts);
+  } finally {
+    await env.teardown(opts.log);
+    process.off('SIGINT', onSigint);
+  }
+}
+
+async function runIn(env: Env, opts: BenchOptions): Promise<BenchReport> {
+  const { dir, drivers } = env;
+  const probes = await probeDrivers(dir);
+  const wanted = (n: string) => (opts.drivers?.length ? opts.drivers.includes(n) : n !== 'devicemapper');
+  const report: BenchReport['drivers'] = [];
+  for (const p of probes) {
+    let usable = p.usable;
+    let reason = p.reason;
+    let root = join(dir, 'drivers');
+    if (!usable && p.name === 'btrfs' && wanted('btrfs')) {
+      root = await env.btrfsRoot(); // the work dir is not btrfs: a loop-mounted image is
+      usable = true;
+      reason = `on a loop-mounted btrfs image (${root})`;
+    }
+    if (!usable && p.name === 'devicemapper' && opts.drivers?.includes('devicemapper')) reason += '; the VM harness is not wired into strata bench yet';
+    const ran = usable && wanted(p.name);
+    if (ran) drivers.push({ name: p.name, driver: await getDriver(p.name, root) });
+    report.push({ name: p.name, usable, ran, reason: ran || usable ? reason : reason || 'not asked for' });
+  }
+  for (const n of opts.drivers ?? []) if (!probes.some((p) => p.name === n)) throw new Error(`no driver named ${n} (drivers: ${probes.map((p) => p.name).join(', ')})`);
+  opts.log(`drivers: ${drivers.map((d) => d.name).join(', ') || 'none'}`);
+
+  if (opts.peers.includes(CS)) {
+    if (spawnSync(CS, ['--help'], { stdio: 'ignore' }).error) throw new Error(`${CS} is not installed (apt-get install ${CS})`);
+    env.addCs('vfs', dir);
+    env.addCs('overlay', dir);
+    if (env.btrfsDir) env.addCs('btrfs', env.btrfsDir);
+  }
+
+  mkdirSync(join(dir, 'tars'));
+  const ctx: BenchContext = { dir, quick: opts.quick, drivers, cs: env.cs, log: opts.log };
+  const warmup = 1;
+  const measured = opts.quick ? 3 : 7;
+  const results: WorkloadResult[] = [];
+  const selected = opts.workloads?.length ? opts.workloads : workloadNames();
+  for (const w of WORKLOADS.filter((x) => selected.includes(x.name))) {
+    opts.log(`${w.name}: setting up …`);
+    const variants = await w.setup(ctx);
+    if (!variants.length) continue;
+    opts.log(`${w.name}: ${variants.map((v) => v.name).join(', ')}`);
+    const samples = await rounds(variants, warmup, measured);
+    const rows = variants.map((v, i) => summarise(v.name, v.kind, samples[i]));
+    const ref = rows.find((r) => r.name === w.reference);
+    results.push({
+      name: w.name, group: w.group, description: w.description, reference: ref ? ref.name : null,
+      variants: rows.map((r) => ({ ...r, ratio: ref && ref.wallMs > 0 ? r.wallMs / ref.wallMs : null })),
+    });
+  }
+  return {
+    schema: 'strata-bench/1', date: new Date().toISOString(), quick: opts.quick, rounds: { warmup, measured },
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryBytes: totalmem(), node: process.version },
+    kernel: release(), fs: { workDir: dir, type: fsType(dir), btrfs: env.btrfsDir ? 'btrfs (loop image)' : null },
+    drivers: report, peers: ['GNU tar', ...env.cs.map((c) => c.name)], workloads: results,
+  };
+}

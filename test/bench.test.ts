@@ -1,0 +1,96 @@
+// strata bench: --quick --json structure over every driver that runs here and the
+// peers; --html rendered in headless chromium (DOM after load carries the JSON's
+// medians, the screenshot holds the chart colours); SIGINT leaves nothing behind.
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch } from 'node:fs';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { execFileSync, spawn } from 'node:child_process';
+import { mountsUnder } from '../sys/mountinfo.ts';
+import { decodePng } from './helpers/png.ts';
+import { hasTool, isRoot, when } from './helpers/require.ts';
+import { strata, strataSpawn } from './helpers/strata-cli.ts';
+import type { BenchReport } from '../bench/suite/result.ts';
+
+const ready = isRoot && hasTool('containers-storage') && hasTool('chromium') && existsSync('/usr/bin/time');
+const it = when(ready, 'root, containers-storage, chromium and /usr/bin/time', { serial: true });
+const WORKLOADS = 'Exists,DiffApply100,ChangesModified';
+
+function tmp(t: { teardown: (f: () => void) => void }): string {
+  const d = mkdtempSync('/dev/shm/strata-bench-test-');
+  t.teardown(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+it('bench --quick --json --html: every usable driver and the peers, finite numbers; chromium renders the charts with them', async (t) => {
+  const dir = tmp(t);
+  const html = join(dir, 'report.html');
+  const r = strata(['bench', '--quick', '--json', '--peer', 'containers-storage', '--workloads', WORKLOADS, '--html', html, '--tmpdir', dir]);
+  t.is(r.code, 0, r.stderr);
+  const rep = JSON.parse(r.stdout) as BenchReport;
+  t.is(rep.schema, 'strata-bench/1');
+  t.truthy(rep.kernel && rep.machine.cores > 0 && rep.fs.type);
+  const ran = rep.drivers.filter((d) => d.ran).map((d) => d.name);
+  t.deepEqual(ran, rep.drivers.filter((d) => d.usable && d.name !== 'devicemapper').map((d) => d.name));
+  t.true(ran.includes('vfs') && ran.includes('overlay2'));
+  t.deepEqual(rep.workloads.map((w) => w.name), WORKLOADS.split(','));
+  for (const w of rep.workloads) {
+    const names = w.variants.map((v) => v.name);
+    for (const n of [...ran, 'containers-storage vfs', 'containers-storage overlay']) t.true(names.includes(n), `${w.name} has ${n}`);
+    for (const v of w.variants) {
+      t.is(v.samples.length, rep.rounds.measured);
+      for (const x of [v.wallMs, v.cpuMs, v.rssKB, v.spread.min, v.spread.max, v.ratio ?? 0]) t.true(Number.isFinite(x), `${w.name} ${v.name}`);
+    }
+  }
+  t.deepEqual(readdirSync(dir), ['report.html']); // the work dir is gone
+  t.false(execFileSync('losetup', ['-a'], { encoding: 'utf8' }).includes(dir), 'no loop device left');
+
+  const profile = join(dir, 'chromium-profile');
+  const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, '--window-size=1280,2400'];
+  const runChromium = async (args: string[]) => {
+    const c = spawn('chromium', [...flags, ...args, `file://${html}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    t.teardown(() => { if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); });
+    let out = '';
+    c.stdout.on('data', (b: Buffer) => (out += b));
+    const [code] = await once(c, 'exit');
+    return { code, out };
+  };
+  const dom = await runChromium(['--dump-dom']);
+  t.is(dom.code, 0);
+  for (const w of rep.workloads) {
+    const svg = new RegExp(`<svg id="workload-${w.name}"[^]*?</svg>`).exec(dom.out)?.[0] ?? '';
+    t.truthy(svg, `chart of ${w.name}`);
+    const values = [...svg.matchAll(/data-value="([^"]+)"/g)].map((m) => Number(m[1]));
+    t.deepEqual(values, w.variants.map((v) => v.wallMs));
+  }
+  for (const d of ran) t.regex(dom.out, new RegExp(`<svg id="driver-${d}"`));
+  const png = join(dir, 'shot.png');
+  const shot = await runChromium([`--screenshot=${png}`]);
+  t.is(shot.code, 0);
+  const { rgba, width, height } = decodePng(readFileSync(png));
+  const count = (r: number, g: number, b: number) => {
+    let n = 0;
+    for (let i = 0; i < width * height; i++) if (Math.abs(rgba[i * 4] - r) < 8 && Math.abs(rgba[i * 4 + 1] - g) < 8 && Math.abs(rgba[i * 4 + 2] - b) < 8) n++;
+    return n;
+  };
+  t.true(count(0x1f, 0x77, 0xb4) > 100, 'strata bars painted');
+  t.true(count(0xff, 0x7f, 0x0e) > 100, 'peer bars painted');
+});
+
+it('SIGINT during a run: exit 130, the work dir and its mounts gone', async (t) => {
+  const dir = tmp(t);
+  let seen: () => void;
+  const started = new Promise<void>((res) => (seen = res));
+  // the work dir's tars/ appears once every driver is open: stop it there
+  const w = watch(dir, { recursive: true }, (_e, name) => { if (name && /strata-bench-[^/]+\/tars$/.test(String(name))) seen(); });
+  t.teardown(() => w.close());
+  const c = strataSpawn(['bench', '--quick', '--workloads', 'ChangesModified', '--tmpdir', dir]);
+  t.teardown(() => { if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); });
+  await started;
+  c.kill('SIGINT');
+  const [code] = await once(c, 'exit');
+  t.is(code, 130);
+  t.deepEqual(readdirSync(dir), []);
+  t.deepEqual(mountsUnder(dir), []);
+  t.false(execFileSync('losetup', ['-a'], { encoding: 'utf8' }).includes(dir), 'no loop device on an image in the work dir');
+});
