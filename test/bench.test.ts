@@ -1,11 +1,12 @@
 // strata bench: --quick --json structure over every driver that runs here and the
 // peers; --html rendered in headless chromium (DOM after load carries the JSON's
 // medians, the screenshot holds the chart colours); SIGINT leaves nothing behind.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { execFileSync, spawn } from 'node:child_process';
 import { mountsUnder } from '../sys/mountinfo.ts';
+import { awaitEntry } from './helpers/await-entry.ts';
 import { decodePng } from './helpers/png.ts';
 import { hasTool, isRoot, when } from './helpers/require.ts';
 import { strata, strataSpawn } from './helpers/strata-cli.ts';
@@ -79,14 +80,12 @@ it('bench --quick --json --html: every usable driver and the peers, finite numbe
 
 it('SIGINT during a run: exit 130, the work dir and its mounts gone', async (t) => {
   const dir = tmp(t);
-  let seen: () => void;
-  const started = new Promise<void>((res) => (seen = res));
-  // the work dir's tars/ appears once every driver is open: stop it there
-  const w = watch(dir, { recursive: true }, (_e, name) => { if (name && /strata-bench-[^/]+\/tars$/.test(String(name))) seen(); });
-  t.teardown(() => w.close());
   const c = strataSpawn(['bench', '--quick', '--workloads', 'ChangesModified', '--tmpdir', dir]);
   t.teardown(() => { if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); });
-  await started;
+  // the work dir's tars/ appears once every driver is open: stop it there
+  const exited = once(c, 'exit').then(([code]) => { throw new Error(`bench exited (${code}) before its drivers were open`); });
+  const work = await Promise.race([awaitEntry(dir, /^strata-bench-/), exited]);
+  await Promise.race([awaitEntry(join(dir, work), /^tars$/), exited]);
   c.kill('SIGINT');
   const [code] = await once(c, 'exit');
   t.is(code, 130);
