@@ -65,9 +65,10 @@ export interface LayoutInventory {
 export type OfflineDiff = 'driver' | 'diff-dirs' | 'trees';
 
 /**
- * A layer whose files must be rebuilt before they can be read (devicemapper
- * on a kernel without device-mapper: thin devices rebuilt from the pool in
- * userspace and loop-mounted read-only).
+ * A layer whose files must be put together before they can be read:
+ * devicemapper on a kernel without device-mapper (thin devices rebuilt from
+ * the pool in userspace and loop-mounted read-only); overlay (v1)'s container
+ * layers, a diff over one lower root, merged by a read-only overlay mount.
  */
 export interface RebuiltFiles {
   /** the home's layers are read this way on this host */

@@ -70,6 +70,16 @@ export function refsDirFor(home: string): string {
   return path.join(run, createHash('sha256').update(real).digest('hex').slice(0, 24));
 }
 
+/**
+ * Runtime state of a driver's read-only views of `home` (rebuilt devices,
+ * merged overlay views): `<run>/<kind>/<hash of home>`, under /run/strata
+ * (STRATA_RUN_DIR overrides it), outside the store like the counts above.
+ */
+export function runStateDir(kind: string, home: string): string {
+  const run = process.env.STRATA_RUN_DIR ?? '/run/strata';
+  return path.join(run, kind, createHash('sha256').update(path.resolve(home)).digest('hex').slice(0, 24));
+}
+
 /** The record of one id (see the header). */
 interface RefRecord {
   path: string;

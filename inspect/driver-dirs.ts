@@ -50,8 +50,8 @@ export class DriverDirs {
     return this.layout.filesDir(this.home, id);
   }
 
-  /** Some layers' files are rebuilt before they are read (a devicemapper pool on a kernel without dm). */
-  get readsThinPoolInUserspace(): boolean {
+  /** Some layers' files are put together before they are read (a devicemapper pool on a kernel without dm, overlay's container layers merged). */
+  get rebuildsFiles(): boolean {
     return this.layout.rebuilt?.applies(this.home) ?? false;
   }
 
@@ -59,7 +59,7 @@ export class DriverDirs {
   async withFilesDir<T>(id: string, fn: (dir: string) => Promise<T>): Promise<T> {
     const f = this.filesDir(id);
     if (f.dir !== null) return fn(f.dir);
-    if (!this.readsThinPoolInUserspace) throw new Error(f.reason);
+    if (!this.rebuildsFiles) throw new Error(f.reason);
     return this.layout.rebuilt!.withFilesDir(this.home, id, fn);
   }
 
@@ -75,7 +75,7 @@ export class DriverDirs {
    */
   unreachable(id: string): string | null {
     const f = this.filesDir(id);
-    if (f.dir !== null || (this.readsThinPoolInUserspace && this.layout.rebuilt!.has(this.home, id))) return null;
+    if (f.dir !== null || (this.rebuildsFiles && this.layout.rebuilt!.has(this.home, id))) return null;
     return f.reason;
   }
 

@@ -211,7 +211,7 @@ async function verifyModernLayer(model: StoreModel, layer: LayerRecord, dirs: Dr
   if (!cacheId) return;
   const files = dirs.filesDir(cacheId);
   // a devicemapper device that is not mounted is read from the thin pool in userspace (withFilesDir)
-  const fromPool = files.dir === null && dirs.readsThinPoolInUserspace;
+  const fromPool = files.dir === null && dirs.rebuildsFiles;
   if (files.dir === null && !fromPool) {
     problems.add(path.join(layer.dir, 'cache-id'), `layer data ${cacheId}: ${files.reason}`);
     return;

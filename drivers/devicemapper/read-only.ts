@@ -4,12 +4,12 @@
 // as a sparse image outside the home — only its mapped extents copied — and
 // loop-mounts it read-only through the Mounter, counted like any mount; the
 // last put() unmounts it and removes the image.
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { listSorted } from '../../sys/read-only-files.ts';
 import { LayerNotFoundError, validateId, type Driver, type LayerInfo, type ProtoDriver } from '../driver.ts';
 import { LayerMounts, unmount } from '../mounter.ts';
+import { runStateDir } from '../refcount.ts';
 import { NaiveDiffDriver } from '../naive.ts';
 import { readOnlyDriver } from '../read-only.ts';
 import { mountAt } from '../../sys/mountinfo.ts';
@@ -21,8 +21,7 @@ const NAME = 'devicemapper';
 
 /** Where rebuilt images and their mount points live: runtime state, outside the home. */
 export function runDir(home: string): string {
-  const run = process.env.STRATA_RUN_DIR ?? '/run/strata';
-  return path.join(run, 'devicemapper', createHash('sha256').update(path.resolve(home)).digest('hex').slice(0, 24));
+  return runStateDir(NAME, home);
 }
 
 export function openRebuilt(home: string, d = new RebuiltDriver(home)): Driver {

@@ -17,7 +17,8 @@
 // image layers are flattened by applyDiff, and a child of an overlay layer
 // starts from a copy of that layer's upper/ over the same lower.
 import * as path from 'node:path';
-import { existingDir, realDirBelow, homeNamed, idDirInventory, idDirPaths, sourceDirMetadata, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { existingDir, isLayerName, realDirBelow, homeNamed, idDirInventory, idDirPaths, type DriverFolder, type DriverLayout } from '../layout.ts';
+import { readFileReadOnly, TEXT_CAP } from '../../sys/read-only-files.ts';
 
 export const ROOT_DIR = 'root';
 export const UPPER_DIR = 'upper';
@@ -63,6 +64,18 @@ export function mountData(home: string, id: string, lowerId: string, prefix = ''
   return `${prefix}lowerdir=${lower},upperdir=${p.upper},workdir=${p.work}`;
 }
 
+/**
+ * The mount(2) data of an overlay layer's read-only merged view (merged-view.ts):
+ * its upper/ and its lower's root/, both as lowerdirs, upper first.
+ */
+export function mergedViewData(home: string, id: string, lowerId: string): string {
+  const dirs = [layerPaths(home, id).upper, layerPaths(home, lowerId).root];
+  for (const dir of dirs) {
+    if (/[,:]/.test(dir)) throw new Error(`overlay: cannot mount layer ${id}: path ${dir} holds ',' or ':', which overlay mount options cannot carry`);
+  }
+  return `lowerdir=${dirs.join(':')}`;
+}
+
 /** moby GetMetadata: `{RootDir}` for an image layer, else where the overlay mount's parts are. */
 export function layerMetadata(home: string, id: string, lowerId: string | null): Record<string, string> {
   const p = layerPaths(home, id);
@@ -70,22 +83,53 @@ export function layerMetadata(home: string, id: string, lowerId: string | null):
   return { LowerDir: layerPaths(home, lowerId).root, UpperDir: p.upper, WorkDir: p.work, MergedDir: p.merged };
 }
 
+/** The lower-id of overlay layer `id` in `home` (read bounded, its root/ there), or why it cannot be used. */
+export function lowerIdOf(home: string, id: string): { lower: string } | { lower: null; reason: string } {
+  const p = layerPaths(home, id);
+  let text: string;
+  try {
+    text = readFileReadOnly(p.lowerId, TEXT_CAP).toString('utf8');
+  } catch (e) {
+    return { lower: null, reason: `${p.lowerId}: ${(e as Error).message}` };
+  }
+  if (!isLayerName(text)) {
+    return { lower: null, reason: `${p.lowerId} does not hold a layer id: ${JSON.stringify(text.slice(0, 80))}` };
+  }
+  if (!realDirBelow(home, layerPaths(home, text).root)) return { lower: null, reason: `${p.lowerId} names ${text}, which has no root/ directory` };
+  return { lower: text };
+}
+
 /**
- * overlay's layout for the offline readers: a layer's files are its root/
- * (an image layer, a full tree) or else its upper/ (a container layer);
- * offline diffs compare the full trees (archive walkers), as they always have.
+ * overlay's layout for the offline readers: an image layer's files are its
+ * root/, a full tree. A container layer (upper/) is a diff over its
+ * lower-id's root/, so its tree is read merged, through a read-only overlay
+ * mount (`rebuilt`, merged-view.ts); offline diffs compare full trees.
  */
 export const layout: DriverLayout = {
   name: 'overlay', holds: 'trees', diffFormat: null, offlineDiff: 'trees', graphdriver: true, recordsLowers: false,
   homeIn: homeNamed('overlay'),
   filesDir(home, id) {
     const p = layerPaths(home, id);
-    return existingDir(home, realDirBelow(home, p.root) ? p.root : p.upper);
+    if (!realDirBelow(home, p.root) && realDirBelow(home, p.upper)) {
+      return { dir: null, reason: `overlay layer ${id} holds a diff (upper/) over its lower-id's root/: its tree is read through a read-only overlay mount` };
+    }
+    return existingDir(home, p.root);
   },
   recordedLowers: () => null,
   pathsOf: idDirPaths,
-  metadata: (home, id) => sourceDirMetadata(layout, home, id),
+  metadata(home, id) {
+    const p = layerPaths(home, id);
+    if (realDirBelow(home, p.root)) return layerMetadata(home, id, null);
+    const low = realDirBelow(home, p.upper) ? lowerIdOf(home, id) : null;
+    return low?.lower ? layerMetadata(home, id, low.lower) : {};
+  },
   inventory: (home) => idDirInventory(home, null),
+  rebuilt: {
+    applies: () => true,
+    has: (home, id) => !realDirBelow(home, layerPaths(home, id).root) && realDirBelow(home, layerPaths(home, id).upper) && lowerIdOf(home, id).lower !== null,
+    // the mount code loads only when a container layer is read
+    withFilesDir: async (home, id, fn) => (await import('./merged-view.ts')).withMergedView(home, id, fn),
+  },
 };
 
 export const folder: DriverFolder = { layout, loadInit: async () => (await import('./overlay.ts')).init };
