@@ -30,7 +30,7 @@ export function missingFor(drivers: string[]): string[] {
     ...(isRoot ? [] : ['root (run the tests as root)']),
     ...(dockerdAvailable() ? [] : ['dockerd (apt-get install docker.io)']),
     ...(busyboxAvailable() ? [] : ['busybox (apt-get install busybox-static)']),
-    ...(drivers.includes('overlay2') && !kernelFs('overlay') ? ['overlay in the kernel (modprobe overlay)'] : []),
+    ...(drivers.some((d) => d === 'overlay2' || d === 'overlay') && !kernelFs('overlay') ? ['overlay in the kernel (modprobe overlay)'] : []),
     ...(drivers.includes('btrfs') && !(hasTool('mkfs.btrfs') && kernelFs('btrfs')) ? ['btrfs (btrfs-progs, modprobe btrfs)'] : []),
     ...(drivers.includes('fuse-overlayfs') && !(hasTool('fuse-overlayfs') && fs.existsSync('/dev/fuse')) ? ['fuse-overlayfs and /dev/fuse'] : []),
   ];
