@@ -1,7 +1,6 @@
 // archive/copy-tree.ts: a copy on btrfs shares its extents with the source
 // (the FICLONE reflink happened); on tmpfs and ext4 the data is copied; the
 // metadata comes along either way.
-import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';

@@ -4,7 +4,6 @@
 // device-mapper: `strata images`, `history` and `diff` on it, and every layer
 // mounted through the read-only driver (its thin device rebuilt from the
 // pool files) showing what the build put there.
-import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -3,7 +3,6 @@
 // mount are reclaimed (and the mount goes), probe scratch dirs of a killed
 // probe are removed (their test mounts detached first); while a reference
 // `strata layer mount` leaves on purpose, and a mount we did not make, stay.
-import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import '../drivers/all.ts';

@@ -1,7 +1,6 @@
 // exportDir with its walk on a worker thread must give the bytes the in-thread
 // walk gives: every entry kind, hardlinks whose first name was scanned by the
 // other thread, overlay whiteouts, and errors raised on the worker.
-import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -4,7 +4,6 @@
 // overlay and vfs homes; what needs a probe or space fails in one line naming
 // the real reason; and once `rm` of the big layer has freed the space,
 // `create` and `mount` work again.
-import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

@@ -1,6 +1,5 @@
 // drivers/mounter.ts: each kind of spec mounted and torn down, the FUSE helper
 // released from a second process, and a SIGKILLed helper's stale mount cleaned.
-import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

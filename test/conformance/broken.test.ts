@@ -1,7 +1,6 @@
 // The suite can fail: deliberately broken drivers (thin wrappers over vfs)
 // go through the suite's checks, which must throw — and the sound vfs must
 // pass the very same checks, so the failures come from the breakage.
-import test from 'ava';
 import { Readable } from 'node:stream';
 import { ChangeKind } from '../../archive/types.ts';
 import { tarSource, type Driver, type TarInput } from '../../drivers/driver.ts';

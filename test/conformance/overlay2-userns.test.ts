@@ -3,7 +3,6 @@
 // namespace, where the driver must mount with `userxattr` and keep opaque dirs
 // in user.overlay.opaque. A child ava process, since a running Node process
 // (many threads) cannot move itself into a new user namespace.
-import test from 'ava';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';

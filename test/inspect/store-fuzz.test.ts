@@ -8,7 +8,6 @@
 // CLI for exit codes, one-line stderr and peak RSS.
 //
 // Replay one case: node --import tsx test/helpers/store-fuzz-runner.ts <kind> <seed> <cases> <empty dir> <case>
-import test from 'ava';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -1,6 +1,5 @@
 // The speed-goal store generator (fixtures/synthetic-store.ts), small: the
 // shape it promises, a clean verify, and its planted leftovers found by df.
-import test from 'ava';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';

@@ -9,7 +9,6 @@
 // driver's files matches its DiffID). The one leftover allowed is the one a
 // killed dockerd leaves too: a container's RW layer record written, its
 // config not yet (moby creates the RW layer before the container's files).
-import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
