@@ -70,7 +70,7 @@ asRoot()('aufs → overlay2 on one filesystem: image layers are hard links (dry 
   t.true(files > 0);
 });
 
-for (const [from, to] of [['vfs', 'overlay2'], ['overlay2', 'vfs'], ['aufs', 'vfs'], ['overlay', 'overlay2']]) {
+for (const [from, to] of [['vfs', 'overlay2'], ['overlay2', 'vfs'], ['aufs', 'vfs'], ['overlay', 'overlay2'], ['overlay2', 'overlay']]) {
   asRoot()(`${from} → ${to}: images, layers and containers kept, source untouched`, async (t) => {
     const root = tempRoot(t);
     await writeModernStore(root, from, sampleStoreSpec());
