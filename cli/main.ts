@@ -45,6 +45,18 @@ function usageMessage(msg: string): string {
   return noValue ? `--${noValue[1]} needs a value` : msg;
 }
 
+/**
+ * yargs renders the whole help text of every command it runs, in case the
+ * handler fails and the help must be shown (command.js cacheHelpMessage): a
+ * third of a `layer` command's start-up. Our failures print one line and no
+ * help, and `--help` renders it anyway, so the cache is never needed.
+ */
+function skipHelpCache(cli: Argv): void {
+  const internal = (cli as unknown as { getInternalMethods?: () => { getUsageInstance(): { cacheHelpMessage?: () => void } } }).getInternalMethods;
+  const usage = internal?.call(cli).getUsageInstance();
+  if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
+}
+
 /** The whole command line through yargs (loaded here: it is most of a start-up's cost). */
 async function parseWithYargs(args: string[]): Promise<void> {
   const { default: yargs } = await import('yargs');
@@ -63,6 +75,7 @@ async function parseWithYargs(args: string[]): Promise<void> {
       throw new UsageError(usageMessage(msg ?? err?.message ?? 'bad usage'));
     });
   for (const c of commands) cli.command(valuesRequired(c));
+  skipHelpCache(cli);
   await cli.parseAsync();
 }
 

@@ -4,7 +4,7 @@
 //
 // Paths are passed as NUL-terminated byte buffers so that non-UTF-8 names
 // survive (ffi-rs's String type would re-encode them as UTF-8).
-import { open, load, DataType } from 'ffi-rs';
+import { open, load, DataType } from './ffi.ts';
 import { constants as osConstants } from 'node:os';
 import { isUtf8 } from 'node:buffer';
 import { closeSync } from 'node:fs';
