@@ -69,7 +69,8 @@ export const migrateCommand: CommandModule<{ json: boolean }, MigrateArgs> = {
         + `  layers      ${p.layers.length} (${kinds('image')} image, ${kinds('init')} init, ${kinds('rw')} read-write)\n`
         + `  containers  ${p.containers.length}\n`
         + `  to copy     ${mb(p.bytesToCopy)}\n  to link     ${mb(p.bytesToLink)}\n`
-        + `  free        ${mb(p.free.bytes)}, ${p.free.inodes} inodes\n  estimate    ${p.estimateSeconds} s\n`);
+        + `  inodes      ${p.inodes} needed, ${p.free.inodes === null ? 'no inode limit on this filesystem' : `${p.free.inodes} free`}\n`
+        + `  free        ${mb(p.free.bytes)}\n  estimate    ${p.estimateSeconds} s\n`);
       return;
     }
     if (argv.json) return out({ event: 'result', ...result, plan: undefined });
