@@ -47,7 +47,7 @@ export const migrateCommand: CommandModule<{ json: boolean }, MigrateArgs> = {
         return true;
       }),
   handler: async (argv) => {
-    const { runMigration } = await import('../migrate/migrate.ts');
+    const [{ runMigration }, { outOfSpace }] = await Promise.all([import('../migrate/migrate.ts'), import('../migrate/plan.ts')]);
     const tty = !argv.json && process.stderr.isTTY;
     const t0 = performance.now();
     let total = 0;
@@ -59,7 +59,10 @@ export const migrateCommand: CommandModule<{ json: boolean }, MigrateArgs> = {
         if (argv.json && !argv['dry-run']) out(e);
         else if (tty && e.event === 'layer') process.stderr.write(bar(e.index, total, e.bytes, t0));
       },
-    );
+    ).catch((e: unknown) => {
+      if (tty) process.stderr.write('\n');
+      throw outOfSpace(e) ?? e;
+    });
     if (tty) process.stderr.write('\n');
     if (result.action === 'dry-run') {
       const p = result.plan!;

@@ -38,6 +38,21 @@ export class MigrateError extends Error {
 }
 
 /**
+ * A full disk met mid-run (pre-flight's figures are estimates, and other
+ * writers share the filesystem) as one line naming the file being written;
+ * null for any other error. Only the target and the staging area are ever
+ * written, so the source is as it was.
+ */
+export function outOfSpace(e: unknown): MigrateError | null {
+  const err = e as { code?: unknown; syscall?: unknown; path?: unknown } | null;
+  if (err?.code !== 'ENOSPC' && err?.code !== 'EDQUOT') return null;
+  const what = err.code === 'ENOSPC' ? 'no space left on device' : 'disk quota exceeded';
+  const where = typeof err.path === 'string' ? `${err.path}: ` : '';
+  const call = typeof err.syscall === 'string' ? ` (${err.syscall})` : '';
+  return new MigrateError(`${where}${what}${call}, ${err.code}; the source is untouched: free space, then run again with --resume (or --rollback)`);
+}
+
+/**
  * How one layer moves: 'tar-split' (image layers: reassembled tar, DiffID checked twice), 'link' (image layers
  * whose source diff dir the target takes by hard links: link-layer.ts), 'diff' (containers' layers: changes
  * compared) or 'v1' (a legacy root's image layers: legacy.ts).
