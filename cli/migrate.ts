@@ -47,7 +47,7 @@ export const migrateCommand: CommandModule<{ json: boolean }, MigrateArgs> = {
         return true;
       }),
   handler: async (argv) => {
-    const { runMigration } = await import('../migrate/migrate.ts');
+    const [{ runMigration }, { outOfSpace }] = await Promise.all([import('../migrate/migrate.ts'), import('../migrate/plan.ts')]);
     const tty = !argv.json && process.stderr.isTTY;
     const t0 = performance.now();
     let total = 0;
@@ -59,7 +59,10 @@ export const migrateCommand: CommandModule<{ json: boolean }, MigrateArgs> = {
         if (argv.json && !argv['dry-run']) out(e);
         else if (tty && e.event === 'layer') process.stderr.write(bar(e.index, total, e.bytes, t0));
       },
-    );
+    ).catch((e: unknown) => {
+      if (tty) process.stderr.write('\n');
+      throw outOfSpace(e) ?? e;
+    });
     if (tty) process.stderr.write('\n');
     if (result.action === 'dry-run') {
       const p = result.plan!;
@@ -69,7 +72,8 @@ export const migrateCommand: CommandModule<{ json: boolean }, MigrateArgs> = {
         + `  layers      ${p.layers.length} (${kinds('image')} image, ${kinds('init')} init, ${kinds('rw')} read-write)\n`
         + `  containers  ${p.containers.length}\n`
         + `  to copy     ${mb(p.bytesToCopy)}\n  to link     ${mb(p.bytesToLink)}\n`
-        + `  free        ${mb(p.free.bytes)}, ${p.free.inodes} inodes\n  estimate    ${p.estimateSeconds} s\n`);
+        + `  inodes      ${p.inodes} needed, ${p.free.inodes === null ? 'no inode limit on this filesystem' : `${p.free.inodes} free`}\n`
+        + `  free        ${mb(p.free.bytes)}\n  estimate    ${p.estimateSeconds} s\n`);
       return;
     }
     if (argv.json) return out({ event: 'result', ...result, plan: undefined });

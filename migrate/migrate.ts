@@ -40,9 +40,18 @@ export interface MigrationResult {
   seconds: number;
 }
 
-/** A test's kill point: STRATA_MIGRATE_CRASH_AT=<step> SIGKILLs this process there (a real kill, nothing cleaned). */
+/**
+ * A test's stop point: STRATA_MIGRATE_CRASH_AT=<step> SIGKILLs this process
+ * there (a real kill, nothing cleaned); STRATA_MIGRATE_PAUSE_AT=<step> writes
+ * a byte to fd 3 and blocks until one can be read from fd 4 (the test changes
+ * the world meanwhile: fills the disk).
+ */
 function crashPoint(step: string): void {
   if (process.env.STRATA_MIGRATE_CRASH_AT === step) process.kill(process.pid, 'SIGKILL');
+  if (process.env.STRATA_MIGRATE_PAUSE_AT === step) {
+    fs.writeSync(3, 'p');
+    fs.readSync(4, Buffer.alloc(1));
+  }
 }
 
 /** Run (or with dryRun only plan, or with rollback undo) the migration `opts` describes. */
@@ -70,7 +79,7 @@ export async function runMigration(opts: MigrateOptions, onProgress: (e: Progres
   const plan = await planMigration({ ...opts, from: state?.from ?? opts.from });
   onProgress({ event: 'plan', layers: plan.layers.length, containers: plan.containers.length, bytes: plan.bytesToCopy });
   if (opts.dryRun) return { action: 'dry-run', plan, layersMoved: 0, bytes: 0, seconds: (performance.now() - t0) / 1000 };
-  preflight(plan, state !== null);
+  await preflight(plan, state ? journal.moved() : null);
   if (!state) {
     state = { version: 1, from: plan.from, to: plan.to, phase: 'staging', targetHomeWasEmptyDir: fs.existsSync(path.join(root, plan.to)) };
     journal.create(state);

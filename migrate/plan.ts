@@ -1,7 +1,8 @@
 // What a migration will do, worked out from the store alone (nothing is
 // written): which driver the root holds, every layer in parent-first order
 // with how it moves, the containers, and the pre-flight refusals (a daemon
-// on the root, a target that already holds data, too little space).
+// on the root, a target that already holds data, too little space or too few
+// inodes).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { layoutFor } from '../drivers/all.ts';
@@ -11,6 +12,8 @@ import { modernDrivers } from '../layerstore/modern-store.ts';
 import { openStore } from '../layerstore/store.ts';
 import type { StoreModel } from '../layerstore/model.ts';
 import { mountsUnder } from '../sys/mountinfo.ts';
+import { socketRefusal } from './daemon-socket.ts';
+import { layerInodes, metadataInodes } from './inodes.ts';
 import { legacySourceOf } from './legacy.ts';
 import { canLinkDiff } from './link-layer.ts';
 import { treeBytes } from './tree-bytes.ts';
@@ -35,6 +38,21 @@ export class MigrateError extends Error {
 }
 
 /**
+ * A full disk met mid-run (pre-flight's figures are estimates, and other
+ * writers share the filesystem) as one line naming the file being written;
+ * null for any other error. Only the target and the staging area are ever
+ * written, so the source is as it was.
+ */
+export function outOfSpace(e: unknown): MigrateError | null {
+  const err = e as { code?: unknown; syscall?: unknown; path?: unknown } | null;
+  if (err?.code !== 'ENOSPC' && err?.code !== 'EDQUOT') return null;
+  const what = err.code === 'ENOSPC' ? 'no space left on device' : 'disk quota exceeded';
+  const where = typeof err.path === 'string' ? `${err.path}: ` : '';
+  const call = typeof err.syscall === 'string' ? ` (${err.syscall})` : '';
+  return new MigrateError(`${where}${what}${call}, ${err.code}; the source is untouched: free space, then run again with --resume (or --rollback)`);
+}
+
+/**
  * How one layer moves: 'tar-split' (image layers: reassembled tar, DiffID checked twice), 'link' (image layers
  * whose source diff dir the target takes by hard links: link-layer.ts), 'diff' (containers' layers: changes
  * compared) or 'v1' (a legacy root's image layers: legacy.ts).
@@ -52,6 +70,8 @@ export interface PlannedLayer {
   tarSplit: string | null;
   /** bytes of the layer's own files in the source (what is copied) */
   bytes: number;
+  /** inodes the layer takes in the target, an estimate (inodes.ts) */
+  inodes: number;
 }
 
 export interface PlannedContainer {
@@ -73,8 +93,12 @@ export interface MigrationPlan {
   bytesToLink: number;
   /** seconds, at the throughput measured for the generic path (bench/migrate.ts) */
   estimateSeconds: number;
-  /** free bytes and inodes where the target home goes */
-  free: { bytes: number; inodes: number };
+  /** inodes the target needs: the layers' sum and metadataInodes */
+  inodes: number;
+  /** inodes of image/<to> and the staging area's files */
+  metadataInodes: number;
+  /** free bytes and inodes where the target home goes (inodes null: the filesystem has no inode limit, as btrfs) */
+  free: { bytes: number; inodes: number | null };
 }
 
 /** bench/migrate.ts measured 55–73 MB/s of layer tar for the generic path on this 2-core host; an estimate, not a promise. */
@@ -113,7 +137,7 @@ function imageLayersInOrder(model: StoreModel): PlannedLayer[] {
     if (l.parent) visit(l.parent, stack);
     if (!l.cacheId) throw new MigrateError(`${l.dir}: the layer has no cache-id`);
     const parent = l.parent ? model.layers.get(l.parent)!.cacheId : null;
-    out.push({ id: l.cacheId, parent, kind: 'image', method: 'tar-split', chainId: l.chainId ?? l.key, diffId: l.diffId, tarSplit: l.tarSplit, bytes: 0 });
+    out.push({ id: l.cacheId, parent, kind: 'image', method: 'tar-split', chainId: l.chainId ?? l.key, diffId: l.diffId, tarSplit: l.tarSplit, bytes: 0, inodes: 0 });
     done.add(key);
   };
   for (const key of [...model.layers.keys()].sort()) visit(key, new Set());
@@ -126,15 +150,15 @@ function containerLayers(model: StoreModel): PlannedLayer[] {
     if (!c.mountId) continue;
     const top = c.parentLayer ? model.layers.get(c.parentLayer)?.cacheId ?? null : null;
     if (c.parentLayer && !top) throw new MigrateError(`${c.configPath}: the container's layer ${c.parentLayer} is not in layerdb`);
-    const base = { chainId: null, diffId: null, tarSplit: null, method: 'diff' as const, bytes: 0 };
+    const base = { chainId: null, diffId: null, tarSplit: null, method: 'diff' as const, bytes: 0, inodes: 0 };
     if (c.initId) out.push({ ...base, id: c.initId, parent: top, kind: 'init' });
     out.push({ ...base, id: c.mountId, parent: c.initId ?? top, kind: 'rw' });
   }
   return out;
 }
 
-/** Refuse a root a daemon uses: a live pid in a pid file beside it, a mount below it. */
-export function daemonRefusal(root: string): string | null {
+/** Refuse a root a daemon uses: a live pid in a pid file beside it, a socket that answers (daemon-socket.ts), a mount below it. */
+export async function daemonRefusal(root: string): Promise<string | null> {
   for (const pidFile of [path.join(root, 'docker.pid'), path.join(path.dirname(root), 'docker.pid')]) {
     let pid: number;
     try {
@@ -144,6 +168,8 @@ export function daemonRefusal(root: string): string | null {
     }
     if (Number.isInteger(pid) && pid > 0 && fs.existsSync(`/proc/${pid}`)) return `${pidFile}: dockerd (pid ${pid}) is running on this root; stop it first`;
   }
+  const socket = await socketRefusal(root);
+  if (socket) return socket;
   const mounts = mountsUnder(root);
   if (mounts.length) return `${mounts[0].mountPoint}: mounted below the root (a daemon or container uses it); unmount it first`;
   return null;
@@ -176,21 +202,29 @@ export async function planMigration(opts: MigrateOptions): Promise<MigrationPlan
     if (f.dir !== null) l.bytes = treeBytes(f.dir);
     else if (!src.rebuilt?.applies(home) || !src.rebuilt.has(home, l.id)) throw new MigrateError(`${from} layer ${l.id}: ${f.reason}`);
   }
-  if (!legacyFrom && linksHere(src, layoutOrFail(opts.to), home, root)) for (const l of layers) if (l.kind === 'image') l.method = 'link';
+  const target = layoutOrFail(opts.to);
+  if (!legacyFrom && linksHere(src, target, home, root)) for (const l of layers) if (l.kind === 'image') l.method = 'link';
+  const inodes = await layerInodes(layers, { layout: src, home }, target);
+  for (const l of layers) l.inodes = inodes.get(l.id)!;
   // full trees hold their parents' bytes again: what moves is a layer's own diff, so count the top ones only roughly
   const bytesOf = (link: boolean) => layers.filter((l) => (l.method === 'link') === link).reduce((s, l) => s + l.bytes, 0);
   const bytesToCopy = bytesOf(false);
   const containers = model.containers.map((c) => ({ id: c.id, name: c.name, configPath: c.configPath, mountId: c.mountId }));
   const st = fs.statfsSync(root);
+  const meta = metadataInodes(root, from, layers.length);
   return {
     root, from, to: opts.to, legacy: legacyFrom !== null, layers, containers, bytesToCopy, bytesToLink: bytesOf(true),
-    estimateSeconds: Math.ceil(bytesToCopy / BYTES_PER_SECOND), free: { bytes: st.bavail * st.bsize, inodes: st.ffree },
+    estimateSeconds: Math.ceil(bytesToCopy / BYTES_PER_SECOND), inodes: layers.reduce((s, l) => s + l.inodes, meta),
+    metadataInodes: meta,
+    // f_files 0: no fixed inode table (btrfs allocates them as it goes)
+    free: { bytes: st.bavail * st.bsize, inodes: st.files === 0 ? null : st.ffree },
   };
 }
 
-/** The pre-flight checks a run (not a dry run) makes before writing anything. */
-export function preflight(plan: MigrationPlan, resuming: boolean): void {
-  const busy = daemonRefusal(plan.root);
+/** The pre-flight checks a run (not a dry run) makes before writing anything; `moved`: a resumed run's layers already staged. */
+export async function preflight(plan: MigrationPlan, moved: ReadonlyMap<string, number> | null): Promise<void> {
+  const resuming = moved !== null;
+  const busy = await daemonRefusal(plan.root);
   if (busy) throw new MigrateError(busy);
   const target = layoutOrFail(plan.to);
   const home = target.homeIn(plan.root);
@@ -201,7 +235,12 @@ export function preflight(plan: MigrationPlan, resuming: boolean): void {
     const staging = path.join(plan.root, STAGING_DIR);
     if (fs.existsSync(staging)) throw new MigrateError(`${staging}: a migration was started here; run with --resume or --rollback`);
   }
-  if (plan.bytesToCopy > plan.free.bytes) {
-    throw new MigrateError(`${plan.root}: ${plan.bytesToCopy} bytes to copy, ${plan.free.bytes} free`);
+  // a resumed run's staged layers have taken their bytes and inodes already
+  const left = plan.layers.filter((l) => !moved?.has(l.id));
+  const bytes = left.filter((l) => l.method !== 'link').reduce((s, l) => s + l.bytes, 0);
+  if (bytes > plan.free.bytes) throw new MigrateError(`${plan.root}: ${bytes} bytes to copy, ${plan.free.bytes} free`);
+  const inodes = left.reduce((s, l) => s + l.inodes, plan.metadataInodes);
+  if (plan.free.inodes !== null && inodes > plan.free.inodes) {
+    throw new MigrateError(`${plan.root}: the target needs about ${inodes} inodes, the filesystem has ${plan.free.inodes} free`);
   }
 }

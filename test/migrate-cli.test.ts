@@ -1,7 +1,11 @@
 // strata migrate's command line: the dry-run plan (text and JSON), JSON
-// progress events, the pre-flight refusals, --delete-source, usage errors.
+// progress events, the pre-flight refusals (a live daemon's pid file or
+// socket, a target holding data), --delete-source, usage errors.
 import test from 'ava';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { sampleStoreSpec, writeModernStore } from '../fixtures/modern-store.ts';
@@ -23,15 +27,20 @@ asRoot()('--dry-run prints the plan and writes nothing; --json gives it as JSON'
   const text = strata(['migrate', '--root', root, '--to', 'overlay2', '--dry-run']);
   t.is(text.code, 0, text.stderr);
   t.regex(text.stdout, /vfs → overlay2\n\s+layers\s+8 \(6 image, 1 init, 1 read-write\)\n\s+containers\s+1\n/);
+  t.regex(text.stdout, /\n\s+inodes\s+\d+ needed, (\d+ free|no inode limit on this filesystem)\n/);
   const json = strata(['migrate', '--root', root, '--to', 'overlay2', '--dry-run', '--json']);
   t.is(json.code, 0, json.stderr);
   const plan = JSON.parse(json.stdout);
   t.like(plan, { root, from: 'vfs', to: 'overlay2', bytesToLink: 0 });
   t.is(plan.layers.length, 8);
-  t.deepEqual(Object.keys(plan.layers[0]).sort(), ['bytes', 'chainId', 'diffId', 'id', 'kind', 'method', 'parent', 'tarSplit']);
+  t.deepEqual(Object.keys(plan.layers[0]).sort(), ['bytes', 'chainId', 'diffId', 'id', 'inodes', 'kind', 'method', 'parent', 'tarSplit']);
   t.true(plan.layers.every((l: { kind: string; method: string }) => (l.kind === 'image') === (l.method === 'tar-split')));
   t.is(plan.containers.length, 1);
-  t.true(plan.bytesToCopy > 0 && plan.free.bytes > 0 && plan.free.inodes > 0 && plan.estimateSeconds >= 0);
+  t.true(plan.bytesToCopy > 0 && plan.free.bytes > 0 && plan.estimateSeconds >= 0);
+  t.true(plan.free.inodes === null || plan.free.inodes > 0);
+  // every layer costs inodes; the total is the layers' and the metadata's
+  t.true(plan.layers.every((l: { inodes: number }) => l.inodes > 0) && plan.metadataInodes > 0);
+  t.is(plan.inodes, plan.layers.reduce((s: number, l: { inodes: number }) => s + l.inodes, plan.metadataInodes));
   t.deepEqual(rootSnapshot(root), before);
 });
 
@@ -67,6 +76,55 @@ asRoot()('pre-flight: a target home holding data, a live dockerd pid file, an un
   const same = strata(['migrate', '--root', root, '--to', 'vfs']);
   t.is(same.code, 1);
   t.regex(same.stderr, /already on vfs/);
+  t.deepEqual(rootSnapshot(root), before);
+});
+
+/** A socket file left by a daemon killed with SIGKILL: nobody listens behind it (a connect gets ECONNREFUSED). */
+async function staleSocket(file: string): Promise<void> {
+  const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(file)}, () => process.stdout.write('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = once(child, 'exit');
+  const up = await Promise.race([once(child.stdout!, 'data').then(() => true), exited.then(() => false)]);
+  if (!up) throw new Error('the socket helper exited before listening');
+  child.kill('SIGKILL');
+  await exited;
+}
+
+asRoot()('pre-flight: a daemon answering on <root>/../docker.sock refuses, also with its backlog full; a stale socket file does not', async (t) => {
+  const root = await sampleRoot(t);
+  const before = rootSnapshot(root);
+  const sock = path.join(path.dirname(root), 'docker.sock');
+  const refusal = `strata: ${sock}: a daemon answers on this socket (dockerd on ${root}?); stop it first\n`;
+
+  // stale: pre-flight goes past the socket to the next check (a target home holding data)
+  await staleSocket(sock);
+  t.true(fs.lstatSync(sock).isSocket());
+  fs.mkdirSync(path.join(root, 'overlay2', 'x'), { recursive: true });
+  const stale = strata(['migrate', '--root', root, '--to', 'overlay2']);
+  t.is(stale.code, 1);
+  t.regex(stale.stderr, /^strata: .*overlay2: already holds data; .*\n$/);
+  fs.rmSync(path.join(root, 'overlay2'), { recursive: true });
+  fs.rmSync(sock);
+
+  // live: the test's event loop is blocked in spawnSync, so the kernel queues strata's connect (as for a busy dockerd)
+  const server = net.createServer((c) => c.destroy());
+  t.teardown(() => server.close());
+  server.listen({ path: sock, backlog: 1 });
+  await once(server, 'listening');
+  const live = strata(['migrate', '--root', root, '--to', 'overlay2']);
+  t.is(live.code, 1);
+  t.is(live.stderr, refusal);
+
+  // backlog full: two connects queued (backlog 1), a third gets EAGAIN — as does strata's, which must not block on it
+  const clients = [0, 1, 2].map(() => net.connect(sock));
+  t.teardown(() => clients.forEach((c) => c.destroy()));
+  const errors = clients.map((c) => new Promise<string | null>((resolve) => {
+    c.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    c.once('connect', () => resolve(null));
+  }));
+  const full = strata(['migrate', '--root', root, '--to', 'overlay2']);
+  t.is((await errors[2]), 'EAGAIN', 'the backlog was full while strata probed it');
+  t.is(full.code, 1);
+  t.is(full.stderr, refusal);
   t.deepEqual(rootSnapshot(root), before);
 });
 
