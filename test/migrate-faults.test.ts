@@ -41,7 +41,7 @@ const CRASH_POINTS = ['staging', 'layer:1', 'layer:4', 'layer:7', 'metadata', 's
 for (const [i, point] of CRASH_POINTS.entries()) {
   for (const how of ['resume', 'rollback'] as const) {
     if ((i % 2 === 0) !== (how === 'resume') && point !== 'switch:image') continue; // half each way; the commit point both
-    asRoot()(`killed at ${point}, then --${how}`, async (t) => {
+    asRoot({ serial: true })(`killed at ${point}, then --${how}`, async (t) => {
       const root = tempRoot(t);
       const info = await writeModernStore(root, 'vfs', sampleStoreSpec());
       const at = point === 'container' ? `container:${[...info.containers.values()][0].id}` : point;
@@ -62,7 +62,7 @@ for (const [i, point] of CRASH_POINTS.entries()) {
   }
 }
 
-asRoot()('a corrupted layer stops the run naming the layer and file; the source is untouched; --rollback', async (t) => {
+asRoot({ serial: true })('a corrupted layer stops the run naming the layer and file; the source is untouched; --rollback', async (t) => {
   const root = tempRoot(t);
   const info = await writeModernStore(root, 'vfs', sampleStoreSpec());
   const base = [...info.layers.values()].find((l) => l.parent === null)!;
@@ -84,7 +84,7 @@ asRoot()('a corrupted layer stops the run naming the layer and file; the source 
   t.deepEqual(rootSnapshot(root), rootBefore);
 });
 
-const tinyFs = when(tinyFsMissing() === null, tinyFsMissing() ?? '');
+const tinyFs = when(tinyFsMissing() === null, tinyFsMissing() ?? '', { serial: true });
 
 tinyFs('pre-flight: too few free inodes for the target — one line (needed vs free), nothing written, the source untouched', async (t) => {
   const tiny = tinyExt4(32, 1024);
