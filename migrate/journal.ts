@@ -158,6 +158,28 @@ export class Journal {
     }));
   }
 
+  /**
+   * The containers whose config.v2.json is kept in configs/ (the switch rewrites them, rollback puts them back):
+   * each a regular file named for a container id, whose containers/<id> in R is a real directory — the names steer renames in R.
+   */
+  keptConfigs(): string[] {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.configs).sort();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw new MigrateError(`${this.configs}: ${describeFsError(e)}`);
+    }
+    for (const id of names) {
+      const kept = path.join(this.configs, id);
+      if (!/^[0-9a-f]{64}$/.test(id) || !fs.lstatSync(kept).isFile()) throw new MigrateError(`${kept}: not a config strata kept (a container id naming a regular file); nothing was done`);
+      const dir = path.join(this.root, 'containers', id);
+      const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+      if (!st?.isDirectory()) throw new MigrateError(`${dir}: is ${st ? (st.isSymbolicLink() ? 'a symlink (not followed)' : 'not a directory') : 'missing'}, but ${kept} says the migration rewrote its config; nothing was done`);
+    }
+    return names;
+  }
+
   markMoved(id: string, size: number): void {
     const fd = fs.openSync(this.log, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o600);
     try {

@@ -194,7 +194,7 @@ async function switchOver(journal: Journal, s: JournalState, onProgress: (e: Pro
   renameOnce(path.join(journal.stageRoot, 'image', s.to), path.join(journal.root, 'image', s.to));
   crashPoint('switch:image');
   onProgress({ event: 'switch', step: 'containers' });
-  for (const id of fs.readdirSync(journal.configs).sort()) {
+  for (const id of journal.keptConfigs()) {
     rewriteDriver(path.join(journal.root, 'containers', id, 'config.v2.json'), s.from, s.to);
     crashPoint(`container:${id}`);
   }
@@ -233,11 +233,11 @@ async function rollback(journal: Journal, onProgress: (e: ProgressEvent) => void
   const home = path.join(journal.root, s.to);
   const meta = path.join(journal.root, 'image', s.to);
   onProgress({ event: 'rollback', step: 'containers' });
-  for (const id of fs.readdirSync(journal.configs).sort()) {
+  for (const id of journal.keptConfigs()) {
     // the kept inode goes back under its name (rename: atomic, its bytes, mode and mtime as they were)
     const file = path.join(journal.root, 'containers', id, 'config.v2.json');
     const kept = path.join(journal.configs, id);
-    if (fs.statSync(kept).ino !== fs.statSync(file).ino) fs.renameSync(kept, file);
+    if (fs.statSync(kept).ino !== fs.lstatSync(file, { throwIfNoEntry: false })?.ino) fs.renameSync(kept, file);
     syncDir(path.dirname(file));
   }
   onProgress({ event: 'rollback', step: 'image' });

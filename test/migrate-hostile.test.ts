@@ -214,6 +214,23 @@ asRoot()('a container dir symlinked out of the root is refused, not silently lef
   await expectRefusal(t, f, d);
 });
 
+asRoot()('a container\'s layerdb/mounts record symlinked to a copy outside is refused before the switch', async (t) => {
+  const f = await fixture(t);
+  const d = mountDir(f);
+  fs.cpSync(d, path.join(f.victim, 'mount'), { recursive: true });
+  fs.rmSync(d, { recursive: true });
+  fs.symlinkSync(path.join(f.victim, 'mount'), d);
+  await expectRefusal(t, f, d);
+});
+
+asRoot()('a tar-split symlinked to one outside is refused unread', async (t) => {
+  const f = await fixture(t);
+  const ts = path.join(layerDir(f, f.top.chainId), 'tar-split.json.gz');
+  fs.renameSync(ts, path.join(f.victim, 'tar-split.json.gz'));
+  fs.symlinkSync(path.join(f.victim, 'tar-split.json.gz'), ts);
+  await expectRefusal(t, f, ts);
+});
+
 asRoot()('config.v2.json → a shadow file outside: refused before the switch, nothing of it read or printed', async (t) => {
   const f = await fixture(t);
   const c = [...f.info.containers.values()][0];
@@ -429,6 +446,20 @@ for (const [what, log] of [['a garbage line', 'not a line of moved.log\n'], ['an
   });
 }
 
+asRoot()('configs/ edited by hand (a kept config for a container dir symlinked out of the root): --rollback refuses, nothing renamed out', async (t) => {
+  const f = await startedMigration(t);
+  const id = 'f'.repeat(64);
+  fs.mkdirSync(path.join(f.victim, 'ctr'));
+  fs.symlinkSync(path.join(f.victim, 'ctr'), path.join(f.root, 'containers', id));
+  fs.writeFileSync(path.join(f.root, '.strata-migrate', 'configs', id), '{}');
+  const outside = f.outside();
+  const err = await migrate(f.root, { rollback: true });
+  t.not(err, null);
+  t.true(err?.includes(path.join(f.root, 'containers', id)), err ?? '');
+  t.false(err?.includes('\n'));
+  t.deepEqual(f.outside(), outside, 'nothing was renamed into the directory outside');
+});
+
 // ---- two runs at once -------------------------------------------------------------------
 
 asRoot()('a second migrate on the same root while one holds it: refused in one line, then runs once the first is gone', async (t) => {
@@ -446,6 +477,17 @@ asRoot()('a second migrate on the same root while one holds it: refused in one l
   }
   t.is(await migrate(f.root), null);
   t.deepEqual(await verifyProblems(f.root, 'overlay2'), []);
+});
+
+asRoot()('a source file hard-linked to a file outside the layer: the copy path gives the target its own inode', async (t) => {
+  const f = await fixture(t);
+  const leak = path.join(filesOf(f, f.base), 'leak');
+  fs.rmSync(leak);
+  fs.linkSync(f.shadow, leak); // the same bytes: the DiffID holds, so only the inodes tell
+  t.is(await migrate(f.root), null);
+  const migrated = path.join(f.root, 'overlay2', f.base.cacheId, 'diff', 'leak');
+  t.is(fs.readFileSync(migrated, 'utf8'), SECRET);
+  t.not(fs.statSync(migrated).ino, fs.statSync(f.shadow).ino, 'the target shares no inode with the file outside');
 });
 
 // ---- the link fast path: the source's inodes are the target's ---------------------------
