@@ -159,6 +159,21 @@ export class Journal {
   }
 
   /**
+   * Why R does not hold the switched layout of `s` (null: it does): the staged
+   * home and image/<to> renamed into R. A journal that says 'done' without it
+   * was not written by a finished run, and --delete-source must not trust it.
+   */
+  switchProblem(s: JournalState): string | null {
+    for (const rel of [s.to, path.join('image', s.to)]) {
+      const staged = path.join(this.stageRoot, rel);
+      const live = path.join(this.root, rel);
+      if (fs.lstatSync(staged, { throwIfNoEntry: false })) return `${staged} is still staged`;
+      if (!fs.lstatSync(live, { throwIfNoEntry: false })?.isDirectory()) return `${live} is missing`;
+    }
+    return null;
+  }
+
+  /**
    * The containers whose config.v2.json is kept in configs/ (the switch rewrites them, rollback puts them back):
    * each a regular file named for a container id, whose containers/<id> in R is a real directory — the names steer renames in R.
    */

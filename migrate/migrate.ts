@@ -211,6 +211,9 @@ function rewriteDriver(file: string, from: string, to: string): void {
 }
 
 async function finish(journal: Journal, s: JournalState, opts: MigrateOptions, plan: MigrationPlan | null, moved: number, bytes: number, t0: number, onProgress: (e: ProgressEvent) => void): Promise<MigrationResult> {
+  // before the source can go: R must hold the switched store, whatever the journal says
+  const notSwitched = journal.switchProblem(s);
+  if (notSwitched) throw new MigrateError(`${journal.file}: says ${s.phase}, but ${notSwitched}; nothing was removed (run with --rollback)`);
   journal.write({ ...s, phase: 'done' });
   crashPoint('done');
   if (opts.deleteSource) {

@@ -435,6 +435,7 @@ const JOURNAL_EDITS: [string, (f: Fixture) => Record<string, unknown>, 'resume' 
   ['to: a path out of the root (rollback)', (f) => ({ version: 1, from: 'vfs', to: `../${path.basename(f.victim)}`, phase: 'switching', targetHomeWasEmptyDir: false }), 'rollback'],
   ['to: a path out of the root (resume)', (f) => ({ version: 1, from: 'vfs', to: `../../${path.basename(f.dir)}/victim`, phase: 'switching', targetHomeWasEmptyDir: false }), 'resume'],
   ['from: a path out of the root, finished (--delete-source)', (f) => ({ version: 1, from: `../${path.basename(f.victim)}`, to: 'overlay2', phase: 'done', targetHomeWasEmptyDir: false }), 'delete'],
+  ['phase: done for a run that stopped while staging (--delete-source)', () => ({ version: 1, from: 'vfs', to: 'overlay2', phase: 'done', targetHomeWasEmptyDir: false }), 'delete'],
   ['an unknown driver', () => ({ version: 1, from: 'vfs', to: 'zfs2', phase: 'staging', targetHomeWasEmptyDir: false }), 'rollback'],
   ['a field of another type', () => ({ version: 1, from: 'vfs', to: 'overlay2', phase: 'staging', targetHomeWasEmptyDir: 'yes' }), 'rollback'],
   ['not an object', () => ({ version: 1, from: ['vfs'], to: 'overlay2', phase: 'staging', targetHomeWasEmptyDir: false }), 'resume'],
