@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { digestHex } from '../layerstore/digests.ts';
 import { mkdirDurable, syncDir, writeFileDurable } from '../layerstore/durable.ts';
-import { describeFsError, describeJsonError, JSON_CAP, readFileReadOnly } from '../sys/read-only-files.ts';
+import { capText, describeFsError, describeJsonError, JSON_CAP, readFileReadOnly, TAG_STORE_CAP, TEXT_CAP } from '../sys/read-only-files.ts';
 import { MigrateError } from './plan.ts';
 
 /**
@@ -72,7 +72,7 @@ export function copyMetadata(src: string, dst: string, sizes: ReadonlyMap<string
   copyDir(src, dst, path.join(src, 'layerdb', 'tmp'));
   for (const [chainId, size] of sizes) {
     const file = path.join(dst, 'layerdb', 'sha256', digestHex(chainId), 'size');
-    if (fs.readFileSync(file, 'utf8').trim() !== String(size)) writeFileDurable(file, String(size), fs.statSync(file).mode & 0o7777);
+    if (readFileReadOnly(file, TEXT_CAP).toString('utf8').trim() !== String(size)) writeFileDurable(file, String(size), fs.statSync(file).mode & 0o7777);
   }
 }
 
@@ -88,7 +88,12 @@ function copyDir(src: string, dst: string, skip: string): void {
       continue;
     }
     if (e.isDirectory()) copyDir(s, d, skip);
-    else if (e.isFile()) copyFile(s, d);
+    else if (e.isFile()) {
+      // the largest store file a reader takes is the tag store; tar-splits, streamed whole by every layer's move already, are exempt
+      const size = fs.lstatSync(s).size;
+      if (size > TAG_STORE_CAP && e.name !== 'tar-split.json.gz') throw new MigrateError(`${s}: is ${size} bytes, over the ${capText(TAG_STORE_CAP)} cap for store metadata; not copied`);
+      copyFile(s, d);
+    }
     else throw new MigrateError(`${s}: not a file or directory (the metadata holds only those)`);
   }
   syncDir(dst);

@@ -321,7 +321,7 @@ asRoot({ serial: true })('a journal that is a FIFO, or huge: --resume and --roll
   await refusesEach(t, f, { rollback: true }, false, journal);
   fs.rmSync(journal);
   const fd = fs.openSync(journal, 'w');
-  fs.ftruncateSync(fd, 4 << 30); // sparse: 4 GiB that would be read whole
+  fs.ftruncateSync(fd, 4 * 2 ** 30); // sparse: 4 GiB that would be read whole
   fs.closeSync(fd);
   await refusesEach(t, f, { resume: true }, false, journal);
   await refusesEach(t, f, { rollback: true }, false, journal);
@@ -332,10 +332,20 @@ asRoot({ serial: true })('a huge cache-id and a huge tar-split are refused by si
   const d = layerDir(f, f.top.chainId);
   for (const name of ['cache-id', 'tar-split.json.gz']) {
     const fd = fs.openSync(path.join(d, name), 'w');
-    fs.ftruncateSync(fd, 8 << 30);
+    fs.ftruncateSync(fd, 8 * 2 ** 30);
     fs.closeSync(fd);
   }
   await refusesEach(t, f, {}, false, d);
+});
+
+asRoot({ serial: true })('a huge layer size file (metadata copied, not read by the plan) is refused before it is copied or read', async (t) => {
+  const f = await fixture(t);
+  const size = path.join(layerDir(f, f.top.chainId), 'size');
+  const fd = fs.openSync(size, 'w');
+  fs.ftruncateSync(fd, 8 * 2 ** 30);
+  fs.closeSync(fd);
+  await refusesEach(t, f, {}, false, size);
+  t.is(await migrate(f.root, { rollback: true }), null);
 });
 
 // ---- tar-splits that lie --------------------------------------------------------------
