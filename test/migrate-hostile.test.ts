@@ -115,8 +115,10 @@ function refused(t: ExecutionContext, f: Fixture, err: string | null, source: Ma
   t.false(err.includes('secrethash'), 'no byte of a file outside the store in the message');
   t.deepEqual(sourceSnapshot(f.root, f.driver, { linked: f.driver === 'aufs' }), source, 'the source is untouched');
   t.deepEqual(f.outside(), outside, 'nothing outside the root changed');
-  t.false(fs.existsSync(path.join(f.root, 'image', 'overlay2')), 'no target metadata');
-  t.false(holdsData(path.join(f.root, 'overlay2')), 'no target layers');
+  for (const to of ['overlay2', 'vfs'].filter((d) => d !== f.driver)) {
+    t.false(fs.existsSync(path.join(f.root, 'image', to)), 'no target metadata');
+    t.false(holdsData(path.join(f.root, to)), 'no target layers');
+  }
 }
 
 /** Attack, run, and expect a refusal naming `names`; then --rollback gives the root back. */
@@ -192,6 +194,17 @@ asRoot({ serial: true })('a layer\'s files dir symlinked out of the home is refu
   fs.rmSync(own, { recursive: true });
   fs.symlinkSync(path.join(f.victim, 'copy'), own);
   await expectRefusal(t, f, f.base.cacheId);
+});
+
+asRoot({ serial: true })('overlay2 source: a layer\'s diff dir symlinked out of the home is refused, never read', async (t) => {
+  const f = await fixture(t, 'overlay2');
+  const diff = path.join(f.root, 'overlay2', f.base.cacheId, 'diff');
+  fs.cpSync(diff, path.join(f.victim, 'diff'), { recursive: true, verbatimSymlinks: true });
+  fs.rmSync(diff, { recursive: true });
+  fs.symlinkSync(path.join(f.victim, 'diff'), diff);
+  const source = sourceSnapshot(f.root, f.driver);
+  const outside = f.outside();
+  refused(t, f, await migrate(f.root, { to: 'vfs' }), source, outside, f.base.cacheId);
 });
 
 asRoot({ serial: true })('a layerdb entry symlinked to a copy outside is refused', async (t) => {
@@ -554,6 +567,18 @@ asRoot({ serial: true })('aufs → overlay2 by links: setuid, odd modes, capabil
   const after = await storeFacts(f.root, 'overlay2');
   t.deepEqual(after.diffIds, facts.diffIds);
   t.deepEqual(after.changes, facts.changes);
+});
+
+asRoot({ serial: true })('aufs diff dir with a symlink to a dir outside that holds aufs markers: the conversion never follows it', async (t) => {
+  const f = await fixture(t, 'aufs');
+  fs.writeFileSync(path.join(f.victim, '.wh.keep'), '');
+  fs.writeFileSync(path.join(f.victim, '.wh..wh..opq'), '');
+  fs.symlinkSync(f.victim, path.join(filesOf(f, f.top), 'esc'));
+  const outside = f.outside();
+  t.is(await migrate(f.root), null);
+  t.deepEqual(f.outside(), outside, 'the markers outside were neither converted nor removed');
+  t.deepEqual(sys.llistxattr(f.victim).filter((n) => n.includes('overlay')), [], 'no opaque xattr set outside');
+  t.is(fs.readlinkSync(path.join(f.root, 'overlay2', f.top.cacheId, 'diff', 'esc')), f.victim, 'the symlink moved as a symlink');
 });
 
 const AUFS_WHITEOUTS: [string, string][] = [['.wh...', 'a whiteout of ..'], ['.wh..', 'a whiteout of .'], ['.wh.', 'a whiteout of nothing'], ['.wh.motd', 'a whiteout beside the file it hides']];
