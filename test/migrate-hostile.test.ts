@@ -187,70 +187,39 @@ for (const [file, what, id] of [['mount-id', 'a relative path out of the home', 
 
 // ---- symlinks where the store has files or directories -------------------------------
 
-asRoot({ serial: true })('a layer\'s files dir symlinked out of the home is refused, never read', async (t) => {
-  const f = await fixture(t);
-  const own = filesOf(f, f.base);
-  fs.cpSync(own, path.join(f.victim, 'copy'), { recursive: true, verbatimSymlinks: true });
-  fs.rmSync(own, { recursive: true });
-  fs.symlinkSync(path.join(f.victim, 'copy'), own);
-  await expectRefusal(t, f, f.base.cacheId);
-});
+/** `p` (a file or a tree) moved to a copy under the victim dir, a symlink to it left in its place. */
+function linkOut(f: Fixture, p: string, name: string): void {
+  fs.cpSync(p, path.join(f.victim, name), { recursive: true, verbatimSymlinks: true });
+  fs.rmSync(p, { recursive: true });
+  fs.symlinkSync(path.join(f.victim, name), p);
+}
 
-asRoot({ serial: true })('overlay2 source: a layer\'s diff dir symlinked out of the home is refused, never read', async (t) => {
-  const f = await fixture(t, 'overlay2');
-  const diff = path.join(f.root, 'overlay2', f.base.cacheId, 'diff');
-  fs.cpSync(diff, path.join(f.victim, 'diff'), { recursive: true, verbatimSymlinks: true });
-  fs.rmSync(diff, { recursive: true });
-  fs.symlinkSync(path.join(f.victim, 'diff'), diff);
-  const source = sourceSnapshot(f.root, f.driver);
-  const outside = f.outside();
-  refused(t, f, await migrate(f.root, { to: 'vfs' }), source, outside, f.base.cacheId);
-});
+const ctrDir = (f: Fixture) => path.join(f.root, 'containers', [...f.info.containers.values()][0].id);
+const tarSplitOf = (f: Fixture) => path.join(layerDir(f, f.top.chainId), 'tar-split.json.gz');
 
-asRoot({ serial: true })('a layerdb entry symlinked to a copy outside is refused', async (t) => {
-  const f = await fixture(t);
-  const d = layerDir(f, f.top.chainId);
-  fs.cpSync(d, path.join(f.victim, 'layer'), { recursive: true });
-  fs.rmSync(d, { recursive: true });
-  fs.symlinkSync(path.join(f.victim, 'layer'), d);
-  await expectRefusal(t, f, path.basename(d));
-});
+/** What is swapped for a symlink to a copy outside, and what the refusal must name. */
+const LINKED_OUT: [string, string, (f: Fixture) => string, (f: Fixture) => string][] = [
+  ['a layer\'s files dir (never read through)', 'vfs', (f) => filesOf(f, f.base), (f) => f.base.cacheId],
+  ['overlay2 source: a layer\'s diff dir (never read through)', 'overlay2', (f) => path.join(f.root, 'overlay2', f.base.cacheId, 'diff'), (f) => f.base.cacheId],
+  ['a layerdb entry', 'vfs', (f) => layerDir(f, f.top.chainId), (f) => path.basename(layerDir(f, f.top.chainId))],
+  ['image/<driver>', 'vfs', (f) => path.join(f.root, 'image', f.driver), (f) => path.join(f.root, 'image', f.driver)],
+  ['a container dir (not silently left behind)', 'vfs', ctrDir, ctrDir],
+  ['a container\'s layerdb/mounts record', 'vfs', mountDir, mountDir],
+  ['a tar-split (refused unread)', 'vfs', tarSplitOf, tarSplitOf],
+];
 
-asRoot({ serial: true })('image/<driver> symlinked to a copy outside is refused', async (t) => {
-  const f = await fixture(t);
-  const d = path.join(f.root, 'image', f.driver);
-  fs.cpSync(d, path.join(f.victim, 'image'), { recursive: true });
-  fs.rmSync(d, { recursive: true });
-  fs.symlinkSync(path.join(f.victim, 'image'), d);
-  await expectRefusal(t, f, d);
-});
-
-asRoot({ serial: true })('a container dir symlinked out of the root is refused, not silently left behind', async (t) => {
-  const f = await fixture(t);
-  const c = [...f.info.containers.values()][0];
-  const d = path.join(f.root, 'containers', c.id);
-  fs.cpSync(d, path.join(f.victim, 'ctr'), { recursive: true });
-  fs.rmSync(d, { recursive: true });
-  fs.symlinkSync(path.join(f.victim, 'ctr'), d);
-  await expectRefusal(t, f, d);
-});
-
-asRoot({ serial: true })('a container\'s layerdb/mounts record symlinked to a copy outside is refused before the switch', async (t) => {
-  const f = await fixture(t);
-  const d = mountDir(f);
-  fs.cpSync(d, path.join(f.victim, 'mount'), { recursive: true });
-  fs.rmSync(d, { recursive: true });
-  fs.symlinkSync(path.join(f.victim, 'mount'), d);
-  await expectRefusal(t, f, d);
-});
-
-asRoot({ serial: true })('a tar-split symlinked to one outside is refused unread', async (t) => {
-  const f = await fixture(t);
-  const ts = path.join(layerDir(f, f.top.chainId), 'tar-split.json.gz');
-  fs.renameSync(ts, path.join(f.victim, 'tar-split.json.gz'));
-  fs.symlinkSync(path.join(f.victim, 'tar-split.json.gz'), ts);
-  await expectRefusal(t, f, ts);
-});
+for (const [what, driver, victim, named] of LINKED_OUT) {
+  asRoot({ serial: true })(`${what} symlinked to a copy outside is refused before the switch`, async (t) => {
+    const f = await fixture(t, driver);
+    linkOut(f, victim(f), 'moved-out');
+    const source = sourceSnapshot(f.root, f.driver);
+    const outside = f.outside();
+    const to = driver === 'overlay2' ? 'vfs' : 'overlay2';
+    refused(t, f, await migrate(f.root, { to }), source, outside, named(f));
+    if (fs.existsSync(path.join(f.root, '.strata-migrate'))) t.is(await migrate(f.root, { rollback: true }), null);
+    t.deepEqual(f.outside(), outside);
+  });
+}
 
 asRoot({ serial: true })('config.v2.json → a shadow file outside: refused before the switch, nothing of it read or printed', async (t) => {
   const f = await fixture(t);
