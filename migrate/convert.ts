@@ -72,10 +72,28 @@ export async function* headerChecked(entries: AsyncIterable<TarSplitEntry>, laye
   }
 }
 
+/**
+ * The layer's tar reassembled from `tarSplit` and `getter`'s files, checked
+ * against its headers, ending at the first file that cannot be reproduced:
+ * the run fails on it anyway, and a missing file the tar says is huge would
+ * otherwise stream its size in zeros (into the target's disk, on a move).
+ */
+async function* reassembled(tarSplit: string, getter: FileGetter, problem: ProblemSink, layer: string): AsyncGenerator<Buffer> {
+  let failed = false;
+  const sink: ProblemSink = (p, m) => {
+    failed = true;
+    problem(p, m);
+  };
+  for await (const c of assembleTar(headerChecked(readTarSplit(tarSplit), layer), getter, sink)) {
+    if (failed) return;
+    yield c;
+  }
+}
+
 /** DiffID of a layer (layerstore's digestLayer), its tar-split checked against its headers on the way. */
 export async function digestChecked(tarSplit: string, getter: FileGetter, problem: ProblemSink, layer: string): Promise<string> {
   const h = createHash('sha256');
-  for await (const c of assembleTar(headerChecked(readTarSplit(tarSplit), layer), getter, problem)) h.update(c);
+  for await (const c of reassembled(tarSplit, getter, problem, layer)) h.update(c);
   return `sha256:${h.digest('hex')}`;
 }
 
@@ -108,17 +126,18 @@ export async function moveImageLayer(src: SourceHome, target: Driver, targetLayo
   let size = 0;
   await withSourceFiles(src, l.id, async (dir) => {
     const chunks = (async function* () {
-      for await (const c of assembleTar(headerChecked(readTarSplit(l.tarSplit!), layerName(l)), new DirFileGetter(dir), problem)) {
+      for await (const c of reassembled(l.tarSplit!, new DirFileGetter(dir), problem, layerName(l))) {
         h.update(c);
         tarBytes += c.length;
         yield c;
       }
+      // a file failed: the tar is cut there, and the applier told so (it must not take the cut tar for a whole one)
+      if (problems.length) throw new MigrateError(`${layerName(l)}: source file ${problems[0]}; the source is untouched`);
     })();
     try {
       await target.create(l.id, l.parent);
       size = await asLayerError(layerName(l), target.applyDiff(l.id, l.parent, unclosable(chunks)));
-      // the tail the applier did not read (end-of-archive padding); not once a file failed: the run stops anyway
-      for await (const _ of unclosable(chunks)) if (problems.length) break;
+      for await (const _ of unclosable(chunks)) { /* the tail the applier did not read (end-of-archive padding) */ }
     } finally {
       await chunks.return(undefined); // closes the tar-split and the file being read
     }

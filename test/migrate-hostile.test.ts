@@ -21,7 +21,8 @@ import * as sys from '../sys/syscalls.ts';
 import { strataBounded } from './helpers/bounded-cli.ts';
 import { capabilityV2 } from './helpers/file-capability.ts';
 import { sourceSnapshot, storeFacts, verifyProblems } from './helpers/migrate-store.ts';
-import { asRoot } from './helpers/require.ts';
+import { asRoot, when } from './helpers/require.ts';
+import { tinyExt4, tinyFsMissing } from './helpers/tiny-fs.ts';
 import { snapshotTree } from './helpers/store-snapshot.ts';
 import { packTar, type Entry } from './helpers/tar.ts';
 
@@ -68,10 +69,11 @@ const pristineDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-hostile-pristi
 test.after.always(() => fs.rmSync(pristineDir, { recursive: true, force: true }));
 const pristine = new Map<string, Promise<ModernStoreInfo>>();
 
-async function fixture(t: ExecutionContext, driver = 'vfs'): Promise<Fixture> {
+/** A copy of `driver`'s store in a temp dir of its own (below `base`), removed at the end. */
+async function fixture(t: ExecutionContext, driver = 'vfs', base = os.tmpdir()): Promise<Fixture> {
   if (!pristine.has(driver)) pristine.set(driver, writeModernStore(path.join(pristineDir, driver), driver, smallSpec()));
   const info = await pristine.get(driver)!;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-hostile-'));
+  const dir = fs.mkdtempSync(path.join(base, 'strata-hostile-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const root = path.join(dir, 'root');
   execFileSync('cp', ['-a', info.root, root]); // owners, modes, ns times, xattrs, hardlinks
@@ -370,6 +372,37 @@ asRoot({ serial: true })('a petabyte size for a file missing from the layer: ref
   fs.rmSync(path.join(filesOf(f, f.base), 'leak'));
   editEntry(f, f.base, 'leak', (e) => void (e.size = 1e15));
   await expectRefusal(t, f, f.base.cacheId, 'leak');
+});
+
+/** The tar header of `name` in `layer`'s tar-split (the last block of the segment before its entry) given body size `size`, checksum fixed. */
+function editHeaderSize(f: Fixture, l: WrittenLayer, name: string, size: number): void {
+  const file = path.join(layerDir(f, l.chainId), 'tar-split.json.gz');
+  const lines = readLines(file);
+  const at = lines.findIndex((x) => x.type === 1 && x.name === name);
+  const seg = Buffer.from(lines[at - 1].payload as string, 'base64');
+  const h = seg.subarray(seg.length - 512);
+  h.write(size.toString(8).padStart(11, '0') + '\0', 124, 'latin1');
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  lines[at - 1].payload = seg.toString('base64');
+  lines[at].size = size;
+  writeLines(file, lines);
+}
+
+when(tinyFsMissing() === null, tinyFsMissing() ?? '', { serial: true })('a tar header and its tar-split entry agreeing on 8 GiB for a file the layer lacks: refused at once, no zeros streamed into the target', async (t) => {
+  // on a 64 MiB file system: zeros streamed into the target would end in ENOSPC instead of the missing file's name
+  const tiny = tinyExt4(64);
+  t.teardown(() => tiny.cleanup());
+  const f = await fixture(t, 'vfs', tiny.dir);
+  fs.rmSync(path.join(filesOf(f, f.base), 'leak'));
+  editHeaderSize(f, f.base, 'leak', 8 * 2 ** 30 - 1);
+  const source = sourceSnapshot(f.root, f.driver);
+  const err = await migrate(f.root);
+  refused(t, f, err, source, f.outside(), f.base.cacheId, 'leak', 'is missing');
+  t.notRegex(err ?? '', /ENOSPC|no space/i);
+  t.is(await migrate(f.root, { rollback: true }), null);
 });
 
 // A layer tar (DiffID recorded to match) whose entries aim out of the layer:
