@@ -20,7 +20,8 @@ import { TarSplitRecorder } from '../layerstore/tar-split.ts';
 import * as sys from '../sys/syscalls.ts';
 import { strataBounded } from './helpers/bounded-cli.ts';
 import { capabilityV2 } from './helpers/file-capability.ts';
-import { sourceSnapshot, storeFacts, verifyProblems } from './helpers/migrate-store.ts';
+import { sourceSnapshot, verifyProblems } from './helpers/migrate-store.ts';
+import { openStore } from '../layerstore/store.ts';
 import { asRoot, when } from './helpers/require.ts';
 import { tinyExt4, tinyFsMissing } from './helpers/tiny-fs.ts';
 import { snapshotTree } from './helpers/store-snapshot.ts';
@@ -29,8 +30,8 @@ import { packTar, type Entry } from './helpers/tar.ts';
 const SECRET = 'root:$6$secrethash:19000:0:99999:7:::\n';
 const T = new Date('2023-11-14T22:13:20Z');
 
-/** One image of two layers (the base holds `leak`, a file the attacks redirect, and a setuid binary) and one container. */
-function smallSpec(): StoreSpec {
+/** One image of two layers (the base holds `leak`, a file the attacks redirect, and a setuid binary) and, with `container`, one container. */
+function smallSpec(container = true): StoreSpec {
   return {
     images: [{
       name: 'img', tags: ['hostile/img:1'], created: '2023-11-14T22:13:20Z', layers: [
@@ -46,7 +47,7 @@ function smallSpec(): StoreSpec {
         { createdBy: 'top', entries: [{ name: 'etc/', type: 'directory', mtime: T }, { name: 'etc/motd', content: 'hi\n', mtime: T }] },
       ],
     }],
-    containers: [{ name: 'c', image: 'img', created: '2023-11-15T00:00:00Z', change: (r) => fs.writeFileSync(path.join(r, 'etc/new'), 'new\n') }],
+    containers: container ? [{ name: 'c', image: 'img', created: '2023-11-15T00:00:00Z', change: (r) => fs.writeFileSync(path.join(r, 'etc/new'), 'new\n') }] : [],
   };
 }
 
@@ -64,19 +65,24 @@ interface Fixture {
   outside(): Map<string, string>;
 }
 
-// each driver's store is written once (through the drivers, fsync by fsync) and each test damages a copy of it
+// the vfs store is written once (through the driver, fsync by fsync) and each test damages a copy of it; the
+// drivers that mount write a store per test (no copy carries another home's mount bookkeeping), aufs one
+// without a container: the attacks on it are on image layers, which need no FUSE mount to write or move
 const pristineDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-hostile-pristine-'));
 test.after.always(() => fs.rmSync(pristineDir, { recursive: true, force: true }));
 const pristine = new Map<string, Promise<ModernStoreInfo>>();
 
 /** A copy of `driver`'s store in a temp dir of its own (below `base`), removed at the end. */
 async function fixture(t: ExecutionContext, driver = 'vfs', base = os.tmpdir()): Promise<Fixture> {
-  if (!pristine.has(driver)) pristine.set(driver, writeModernStore(path.join(pristineDir, driver), driver, smallSpec()));
-  const info = await pristine.get(driver)!;
   const dir = fs.mkdtempSync(path.join(base, 'strata-hostile-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const root = path.join(dir, 'root');
-  execFileSync('cp', ['-a', info.root, root]); // owners, modes, ns times, xattrs, hardlinks
+  let info: ModernStoreInfo;
+  if (driver === 'vfs') {
+    if (!pristine.has(driver)) pristine.set(driver, writeModernStore(path.join(pristineDir, driver), driver, smallSpec()));
+    info = await pristine.get(driver)!;
+    execFileSync('cp', ['-a', info.root, root]); // owners, modes, ns times, xattrs, hardlinks
+  } else info = await writeModernStore(root, driver, smallSpec(driver !== 'aufs'));
   const layers = [...info.layers.values()];
   const shadow = path.join(dir, 'shadow');
   fs.writeFileSync(shadow, SECRET, { mode: 0o600 });
@@ -546,7 +552,8 @@ function inodeFacts(p: string): InodeFacts {
 
 asRoot({ serial: true })('aufs → overlay2 by links: setuid, odd modes, capabilities, xattrs and ns times of the shared inodes kept, never chowned, chmodded or touched', async (t) => {
   const f = await fixture(t, 'aufs');
-  const facts = await storeFacts(f.root, 'aufs'); // reads every file through a mount: before the atimes are set
+  const diffIds = (driver: string) => new Map([...openStore(f.root, { driver }).layers.values()].map((l) => [l.key, l.diffId]));
+  const before0 = diffIds('aufs');
   const suid = path.join(filesOf(f, f.base), 'bin', 'suid');
   const passwd = path.join(filesOf(f, f.base), 'etc', 'passwd');
   // on-disk metadata the tar does not carry: only the inode's, which the links share
@@ -566,9 +573,7 @@ asRoot({ serial: true })('aufs → overlay2 by links: setuid, odd modes, capabil
   const source = sourceSnapshot(f.root, 'aufs', { linked: true }); // reads contents: after the atimes are compared
   t.deepEqual(await verifyProblems(f.root, 'overlay2'), []);
   t.deepEqual(sourceSnapshot(f.root, 'aufs', { linked: true }), source, 'verifying the target wrote nothing in the source');
-  const after = await storeFacts(f.root, 'overlay2');
-  t.deepEqual(after.diffIds, facts.diffIds);
-  t.deepEqual(after.changes, facts.changes);
+  t.deepEqual(diffIds('overlay2'), before0);
 });
 
 asRoot({ serial: true })('aufs diff dir with a symlink to a dir outside that holds aufs markers: the conversion never follows it', async (t) => {
