@@ -11,9 +11,13 @@ import type { Change } from '../archive/types.ts';
 import { changesDirs, changesFromDiffDir } from '../archive/changes.ts';
 import { exportChanges, exportDir } from '../archive/export.ts';
 import type { WhiteoutFormat } from '../archive/types.ts';
+import { cleanRel } from '../archive/scope.ts';
+import type { TarHeader } from '../archive/tar-header.ts';
+import { TarParser } from '../archive/tar-reader.ts';
+import { displayPath } from '../archive/types.ts';
 import type { Driver } from '../drivers/driver.ts';
 import type { DriverLayout } from '../drivers/layout.ts';
-import { assembleTar, digestLayer, DirFileGetter, readTarSplit } from '../layerstore/tar-split.ts';
+import { assembleTar, DirFileGetter, readTarSplit, type FileGetter, type ProblemSink, type TarSplitEntry } from '../layerstore/tar-split.ts';
 import { linkAufsDiff, linkedFilesProblem } from './link-layer.ts';
 import { MigrateError, type PlannedLayer } from './plan.ts';
 
@@ -37,6 +41,72 @@ function unclosable<T>(gen: AsyncGenerator<T>): AsyncIterable<T> {
   return { [Symbol.asyncIterator]: () => ({ next: () => gen.next() }) };
 }
 
+const ZEROS = Buffer.alloc(1 << 20);
+
+/**
+ * The entries of a tar-split, each file entry checked against the tar header
+ * its segments hold: the same name and the size of the body that header says
+ * follows. tar-split writes them so; one that lies would make the reassembly
+ * read a file the tar does not name, or read (or zero-fill) bytes the tar
+ * never had — up to 2^53 of them for a size of 1e15.
+ */
+export async function* headerChecked(entries: AsyncIterable<TarSplitEntry>, layer: string): AsyncGenerator<TarSplitEntry> {
+  const pending: TarHeader[] = [];
+  const parser = new TarParser({ entry: (h) => pending.push(h), data: () => undefined, entryEnd: () => undefined });
+  const lie = (e: { name: string }, m: string) => new MigrateError(`${layer}: tar-split entry "${displayPath(e.name)}" ${m}; the source is untouched`);
+  for await (const e of entries) {
+    if (e.type === 'segment') {
+      try {
+        if (!parser.ended) parser.push(e.payload);
+      } catch (err) {
+        throw new MigrateError(`${layer}: its tar-split holds a damaged tar (${(err as Error).message}); the source is untouched`);
+      }
+    } else {
+      const h = pending.shift(); // none for a PAX global header, which tar-split lists as an empty file entry
+      const body = h?.type === 'file' ? h.size : 0;
+      if (h && (cleanRel(h.name) ?? h.name) !== (cleanRel(e.name) ?? e.name)) throw lie(e, `is read from disk for the tar header "${displayPath(h.name)}"`);
+      if (e.size !== body) throw lie(e, `records ${e.size} bytes, its tar header ${body}`);
+      for (let left = body; left > 0; left -= ZEROS.length) parser.push(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
+    }
+    yield e;
+  }
+}
+
+/**
+ * The layer's tar reassembled from `tarSplit` and `getter`'s files, checked
+ * against its headers, ending at the first file that cannot be reproduced:
+ * the run fails on it anyway, and a missing file the tar says is huge would
+ * otherwise stream its size in zeros (into the target's disk, on a move).
+ */
+async function* reassembled(tarSplit: string, getter: FileGetter, problem: ProblemSink, layer: string): AsyncGenerator<Buffer> {
+  let failed = false;
+  const sink: ProblemSink = (p, m) => {
+    failed = true;
+    problem(p, m);
+  };
+  for await (const c of assembleTar(headerChecked(readTarSplit(tarSplit), layer), getter, sink)) {
+    if (failed) return;
+    yield c;
+  }
+}
+
+/** DiffID of a layer (layerstore's digestLayer), its tar-split checked against its headers on the way. */
+export async function digestChecked(tarSplit: string, getter: FileGetter, problem: ProblemSink, layer: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of reassembled(tarSplit, getter, problem, layer)) h.update(c);
+  return `sha256:${h.digest('hex')}`;
+}
+
+/** `p`, its failure (the target's applyDiff refusing an entry: "tar entry …") told as the layer's: one line naming both. */
+export async function asLayerError<T>(layer: string, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    if (e instanceof MigrateError) throw e;
+    throw new MigrateError(`${layer}: ${(e as Error).message ?? String(e)}; the source is untouched`);
+  }
+}
+
 const layerName = (l: PlannedLayer) => (l.chainId ? `layer ${l.chainId} (cache-id ${l.id})` : `${l.kind} layer ${l.id}`);
 
 /** Bytes that went through, for progress. */
@@ -56,24 +126,30 @@ export async function moveImageLayer(src: SourceHome, target: Driver, targetLayo
   let size = 0;
   await withSourceFiles(src, l.id, async (dir) => {
     const chunks = (async function* () {
-      for await (const c of assembleTar(readTarSplit(l.tarSplit!), new DirFileGetter(dir), problem)) {
+      for await (const c of reassembled(l.tarSplit!, new DirFileGetter(dir), problem, layerName(l))) {
         h.update(c);
         tarBytes += c.length;
         yield c;
       }
+      // a file failed: the tar is cut there, and the applier told so (it must not take the cut tar for a whole one)
+      if (problems.length) throw new MigrateError(`${layerName(l)}: source file ${problems[0]}; the source is untouched`);
     })();
-    await target.create(l.id, l.parent);
-    size = await target.applyDiff(l.id, l.parent, unclosable(chunks));
-    for await (const _ of unclosable(chunks)) { /* the tail the applier did not read (end-of-archive padding) */ }
+    try {
+      await target.create(l.id, l.parent);
+      size = await asLayerError(layerName(l), target.applyDiff(l.id, l.parent, unclosable(chunks)));
+      for await (const _ of unclosable(chunks)) { /* the tail the applier did not read (end-of-archive padding) */ }
+    } finally {
+      await chunks.return(undefined); // closes the tar-split and the file being read
+    }
   });
   const got = `sha256:${h.digest('hex')}`;
   if (problems.length) throw new MigrateError(`${layerName(l)}: source file ${problems[0]}; the source is untouched`);
   if (got !== l.diffId) throw new MigrateError(`${layerName(l)}: the source's files give ${got}, the store records DiffID ${l.diffId}; the source is untouched`);
   const f = targetLayout.filesDir(target.home, l.id);
   if (f.dir === null) throw new MigrateError(`${layerName(l)}: the target's files cannot be read back (${f.reason})`);
-  const again = await digestLayer(l.tarSplit, new DirFileGetter(f.dir), problem);
+  const again = await digestChecked(l.tarSplit, new DirFileGetter(f.dir), problem, layerName(l));
   if (problems.length) throw new MigrateError(`${layerName(l)}: target file ${problems[0]}`);
-  if (again.diffId !== l.diffId) throw new MigrateError(`${layerName(l)}: the migrated files give ${again.diffId}, not DiffID ${l.diffId}`);
+  if (again !== l.diffId) throw new MigrateError(`${layerName(l)}: the migrated files give ${again}, not DiffID ${l.diffId}`);
   return { tarBytes, size };
 }
 
@@ -132,7 +208,7 @@ const changeKey = (c: Change) => `${c.kind} ${c.path}`;
 export async function moveContainerLayer(src: SourceHome, target: Driver, l: PlannedLayer, lowers: string[]): Promise<Moved> {
   const before = await sourceChanges(src, l, lowers);
   await target.createReadWrite(l.id, l.parent);
-  const size = await withSourceDiff(src, l, before, (tar) => target.applyDiff(l.id, l.parent, tar));
+  const size = await asLayerError(layerName(l), withSourceDiff(src, l, before, (tar) => target.applyDiff(l.id, l.parent, tar)));
   const after = await target.changes(l.id, l.parent);
   const a = before.map(changeKey).sort();
   const b = after.map(changeKey).sort();

@@ -25,11 +25,12 @@ import { goJson } from '../layerstore/go-json.ts';
 import { readLegacyStore } from '../layerstore/legacy-graph.ts';
 import { modernDrivers } from '../layerstore/modern-store.ts';
 import { detectLayout } from '../layerstore/store.ts';
-import { digestLayer, DirFileGetter, recordTarSplit, TarSplitRecorder } from '../layerstore/tar-split.ts';
+import { DirFileGetter, recordTarSplit, TarSplitRecorder } from '../layerstore/tar-split.ts';
 import { StoreWriter } from '../layerstore/writer.ts';
-import { asObject, asString } from '../sys/read-only-files.ts';
-import { moveImageLayer, sourceChanges, withSourceFiles, type Moved, type SourceHome } from './convert.ts';
+import { asObject, asString, readFileReadOnly } from '../sys/read-only-files.ts';
+import { asLayerError, digestChecked, moveImageLayer, sourceChanges, withSourceFiles, type Moved, type SourceHome } from './convert.ts';
 import type { Journal } from './journal.ts';
+import { readContainerConfig } from './metadata.ts';
 import { MigrateError, type MigrationPlan, type PlannedLayer } from './plan.ts';
 
 /** The legacy source of `root` (its driver, or `graph` for docker ≤ 0.6); null when the root is not a legacy store. */
@@ -45,6 +46,9 @@ const tarSplitFile = (j: Journal, id: string) => path.join(legacyDir(j), `${id}.
 const containersList = (j: Journal) => path.join(legacyDir(j), 'containers');
 /** present when the run made R/image (a legacy root has none): rollback removes it again */
 const madeImageDir = (j: Journal) => path.join(legacyDir(j), 'made-image-dir');
+
+/** A v1 layer's tar-data.json.gz is copied through memory (the store writer takes bytes): far above any real one, which is ~100 bytes a file. */
+const TAR_SPLIT_CAP = 256 << 20;
 
 /** The source's diff of `l` as a tar (aufs-form whiteouts for a diff dir). */
 async function withLegacyDiff<T>(src: SourceHome, l: PlannedLayer, fn: (tar: AsyncIterable<Uint8Array>) => Promise<T>): Promise<T> {
@@ -68,14 +72,14 @@ export async function moveLegacyLayer(src: SourceHome, target: Driver, targetLay
   let tarSplit: Buffer;
   if (l.tarSplit) {
     const tarData = l.tarSplit;
-    diffId = (await withSourceFiles(src, l.id, (dir) => digestLayer(tarData, new DirFileGetter(dir), problem))).diffId;
+    diffId = await withSourceFiles(src, l.id, (dir) => digestChecked(tarData, new DirFileGetter(dir), problem, `v1 layer ${l.id}`));
     if (problems.length) throw new MigrateError(`v1 layer ${l.id}: source file ${problems[0]}; the source is untouched`);
     moved = await moveImageLayer(src, target, targetLayout, { ...l, diffId });
-    tarSplit = fs.readFileSync(tarData);
+    tarSplit = readFileReadOnly(tarData, TAR_SPLIT_CAP, 'a tar-split kept in memory');
   } else {
     const rec = new TarSplitRecorder();
     await target.create(l.id, l.parent);
-    const size = await withLegacyDiff(src, l, (tar) => target.applyDiff(l.id, l.parent, recordTarSplit(tar, rec)));
+    const size = await asLayerError(`v1 layer ${l.id}`, withLegacyDiff(src, l, (tar) => target.applyDiff(l.id, l.parent, recordTarSplit(tar, rec))));
     diffId = rec.diffId();
     tarSplit = rec.finish();
     moved = { tarBytes: rec.size, size };
@@ -84,9 +88,9 @@ export async function moveLegacyLayer(src: SourceHome, target: Driver, targetLay
   if (!l.tarSplit) {
     const f = targetLayout.filesDir(target.home, l.id);
     if (f.dir === null) throw new MigrateError(`v1 layer ${l.id}: the target's files cannot be read back (${f.reason})`);
-    const again = await digestLayer(tarSplitFile(journal, l.id), new DirFileGetter(f.dir), problem);
+    const again = await digestChecked(tarSplitFile(journal, l.id), new DirFileGetter(f.dir), problem, `v1 layer ${l.id}`);
     if (problems.length) throw new MigrateError(`v1 layer ${l.id}: target file ${problems[0]}`);
-    if (again.diffId !== diffId) throw new MigrateError(`v1 layer ${l.id}: the migrated files give ${again.diffId}, its diff gave ${diffId}`);
+    if (again !== diffId) throw new MigrateError(`v1 layer ${l.id}: the migrated files give ${again}, its diff gave ${diffId}`);
   }
   writeFileDurable(diffIdFile(journal, l.id), diffId, 0o600);
   return moved;
@@ -145,7 +149,7 @@ export function writeLegacyMetadata(journal: Journal, plan: MigrationPlan, sizes
     if (c.mountId) w.writeMount(c.id, { mountId: c.mountId, initId: c.initId, parent: c.imageId ? chains.get(c.imageId)!.at(-1)! : null });
     // a container that has a config.v2.json already keeps it as it is
     if (path.basename(c.configPath) !== 'config.json' || fs.existsSync(path.join(path.dirname(c.configPath), 'config.v2.json'))) continue;
-    const cfg = JSON.parse(fs.readFileSync(c.configPath, 'utf8')) as Record<string, unknown>;
+    const cfg = readContainerConfig(c.configPath); // no symlink, no FIFO, under the JSON cap
     if (image) cfg.Image = image;
     cfg.Driver = plan.to;
     const dir = path.join(journal.stageRoot, 'containers', c.id);

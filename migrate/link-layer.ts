@@ -19,6 +19,7 @@ import { OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEO
 import type { DiffFormat } from '../archive/diff-format.ts';
 import { readTarSplit, tarSplitMembers, DirFileGetter } from '../layerstore/tar-split.ts';
 import * as sys from '../sys/syscalls.ts';
+import { MigrateError } from './plan.ts';
 
 /** The diff-dir forms the fast path converts between (source form → target form). */
 export function canLinkDiff(from: DiffFormat | null, to: DiffFormat | undefined): boolean {
@@ -42,10 +43,19 @@ function restoreTimes(src: string, dst: string): void {
   sys.lutimensNs(dst, st.mtimeNs, st.atimeNs);
 }
 
+/** A marker the aufs form cannot hold (the source is not a diff dir aufs wrote): refused naming it. */
+function notAufs(src: string, name: string, why: string): MigrateError {
+  return new MigrateError(`${path.join(src, name)}: ${why}; not an aufs diff dir, the source is untouched`);
+}
+
 function convertWhiteouts(src: string, dst: string): void {
   let changed = false;
   for (const e of fs.readdirSync(dst, { withFileTypes: true })) {
     const d = path.join(dst, e.name);
+    const hides = e.name.startsWith(WHITEOUT_PREFIX) && !e.name.startsWith(WHITEOUT_META_PREFIX) ? e.name.slice(WHITEOUT_PREFIX.length) : null;
+    if ((e.name === WHITEOUT_OPAQUE_DIR || hides !== null) && !e.isFile()) throw notAufs(src, e.name, 'a whiteout marker that is not a regular file');
+    if (hides === '' || hides === '.' || hides === '..') throw notAufs(src, e.name, `a whiteout of ${JSON.stringify(hides)}, which names no entry`);
+    if (hides !== null && fs.lstatSync(path.join(dst, hides), { throwIfNoEntry: false })) throw notAufs(src, e.name, `a whiteout of ${JSON.stringify(hides)}, which the same layer holds`);
     if (e.name === WHITEOUT_OPAQUE_DIR) {
       fs.unlinkSync(d); // a name of the source's marker inode: only this name goes
       sys.lsetxattr(dst, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));

@@ -17,9 +17,9 @@ import { holdsData } from '../drivers/layout.ts';
 import { syncDir, writeFileDurable } from '../layerstore/durable.ts';
 import { goJson } from '../layerstore/go-json.ts';
 import { linkImageLayer, moveContainerLayer, moveImageLayer, type SourceHome } from './convert.ts';
-import { Journal, type JournalState } from './journal.ts';
+import { Journal, lockMigration, type JournalState } from './journal.ts';
 import { moveLegacyLayer, rollbackLegacy, switchLegacyContainers, writeLegacyMetadata } from './legacy.ts';
-import { copyMetadata } from './metadata.ts';
+import { checkContainers, copyMetadata, readContainerConfig } from './metadata.ts';
 import { MigrateError, layoutOrFail, planMigration, preflight, type MigrateOptions, type MigrationPlan, type PlannedLayer } from './plan.ts';
 import { removeStaged } from './staged-home.ts';
 
@@ -56,6 +56,15 @@ function crashPoint(step: string): void {
 
 /** Run (or with dryRun only plan, or with rollback undo) the migration `opts` describes. */
 export async function runMigration(opts: MigrateOptions, onProgress: (e: ProgressEvent) => void = () => {}): Promise<MigrationResult> {
+  const lock = lockMigration(path.resolve(opts.root));
+  try {
+    return await runLocked(opts, onProgress);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runLocked(opts: MigrateOptions, onProgress: (e: ProgressEvent) => void): Promise<MigrationResult> {
   const root = path.resolve(opts.root);
   const t0 = performance.now();
   const journal = new Journal(root);
@@ -80,6 +89,7 @@ export async function runMigration(opts: MigrateOptions, onProgress: (e: Progres
   onProgress({ event: 'plan', layers: plan.layers.length, containers: plan.containers.length, bytes: plan.bytesToCopy });
   if (opts.dryRun) return { action: 'dry-run', plan, layersMoved: 0, bytes: 0, seconds: (performance.now() - t0) / 1000 };
   await preflight(plan, state ? journal.moved() : null);
+  if (!plan.legacy) checkContainers(root, plan.from, plan.containers);
   if (!state) {
     state = { version: 1, from: plan.from, to: plan.to, phase: 'staging', targetHomeWasEmptyDir: fs.existsSync(path.join(root, plan.to)) };
     journal.create(state);
@@ -111,6 +121,7 @@ async function stage(journal: Journal, plan: MigrationPlan, onProgress: (e: Prog
     };
     for (const [i, l] of plan.layers.entries()) {
       if (done.has(l.id)) {
+        if (!target.exists(l.id)) throw new MigrateError(`${journal.log}: lists ${l.kind} layer ${l.id} as moved, but the staged ${plan.to} home has no such layer; run with --rollback`);
         onProgress({ event: 'layer', index: i + 1, total: plan.layers.length, id: l.id, kind: l.kind, bytes: 0, skipped: true });
         continue;
       }
@@ -192,7 +203,7 @@ async function switchOver(journal: Journal, s: JournalState, onProgress: (e: Pro
   renameOnce(path.join(journal.stageRoot, 'image', s.to), path.join(journal.root, 'image', s.to));
   crashPoint('switch:image');
   onProgress({ event: 'switch', step: 'containers' });
-  for (const id of fs.readdirSync(journal.configs).sort()) {
+  for (const id of journal.keptConfigs()) {
     rewriteDriver(path.join(journal.root, 'containers', id, 'config.v2.json'), s.from, s.to);
     crashPoint(`container:${id}`);
   }
@@ -201,12 +212,7 @@ async function switchOver(journal: Journal, s: JournalState, onProgress: (e: Pro
 
 /** config.v2.json with "Driver": `to` (already so: left alone). */
 function rewriteDriver(file: string, from: string, to: string): void {
-  let doc: Record<string, unknown>;
-  try {
-    doc = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new MigrateError(`${file}: cannot be read as JSON (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
+  const doc = readContainerConfig(file);
   if (doc.Driver === to) return;
   if (doc.Driver !== from) throw new MigrateError(`${file}: "Driver" is ${JSON.stringify(doc.Driver)}, expected ${from}`);
   doc.Driver = to;
@@ -214,6 +220,9 @@ function rewriteDriver(file: string, from: string, to: string): void {
 }
 
 async function finish(journal: Journal, s: JournalState, opts: MigrateOptions, plan: MigrationPlan | null, moved: number, bytes: number, t0: number, onProgress: (e: ProgressEvent) => void): Promise<MigrationResult> {
+  // before the source can go: R must hold the switched store, whatever the journal says
+  const notSwitched = journal.switchProblem(s);
+  if (notSwitched) throw new MigrateError(`${journal.file}: says ${s.phase}, but ${notSwitched}; nothing was removed (run with --rollback)`);
   journal.write({ ...s, phase: 'done' });
   crashPoint('done');
   if (opts.deleteSource) {
@@ -236,11 +245,11 @@ async function rollback(journal: Journal, onProgress: (e: ProgressEvent) => void
   const home = path.join(journal.root, s.to);
   const meta = path.join(journal.root, 'image', s.to);
   onProgress({ event: 'rollback', step: 'containers' });
-  for (const id of fs.readdirSync(journal.configs).sort()) {
+  for (const id of journal.keptConfigs()) {
     // the kept inode goes back under its name (rename: atomic, its bytes, mode and mtime as they were)
     const file = path.join(journal.root, 'containers', id, 'config.v2.json');
     const kept = path.join(journal.configs, id);
-    if (fs.statSync(kept).ino !== fs.statSync(file).ino) fs.renameSync(kept, file);
+    if (fs.statSync(kept).ino !== fs.lstatSync(file, { throwIfNoEntry: false })?.ino) fs.renameSync(kept, file);
     syncDir(path.dirname(file));
   }
   onProgress({ event: 'rollback', step: 'image' });

@@ -5,11 +5,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { drivers, getDriver } from '../drivers/registry.ts';
 import { removeTree } from '../archive/remove-tree.ts';
+import { layoutFor } from '../drivers/all.ts';
+import { isLayerName } from '../drivers/layout.ts';
+import { MigrateError } from './plan.ts';
 
 /** Remove `<root>/<name>`: `ids` (null: every layer the driver lists) through the driver, then the rest. */
 export async function removeStaged(name: string, root: string, ids: string[] | null): Promise<void> {
+  // a home is one directory of `root` named for a driver: never a path that could climb out of it
+  if (!isLayerName(name) || layoutFor(name) === undefined) throw new MigrateError(`${root}: ${JSON.stringify(name)} is not a driver home to remove`);
   const home = path.join(root, name);
-  if (!fs.existsSync(home)) return;
+  if (!fs.lstatSync(home, { throwIfNoEntry: false })) return;
   if (drivers.has(name)) {
     let d;
     try {
