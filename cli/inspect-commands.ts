@@ -1,7 +1,8 @@
 // strata images | history | inspect | diff | df | verify: read a Docker data
 // root offline (no daemon, nothing written) and print what docker would, plus
 // what docker cannot tell. All take --root (default /var/lib/docker), --json
-// and --driver (which image/<driver> store, when a root holds several).
+// and --driver (which image/<driver> store, when a root holds several); a
+// containerd root is detected under --root, or given with --containerd-root.
 //
 // Problems found while reading (a truncated JSON, a missing file) are printed
 // on stderr, one per line with the file they are about, after the output;
@@ -30,12 +31,16 @@ interface StoreArgs {
   root: string;
   driver?: string;
   now?: string;
+  'containerd-root'?: string;
+  namespace?: string;
 }
 
 function storeOptions<T>(y: Argv<T>) {
   return y
     .option('root', { type: 'string', default: '/var/lib/docker', describe: 'Docker data root (or registry v1 storage root) to read' })
     .option('driver', { type: 'string', describe: 'storage driver whose metadata to read, when the root holds several' })
+    .option('containerd-root', { type: 'string', describe: "containerd's root holding the images (Docker 29's containerd image store; --root is then Docker's, for its containers)" })
+    .option('namespace', { type: 'string', describe: 'containerd namespace to read (default: moby, else the only one)' })
     .option('now', { type: 'string', describe: 'show CREATED relative to this time (RFC 3339) instead of the clock' });
 }
 
@@ -47,7 +52,11 @@ function nowOf(argv: StoreArgs): Date {
 }
 
 async function open(argv: StoreArgs): Promise<StoreModel> {
-  return (await lib.store()).openStore(argv.root, { driver: argv.driver });
+  const { openStore } = await lib.store();
+  // a Docker 29 host: images in containerd's root, containers' configs in Docker's
+  const ctrRoot = argv['containerd-root'];
+  if (ctrRoot !== undefined) return openStore(ctrRoot, { namespace: argv.namespace, dockerRoot: argv.root });
+  return openStore(argv.root, { driver: argv.driver, namespace: argv.namespace });
 }
 
 /** Problems on stderr (both output modes: stdout stays parseable). */
