@@ -5,6 +5,7 @@
 // labels/}, and snapshots/<id>/fs is the snapshot's tree (an overlay upper
 // dir: whiteouts as 0/0 char devices, opaque dirs by trusted.overlay.opaque).
 import * as path from 'node:path';
+import { walkTree } from '../../archive/tree-size.ts';
 import type { Problems } from '../problems.ts';
 import { goTime, str, stringMap, uvarint, varint } from './encoding.ts';
 import { openBolt } from './meta-db.ts';
@@ -61,4 +62,30 @@ export function readOverlayfsSnapshots(root: string, problems: Problems): Map<st
   } finally {
     db.close();
   }
+}
+
+export interface Usage {
+  size: number;
+  inodes: number;
+}
+
+/**
+ * A tree's usage as the snapshotter measures it (continuity fs.DiskUsage):
+ * allocated blocks × 512 and the count of distinct inodes, the root included.
+ * Committed snapshots carry this from their commit; an active one is walked.
+ */
+export function treeUsage(dir: string): Usage {
+  const seen = new Set<string>();
+  let size = 0;
+  walkTree(dir, {
+    entry: (_p, st) => {
+      const key = `${st.dev}:${st.ino}`;
+      if (!seen.has(key)) {
+        seen.add(key);
+        size += st.blocks * 512;
+      }
+      return st.isDirectory();
+    },
+  });
+  return { size, inodes: seen.size };
 }
