@@ -24,6 +24,9 @@ const lib = {
   df: () => import('../inspect/df.ts'),
   verify: () => import('../inspect/verify.ts'),
   problems: () => import('../layerstore/problems.ts'),
+  containerd: () => import('../layerstore/containerd/store.ts'),
+  containerdDf: () => import('../inspect/containerd-df.ts'),
+  containerdVerify: () => import('../inspect/containerd-verify.ts'),
 };
 
 interface StoreArgs {
@@ -171,6 +174,13 @@ export const dfCommand: CommandModule<{ json: boolean }, DfArgs> = {
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'per image, container, volume and driver directory' }) as unknown as Argv<DfArgs>,
   handler: async (argv) => {
     const model = await open(argv);
+    if ((await lib.containerd()).isContainerdModel(model)) {
+      const { containerdDiskUsage, renderContainerdDf } = await lib.containerdDf();
+      const report = containerdDiskUsage(model);
+      emit(argv.json, report, () => process.stdout.write(renderContainerdDf(report, argv.verbose, nowOf(argv))));
+      await reportProblems(model.problems.list);
+      return;
+    }
     const { diskUsage, renderDf } = await lib.df();
     const report = await diskUsage(model);
     emit(argv.json, report, () => process.stdout.write(renderDf(report, argv.verbose, nowOf(argv))));
@@ -189,8 +199,17 @@ export const verifyCommand: CommandModule<{ json: boolean }, VerifyArgs> = {
     .option('metadata-only', { type: 'boolean', default: false, describe: 'skip rebuilding layer tars (no layer file is read)' }) as unknown as Argv<VerifyArgs>,
   handler: async (argv) => {
     const model = await open(argv);
+    const opts = { content: !argv['metadata-only'] };
+    if ((await lib.containerd()).isContainerdModel(model)) {
+      const { verifyContainerdStore, renderContainerdVerify } = await lib.containerdVerify();
+      const report = await verifyContainerdStore(model, opts);
+      emit(argv.json, report, () => process.stdout.write(renderContainerdVerify(report)));
+      await reportProblems(report.problems);
+      if (!report.ok) process.exitCode = 1;
+      return;
+    }
     const { verifyStore, renderVerify } = await lib.verify();
-    const report = await verifyStore(model, { content: !argv['metadata-only'] });
+    const report = await verifyStore(model, opts);
     emit(argv.json, report, () => process.stdout.write(renderVerify(report)));
     await reportProblems(report.problems);
     if (!report.ok) process.exitCode = 1;

@@ -16,11 +16,12 @@ import { humanSize } from '../inspect/docker-units.ts';
 import { busyboxAvailable } from '../fixtures/busybox-rootfs.ts';
 import { archiveLayers, writeArchives, type Archives } from './containerd-archive.ts';
 import { hasTool, isRoot, when } from './helpers/require.ts';
-import { startContainerd, type Containerd } from './oracle/containerd.ts';
+import { ctrBin, startContainerd, type Containerd } from './oracle/containerd.ts';
 import { strata } from './helpers/strata-cli.ts';
 
 const ok = isRoot && fs.existsSync('/usr/bin/containerd') && hasTool('ctr') && busyboxAvailable();
 const need = 'root, containerd + ctr (apt: containerd) and busybox-static';
+const GARBAGE = 'a blob no image references\n';
 
 interface Setup {
   c: Containerd;
@@ -55,6 +56,8 @@ async function build(): Promise<Setup> {
   execFileSync('umount', [mnt]);
   mounted = undefined;
   moby('leases', 'create', '--id', 'lease1');
+  // a blob nothing references: garbage until containerd's next collection
+  execFileSync(ctrBin, ['--address', c.address, '--namespace', 'moby', 'content', 'ingest', 'garbage-ref'], { input: GARBAGE });
   const out = {
     images: moby('images', 'ls'), content: moby('content', 'ls'), snapshots: moby('snapshots', 'ls'),
     usage: moby('snapshots', 'usage'), leases: moby('leases', 'ls'), containers: moby('containers', 'ls'),
@@ -203,4 +206,52 @@ when(ok, need)('--namespace, the default namespace, and Docker 29 pairs of roots
   const [ctr] = JSON.parse(pair.stdout) as Record<string, unknown>[];
   t.is(ctr.Id, 'c1');
   t.is(ctr.Command, "/bin/sh -c 'sleep 1'");
+});
+
+when(ok, need)('diff: a container snapshot against its parents', async (t) => {
+  const { c } = await get();
+  const r = strata(['diff', '--root', c.root, 'c1']);
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(r.stdout.trim().split('\n'), ['C /data', 'C /data/keep', 'D /data/keep/k.txt', 'C /etc', 'C /etc/base.txt', 'A /new.txt']);
+  const top = strata(['diff', '--root', c.root, '--json', chainIds([sha256Digest((await archiveLayers()).base), sha256Digest((await archiveLayers()).edit)])[1]]);
+  t.deepEqual((JSON.parse(top.stdout) as { Path: string; kind: string }[]).map((x) => `${x.kind} ${x.Path}`), ['C /data', 'D /data/delme.txt', 'C /etc', 'A /etc/edited.txt']);
+});
+
+when(ok, need)('df -v: sizes, holders, garbage, and the root on disk like du', async (t) => {
+  const { c, model } = await get();
+  const r = strata(['df', '--root', c.root, '--json']);
+  t.is(r.code, 0, r.stderr);
+  const df = JSON.parse(r.stdout) as Record<string, any>;
+  for (const i of df.images) t.is(i.size, model.images.get(i.id)!.size);
+  const multi = df.images.find((i: any) => i.repository === 'strata/multi');
+  t.is(multi.sharedSize, multi.unpackedSize, 'both of its snapshots are shared with strata/busybox');
+  t.deepEqual(df.snapshots.find((s: any) => s.key === 'c1').heldBy, ['container c1']);
+  t.deepEqual(df.content.garbage, [{ digest: sha256Digest(GARBAGE), size: GARBAGE.length }]);
+  const du = Number(execFileSync('du', ['-sx', '--block-size=1', c.root], { encoding: 'utf8' }).split('\t')[0]);
+  t.is(df.total.disk, du);
+  const v = strata(['df', '-v', '--root', c.root]);
+  t.regex(v.stdout, /\nSnapshots:\n\nKEY +ID +KIND +SIZE +INODES +HELD BY\n/);
+  t.regex(v.stdout, /Garbage \(no image, container or lease holds it\): 27B\n/);
+});
+
+when(ok, need)('verify: a pristine root is ok; a flipped blob byte and a missing snapshot tree are named', async (t) => {
+  const { c, model } = await get();
+  const good = strata(['verify', '--root', c.root]);
+  t.is(good.code, 0, good.stderr);
+  t.regex(good.stdout, /: 2 images, 2 layers \(4 layer blobs uncompressed and hashed, \d+ bytes\), 1 containers, 3 references\nok\n/);
+  const copy = path.join(fs.mkdtempSync(path.join(c.dir, 'damaged-')), 'root');
+  execFileSync('cp', ['-a', c.root, copy]);
+  const gz = model.containerd.resolved.get('docker.io/strata/multi:1')!.layers[0].digest;
+  const blob = path.join(copy, 'io.containerd.content.v1.content/blobs/sha256', gz.slice(7));
+  const bytes = fs.readFileSync(blob);
+  bytes[bytes.length - 5] ^= 0xff;
+  fs.writeFileSync(blob, bytes);
+  const edit = backendOf(model.containerd, model.images.get(model.containerd.ns.images[0].target.digest)!.layers[1])!;
+  fs.rmSync(path.join(copy, 'io.containerd.snapshotter.v1.overlayfs/snapshots', edit.id!, 'fs'), { recursive: true });
+  const bad = strata(['verify', '--root', copy]);
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, new RegExp(`strata: error: ${blob}: blob content digests to sha256:`));
+  t.regex(bad.stderr, new RegExp(`${blob}: image docker.io/strata/multi:1: layer 0 (is not valid gzip|uncompresses to)`));
+  t.regex(bad.stderr, new RegExp(`snapshots/${edit.id}/fs: snapshot sha256:[0-9a-f]{64}: its fs directory is missing`));
+  t.notRegex(bad.stderr, /\n\s+at /);
 });
