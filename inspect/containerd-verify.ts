@@ -12,7 +12,8 @@ import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import type { Problem } from '../layerstore/problems.ts';
 import { backendOf, type ContainerdModel } from '../layerstore/containerd/store.ts';
-import { blobPath, diffIdsOf } from '../layerstore/containerd/content.ts';
+import { blobPath, diffIdsOf, resolveImage } from '../layerstore/containerd/content.ts';
+import { StoreFiles } from '../layerstore/store-files.ts';
 import { snapshotFs } from '../layerstore/containerd/snapshotter.ts';
 import { describeFsError, isDirectory, openRegular } from '../sys/read-only-files.ts';
 import { parentLoops, type VerifyOptions, type VerifyReport } from './verify.ts';
@@ -71,7 +72,8 @@ export async function verifyContainerdStore(model: ContainerdModel, opts: Verify
 
   const checkedLayers = new Set<string>();
   for (const img of d.ns.images) {
-    const r = d.resolved.get(img.name)!;
+    // read again, manifests included: the listing took config and layers from GC labels, without media types
+    const r = resolveImage(d.root, img.name, img.target, new StoreFiles(problems));
     for (const m of r.missing) problems.add(blobPath(d.root, m) ?? metaDb, `image ${img.name}: content is missing`);
     if (!r.configJson) continue;
     const diffIds = diffIdsOf(r.configJson);

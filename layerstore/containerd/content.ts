@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { digestHex, isDigest } from '../digests.ts';
 import type { StoreFiles } from '../store-files.ts';
 import { asObject, asString } from '../../sys/read-only-files.ts';
-import type { Descriptor } from './meta-db.ts';
+import type { CtrBlob, Descriptor } from './meta-db.ts';
 
 export const CONTENT_DIR = 'io.containerd.content.v1.content';
 
@@ -51,12 +51,37 @@ function platformText(p: Record<string, unknown> | null): string {
   return `${asString(p.os)}/${asString(p.architecture)}${p.variant ? `/${asString(p.variant)}` : ''}`;
 }
 
+const CONFIG_REF = 'containerd.io/gc.ref.content.config';
+
+/**
+ * A manifest's config and layers from the GC labels containerd put on its
+ * blob record (core/images ChildGCLabels: `…config`, `…l.<i>` in manifest
+ * order), sizes from the blobs' records: the manifest file is not read.
+ * Null when a label or a blob record is missing (then the manifest is read).
+ * Media types are not known this way ('').
+ */
+function fromLabels(blobs: Map<string, CtrBlob>, manifest: string): { config: Descriptor; layers: Descriptor[] } | null {
+  const labels = blobs.get(manifest)?.labels;
+  const config = labels?.[CONFIG_REF];
+  const cb = config === undefined ? undefined : blobs.get(config);
+  if (!labels || !cb) return null;
+  const layers: Descriptor[] = [];
+  for (let i = 0; labels[`containerd.io/gc.ref.content.l.${i}`] !== undefined; i++) {
+    const lb = blobs.get(labels[`containerd.io/gc.ref.content.l.${i}`]);
+    if (!lb) return null;
+    layers.push({ digest: lb.digest, mediaType: '', size: lb.size });
+  }
+  return { config: { digest: cb.digest, mediaType: '', size: cb.size }, layers };
+}
+
 /**
  * Follow `target` to the manifest for `platform` (an index: its first
  * manifest for that os/architecture that is not an attestation) and read its
- * config. Problems go to `files.problems` against the blob concerned.
+ * config. Problems go to `files.problems` against the blob concerned. With
+ * `blobs` (the namespace's blob records), a manifest's config and layers come
+ * from its GC labels where they are complete, without reading it.
  */
-export function resolveImage(root: string, name: string, target: Descriptor, files: StoreFiles, platform = hostPlatform()): ResolvedImage {
+export function resolveImage(root: string, name: string, target: Descriptor, files: StoreFiles, blobs?: Map<string, CtrBlob>, platform = hostPlatform()): ResolvedImage {
   const out: ResolvedImage = { manifest: null, config: null, configJson: null, configPath: '', layers: [], platforms: [], missing: [], contentSize: target.size ?? 0 };
   const read = (d: Descriptor, what: string) => {
     const p = blobPath(root, d.digest);
@@ -91,10 +116,16 @@ export function resolveImage(root: string, name: string, target: Descriptor, fil
   if (!manifest) return out;
   out.manifest = manifest;
   if (manifest !== target) out.contentSize += manifest.size ?? 0;
-  const m = read(manifest, 'manifest');
-  if (!m) return out;
-  out.config = descriptorOf(m.value.config);
-  out.layers = (Array.isArray(m.value.layers) ? m.value.layers : []).map(descriptorOf).filter((d): d is Descriptor => d !== null);
+  const labelled = blobs && fromLabels(blobs, manifest.digest);
+  if (labelled) {
+    out.config = labelled.config;
+    out.layers = labelled.layers;
+  } else {
+    const m = read(manifest, 'manifest');
+    if (!m) return out;
+    out.config = descriptorOf(m.value.config);
+    out.layers = (Array.isArray(m.value.layers) ? m.value.layers : []).map(descriptorOf).filter((d): d is Descriptor => d !== null);
+  }
   out.contentSize += (out.config?.size ?? 0) + out.layers.reduce((s, l) => s + (l.size ?? 0), 0);
   if (!out.config) {
     files.problems.add(blobPath(root, manifest.digest)!, `image ${name}: manifest has no config descriptor`);

@@ -10,7 +10,7 @@
 // A snapshot's `name` is the key the snapshotter itself knows it by
 // ("moby/4/sha256:…"); `key` is what ctr and docker name it (a chain id).
 import { BboltError, BboltFile, type BucketHandle } from '../bbolt.ts';
-import { goTime, str, stringMap, varint } from './encoding.ts';
+import { goTime, stringMap, varint } from './encoding.ts';
 import type { Problems } from '../problems.ts';
 import { describeFsError, openRegular } from '../../sys/read-only-files.ts';
 import * as fs from 'node:fs';
@@ -100,61 +100,85 @@ export function namespacesOf(db: BboltFile): string[] {
   return db.bucket('v1')?.buckets() ?? [];
 }
 
-function times(b: BucketHandle) {
-  return { createdAt: goTime(b.get('createdat')), updatedAt: goTime(b.get('updatedat')) };
+/**
+ * A bucket's values and nested buckets, read in one pass over its page
+ * (a lookup per field would re-read the page of a bucket that is not inline).
+ */
+class Rec {
+  readonly values = new Map<string, Buffer>();
+  readonly subs = new Map<string, BucketHandle>();
+  constructor(b: BucketHandle) {
+    for (const [k, v] of b.items()) {
+      if (Buffer.isBuffer(v)) this.values.set(k, v);
+      else this.subs.set(k, v);
+    }
+  }
+
+  str(key: string): string | null {
+    return this.values.get(key)?.toString() ?? null;
+  }
+
+  size(): number | null {
+    const v = this.values.get('size');
+    return v === undefined ? null : varint(v);
+  }
+
+  times() {
+    return { createdAt: goTime(this.values.get('createdat') ?? null), updatedAt: goTime(this.values.get('updatedat') ?? null) };
+  }
+
+  map(name: string): Record<string, string> {
+    return stringMap(this.subs.get(name) ?? null);
+  }
 }
 
-function sizeOf(b: BucketHandle): number | null {
-  const v = b.get('size');
-  return v === null ? null : varint(v);
-}
-
-function* sub(b: BucketHandle | null): Generator<[string, BucketHandle]> {
-  if (!b) return;
-  for (const name of b.buckets()) yield [name, b.bucket(name)!];
+function* sub(b: BucketHandle | null | undefined): Generator<[string, Rec]> {
+  if (b) for (const [k, h] of b.children()) yield [k, new Rec(h)];
 }
 
 /** Everything one namespace records. */
 export function readNamespace(db: BboltFile, name: string): Namespace {
   const ns = db.bucket('v1', name);
+  const top = ns ? new Rec(ns) : null;
   const images: CtrImage[] = [];
-  for (const [n, b] of sub(ns?.bucket('images') ?? null)) {
-    const t = b.bucket('target');
+  for (const [n, r] of sub(top?.subs.get('images'))) {
+    const t = r.subs.get('target');
+    const tr = t ? new Rec(t) : null;
     images.push({
       name: n,
-      target: { digest: t ? str(t, 'digest') ?? '' : '', mediaType: t ? str(t, 'mediatype') ?? '' : '', size: t ? sizeOf(t) : null },
-      ...times(b), labels: stringMap(b.bucket('labels')), annotations: stringMap(b.bucket('annotations')),
+      target: { digest: tr?.str('digest') ?? '', mediaType: tr?.str('mediatype') ?? '', size: tr?.size() ?? null },
+      ...r.times(), labels: r.map('labels'), annotations: r.map('annotations'),
     });
   }
   const blobs = new Map<string, CtrBlob>();
-  for (const [d, b] of sub(ns?.bucket('content')?.bucket('blob') ?? null)) {
-    blobs.set(d, { digest: d, size: sizeOf(b), ...times(b), labels: stringMap(b.bucket('labels')) });
-  }
+  const content = top?.subs.get('content');
+  for (const [d, r] of sub(content?.bucket('blob'))) blobs.set(d, { digest: d, size: r.size(), ...r.times(), labels: r.map('labels') });
   const snapshots = new Map<string, Map<string, CtrSnapshot>>();
-  for (const [sn, sb] of sub(ns?.bucket('snapshots') ?? null)) {
+  for (const [sn, sr] of sub(top?.subs.get('snapshots'))) {
     const m = new Map<string, CtrSnapshot>();
-    for (const [key, b] of sub(sb)) {
+    for (const [key, h] of sr.subs) {
+      const r = new Rec(h);
       m.set(key, {
-        snapshotter: sn, key, name: str(b, 'name'), parent: str(b, 'parent'),
-        children: [...(b.bucket('children')?.entries() ?? [])].map((e) => e.key.toString()),
-        ...times(b), labels: stringMap(b.bucket('labels')),
+        snapshotter: sn, key, name: r.str('name'), parent: r.str('parent'),
+        children: [...(r.subs.get('children')?.entries() ?? [])].map((e) => e.key.toString()),
+        ...r.times(), labels: r.map('labels'),
       });
     }
     snapshots.set(sn, m);
   }
   const leases: CtrLease[] = [];
-  for (const [id, b] of sub(ns?.bucket('leases') ?? null)) {
+  for (const [id, r] of sub(top?.subs.get('leases'))) {
     const snaps: { snapshotter: string; key: string }[] = [];
-    for (const [sn, sb] of sub(b.bucket('snapshots'))) for (const e of sb.entries()) snaps.push({ snapshotter: sn, key: e.key.toString() });
-    const content = [...(b.bucket('content')?.entries() ?? [])].map((e) => e.key.toString());
-    leases.push({ id, createdAt: goTime(b.get('createdat')), labels: stringMap(b.bucket('labels')), snapshots: snaps, content });
+    for (const [sn, sb] of r.subs.get('snapshots')?.children() ?? []) for (const e of sb.entries()) snaps.push({ snapshotter: sn, key: e.key.toString() });
+    const content = [...(r.subs.get('content')?.entries() ?? [])].map((e) => e.key.toString());
+    leases.push({ id, createdAt: r.times().createdAt, labels: r.map('labels'), snapshots: snaps, content });
   }
   const containers: CtrContainer[] = [];
-  for (const [id, b] of sub(ns?.bucket('containers') ?? null)) {
-    const rt = b.bucket('runtime');
+  for (const [id, r] of sub(top?.subs.get('containers'))) {
+    const rt = r.subs.get('runtime');
     containers.push({
-      id, image: str(b, 'image'), snapshotter: str(b, 'snapshotter'), snapshotKey: str(b, 'snapshotKey'),
-      runtime: rt ? str(rt, 'name') : null, ...times(b), labels: stringMap(b.bucket('labels')),
+      id, image: r.str('image'), snapshotter: r.str('snapshotter'), snapshotKey: r.str('snapshotKey'),
+      runtime: rt ? new Rec(rt).str('name') : null, ...r.times(), labels: r.map('labels'),
     });
   }
   return { name, images, blobs, snapshots, leases, containers };

@@ -46,8 +46,7 @@ export function readOverlayfsSnapshots(root: string, problems: Problems): Map<st
   try {
     const out = new Map<string, BackendSnapshot>();
     const bucket = db.bucket('v1', 'snapshots');
-    for (const name of bucket?.buckets() ?? []) {
-      const b = bucket!.bucket(name)!;
+    for (const [name, b] of bucket?.children() ?? []) {
       const id = b.get('id');
       const kind = b.get('kind');
       const num = (k: string) => { const v = b.get(k); return v === null ? null : varint(v); };

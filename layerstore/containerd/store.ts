@@ -115,7 +115,7 @@ export function readContainerdStore(root: string, opts: ContainerdOptions = {}, 
 
 function addImage(model: ContainerdModel, img: CtrImage, files: StoreFiles): void {
   const d = model.containerd;
-  const r = resolveImage(d.root, img.name, img.target, files);
+  const r = resolveImage(d.root, img.name, img.target, files, d.ns.blobs);
   d.resolved.set(img.name, r);
   const id = img.target.digest;
   let rec = model.images.get(id);
