@@ -1,7 +1,8 @@
 // strata images | history | inspect | diff | df | verify: read a Docker data
 // root offline (no daemon, nothing written) and print what docker would, plus
 // what docker cannot tell. All take --root (default /var/lib/docker), --json
-// and --driver (which image/<driver> store, when a root holds several).
+// and --driver (which image/<driver> store, when a root holds several); a
+// containerd root is detected under --root, or given with --containerd-root.
 //
 // Problems found while reading (a truncated JSON, a missing file) are printed
 // on stderr, one per line with the file they are about, after the output;
@@ -23,6 +24,9 @@ const lib = {
   df: () => import('../inspect/df.ts'),
   verify: () => import('../inspect/verify.ts'),
   problems: () => import('../layerstore/problems.ts'),
+  containerd: () => import('../layerstore/containerd/store.ts'),
+  containerdDf: () => import('../inspect/containerd-df.ts'),
+  containerdVerify: () => import('../inspect/containerd-verify.ts'),
 };
 
 interface StoreArgs {
@@ -30,12 +34,16 @@ interface StoreArgs {
   root: string;
   driver?: string;
   now?: string;
+  'containerd-root'?: string;
+  namespace?: string;
 }
 
 function storeOptions<T>(y: Argv<T>) {
   return y
     .option('root', { type: 'string', default: '/var/lib/docker', describe: 'Docker data root (or registry v1 storage root) to read' })
     .option('driver', { type: 'string', describe: 'storage driver whose metadata to read, when the root holds several' })
+    .option('containerd-root', { type: 'string', describe: "containerd's root holding the images (Docker 29's containerd image store; --root is then Docker's, for its containers)" })
+    .option('namespace', { type: 'string', describe: 'containerd namespace to read (default: moby, else the only one)' })
     .option('now', { type: 'string', describe: 'show CREATED relative to this time (RFC 3339) instead of the clock' });
 }
 
@@ -47,7 +55,11 @@ function nowOf(argv: StoreArgs): Date {
 }
 
 async function open(argv: StoreArgs): Promise<StoreModel> {
-  return (await lib.store()).openStore(argv.root, { driver: argv.driver });
+  const { openStore } = await lib.store();
+  // a Docker 29 host: images in containerd's root, containers' configs in Docker's
+  const ctrRoot = argv['containerd-root'];
+  if (ctrRoot !== undefined) return openStore(ctrRoot, { namespace: argv.namespace, dockerRoot: argv.root });
+  return openStore(argv.root, { driver: argv.driver, namespace: argv.namespace });
 }
 
 /** Problems on stderr (both output modes: stdout stays parseable). */
@@ -162,6 +174,13 @@ export const dfCommand: CommandModule<{ json: boolean }, DfArgs> = {
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'per image, container, volume and driver directory' }) as unknown as Argv<DfArgs>,
   handler: async (argv) => {
     const model = await open(argv);
+    if ((await lib.containerd()).isContainerdModel(model)) {
+      const { containerdDiskUsage, renderContainerdDf } = await lib.containerdDf();
+      const report = containerdDiskUsage(model);
+      emit(argv.json, report, () => process.stdout.write(renderContainerdDf(report, argv.verbose, nowOf(argv))));
+      await reportProblems(model.problems.list);
+      return;
+    }
     const { diskUsage, renderDf } = await lib.df();
     const report = await diskUsage(model);
     emit(argv.json, report, () => process.stdout.write(renderDf(report, argv.verbose, nowOf(argv))));
@@ -180,8 +199,17 @@ export const verifyCommand: CommandModule<{ json: boolean }, VerifyArgs> = {
     .option('metadata-only', { type: 'boolean', default: false, describe: 'skip rebuilding layer tars (no layer file is read)' }) as unknown as Argv<VerifyArgs>,
   handler: async (argv) => {
     const model = await open(argv);
+    const opts = { content: !argv['metadata-only'] };
+    if ((await lib.containerd()).isContainerdModel(model)) {
+      const { verifyContainerdStore, renderContainerdVerify } = await lib.containerdVerify();
+      const report = await verifyContainerdStore(model, opts);
+      emit(argv.json, report, () => process.stdout.write(renderContainerdVerify(report)));
+      await reportProblems(report.problems);
+      if (!report.ok) process.exitCode = 1;
+      return;
+    }
     const { verifyStore, renderVerify } = await lib.verify();
-    const report = await verifyStore(model, { content: !argv['metadata-only'] });
+    const report = await verifyStore(model, opts);
     emit(argv.json, report, () => process.stdout.write(renderVerify(report)));
     await reportProblems(report.problems);
     if (!report.ok) process.exitCode = 1;

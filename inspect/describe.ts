@@ -7,6 +7,7 @@ import type { LayerRecord, StoreModel } from '../layerstore/model.ts';
 import { InspectError } from '../layerstore/problems.ts';
 import { findContainer, findImage, findLayer } from '../layerstore/store.ts';
 import { driverDirsOf } from './driver-dirs.ts';
+import { isContainerdModel, snapshotDirs } from '../layerstore/containerd/store.ts';
 
 export interface LayerDescription {
   Key: string;
@@ -22,6 +23,7 @@ export interface LayerDescription {
 }
 
 function driverData(model: StoreModel, id: string | null): { Name: string | null; Data: Record<string, string> } | null {
+  if (isContainerdModel(model)) return id ? { Name: model.containerd.snapshotter, Data: snapshotDirs(model.containerd, id) } : null;
   const dirs = driverDirsOf(model);
   if (!dirs || !id) return null;
   try {

@@ -22,6 +22,8 @@ import type { StoreModel } from '../layerstore/model.ts';
 import { InspectError } from '../layerstore/problems.ts';
 import { describeFsError, openRegular } from '../sys/read-only-files.ts';
 import { findContainer } from '../layerstore/store.ts';
+import { isContainerdModel } from '../layerstore/containerd/store.ts';
+import { containerdChanges } from './containerd-diff.ts';
 import { driverDirsOf } from './driver-dirs.ts';
 import { readTarSplit, tarSplitMembers } from '../layerstore/tar-split.ts';
 
@@ -29,6 +31,7 @@ import { readTarSplit, tarSplitMembers } from '../layerstore/tar-split.ts';
 
 /** `docker diff`: the changes of a container's RW layer (against its init layer), sorted by path. */
 export async function containerChanges(model: StoreModel, ref: string): Promise<Change[]> {
+  if (isContainerdModel(model)) return containerdChanges(model, ref);
   const id = findContainer(model, ref);
   const c = model.containers.find((x) => x.id === id)!;
   const dirs = driverDirsOf(model);

@@ -27,7 +27,8 @@ export interface HistoryRow {
 export function imageHistory(model: StoreModel, imageId: string): HistoryRow[] {
   const img = model.images.get(imageId);
   if (!img) throw new InspectError(`no such image: ${imageId}`);
-  if (model.kind !== 'modern') {
+  // legacy and registry images are one layer each; modern and containerd images list theirs
+  if (model.kind === 'legacy' || model.kind === 'registry-v1') {
     return img.layers.slice().reverse().map((id) => {
       const i = model.images.get(id)!;
       const h = i.history[i.history.length - 1];

@@ -136,7 +136,7 @@ export interface TreeNode {
  * top layer it is.
  */
 export function imageTree(model: StoreModel): TreeNode[] {
-  if (model.kind !== 'modern') {
+  if (model.kind === 'legacy' || model.kind === 'registry-v1') {
     const children = childrenOf(model);
     const node = (img: ImageRecord): TreeNode => ({
       id: img.id, virtualSize: img.virtualSize, images: [img.id], tags: img.tags,
@@ -177,7 +177,7 @@ export function imageTree(model: StoreModel): TreeNode[] {
 /** The tree as `docker images --tree` printed it (│ ├─ └─ prefixes). */
 export function renderImageTree(model: StoreModel, roots: TreeNode[], opts: ImagesOptions = {}): string {
   const lines: string[] = [];
-  const modern = model.kind === 'modern';
+  const modern = model.kind === 'modern' || model.kind === 'containerd';
   const size = (n: number | null) => (n === null ? 'N/A' : modern ? humanSize(n) : humanSizeLegacy(n));
   const print = (n: TreeNode, prefix: string) => {
     let s = `${prefix}${displayId(model, n.id, opts.noTrunc ?? false)} Virtual Size: ${size(n.virtualSize)}`;

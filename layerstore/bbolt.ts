@@ -113,13 +113,14 @@ export class BboltFile {
       this.bound(page, k + ksize + vsize, pgid, at);
       const key = page.subarray(k, k + ksize);
       const value = page.subarray(k + ksize, k + ksize + vsize);
+      // keys and values are views into this call's page buffer (read fresh, never reused or written): no copies
       if (flags & BUCKET_LEAF) {
         if (vsize < BUCKET_HEADER) throw new BboltError(`${this.file}: page ${pgid} offset ${at}: bucket value of ${vsize} bytes`);
         const root = value.readBigUInt64LE(0);
-        const ref: BucketRef = root === 0n ? { root, inline: Buffer.from(value.subarray(BUCKET_HEADER)) } : { root };
-        yield { key: Buffer.from(key), value: null, ref };
+        const ref: BucketRef = root === 0n ? { root, inline: value.subarray(BUCKET_HEADER) } : { root };
+        yield { key, value: null, ref };
       } else {
-        yield { key: Buffer.from(key), value: Buffer.from(value) };
+        yield { key, value };
       }
     }
   }
@@ -160,14 +161,15 @@ export class BboltFile {
     const offset = pgid * BigInt(this.pageSize);
     if (pgid < 2n || pgid >= this.highWater)
       throw new BboltError(`${this.file}: page ${pgid} at offset ${offset}: outside the file's pages (2..${this.highWater - 1n})`);
-    const head = readAt(this.fd, Number(offset), HEADER, this.file);
+    // one read for the common page without overflow; a second only for overflow pages
+    const head = readAt(this.fd, Number(offset), this.pageSize, this.file);
     if (head.length < HEADER) throw new BboltError(`${this.file}: page ${pgid} at offset ${offset}: truncated`);
     if (head.readBigUInt64LE(0) !== pgid)
       throw new BboltError(`${this.file}: page ${pgid} at offset ${offset}: header names page ${head.readBigUInt64LE(0)}`);
     const span = (head.readUInt32LE(12) + 1) * this.pageSize;
     if (pgid + BigInt(head.readUInt32LE(12)) >= this.highWater)
       throw new BboltError(`${this.file}: page ${pgid} at offset ${offset}: overflow beyond the file's pages`);
-    const page = readAt(this.fd, Number(offset), span, this.file);
+    const page = span === head.length ? head : readAt(this.fd, Number(offset), span, this.file);
     if (page.length < span) throw new BboltError(`${this.file}: page ${pgid} at offset ${offset}: truncated`);
     return page;
   }
@@ -194,6 +196,16 @@ export class BucketHandle {
   bucket(name: string): BucketHandle | null {
     const e = this.db.find(this.ref, Buffer.from(name));
     return e && e.value === null ? new BucketHandle(this.db, e.ref!) : null;
+  }
+
+  /** Every entry, a nested bucket as its handle, in key order, in one pass (no lookup per name). */
+  *items(): Generator<[string, Buffer | BucketHandle]> {
+    for (const e of this.db.entries(this.ref)) yield [e.key.toString(), e.value ?? new BucketHandle(this.db, e.ref!)];
+  }
+
+  /** The nested buckets with their handles, in key order, in one pass. */
+  *children(): Generator<[string, BucketHandle]> {
+    for (const [k, v] of this.items()) if (v instanceof BucketHandle) yield [k, v];
   }
 
   /** Names of the nested buckets, in key order. */

@@ -4,7 +4,7 @@
 // views (images, history, inspect, verify, df, diff) only use it.
 import type { Problems } from './problems.ts';
 
-export type StoreKind = 'modern' | 'legacy' | 'registry-v1';
+export type StoreKind = 'modern' | 'legacy' | 'registry-v1' | 'containerd';
 
 /**
  * Whose CLI formats apply: docker 0.6 (SIZE "x (virtual y)"), docker 0.7–1.9

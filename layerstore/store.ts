@@ -9,8 +9,9 @@ import { modernDrivers, readModernStore } from './modern-store.ts';
 import { InspectError, Problems } from './problems.ts';
 import { isRegistryV1, readRegistryV1 } from './registry-v1.ts';
 import { isDirectory } from '../sys/read-only-files.ts';
+import { isContainerdRoot, META_DB, readContainerdStore, type ContainerdOptions } from './containerd/store.ts';
 
-export interface OpenOptions {
+export interface OpenOptions extends ContainerdOptions {
   /** the storage driver whose metadata to read when the store holds several */
   driver?: string;
 }
@@ -27,6 +28,7 @@ export function detectLayout(root: string): Detected | null {
   if (modern.length) return { kind: 'modern', evidence: `image/${modern.join(', image/')}` };
   if (isDirectory(path.join(root, 'graph'))) return { kind: 'legacy', evidence: 'graph/' };
   if (isRegistryV1(root)) return { kind: 'registry-v1', evidence: 'images/ and repositories/' };
+  if (isContainerdRoot(root)) return { kind: 'containerd', evidence: META_DB };
   return null;
 }
 
@@ -45,7 +47,7 @@ export function openStore(root: string, opts: OpenOptions = {}): StoreModel {
   if (!st.isDirectory()) throw new InspectError(`${abs} is not a directory`, abs);
   const d = detectLayout(abs);
   if (!d) {
-    throw new InspectError(`${abs} holds no Docker image store (expected image/<driver>/ (Docker ≥ 1.10), graph/ (≤ 1.9) or images/ + repositories/ (registry v1))`, abs);
+    throw new InspectError(`${abs} holds no Docker image store (expected image/<driver>/ (Docker ≥ 1.10), graph/ (≤ 1.9), images/ + repositories/ (registry v1) or ${META_DB} (containerd))`, abs);
   }
   const problems = new Problems();
   switch (d.kind) {
@@ -58,6 +60,8 @@ export function openStore(root: string, opts: OpenOptions = {}): StoreModel {
       return readLegacyStore(abs, opts, problems);
     case 'registry-v1':
       return readRegistryV1(abs, problems);
+    case 'containerd':
+      return readContainerdStore(abs, opts, problems);
   }
 }
 
