@@ -14,7 +14,7 @@ import { snapshotFs, treeUsage } from '../layerstore/containerd/snapshotter.ts';
 import { chainIds, sha256Digest } from '../layerstore/digests.ts';
 import { humanSize } from '../inspect/docker-units.ts';
 import { busyboxAvailable } from '../fixtures/busybox-rootfs.ts';
-import { archiveLayers, writeArchives, type Archives } from './containerd-archive.ts';
+import { archiveLayers, writeArchives, type Archives } from './helpers/containerd-archive.ts';
 import { hasTool, isRoot, when } from './helpers/require.ts';
 import { ctrBin, startContainerd, type Containerd } from './oracle/containerd.ts';
 import { strata } from './helpers/strata-cli.ts';

@@ -6,9 +6,9 @@
 import * as fs from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
-import { busyboxRootfsTar } from '../fixtures/busybox-rootfs.ts';
-import { packLayer } from '../fixtures/layer-tar.ts';
-import { sha256Digest, digestHex } from '../layerstore/digests.ts';
+import { busyboxRootfsTar } from '../../fixtures/busybox-rootfs.ts';
+import { packLayer } from '../../fixtures/layer-tar.ts';
+import { sha256Digest, digestHex } from '../../layerstore/digests.ts';
 
 async function bytesOf(s: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
