@@ -109,6 +109,21 @@ export class TarParser {
     }
   }
 
+  /**
+   * The body of the entry just announced is not in this stream (tar-split
+   * keeps it on disk): count its `n` bytes as read, in O(1) whatever the
+   * header claims, instead of pushing that many zeros through.
+   */
+  skipBody(n: number): void {
+    if (n === 0) return;
+    if (this.state !== State.Data || n > this.remaining) {
+      throw new TarFormatError(`a body of ${n} bytes cannot be skipped at byte ${this.position} (no entry's body of that size is due)`);
+    }
+    this.remaining -= n;
+    this.position += n;
+    if (this.remaining === 0) this.finishBody();
+  }
+
   /** The input is complete: anything but a clean end (or a cut exactly at an entry boundary) is an error. */
   end(): void {
     if (this.state === State.End) return;

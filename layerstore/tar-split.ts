@@ -17,7 +17,10 @@
 // Here:
 //   readTarSplit        stream the entries of a tar-split file (read-only)
 //   assembleTar         reassemble the tar as a stream of chunks, reporting each
-//                       missing, short, long or corrupted file and going on
+//                       missing, short, long or corrupted file and going on;
+//                       the bytes such a file lacks are not made up (the stream
+//                       is no longer the layer's, and a hostile tar-split may
+//                       claim a petabyte for a file that is not there)
 //   digestLayer         DiffID and size of the reassembled tar
 //   tarSplitMembers     the tar headers (+ CRC) alone, no file read at all
 //   TarSplitRecorder    write tar-split for a tar passing through (the store
@@ -187,15 +190,7 @@ export class DirFileGetter implements FileGetter {
 export type ProblemSink = (path: string, message: string) => void;
 
 const CHUNK = 1 << 20;
-const ZEROS = Buffer.alloc(CHUNK);
 
-function* zeroChunks(n: number): Generator<Buffer> {
-  while (n > 0) {
-    const k = Math.min(n, CHUNK);
-    yield ZEROS.subarray(0, k);
-    n -= k;
-  }
-}
 
 /**
  * The layer tar rebuilt from tar-split entries and the files `getter` finds,
@@ -226,7 +221,6 @@ export async function* assembleTar(entries: AsyncIterable<TarSplitEntry>, getter
       const why = code === 'ENOENT' ? 'is missing' : code === 'ELOOP' ? 'is a symlink, expected a regular file'
         : code === 'EISDIR' ? 'is a directory, expected a regular file' : `cannot be read (${code ?? (err as Error).message})`;
       problem(getter.where(e.name), `${why} (layer file of ${e.size} bytes)`);
-      yield* zeroChunks(e.size);
       continue;
     }
     const crc = new Crc64();
@@ -236,7 +230,6 @@ export async function* assembleTar(entries: AsyncIterable<TarSplitEntry>, getter
       const st = fs.fstatSync(fd);
       if (!st.isFile()) {
         problem(getter.where(e.name), `is not a regular file (layer file of ${e.size} bytes)`);
-        yield* zeroChunks(e.size);
         continue;
       }
       while (left > 0) {
@@ -260,7 +253,6 @@ export async function* assembleTar(entries: AsyncIterable<TarSplitEntry>, getter
     }
     if (left > 0) {
       problem(getter.where(e.name), `is ${e.size - left} bytes, tar-split records ${e.size}`);
-      yield* zeroChunks(left);
     } else if (extra > 0) {
       problem(getter.where(e.name), `is longer than the ${e.size} bytes tar-split records`);
     } else if (e.crc !== null && !crc.digest().equals(e.crc)) {
@@ -318,7 +310,7 @@ export async function* tarSplitMembers(entries: AsyncIterable<TarSplitEntry>): A
     }
     const h = pending.shift();
     if (!h) continue; // a PAX global header: tar-split lists it as a file entry of size 0
-    if (h.type === 'file') for (const z of zeroChunks(h.size)) parser.push(z);
+    if (h.type === 'file') parser.skipBody(h.size);
     yield { header: h, crc: h.type === 'file' && h.size > 0 ? e.crc : null };
   }
 }

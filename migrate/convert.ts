@@ -41,7 +41,6 @@ function unclosable<T>(gen: AsyncGenerator<T>): AsyncIterable<T> {
   return { [Symbol.asyncIterator]: () => ({ next: () => gen.next() }) };
 }
 
-const ZEROS = Buffer.alloc(1 << 20);
 
 /**
  * The entries of a tar-split, each file entry checked against the tar header
@@ -66,7 +65,11 @@ export async function* headerChecked(entries: AsyncIterable<TarSplitEntry>, laye
       const body = h?.type === 'file' ? h.size : 0;
       if (h && (cleanRel(h.name) ?? h.name) !== (cleanRel(e.name) ?? e.name)) throw lie(e, `is read from disk for the tar header "${displayPath(h.name)}"`);
       if (e.size !== body) throw lie(e, `records ${e.size} bytes, its tar header ${body}`);
-      for (let left = body; left > 0; left -= ZEROS.length) parser.push(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
+      try {
+        parser.skipBody(body);
+      } catch (err) {
+        throw lie(e, `does not follow its tar header (${(err as Error).message})`);
+      }
     }
     yield e;
   }

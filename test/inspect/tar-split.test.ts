@@ -11,7 +11,7 @@ import { crc64, Crc64 } from '../../layerstore/crc64.ts';
 import {
   DirFileGetter, TarSplitFormatError, TarSplitRecorder, assembleTar, digestLayer, readTarSplit, tarSplitMembers,
 } from '../../layerstore/tar-split.ts';
-import { packTar, rawTar } from '../helpers/tar.ts';
+import { header, packTar, rawTar } from '../helpers/tar.ts';
 
 test('CRC-64/ISO: Go hash/crc64 ISO check value, incremental = one-shot', (t) => {
   t.is(crc64(Buffer.from('123456789')).toString('hex'), 'b90956c775a41001');
@@ -107,21 +107,45 @@ test('a flipped byte, a missing file and a longer file are each reported with th
   const problems: [string, string][] = [];
   const d = await digestLayer(file, new DirFileGetter(root), (p, m) => problems.push([p, m]));
   t.not(d.diffId, `sha256:${createHash('sha256').update(tar).digest('hex')}`);
-  t.is(d.tarSize, tar.length); // layout kept: bodies padded/cut to the recorded sizes
+  // no bytes made up for the missing file (30 of them); the longer one is cut to its recorded size
+  t.is(d.tarSize, tar.length - 'root:x:0:0:root:/root:/bin/sh\n'.length);
   t.deepEqual(problems.map(([p]) => p), [path.join(root, 'etc/passwd'), big, path.join(root, 'usr/share/doc/naïve/résumé.txt')]);
   t.regex(problems[0][1], /is missing/);
   t.regex(problems[1][1], /CRC-64/);
   t.regex(problems[2][1], /longer than the 1 bytes/);
 });
 
-test('a file shorter than recorded is reported and its body padded, keeping the stream length', async (t) => {
+test('a file shorter than recorded is reported, and the bytes it lacks are not made up', async (t) => {
   const tar = await sampleTar();
   const { file, root } = await recorded(tar, tmpdir(t));
   fs.truncateSync(path.join(root, 'etc/big'), 1000);
   const problems: string[] = [];
   const d = await digestLayer(file, new DirFileGetter(root), (p, m) => problems.push(`${p}: ${m}`));
   t.deepEqual(problems, [`${path.join(root, 'etc/big')}: is 1000 bytes, tar-split records 70000`]);
-  t.is(d.tarSize, tar.length);
+  t.is(d.tarSize, tar.length - 69000);
+});
+
+test('a tar-split and its tar header claiming a petabyte for a missing file: reported at once, nothing hashed for it', async (t) => {
+  const dir = tmpdir(t);
+  const huge = 1e15;
+  const whole = rawTar([header('huge', { size: huge })]);
+  const head = whole.subarray(0, whole.length - 1024); // PAX record and header: 1e15 is past ustar's octal size field
+  const lines = [
+    { type: 2, payload: head.toString('base64'), position: 0 },
+    { type: 1, name: 'huge', size: huge, payload: null, position: 1 },
+    { type: 2, payload: Buffer.alloc(1024).toString('base64'), position: 2 },
+  ];
+  const file = path.join(dir, 'tar-split.json.gz');
+  fs.writeFileSync(file, zlib.gzipSync(lines.map((l) => JSON.stringify(l)).join('\n') + '\n'));
+  const root = path.join(dir, 'root');
+  fs.mkdirSync(root);
+  const problems: string[] = [];
+  const d = await digestLayer(file, new DirFileGetter(root), (p, m) => problems.push(`${p}: ${m}`));
+  t.deepEqual(problems, [`${path.join(root, 'huge')}: is missing (layer file of ${huge} bytes)`]);
+  t.is(d.tarSize, head.length + 1024);
+  const members = [];
+  for await (const m of tarSplitMembers(readTarSplit(file))) members.push(m.header);
+  t.deepEqual(members.map((h) => [h.name, h.size]), [['huge', huge]]);
 });
 
 test('a symlink planted where a file was is not followed', async (t) => {
