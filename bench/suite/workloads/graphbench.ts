@@ -1,7 +1,7 @@
 // moby's graphbench set under its names (daemon/graphdriver/graphtest/graphbench_unix.go),
 // the same shapes (addFiles seed 50, addManyFiles, addLayerFiles), with sizes cut by --quick.
 // Diffs here are against the layer's parent (moby's DiffN diff against '', the naive path:
-// DeepLayerDiff keeps that). Peers: containers-storage on each of its drivers, one process per call.
+// DiffBase and DeepLayerDiff keep that). Peers: containers-storage on each of its drivers, one process per call.
 import { createReadStream } from 'node:fs';
 import { fileEntry, manyFiles, T_LOWER, T_UPPER } from '../../lib/shapes.ts';
 import { randomBytes, type SampleEntry } from '../../../fixtures/sample-image.ts';
@@ -59,7 +59,17 @@ export const graphbench: Workload[] = [
       ];
     },
   },
-  diffWorkload('DiffBase', 'diff of a base layer (addFiles, seed 50) against nothing, drained', own('diffbase-lower', () => []), () => addFiles(T_UPPER)),
+  {
+    name: 'DiffBase', group: 'graphbench', reference: PEER,
+    description: "diff(base, '') of a base layer (addFiles, seed 50), drained: the whole-layer export",
+    setup: async (ctx) => {
+      const { cs } = await buildChain(ctx, [{ id: 'diffbase', parent: null, entries: addFiles(T_UPPER) }]);
+      return [
+        ...perDriver(ctx, (d) => ({ op: () => drain(d.driver.diff('diffbase', '')) })),
+        ...perCs(ctx, cs, (c, id) => ({ argv: () => c.argv('diff', '-u', id('diffbase')) })),
+      ];
+    },
+  },
   diffWorkload('DiffSmallUpper', 'diff(upper, lower) drained: lower addManyFiles(N, 3), upper addManyFiles(10, 6)', manyLower, () => manyFiles(10, 6, T_UPPER)),
   diffWorkload('Diff10KFileUpper', 'diff(upper, lower) drained: lower addManyFiles(10, 3), upper addManyFiles(N, 6) (N = 10000, 1000 with --quick)', own('diff10kfileupper-lower', () => manyFiles(10, 3, T_LOWER)), (ctx) => manyFiles(manyCount(ctx), 6, T_UPPER)),
   diffWorkload('Diff10KFilesBottom', 'diff(upper, lower) drained: lower addManyFiles(N, 3), upper addManyFiles(10, 6) with its own names', manyLower, () => manyFiles(10, 6, T_UPPER).map((e) => ({ ...e, header: { ...e.header, name: `top-${e.header.name}` } }))),
