@@ -3,14 +3,14 @@
 // run each workload's variants in interleaved rounds (the order rotated each
 // round, so host noise hits all alike). Everything lives in one work dir that
 // is removed at the end, and on SIGINT (then exit 130).
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import '../../drivers/all.ts';
 import { getDriver, probeDrivers } from '../../drivers/registry.ts';
 import { detachLoop, loopMount, type LoopMount } from '../../sys/loop.ts';
+import { waitForExit } from '../../sys/syscalls.ts';
 import { unmountUnder } from '../lib/measure.ts';
 import { WORKLOADS } from './registry.ts';
 import { summarise, type BenchReport, type WorkloadResult } from './result.ts';
@@ -46,7 +46,6 @@ export const RSS_METHOD = {
 /** The work dir's prefix: `<tmpdir>/strata-bench-XXXXXX` (a test checks nothing with it is left). */
 export const WORK_PREFIX = 'strata-bench-';
 
-const execFileAsync = promisify(execFile);
 // one process per layer: import-layer is create-layer + applydiff
 const layerArgs = (parent: string | null, tar?: string) => [...(tar ? ['import-layer', '-f', tar] : ['create-layer']), ...(parent ? [parent] : [])];
 
@@ -55,6 +54,7 @@ class Env {
   readonly cs: CsPeer[] = [];
   private loop: LoopMount | null = null;
   private csRoots: string[][] = [];
+  private readonly running = new Set<ChildProcess>();
   btrfsDir: string | null = null;
   constructor(readonly dir: string, private readonly warn: (m: string) => void) {}
 
@@ -79,12 +79,29 @@ class Env {
     this.cs.push({
       name: `${CS} ${driver}`, argv, call,
       layer: (parent, tar) => call(...layerArgs(parent, tar)).trim().split(/\s+/)[0],
-      importLayer: async (parent, tar) => (await execFileAsync(CS, argv(...layerArgs(parent, tar)).slice(1), { encoding: 'utf8', maxBuffer: 256 << 20 })).stdout.trim().split(/\s+/)[0],
+      importLayer: (parent, tar) => this.inFlight(argv(...layerArgs(parent, tar)).slice(1)).then((out) => out.trim().split(/\s+/)[0]),
     });
   }
 
   /** Synchronous, so the SIGINT handler can run it: mounts go lazily, then the dir. */
+  /** A peer process that runs while the bench goes on; Ctrl-C ends it (by pid) before the work dir goes. */
+  private inFlight(args: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const child = execFile(CS, args, { encoding: 'utf8', maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
+        this.running.delete(child);
+        if (err) reject(new Error(`${CS} ${args.join(' ')}: ${stderr.trim().split('\n').slice(-3).join(' | ') || err.message}`));
+        else resolve(stdout);
+      });
+      this.running.add(child);
+    });
+  }
+
   teardownSync(): void {
+    for (const c of this.running) {
+      c.kill('SIGKILL');
+      if (c.pid !== undefined) waitForExit(c.pid, 10_000);
+    }
+    this.running.clear();
     for (const args of this.csRoots.splice(0)) spawnSync(CS, args, { stdio: 'ignore' });
     unmountUnder(this.dir);
     // the btrfs mount went (lazily) with the rest above: the device must be detached too
