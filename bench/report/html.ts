@@ -34,7 +34,7 @@ const colour = (v: VariantResult) => (v.kind === 'peer' ? PEER_COLOUR : STRATA_C
 // one colour per line of a sweep chart (strata's drivers and the peers alike; the legend names them)
 const LINE_COLOURS = ['#1f77b4', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#ff7f0e'];
 
-/** A sweep as lines: x = `at` on a log2 axis, y = median wall ms, one polyline per series, each point labelled. */
+/** A sweep as lines: x = `at` on a log2 axis, y = median wall ms on a log10 axis, one polyline per series, each point labelled. */
 function lineChart(w: WorkloadResult): string {
   const pts = w.variants.filter((v) => v.series !== undefined && v.at !== undefined);
   const series = [...new Set(pts.map((v) => v.series!))];
@@ -42,13 +42,17 @@ function lineChart(w: WorkloadResult): string {
   const [W, H, L, R, T, B] = [720, 300, 60, 200, 24, 36];
   const lx = (x: number) => Math.log2(Math.max(x, 1));
   const [x0, x1] = [lx(xs[0]), lx(xs[xs.length - 1])];
-  const yMax = Math.max(...pts.map((v) => v.wallMs), 1e-9);
+  // y on a log10 axis of whole decades: the points span µs (a plain read) to 100s of ms (a process)
+  const ly = (y: number) => Math.log10(Math.max(y, 1e-4));
+  const d0 = Math.floor(Math.min(...pts.map((v) => ly(v.wallMs))));
+  const d1 = Math.max(d0 + 1, Math.ceil(Math.max(...pts.map((v) => ly(v.wallMs)))));
   const px = (x: number) => L + (x1 > x0 ? ((lx(x) - x0) / (x1 - x0)) * (W - L - R) : (W - L - R) / 2);
-  const py = (y: number) => H - B - (y / yMax) * (H - T - B);
+  const py = (y: number) => H - B - ((ly(y) - d0) / (d1 - d0)) * (H - T - B);
+  const decades = Array.from({ length: d1 - d0 + 1 }, (_, i) => 10 ** (d0 + i));
   const axes = `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#333"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#333"/>` +
     xs.map((x) => `<text x="${px(x).toFixed(1)}" y="${H - B + 14}" text-anchor="middle">${x}</text>`).join('') +
     `<text x="${((L + W - R) / 2).toFixed(1)}" y="${H - 4}" text-anchor="middle">${esc(w.sweep ?? '')}</text>` +
-    `<text x="${L - 6}" y="${T + 4}" text-anchor="end">${fmt(yMax)}</text><text x="${L - 6}" y="${H - B}" text-anchor="end">0</text>`;
+    decades.map((d) => `<line x1="${L}" y1="${py(d).toFixed(1)}" x2="${W - R}" y2="${py(d).toFixed(1)}" stroke="#ddd"/><text x="${L - 6}" y="${(py(d) + 4).toFixed(1)}" text-anchor="end">${d >= 1 ? d : d.toPrecision(1)} ms</text>`).join('');
   const lines = series.map((name, i) => {
     const c = LINE_COLOURS[i % LINE_COLOURS.length];
     const own = pts.filter((v) => v.series === name).sort((a, b) => a.at! - b.at!);
@@ -58,7 +62,7 @@ function lineChart(w: WorkloadResult): string {
     return `<polyline fill="none" stroke="${c}" stroke-width="2" points="${path}"/>${dots}${legend}`;
   }).join('');
   return `<svg id="sweep-${esc(w.name)}" class="chart" xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">` +
-    `<text x="0" y="14" font-weight="bold">${esc(`${w.name}: median wall ms vs ${w.sweep}`)}</text>${axes}${lines}</svg>`;
+    `<text x="0" y="14" font-weight="bold">${esc(`${w.name}: median wall ms (log scale) vs ${w.sweep}`)}</text>${axes}${lines}</svg>`;
 }
 
 export function reportHtml(r: BenchReport): string {
