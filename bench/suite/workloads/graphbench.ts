@@ -17,9 +17,12 @@ const addFiles = (mtime: number) => [
 ];
 
 /** diff(upper, parent) drained, in every driver and peer, over a two-layer chain. */
+// what a diff against a parent costs on the naive path, said where those numbers are shown
+const NAIVE_WAIT = "; a naive diff (moby's NaiveDiffDriver: vfs, overlay) ends no sooner than the next whole second after it started, as moby's does, so back-to-back samples of it mostly measure that wait";
+
 function diffWorkload(name: string, description: string, lower: (ctx: BenchContext) => LayerSpec, upper: (ctx: BenchContext) => SampleEntry[]): Workload {
   return {
-    name, group: 'graphbench', description, reference: PEER,
+    name, group: 'graphbench', description: description + NAIVE_WAIT, reference: PEER,
     setup: async (ctx) => {
       const base = lower(ctx);
       const top = `${name.toLowerCase()}-upper`;
