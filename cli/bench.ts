@@ -35,6 +35,7 @@ export const benchCommand: CommandModule<{ json: boolean }, BenchArgs> = {
     const report = await runBench({
       quick: argv.quick, drivers: list(argv.drivers), workloads, peers: argv.peer, tmpdir: argv.tmpdir,
       log: (m) => { if (tty) process.stderr.write(`[bench] ${m}\n`); },
+      warn: (m) => process.stderr.write(`strata bench: ${m}\n`),
     });
     if (argv.html) {
       const { reportHtml } = await import('../bench/report/html.ts');

@@ -14,7 +14,8 @@ import type { BenchReport } from '../bench/suite/result.ts';
 
 const ready = isRoot && hasTool('containers-storage') && hasTool('chromium') && existsSync('/usr/bin/time');
 const it = when(ready, 'root, containers-storage, chromium and /usr/bin/time', { serial: true });
-const WORKLOADS = 'Exists,DiffApply100,ChangesModified';
+// a plain workload with the peers, the depth sweep (mount / unmount around each timed read), inspect (no peer)
+const WORKLOADS = 'Exists,DeepChainFirstRead,InspectHistory';
 
 function tmp(t: { teardown: (f: () => void) => void }): string {
   const d = mkdtempSync('/dev/shm/strata-bench-test-');
@@ -34,12 +35,20 @@ it('bench --quick --json --html: every usable driver and the peers, finite numbe
   t.deepEqual(ran, rep.drivers.filter((d) => d.usable && d.name !== 'devicemapper').map((d) => d.name));
   t.true(ran.includes('vfs') && ran.includes('overlay2'));
   t.deepEqual(rep.workloads.map((w) => w.name), WORKLOADS.split(','));
+  t.truthy(rep.rss.peer && rep.rss.strata, 'the report says how RSS is measured');
+  const [exists, sweep, history] = rep.workloads;
+  t.deepEqual(exists.variants.map((v) => v.name), [...ran, ...rep.peers.filter((p) => p !== 'GNU tar')]);
+  // the sweep: every driver and peer at depths 1 and 32, each point against the reference peer at its depth
+  t.is(sweep.sweep, 'layers');
+  t.deepEqual(sweep.variants.map((v) => `${v.series} @${v.at}`), [1, 32].flatMap((d) => [...ran, ...rep.peers.filter((p) => p !== 'GNU tar')].map((n) => `${n} @${d}`)));
+  for (const v of sweep.variants) t.is(v.ratio, v.wallMs / sweep.variants.find((r) => r.series === sweep.reference && r.at === v.at)!.wallMs);
+  t.is(history.reference, null);
+  t.deepEqual(history.variants.map((v) => [v.name, v.ratio]), [['strata', null]]);
   for (const w of rep.workloads) {
-    const names = w.variants.map((v) => v.name);
-    for (const n of [...ran, 'containers-storage vfs', 'containers-storage overlay']) t.true(names.includes(n), `${w.name} has ${n}`);
     for (const v of w.variants) {
       t.is(v.samples.length, rep.rounds.measured);
       for (const x of [v.wallMs, v.cpuMs, v.rssKB, v.spread.min, v.spread.max, v.ratio ?? 0]) t.true(Number.isFinite(x), `${w.name} ${v.name}`);
+      t.true(v.rssKB > 0, `${w.name} ${v.name}: RSS measured`);
     }
   }
   t.deepEqual(readdirSync(dir), ['report.html']); // the work dir is gone
@@ -65,6 +74,9 @@ it('bench --quick --json --html: every usable driver and the peers, finite numbe
     t.deepEqual(values, w.variants.map((v) => v.wallMs));
   }
   for (const d of ran) t.regex(dom.out, new RegExp(`<svg id="driver-${d}"`));
+  const line = new RegExp(`<svg id="sweep-${sweep.name}"[^]*?</svg>`).exec(dom.out)?.[0] ?? '';
+  const points = [...line.matchAll(/data-series="([^"]+)" data-at="(\d+)" data-value="([^"]+)"/g)].map((m) => [m[1], Number(m[2]), Number(m[3])]);
+  t.deepEqual(points.sort(), sweep.variants.map((v) => [v.series, v.at, v.wallMs]).sort(), 'the depth chart has every point of the JSON');
   const png = join(dir, 'shot.png');
   const shot = await runChromium([`--screenshot=${png}`]);
   t.is(shot.code, 0);
@@ -76,6 +88,17 @@ it('bench --quick --json --html: every usable driver and the peers, finite numbe
   };
   t.true(count(0x1f, 0x77, 0xb4) > 100, 'strata bars painted');
   t.true(count(0xff, 0x7f, 0x0e) > 100, 'peer bars painted');
+});
+
+it('--drivers devicemapper on a kernel without device-mapper: one line says why, the run goes on', (t) => {
+  const dir = tmp(t);
+  const r = strata(['bench', '--quick', '--json', '--drivers', 'devicemapper', '--workloads', 'Exists', '--tmpdir', dir]);
+  t.is(r.code, 0, r.stderr);
+  const dm = (JSON.parse(r.stdout) as BenchReport).drivers.find((d) => d.name === 'devicemapper')!;
+  if (dm.usable) return t.pass('this kernel has device-mapper');
+  t.false(dm.ran);
+  t.regex(r.stderr, /^strata bench: devicemapper: .*VM harness.*\n$/);
+  t.deepEqual(readdirSync(dir), []);
 });
 
 it('SIGINT during a run: exit 130, the work dir and its mounts gone', async (t) => {

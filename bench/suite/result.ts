@@ -6,6 +6,9 @@ import type { Sample } from './types.ts';
 export interface VariantResult {
   name: string;
   kind: 'strata' | 'peer';
+  /** in a sweep: the line (driver or peer) and the x of this point */
+  series?: string;
+  at?: number;
   samples: Sample[];
   /** medians over the samples */
   wallMs: number;
@@ -22,6 +25,8 @@ export interface WorkloadResult {
   group: string;
   description: string;
   reference: string | null;
+  /** set for a sweep: what `at` counts (e.g. 'layers') */
+  sweep?: string;
   variants: VariantResult[];
 }
 
@@ -30,6 +35,8 @@ export interface BenchReport {
   date: string;
   quick: boolean;
   rounds: { warmup: number; measured: number };
+  /** how rssKB is measured, for peers and for strata's rows */
+  rss: { peer: string; strata: string };
   machine: { cpu: string; cores: number; memoryBytes: number; node: string };
   kernel: string;
   /** the file system the work dir is on (and the one btrfs ran on, if any) */
@@ -45,10 +52,10 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-export function summarise(name: string, kind: 'strata' | 'peer', samples: Sample[]): Omit<VariantResult, 'ratio'> {
+export function summarise(v: { name: string; kind: 'strata' | 'peer'; series?: string; at?: number }, samples: Sample[]): Omit<VariantResult, 'ratio'> {
   const wall = samples.map((s) => s.wallMs);
   return {
-    name, kind, samples,
+    name: v.name, kind: v.kind, ...(v.series === undefined ? {} : { series: v.series, at: v.at }), samples,
     wallMs: median(wall), cpuMs: median(samples.map((s) => s.cpuMs)), rssKB: median(samples.map((s) => s.rssKB)),
     spread: { min: Math.min(...wall), max: Math.max(...wall) },
   };

@@ -10,6 +10,9 @@ export interface Variant {
   /** e.g. `overlay2`, `GNU tar -x`, `containers-storage vfs` */
   name: string;
   kind: 'strata' | 'peer';
+  /** in a sweep (e.g. chain depth): the line this point is on (driver or peer name) and its x */
+  series?: string;
+  at?: number;
   /** untimed, before every run (fresh targets) */
   before?: () => void | Promise<void>;
   run: () => Promise<Sample>;
@@ -27,8 +30,10 @@ export interface CsPeer {
   argv: (...args: string[]) => string[];
   /** run it to completion, stdout back (setup only; timed runs go through timeChild) */
   call: (...args: string[]) => string;
-  /** `create-layer [parent]` + `applydiff -f tar` (setup), the new layer's id back */
+  /** `import-layer -f tar [parent]`, or `create-layer [parent]` without a tar (setup), the new layer's id back */
   layer: (parent: string | null, tar?: string) => string;
+  /** the same without blocking: setup imports into every peer at once, while the drivers apply */
+  importLayer: (parent: string | null, tar: string) => Promise<string>;
 }
 
 export interface BenchContext {
@@ -45,8 +50,10 @@ export interface Workload {
   group: string;
   /** what one sample times, for the report */
   description: string;
-  /** the variant the ratios are taken against (a peer's name), when it runs */
-  reference: string;
+  /** the variant the ratios are taken against (a peer's name, in a sweep its series), when it runs; null: no peer */
+  reference: string | null;
+  /** what the sweep's x is (e.g. 'layers'), for workloads whose variants have `at` */
+  sweep?: string;
   /** build the data (untimed) and the variants; resources live under ctx.dir */
   setup: (ctx: BenchContext) => Promise<Variant[]>;
 }

@@ -4,7 +4,7 @@ import { createReadStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { SampleEntry } from '../../../fixtures/sample-image.ts';
-import { writeTar } from '../../lib/shapes.ts';
+import { deepId, deepLayers, manyFiles, T_LOWER, writeTar } from '../../lib/shapes.ts';
 import { timeChild, timeOurs } from '../measure-child.ts';
 import type { BenchContext, BenchDriver, CsPeer, Variant } from '../types.ts';
 
@@ -13,24 +13,64 @@ export interface LayerSpec { id: string; parent: string | null; entries: SampleE
 /** Layer ids in each containers-storage peer, by our id. */
 export type CsIds = Map<CsPeer, Map<string, string>>;
 
-/** Write each layer's tar under ctx.dir/tars, then create + applyDiff it in every driver and peer (untimed). */
-export async function buildChain(ctx: BenchContext, tag: string, layers: LayerSpec[]): Promise<{ tars: Map<string, string>; cs: CsIds }> {
-  const tars = new Map<string, string>();
-  const cs: CsIds = new Map(ctx.cs.map((c) => [c, new Map<string, string>()]));
+/** What one run has built so far: workloads that name the same layer id share it (same spec, built once). */
+interface Built { tars: Map<string, string>; cs: CsIds }
+const built = new WeakMap<BenchContext, Built>();
+
+/**
+ * Write each layer's tar under ctx.dir/tars, then create + applyDiff it in every
+ * driver and import it into every peer (untimed). A layer some earlier workload
+ * of this run already built is reused, so give a shared layer the same id and
+ * the same entries everywhere.
+ */
+export async function buildChain(ctx: BenchContext, layers: LayerSpec[]): Promise<Built> {
+  let b = built.get(ctx);
+  if (!b) built.set(ctx, (b = { tars: new Map(), cs: new Map(ctx.cs.map((c) => [c, new Map<string, string>()])) }));
   for (const l of layers) {
-    const tar = join(ctx.dir, 'tars', `${tag}-${l.id}.tar`);
+    if (b.tars.has(l.id)) continue;
+    const tar = join(ctx.dir, 'tars', `${l.id}.tar`);
     await writeTar(l.entries, tar);
-    tars.set(l.id, tar);
-    for (const { driver } of ctx.drivers) {
-      await driver.create(l.id, l.parent);
-      await driver.applyDiff(l.id, l.parent, createReadStream(tar, { highWaterMark: 1 << 20 }));
+    // the peers' imports are processes: they run side by side with each other and with our drivers
+    const peers = Promise.all(ctx.cs.map(async (c) => {
+      const ids = b.cs.get(c)!;
+      ids.set(l.id, await c.importLayer(l.parent === null ? null : ids.get(l.parent)!, tar));
+    }));
+    try {
+      for (const { driver } of ctx.drivers) {
+        await driver.create(l.id, l.parent);
+        await driver.applyDiff(l.id, l.parent, createReadStream(tar, { highWaterMark: 1 << 20 }));
+      }
+    } finally {
+      await peers;
     }
-    for (const c of ctx.cs) {
-      const ids = cs.get(c)!;
-      ids.set(l.id, c.layer(l.parent === null ? null : ids.get(l.parent)!, tar));
-    }
+    b.tars.set(l.id, tar);
   }
-  return { tars, cs };
+  return b;
+}
+
+/** Data made once per run and shared by the workloads that use it (the big tree, the inspect store). */
+const made = new WeakMap<BenchContext, Map<string, Promise<unknown>>>();
+export function once<T>(ctx: BenchContext, key: string, make: () => Promise<T>): Promise<T> {
+  let m = made.get(ctx);
+  if (!m) made.set(ctx, (m = new Map()));
+  if (!m.has(key)) m.set(key, make());
+  return m.get(key) as Promise<T>;
+}
+
+/** graphtest's N (10,000; 1,000 with --quick) */
+export const manyCount = (ctx: BenchContext) => (ctx.quick ? 1000 : 10000);
+
+/** addManyFiles(N, 3): the large lower DiffSmallUpper, Diff10KFilesBottom and ChangesModified share. */
+export const manyLower = (ctx: BenchContext): LayerSpec => ({ id: 'many-lower', parent: null, entries: manyFiles(manyCount(ctx), 3, T_LOWER) });
+
+/**
+ * The deep chain (graphtest addFiles base + addLayerFiles layers) up to index
+ * `top` (top + 1 layers), shared by DeepLayerDiff/Read and the depth sweep:
+ * a deeper request extends what is built.
+ */
+export async function deepChain(ctx: BenchContext, top: number): Promise<Built & { top: string }> {
+  const layers = deepLayers(top).map((entries, i) => ({ id: deepId(i), parent: i ? deepId(i - 1) : null, entries }));
+  return { ...(await buildChain(ctx, layers)), top: deepId(top) };
 }
 
 export async function drain(s: Readable): Promise<number> {

@@ -1,42 +1,47 @@
 // moby's graphbench set under its names (daemon/graphdriver/graphtest/graphbench_unix.go),
 // the same shapes (addFiles seed 50, addManyFiles, addLayerFiles), with sizes cut by --quick.
 // Diffs here are against the layer's parent (moby's DiffN diff against '', the naive path:
-// DeepLayerDiff keeps that). Peers: containers-storage on each of its drivers, one process per call.
+// DiffBase and DeepLayerDiff keep that). Peers: containers-storage on each of its drivers, one process per call.
 import { createReadStream } from 'node:fs';
-import { deepId, deepLayers, fileEntry, manyFiles, T_LOWER, T_UPPER } from '../../lib/shapes.ts';
-import { randomBytes } from '../../../fixtures/sample-image.ts';
+import { fileEntry, manyFiles, T_LOWER, T_UPPER } from '../../lib/shapes.ts';
+import { randomBytes, type SampleEntry } from '../../../fixtures/sample-image.ts';
 import { timeChildren } from '../measure-child.ts';
 import type { BenchContext, Variant, Workload } from '../types.ts';
-import { buildChain, drain, perCs, perDriver, readThrough } from './common.ts';
+import { buildChain, deepChain, drain, manyCount, manyLower, perCs, perDriver, readThrough, type LayerSpec } from './common.ts';
 
 const PEER = 'containers-storage overlay';
-const files = (ctx: BenchContext) => (ctx.quick ? 1000 : 10000);
-const depth = (ctx: BenchContext) => (ctx.quick ? 20 : 50);
+/** the top of DeepLayerDiff/Read's chain: moby's 50 layers over the base, 31 (a 32-layer chain, the quick sweep's) with --quick */
+const deepTop = (ctx: BenchContext) => (ctx.quick ? 31 : 50);
 const addFiles = (mtime: number) => [
   fileEntry('file-a', randomBytes(50, 64), mtime), fileEntry('file-c', randomBytes(52, 16384), mtime), fileEntry('testfile.txt', 'test content', mtime),
 ];
 
 /** diff(upper, parent) drained, in every driver and peer, over a two-layer chain. */
-function diffWorkload(name: string, description: string, lower: (ctx: BenchContext) => ReturnType<typeof manyFiles>, upper: (ctx: BenchContext) => ReturnType<typeof manyFiles>): Workload {
+// what a diff against a parent costs on the naive path, said where those numbers are shown
+const NAIVE_WAIT = "; a naive diff (moby's NaiveDiffDriver: vfs, overlay) ends no sooner than the next whole second after it started, as moby's does, so back-to-back samples of it mostly measure that wait";
+
+function diffWorkload(name: string, description: string, lower: (ctx: BenchContext) => LayerSpec, upper: (ctx: BenchContext) => SampleEntry[]): Workload {
   return {
-    name, group: 'graphbench', description, reference: PEER,
+    name, group: 'graphbench', description: description + NAIVE_WAIT, reference: PEER,
     setup: async (ctx) => {
-      const tag = name.toLowerCase();
-      const { cs } = await buildChain(ctx, tag, [{ id: `${tag}-lower`, parent: null, entries: lower(ctx) }, { id: `${tag}-upper`, parent: `${tag}-lower`, entries: upper(ctx) }]);
+      const base = lower(ctx);
+      const top = `${name.toLowerCase()}-upper`;
+      const { cs } = await buildChain(ctx, [base, { id: top, parent: base.id, entries: upper(ctx) }]);
       return [
-        ...perDriver(ctx, (d) => ({ op: () => drain(d.driver.diff(`${tag}-upper`, `${tag}-lower`)) })),
-        ...perCs(ctx, cs, (c, id) => ({ argv: () => c.argv('diff', '-u', id(`${tag}-upper`)) })),
+        ...perDriver(ctx, (d) => ({ op: () => drain(d.driver.diff(top, base.id)) })),
+        ...perCs(ctx, cs, (c, id) => ({ argv: () => c.argv('diff', '-u', id(top)) })),
       ];
     },
   };
 }
+const own = (id: string, entries: (ctx: BenchContext) => SampleEntry[]) => (ctx: BenchContext): LayerSpec => ({ id, parent: null, entries: entries(ctx) });
 
 export const graphbench: Workload[] = [
   {
     name: 'Exists', group: 'graphbench', reference: PEER,
     description: 'exists(layer): one call (peer: a whole `containers-storage exists` process, start-up and store load included)',
     setup: async (ctx) => {
-      const { cs } = await buildChain(ctx, 'exists', [{ id: 'exists-base', parent: null, entries: addFiles(T_LOWER) }]);
+      const { cs } = await buildChain(ctx, [{ id: 'exists-base', parent: null, entries: addFiles(T_LOWER) }]);
       return [
         ...perDriver(ctx, (d) => ({ op: async () => d.driver.exists('exists-base') })),
         ...perCs(ctx, cs, (c, id) => ({ argv: () => c.argv('exists', id('exists-base')) })),
@@ -47,7 +52,7 @@ export const graphbench: Workload[] = [
     name: 'GetEmpty', group: 'graphbench', reference: PEER,
     description: 'get + put of an empty layer (peer: `mount` + `unmount` processes)',
     setup: async (ctx) => {
-      const { cs } = await buildChain(ctx, 'getempty', [{ id: 'getempty', parent: null, entries: [] }]);
+      const { cs } = await buildChain(ctx, [{ id: 'getempty', parent: null, entries: [] }]);
       return [
         ...perDriver(ctx, (d) => ({ op: async () => { await d.driver.get('getempty'); await d.driver.put('getempty'); } })),
         ...ctx.cs.map((c): Variant => {
@@ -57,15 +62,25 @@ export const graphbench: Workload[] = [
       ];
     },
   },
-  diffWorkload('DiffBase', 'diff of a base layer (addFiles, seed 50) against nothing, drained', () => [], () => addFiles(T_UPPER)),
-  diffWorkload('DiffSmallUpper', 'diff(upper, lower) drained: lower addManyFiles(N, 3), upper addManyFiles(10, 6)', (ctx) => manyFiles(files(ctx), 3, T_LOWER), () => manyFiles(10, 6, T_UPPER)),
-  diffWorkload('Diff10KFileUpper', 'diff(upper, lower) drained: lower addManyFiles(10, 3), upper addManyFiles(N, 6) (N = 10000, 1000 with --quick)', () => manyFiles(10, 3, T_LOWER), (ctx) => manyFiles(files(ctx), 6, T_UPPER)),
-  diffWorkload('Diff10KFilesBottom', 'diff(upper, lower) drained: lower addManyFiles(N, 3), upper addManyFiles(10, 6) with its own names', (ctx) => manyFiles(files(ctx), 3, T_LOWER), () => manyFiles(10, 6, T_UPPER).map((e) => ({ ...e, header: { ...e.header, name: `top-${e.header.name}` } }))),
+  {
+    name: 'DiffBase', group: 'graphbench', reference: PEER,
+    description: "diff(base, '') of a base layer (addFiles, seed 50), drained: the whole-layer export",
+    setup: async (ctx) => {
+      const { cs } = await buildChain(ctx, [{ id: 'diffbase', parent: null, entries: addFiles(T_UPPER) }]);
+      return [
+        ...perDriver(ctx, (d) => ({ op: () => drain(d.driver.diff('diffbase', '')) })),
+        ...perCs(ctx, cs, (c, id) => ({ argv: () => c.argv('diff', '-u', id('diffbase')) })),
+      ];
+    },
+  },
+  diffWorkload('DiffSmallUpper', 'diff(upper, lower) drained: lower addManyFiles(N, 3), upper addManyFiles(10, 6)', manyLower, () => manyFiles(10, 6, T_UPPER)),
+  diffWorkload('Diff10KFileUpper', 'diff(upper, lower) drained: lower addManyFiles(10, 3), upper addManyFiles(N, 6) (N = 10000, 1000 with --quick)', own('diff10kfileupper-lower', () => manyFiles(10, 3, T_LOWER)), (ctx) => manyFiles(manyCount(ctx), 6, T_UPPER)),
+  diffWorkload('Diff10KFilesBottom', 'diff(upper, lower) drained: lower addManyFiles(N, 3), upper addManyFiles(10, 6) with its own names', manyLower, () => manyFiles(10, 6, T_UPPER).map((e) => ({ ...e, header: { ...e.header, name: `top-${e.header.name}` } }))),
   {
     name: 'DiffApply100', group: 'graphbench', reference: PEER,
     description: 'applyDiff of a 100-file layer into a fresh child of a base (create/remove untimed)',
     setup: async (ctx) => {
-      const { tars, cs } = await buildChain(ctx, 'apply100', [
+      const { tars, cs } = await buildChain(ctx, [
         { id: 'apply100-base', parent: null, entries: manyFiles(100, 3, T_LOWER) },
         { id: 'apply100-src', parent: 'apply100-base', entries: manyFiles(100, 6, T_UPPER) },
       ]);
@@ -89,12 +104,9 @@ export const graphbench: Workload[] = [
   },
   {
     name: 'DeepLayerDiff', group: 'graphbench', reference: PEER,
-    description: "diff(top, '') drained over a chain of 50 layers (20 with --quick): the whole-tree path",
+    description: "diff(top, '') drained over 50 layers on a base (31 with --quick): the whole-tree path",
     setup: async (ctx) => {
-      const n = depth(ctx);
-      const layers = deepLayers(n).map((entries, i) => ({ id: `dd-${deepId(i)}`, parent: i ? `dd-${deepId(i - 1)}` : null, entries }));
-      const { cs } = await buildChain(ctx, 'deepdiff', layers);
-      const top = `dd-${deepId(n)}`;
+      const { top, cs } = await deepChain(ctx, deepTop(ctx));
       return [
         ...perDriver(ctx, (d) => ({ op: () => drain(d.driver.diff(top, '')) })),
         ...perCs(ctx, cs, (c, id) => ({ argv: () => c.argv('diff', '-u', id(top)) })),
@@ -103,12 +115,9 @@ export const graphbench: Workload[] = [
   },
   {
     name: 'DeepLayerRead', group: 'graphbench', reference: PEER,
-    description: "get(top) + read the base layer's testfile.txt + put, through 50 layers (20 with --quick) (peer: mount + unmount)",
+    description: "get(top) + read the base layer's testfile.txt + put, through 50 layers on a base (31 with --quick) (peer: mount + unmount)",
     setup: async (ctx) => {
-      const n = depth(ctx);
-      const layers = deepLayers(n).map((entries, i) => ({ id: `dr-${deepId(i)}`, parent: i ? `dr-${deepId(i - 1)}` : null, entries }));
-      const { cs } = await buildChain(ctx, 'deepread', layers);
-      const top = `dr-${deepId(n)}`;
+      const { top, cs } = await deepChain(ctx, deepTop(ctx));
       return [
         ...perDriver(ctx, (d) => ({ op: readThrough(d, top, 'testfile.txt') })),
         ...ctx.cs.map((c): Variant => {

@@ -4,9 +4,9 @@
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from '../../../fixtures/sample-image.ts';
-import { changeManyFiles, fileEntry, manyFiles, T_LOWER, T_UPPER } from '../../lib/shapes.ts';
+import { changeManyFiles, fileEntry, T_LOWER, T_UPPER } from '../../lib/shapes.ts';
 import type { Workload } from '../types.ts';
-import { buildChain, perCs, perDriver } from './common.ts';
+import { buildChain, manyCount, manyLower, perCs, perDriver } from './common.ts';
 
 const PEER = 'containers-storage overlay';
 
@@ -15,13 +15,10 @@ export const realistic: Workload[] = [
     name: 'ChangesModified', group: 'container', reference: PEER,
     description: 'changes(container, base): base addManyFiles(N), container rewrites / adds / deletes a third each (N = 10000, 1000 with --quick)',
     setup: async (ctx) => {
-      const n = ctx.quick ? 1000 : 10000;
-      const { cs } = await buildChain(ctx, 'changes', [
-        { id: 'changes-base', parent: null, entries: manyFiles(n, 3, T_LOWER) },
-        { id: 'changes-top', parent: 'changes-base', entries: changeManyFiles(n, 6, T_UPPER) },
-      ]);
+      const base = manyLower(ctx);
+      const { cs } = await buildChain(ctx, [base, { id: 'changes-top', parent: base.id, entries: changeManyFiles(manyCount(ctx), 6, T_UPPER) }]);
       return [
-        ...perDriver(ctx, (d) => ({ op: () => d.driver.changes('changes-top', 'changes-base') })),
+        ...perDriver(ctx, (d) => ({ op: () => d.driver.changes('changes-top', base.id) })),
         ...perCs(ctx, cs, (c, id) => ({ argv: () => c.argv('changes', id('changes-top')) })),
       ];
     },
@@ -31,7 +28,7 @@ export const realistic: Workload[] = [
     description: 'get(child) + append 1 byte to a 64 MB lower file (16 MB with --quick) + put: the copy-up (vfs copied it at create)',
     setup: async (ctx) => {
       const size = ctx.quick ? 16 << 20 : 64 << 20;
-      await buildChain(ctx, 'copyup', [{ id: 'copyup-base', parent: null, entries: [fileEntry('big.bin', randomBytes(77, size), T_LOWER)] }]);
+      await buildChain(ctx, [{ id: 'copyup-base', parent: null, entries: [fileEntry('big.bin', randomBytes(77, size), T_LOWER)] }]);
       let k = 0;
       const child = () => `copyup-child-${k}`;
       return perDriver(ctx, (d) => ({

@@ -1,6 +1,6 @@
 // Apply and export of a large layer: a generated tree shaped like real images
 // (fixtures/big-tree.ts: log-normal file sizes, dirs, symlinks, hardlinks; 300 MB,
-// 40 MB with --quick), packed once by GNU tar. Apply: strata's engine into a fresh
+// 16 MB with --quick), packed once by GNU tar. Apply: strata's engine into a fresh
 // dir, every driver's applyDiff into a fresh layer, GNU tar -x, containers-storage
 // applydiff. Export: strata exportDir vs GNU tar -c (--xattrs, as ours reads them).
 import { createReadStream, createWriteStream, mkdirSync, rmSync } from 'node:fs';
@@ -11,33 +11,24 @@ import { exportDir } from '../../../archive/export.ts';
 import { generateTree, gnuTar } from '../../../fixtures/big-tree.ts';
 import { timeChild, timeOurs } from '../measure-child.ts';
 import type { BenchContext, Variant, Workload } from '../types.ts';
-import { perCs, perDriver } from './common.ts';
+import { once, perCs, perDriver } from './common.ts';
 
 const GNU_X = 'GNU tar -x';
 const GNU_C = 'GNU tar -c';
 
 /** The tree and its tar, made once per run (both workloads use them). */
-const made = new WeakMap<BenchContext, Promise<{ tree: string; tar: string }>>();
-function bigLayer(ctx: BenchContext): Promise<{ tree: string; tar: string }> {
-  let p = made.get(ctx);
-  if (!p) {
-    p = (async () => {
-      const tree = join(ctx.dir, 'big-tree');
-      const tar = join(ctx.dir, 'tars', 'big-layer.tar');
-      mkdirSync(join(ctx.dir, 'tars'), { recursive: true });
-      generateTree(tree, { totalBytes: ctx.quick ? 40e6 : 300e6, seed: 0xb16 });
-      gnuTar(tree, tar);
-      return { tree, tar };
-    })();
-    made.set(ctx, p);
-  }
-  return p;
-}
+const bigLayer = (ctx: BenchContext) => once(ctx, 'big-layer', async () => {
+  const tree = join(ctx.dir, 'big-tree');
+  const tar = join(ctx.dir, 'tars', 'big-layer.tar');
+  generateTree(tree, { totalBytes: ctx.quick ? 16e6 : 300e6, seed: 0xb16 });
+  gnuTar(tree, tar);
+  return { tree, tar };
+});
 
 export const tarWorkloads: Workload[] = [
   {
     name: 'ApplyLargeLayer', group: 'tar', reference: GNU_X,
-    description: 'apply a generated image-shaped layer (300 MB; 40 MB with --quick) into a fresh dir / fresh layer',
+    description: 'apply a generated image-shaped layer (300 MB; 16 MB with --quick) into a fresh dir / fresh layer',
     setup: async (ctx) => {
       const { tar } = await bigLayer(ctx);
       const target = join(ctx.dir, 'apply-target');
