@@ -25,5 +25,5 @@ function loadFfi(): Ffi {
 }
 
 const ffi = loadFfi();
-export const { open, load, DataType } = ffi;
+export const { open, load, define, DataType } = ffi;
 export type DataType = import('ffi-rs').DataType;
