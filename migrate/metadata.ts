@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { digestHex } from '../layerstore/digests.ts';
 import { mkdirDurable, syncDir, writeFileDurable } from '../layerstore/durable.ts';
 import { MigrateError } from './plan.ts';
+import { readDirEntryStrings } from '../sys/read-dir.ts';
 
 /** Copy the metadata tree `src` to `dst` (made fresh; a killed copy's leftover is replaced); layerdb/tmp is not copied. */
 export function copyMetadata(src: string, dst: string, sizes: ReadonlyMap<string, number>): void {
@@ -25,7 +26,7 @@ function copyDir(src: string, dst: string, skip: string): void {
   const st = fs.lstatSync(src);
   fs.mkdirSync(dst, { mode: st.mode & 0o7777 });
   fs.chmodSync(dst, st.mode & 0o7777);
-  for (const e of fs.readdirSync(src, { withFileTypes: true })) {
+  for (const e of readDirEntryStrings(src)) {
     const s = path.join(src, e.name);
     const d = path.join(dst, e.name);
     if (s === skip) {

@@ -7,19 +7,34 @@
 // call per buffer, not per entry. Names stay bytes (a latin1 string is a
 // lossless byte string, the archive's raw form), so non-UTF-8 names survive.
 import * as fs from 'node:fs';
-import { open, define, DataType } from './ffi.ts';
-import { SysError } from './syscalls.ts';
+import { constants as osConstants } from 'node:os';
+import { loadFfi } from './ffi-load.ts';
 
 const LIBC = 'libc';
-open({ library: LIBC, path: 'libc.so.6' });
 
-// the usual call goes without ffi-rs's errno capture (a share of its cost); only a failure is repeated with it
-const libc = define({
-  getdents64: { library: LIBC, retType: DataType.I64, paramsType: [DataType.I32, DataType.U8Array, DataType.I64] },
-});
-const getdentsErrno = define({
-  getdents64: { library: LIBC, retType: DataType.I64, errno: true, paramsType: [DataType.I32, DataType.U8Array, DataType.I64] },
-});
+type Getdents = (fd: number) => number;
+interface Bound { plain: Getdents; withErrno: (fd: number) => { value: number; errnoCode: number } }
+let bound: Bound | undefined;
+
+/** getdents64, bound on first use: importing this module (the layout table does) loads no FFI. */
+function getdents(): Bound {
+  if (bound) return bound;
+  const { open, load, DataType } = loadFfi();
+  open({ library: LIBC, path: 'libc.so.6' });
+  const paramsType = [DataType.I32, DataType.U8Array, DataType.I64];
+  // the usual call goes without ffi-rs's errno capture (a share of its cost); only a failure is repeated with it
+  return (bound = {
+    plain: (fd) => load({ library: LIBC, funcName: 'getdents64', retType: DataType.I64, paramsType, paramsValue: [fd, buf, BUF_SIZE] }) as number,
+    withErrno: (fd) => load({ library: LIBC, funcName: 'getdents64', retType: DataType.I64, errno: true, paramsType, paramsValue: [fd, buf, BUF_SIZE] }) as { value: number; errnoCode: number },
+  });
+}
+
+/** A failed getdents64 in fs's own error shape (code, errno, syscall, path), like readdirSync's. */
+function getdentsError(errno: number, p: string | Buffer): NodeJS.ErrnoException {
+  const code = Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0] ?? `E${errno}`;
+  const path = typeof p === 'string' ? p : p.toString('utf8');
+  return Object.assign(new Error(`${code}: getdents64 '${path}'`), { code, errno: -errno, syscall: 'getdents64', path });
+}
 
 const O_NOATIME: number = (fs.constants as Record<string, number>).O_NOATIME ?? 0;
 const O_DIRECTORY = fs.constants.O_DIRECTORY;
@@ -77,16 +92,18 @@ export function openDirReadOnly(p: string | Buffer, opts: ReadDirOpts = {}): num
   return fs.openSync(p, flags);
 }
 
-type Visit = (nameStart: number, nameEnd: number, type: number, at: number) => void;
+/** Called per entry; returning true ends the listing there. */
+type Visit = (nameStart: number, nameEnd: number, type: number, at: number) => boolean | void;
 
 /** Every entry of the open directory `fd` but . and .., each visited while it is still in the buffer. */
 function eachEntry(fd: number, p: string | Buffer, visit: Visit): void {
+  const call = getdents();
   for (;;) {
-    let n = libc.getdents64([fd, buf, BUF_SIZE]) as number;
+    let n = call.plain(fd);
     if (n === -1) {
-      const r = getdentsErrno.getdents64([fd, buf, BUF_SIZE]) as { value: number; errnoCode: number };
+      const r = call.withErrno(fd);
       // ffi-rs leaves a stale errno on success, so the return value decides
-      if (r.value === -1) throw new SysError(r.errnoCode, 'getdents64', typeof p === 'string' ? p : p.toString('utf8'));
+      if (r.value === -1) throw getdentsError(r.errnoCode, p);
       n = r.value; // it succeeded this time
     }
     if (n === 0) return;
@@ -94,7 +111,7 @@ function eachEntry(fd: number, p: string | Buffer, visit: Visit): void {
       const start = at + NAME;
       const end = buf.indexOf(0, start);
       if (buf[start] === DOT && (end === start + 1 || (end === start + 2 && buf[start + 1] === DOT))) continue;
-      visit(start, end, buf[at + TYPE], at);
+      if (visit(start, end, buf[at + TYPE], at) === true) return;
     }
   }
 }
@@ -108,38 +125,45 @@ function listWith(p: string | Buffer, opts: ReadDirOpts, visit: Visit): void {
   }
 }
 
+/** Whether directory `p` has any entry but . and .. (reads no further than the first one found). */
+export function dirHasEntries(p: string | Buffer, opts: ReadDirOpts = {}): boolean {
+  let found = false;
+  listWith(p, opts, () => (found = true));
+  return found;
+}
+
 /** The names in directory `p` as bytes, in directory order (like readdirSync with encoding 'buffer'). */
 export function readDirNames(p: string | Buffer, opts: ReadDirOpts = {}): Buffer[] {
   const out: Buffer[] = [];
-  listWith(p, opts, (s, e) => out.push(Buffer.from(buf.subarray(s, e))));
+  listWith(p, opts, (s, e) => void out.push(Buffer.from(buf.subarray(s, e))));
   return out;
 }
 
 /** The names in directory `p` as raw byte strings (latin1: one char per byte), in directory order. */
 export function readDirRawNames(p: string | Buffer, opts: ReadDirOpts = {}): string[] {
   const out: string[] = [];
-  listWith(p, opts, (s, e) => out.push(buf.toString('latin1', s, e)));
+  listWith(p, opts, (s, e) => void out.push(buf.toString('latin1', s, e)));
   return out;
 }
 
 /** The names in directory `p` as UTF-8 strings (like plain readdirSync), in directory order. */
 export function readDirStrings(p: string | Buffer, opts: ReadDirOpts = {}): string[] {
   const out: string[] = [];
-  listWith(p, opts, (s, e) => out.push(buf.toString('utf8', s, e)));
+  listWith(p, opts, (s, e) => void out.push(buf.toString('utf8', s, e)));
   return out;
 }
 
 /** The entries of directory `p` with their types (like readdirSync withFileTypes, encoding 'buffer'). */
 export function readDirEntries(p: string | Buffer, opts: ReadDirOpts = {}): DirEntry<Buffer>[] {
   const out: DirEntry<Buffer>[] = [];
-  listWith(p, opts, (s, e, type, at) => out.push(new DirEntry(Buffer.from(buf.subarray(s, e)), type, buf.readBigUInt64LE(at))));
+  listWith(p, opts, (s, e, type, at) => void out.push(new DirEntry(Buffer.from(buf.subarray(s, e)), type, buf.readBigUInt64LE(at))));
   return resolveUnknown(p, out, (n) => n);
 }
 
 /** The entries of directory `p` with their types and UTF-8 names (like plain readdirSync withFileTypes). */
 export function readDirEntryStrings(p: string | Buffer, opts: ReadDirOpts = {}): DirEntry<string>[] {
   const out: DirEntry<string>[] = [];
-  listWith(p, opts, (s, e, type, at) => out.push(new DirEntry(buf.toString('utf8', s, e), type, buf.readBigUInt64LE(at))));
+  listWith(p, opts, (s, e, type, at) => void out.push(new DirEntry(buf.toString('utf8', s, e), type, buf.readBigUInt64LE(at))));
   return resolveUnknown(p, out, (n) => Buffer.from(n, 'utf8'));
 }
 
