@@ -12,9 +12,10 @@ import fs from 'node:fs';
 import { lgetxattr, S_IFDIR, S_IFMT, S_IFREG } from '../sys/syscalls.ts';
 import { type DiffFormat, entryRole, hiddenEntry, opaqueByXattr } from './diff-format.ts';
 import { type Change, ChangeKind, fsPath, rawPath, sortChanges } from './types.ts';
+import { type DirEntry, readDirEntries } from '../sys/read-dir.ts';
 
 type Stat = fs.BigIntStats;
-type Entry = fs.Dirent<Buffer>;
+type Entry = DirEntry<Buffer>;
 
 const CAPABILITY_XATTR = 'security.capability';
 const NS = 1_000_000_000n;
@@ -27,7 +28,7 @@ function lstat(raw: string): Stat | undefined {
 }
 
 function readEntries(raw: string): Entry[] {
-  return fs.readdirSync(fsPath(raw), { encoding: 'buffer', withFileTypes: true });
+  return readDirEntries(fsPath(raw));
 }
 
 /** A user-given directory as a raw path without trailing slashes ('' for '/'). */

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import xxhash from 'xxhash-wasm';
 import { lgetxattr, llistxattr, major, minor, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../sys/syscalls.ts';
 import { fsPath, rawPath } from './types.ts';
+import { readDirRawNames } from '../sys/read-dir.ts';
 
 export interface DigestOptions {
   /** Include directory mtimes (default true). Union mounts change them, so compare a merged view with false. */
@@ -96,9 +97,7 @@ interface Item {
 
 /** Every entry below `abs` (raw), lstat'ed, not following symlinks. */
 function collect(abs: string, rel: string, items: Item[], ignore: ((p: string) => boolean) | undefined): void {
-  const entries = fs.readdirSync(fsPath(abs || '/'), { encoding: 'buffer' });
-  for (const e of entries) {
-    const name = e.toString('latin1');
+  for (const name of readDirRawNames(fsPath(abs || '/'))) {
     const path = `${rel}/${name}`;
     if (ignore?.(path)) continue;
     const childAbs = `${abs}/${name}`;

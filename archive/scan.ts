@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as sys from '../sys/syscalls.ts';
 import type { TarHeader } from './tar-header.ts';
 import { WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, fsPath, overlayOpaqueXattr, type WhiteoutFormat } from './types.ts';
+import { readDirRawNames } from '../sys/read-dir.ts';
 
 /** One entry as the producer needs it: the header's numbers plus what it derives the rest from. */
 export interface Scanned extends Pick<TarHeader, 'uid' | 'gid' | 'size' | 'mtimeSec' | 'mtimeNsec' | 'linkname'> {
@@ -110,7 +111,7 @@ export class TreeScanner {
 }
 
 function readSorted(root: string, rel: string): string[] {
-  return fs.readdirSync(fsPath(rel === '' ? root : root + '/' + rel), { encoding: 'buffer' }).map((b) => b.toString('latin1')).sort();
+  return readDirRawNames(fsPath(rel === '' ? root : root + '/' + rel)).sort();
 }
 
 /**

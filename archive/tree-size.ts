@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import { at, BY_HANDLE_PAST, openDirNoFollow, self } from './in-root.ts';
 import { lstatQuiet } from '../sys/read-only-files.ts';
+import { readDirNames } from '../sys/read-dir.ts';
 
 export interface TreeVisitor {
   /** One entry, the root included; `parentDev` is its directory's st_dev. True: walk into this directory. */
@@ -46,7 +47,7 @@ function walkDir(p: Buffer, dev: number, v: TreeVisitor): void {
       fs.closeSync(fd);
     }
   }
-  for (const n of listed(p, () => fs.readdirSync(p, { encoding: 'buffer' }), v) ?? []) {
+  for (const n of listed(p, () => readDirNames(p), v) ?? []) {
     const q = Buffer.concat([p, SLASH, n]);
     const st = lstatQuiet(q);
     if (st && v.entry(q, st, dev)) walkDir(q, st.dev, v);
@@ -55,7 +56,7 @@ function walkDir(p: Buffer, dev: number, v: TreeVisitor): void {
 
 /** The contents of the directory `fd` (at `p`), each named by one component under its directory's handle. */
 function byHandle(fd: number, p: Buffer, dev: number, v: TreeVisitor): void {
-  for (const n of listed(p, () => fs.readdirSync(self(fd), { encoding: 'buffer' }), v) ?? []) {
+  for (const n of listed(p, () => readDirNames(self(fd)), v) ?? []) {
     const q = at(fd, n.toString('latin1'));
     const st = lstatQuiet(q);
     if (!st || !v.entry(Buffer.concat([p, SLASH, n]), st, dev)) continue;

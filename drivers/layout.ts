@@ -31,6 +31,7 @@ import * as path from 'node:path';
 import type { DiffFormat } from '../archive/diff-format.ts';
 import type { InitFunc } from './driver.ts';
 import { isDirectory, listSorted, lstatQuiet } from '../sys/read-only-files.ts';
+import { type DirEntry, dirHasEntries, readDirEntryStrings } from '../sys/read-dir.ts';
 
 /** Where a layer's files are, or why they cannot be reached offline. */
 export type FilesDir = { dir: string } | { dir: null; reason: string };
@@ -182,12 +183,7 @@ export function holdsData(dir: string): boolean {
   }
   if (!st.isDirectory()) return false;
   try {
-    const d = fs.opendirSync(dir);
-    try {
-      return d.readSync() !== null;
-    } finally {
-      d.closeSync();
-    }
+    return dirHasEntries(dir);
   } catch {
     return true;
   }
@@ -264,9 +260,9 @@ export function subdirInventory(home: string, subs: readonly string[]): LayoutIn
 }
 
 /** The home's entries sorted by name, with their types from readdir (d_type: no lstat per layer). */
-export function typedEntries(dir: string): fs.Dirent[] {
+export function typedEntries(dir: string): DirEntry<string>[] {
   try {
-    return fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return readDirEntryStrings(dir).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   } catch {
     return [];
   }

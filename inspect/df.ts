@@ -20,6 +20,7 @@ import { TEXT_CAP, listSorted, lstatQuiet, openRegular, readFileReadOnly } from 
 import { MODERN_TABLE, tabTable } from './tabwriter.ts';
 import { firstLink, walkTree } from '../archive/tree-size.ts';
 import { readMountinfo } from '../sys/mountinfo.ts';
+import { readDirEntryStrings } from '../sys/read-dir.ts';
 
 // ---- du ----------------------------------------------------------------------------
 
@@ -476,7 +477,7 @@ function foreignHome(home: string, owners: Map<string, unknown>, ids: string[]):
   try {
     const fsName = PSEUDO_FS[Number(fs.statfsSync(target).type)];
     if (fsName) return `${what}, a ${fsName} filesystem`;
-    const dev = fs.readdirSync(target, { withFileTypes: true }).find((e) => e.isCharacterDevice());
+    const dev = readDirEntryStrings(target).find((e) => e.isCharacterDevice());
     if (dev) return `${what}, which holds a character device (${dev.name}), not a driver home`;
   } catch {
     return null; // unreadable: the inventory reports it

@@ -26,6 +26,7 @@ import { isContainerdModel } from '../layerstore/containerd/store.ts';
 import { containerdChanges } from './containerd-diff.ts';
 import { driverDirsOf } from './driver-dirs.ts';
 import { readTarSplit, tarSplitMembers } from '../layerstore/tar-split.ts';
+import { readDirNames } from '../sys/read-dir.ts';
 
 // ---- container diff ---------------------------------------------------------------
 
@@ -183,7 +184,7 @@ function entryOf(st: fs.Stats, file: string, linkname: string): FlatEntry {
 function applyDir(flat: Flat, root: string, format: DiffFormat | null): void {
   const added = new Set<string>();
   const walk = (absRaw: Buffer, rel: string) => {
-    for (const name of fs.readdirSync(absRaw, { encoding: 'buffer' })) {
+    for (const name of readDirNames(absRaw)) {
       const n = name.toString('latin1');
       const p = Buffer.concat([absRaw, Buffer.from('/'), name]);
       const r = rel ? `${rel}/${n}` : n;

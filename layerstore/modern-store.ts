@@ -10,7 +10,6 @@
 // Layer metadata files are read on first use (listing 1,000 images must not
 // read 5,000 layers × 5 files), every read is read-only, and each unreadable
 // or malformed file becomes a Problem naming it.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chainIds, isDigest, isHex64 } from './digests.ts';
 import { CONTAINER_FIELDS, HISTORY_FIELDS, IMAGE_CONFIG_FIELDS, fieldTypeProblems } from './field-types.ts';
@@ -21,6 +20,7 @@ import { Problems } from './problems.ts';
 import { StoreFiles } from './store-files.ts';
 import { readTagFile, splitReference } from './tag-store.ts';
 import { asString as str, asObject as obj, isDirectory, lstatQuiet } from '../sys/read-only-files.ts';
+import { readDirStrings } from '../sys/read-dir.ts';
 
 export interface ModernOptions {
   /** which image/<driver> store to read when there are several */
@@ -32,7 +32,7 @@ export function modernDrivers(root: string): string[] {
   const base = path.join(root, 'image');
   let names: string[];
   try {
-    names = fs.readdirSync(base).sort();
+    names = readDirStrings(base).sort();
   } catch {
     return [];
   }

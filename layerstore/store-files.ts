@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Problems } from './problems.ts';
 import { JSON_CAP, TEXT_CAP, describeFsError, describeJsonError, errCode, kindOf, lstatQuiet, readFileReadOnly, sizeProblem } from '../sys/read-only-files.ts';
+import { type DirEntry, readDirEntryStrings, readDirStrings } from '../sys/read-dir.ts';
 
 export interface ReadOpts {
   /** record a problem when the file does not exist (default true) */
@@ -91,9 +92,9 @@ export class StoreFiles {
    */
   subdirs(p: string, what: string, opts: ReadOpts = {}): string[] | null {
     if (this.dir(p, opts) === null) return null;
-    let ents: fs.Dirent[];
+    let ents: DirEntry<string>[];
     try {
-      ents = fs.readdirSync(p, { withFileTypes: true });
+      ents = readDirEntryStrings(p);
     } catch {
       return null;
     }
@@ -126,7 +127,7 @@ export class StoreFiles {
         this.problems.add(p, `${opts.what ? opts.what + ' ' : ''}is a symlink, expected a directory (not followed: the store format has none here)`);
         return null;
       }
-      return fs.readdirSync(p).sort();
+      return readDirStrings(p).sort();
     } catch (e) {
       if (errCode(e) === 'ENOENT' && opts.required === false) return null;
       this.problems.add(p, `${opts.what ? opts.what + ' ' : ''}${describeFsError(e).replace('expected a file', 'expected a directory')}`);

@@ -11,6 +11,7 @@ import { digestHex } from '../layerstore/digests.ts';
 import { mkdirDurable, syncDir, writeFileDurable } from '../layerstore/durable.ts';
 import { capText, describeFsError, describeJsonError, JSON_CAP, readFileReadOnly, TAG_STORE_CAP, TEXT_CAP } from '../sys/read-only-files.ts';
 import { MigrateError } from './plan.ts';
+import { readDirEntryStrings } from '../sys/read-dir.ts';
 
 /**
  * A container's config.v2.json as a JSON object: a regular file (O_NOFOLLOW,
@@ -80,7 +81,7 @@ function copyDir(src: string, dst: string, skip: string): void {
   const st = fs.lstatSync(src);
   fs.mkdirSync(dst, { mode: st.mode & 0o7777 });
   fs.chmodSync(dst, st.mode & 0o7777);
-  for (const e of fs.readdirSync(src, { withFileTypes: true })) {
+  for (const e of readDirEntryStrings(src)) {
     const s = path.join(src, e.name);
     const d = path.join(dst, e.name);
     if (s === skip) {

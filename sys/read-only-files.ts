@@ -7,6 +7,7 @@
 // file (a FIFO, a device, a symlink to /dev/zero are refused unread), and read
 // whole only below a size cap per kind of file.
 import * as fs from 'node:fs';
+import { readDirStrings } from './read-dir.ts';
 
 const O_RDONLY = fs.constants.O_RDONLY;
 const O_NOATIME: number = (fs.constants as Record<string, number>).O_NOATIME ?? 0;
@@ -216,7 +217,7 @@ export function asObject(v: unknown): Record<string, unknown> | null {
 /** The names in a directory, sorted; [] when it cannot be listed (the inventory and verify report that themselves). */
 export function listSorted(d: string): string[] {
   try {
-    return fs.readdirSync(d).sort();
+    return readDirStrings(d).sort();
   } catch {
     return [];
   }
