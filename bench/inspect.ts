@@ -24,7 +24,7 @@ import { writeSyntheticStore } from '../fixtures/synthetic-store.ts';
 import { diskUsage, renderDf } from '../inspect/df.ts';
 import { imageRows, renderImages } from '../inspect/images.ts';
 import { openStore } from '../layerstore/store.ts';
-import { cpuPressure, f1, measureInProcess, stats, timeProcess, type Sample } from './lib/measure.ts';
+import { cpuPressure, f1, goalRounds, goalTable, measureInProcess, timeProcess, type Sample } from './lib/measure.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 
@@ -75,30 +75,15 @@ try {
     'df -v (CLI)': () => cli(['df', '-v', '--root', root]),
     'startup (CLI: strata version)': () => cli(['version']),
   };
-  const names = Object.keys(variants);
-  const samples = new Map<string, Sample[]>(names.map((n) => [n, []]));
-  for (let r = 0; r < argv.runs; r++) {
-    const order = names.map((_, i) => names[(i + r) % names.length]);
-    for (const n of order) samples.get(n)!.push(await variants[n]());
-  }
   const goals: Record<string, number> = { 'images (library)': 500, 'df -v (library)': 2000, 'images (CLI)': 500, 'df -v (CLI)': 2000 };
-  const rows = names.map((n) => {
-    const s = samples.get(n)!;
-    const later = s.slice(1).map((x) => x.wallMs);
-    const st = stats(later.length ? later : s.map((x) => x.wallMs));
-    const goal = goals[n];
-    return { name: n, firstMs: s[0].wallMs, medianMs: st.median, minMs: st.min, cpuMedianMs: stats(s.map((x) => x.cpuMs)).median, goalMs: goal ?? null, meets: goal === undefined ? null : st.median < goal };
-  });
+  const rows = await goalRounds(variants, argv.runs, goals);
   const out = {
     date: new Date().toISOString(), host: { cpus: os.cpus().length, kernel: os.release(), node: process.version, cpuPressure: cpuPressure(), load: os.loadavg() },
     root: argv.root ?? 'synthetic', shape, generateMs, runs: argv.runs, results: rows,
   };
   process.stdout.write(`store: ${shape.images} images, ${shape.layers} layers, ${shape.containers} containers (${shape.driver})${generateMs ? `, written in ${f1(generateMs / 1000)} s` : ''}\n`);
   process.stdout.write(`host: ${os.cpus().length} CPUs, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}, ${cpuPressure()}\n\n`);
-  process.stdout.write(`${'what'.padEnd(32)} ${'first ms'.padStart(9)} ${'median ms'.padStart(10)} ${'min ms'.padStart(8)} ${'cpu ms'.padStart(8)}  goal\n`);
-  for (const r of rows) {
-    process.stdout.write(`${r.name.padEnd(32)} ${f1(r.firstMs).padStart(9)} ${f1(r.medianMs).padStart(10)} ${f1(r.minMs).padStart(8)} ${f1(r.cpuMedianMs).padStart(8)}  ${r.goalMs === null ? '' : `< ${r.goalMs} ms: ${r.meets ? 'met' : 'NOT met'}`}\n`);
-  }
+  process.stdout.write(goalTable(rows));
   fs.mkdirSync(path.join(repo, 'bench', 'out'), { recursive: true });
   fs.writeFileSync(path.join(repo, 'bench', 'out', 'inspect.json'), JSON.stringify(out, null, 2) + '\n');
   if (argv.keep && scratch) process.stdout.write(`\nkept: ${root}\n`);

@@ -108,3 +108,32 @@ export async function measurePeak<T>(fn: () => Promise<T>): Promise<{ result: T;
     clearInterval(timer);
   }
 }
+
+/** One variant's figures against its goal (the inspect benches' table rows). */
+export interface GoalRow { name: string; firstMs: number; medianMs: number; minMs: number; cpuMedianMs: number; goalMs: number | null; meets: boolean | null }
+
+/**
+ * `runs` rounds of every variant, interleaved in a rotating order so host
+ * noise hits all alike; the first run is reported apart (cold), the median of
+ * the rest is what meets `goals` (ms) or not.
+ */
+export async function goalRounds(variants: Record<string, () => Promise<Sample> | Sample>, runs: number, goals: Record<string, number>): Promise<GoalRow[]> {
+  const names = Object.keys(variants);
+  const samples = new Map<string, Sample[]>(names.map((n) => [n, []]));
+  for (let r = 0; r < runs; r++) {
+    for (const n of names.map((_, i) => names[(i + r) % names.length])) samples.get(n)!.push(await variants[n]());
+  }
+  return names.map((n) => {
+    const s = samples.get(n)!;
+    const later = s.slice(1).map((x) => x.wallMs);
+    const st = stats(later.length ? later : s.map((x) => x.wallMs));
+    const goal = goals[n];
+    return { name: n, firstMs: s[0].wallMs, medianMs: st.median, minMs: st.min, cpuMedianMs: stats(s.map((x) => x.cpuMs)).median, goalMs: goal ?? null, meets: goal === undefined ? null : st.median < goal };
+  });
+}
+
+/** The rows as the benches print them. */
+export function goalTable(rows: GoalRow[]): string {
+  const head = `${'what'.padEnd(32)} ${'first ms'.padStart(9)} ${'median ms'.padStart(10)} ${'min ms'.padStart(8)} ${'cpu ms'.padStart(8)}  goal\n`;
+  return head + rows.map((r) => `${r.name.padEnd(32)} ${f1(r.firstMs).padStart(9)} ${f1(r.medianMs).padStart(10)} ${f1(r.minMs).padStart(8)} ${f1(r.cpuMedianMs).padStart(8)}  ${r.goalMs === null ? '' : `< ${r.goalMs} ms: ${r.meets ? 'met' : 'NOT met'}`}\n`).join('');
+}
