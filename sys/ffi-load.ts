@@ -19,6 +19,20 @@ export function loadFfi(): Ffi {
   return (loaded ??= loadUncached());
 }
 
+/** The key glibc's libc.so.6 is opened under (loadLibc). */
+export const LIBC = 'libc';
+let libcOpen = false;
+
+/** ffi-rs with libc.so.6 opened as LIBC, once per process, for every module that calls into it. */
+export function loadLibc(): Ffi {
+  const ffi = loadFfi();
+  if (!libcOpen) {
+    ffi.open({ library: LIBC, path: 'libc.so.6' });
+    libcOpen = true;
+  }
+  return ffi;
+}
+
 function loadUncached(): Ffi {
   const require = createRequire(import.meta.url);
   const report = process.report;

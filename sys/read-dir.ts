@@ -7,10 +7,8 @@
 // call per buffer, not per entry. Names stay bytes (a latin1 string is a
 // lossless byte string, the archive's raw form), so non-UTF-8 names survive.
 import * as fs from 'node:fs';
-import { constants as osConstants } from 'node:os';
-import { loadFfi } from './ffi-load.ts';
-
-const LIBC = 'libc';
+import { errnoName } from './errno.ts';
+import { LIBC, loadLibc } from './ffi-load.ts';
 
 type Getdents = (fd: number) => number;
 interface Bound { plain: Getdents; withErrno: (fd: number) => { value: number; errnoCode: number } }
@@ -19,8 +17,7 @@ let bound: Bound | undefined;
 /** getdents64, bound on first use: importing this module (the layout table does) loads no FFI. */
 function getdents(): Bound {
   if (bound) return bound;
-  const { open, load, DataType } = loadFfi();
-  open({ library: LIBC, path: 'libc.so.6' });
+  const { load, DataType } = loadLibc();
   const paramsType = [DataType.I32, DataType.U8Array, DataType.I64];
   // the usual call goes without ffi-rs's errno capture (a share of its cost); only a failure is repeated with it
   return (bound = {
@@ -31,7 +28,7 @@ function getdents(): Bound {
 
 /** A failed getdents64 in fs's own error shape (code, errno, syscall, path), like readdirSync's. */
 function getdentsError(errno: number, p: string | Buffer): NodeJS.ErrnoException {
-  const code = Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0] ?? `E${errno}`;
+  const code = errnoName(errno);
   const path = typeof p === 'string' ? p : p.toString('utf8');
   return Object.assign(new Error(`${code}: getdents64 '${path}'`), { code, errno: -errno, syscall: 'getdents64', path });
 }

@@ -4,13 +4,14 @@
 //
 // Paths are passed as NUL-terminated byte buffers so that non-UTF-8 names
 // survive (ffi-rs's String type would re-encode them as UTF-8).
-import { open, load, DataType } from './ffi.ts';
+import type { DataType as FfiDataType } from 'ffi-rs';
+import { LIBC, loadLibc } from './ffi-load.ts';
+import { errnoName } from './errno.ts';
 import { constants as osConstants } from 'node:os';
 import { isUtf8 } from 'node:buffer';
 import { closeSync } from 'node:fs';
 
-const LIBC = 'libc';
-open({ library: LIBC, path: 'libc.so.6' });
+const { load, DataType } = loadLibc();
 
 /** A failed system call: errno name, call and path, e.g. `EPERM mount /x: Operation not permitted`. */
 export class SysError extends Error {
@@ -29,11 +30,7 @@ export class SysError extends Error {
   }
 }
 
-const errnoNames = new Map<number, string>();
-for (const [name, num] of Object.entries(osConstants.errno)) if (!errnoNames.has(num)) errnoNames.set(num, name);
-export function errnoName(errno: number): string {
-  return errnoNames.get(errno) ?? `E${errno}`;
-}
+export { errnoName };
 
 const strerrors = new Map<number, string>();
 function strerror(errno: number): string {
@@ -62,7 +59,7 @@ function cpath(p: PathArg): Buffer {
  * about half the cost of a byte array) whenever the bytes are valid UTF-8,
  * a NUL-terminated byte array only for the rare name that is not.
  */
-function pathParam(p: PathArg): [DataType, string | Buffer] {
+function pathParam(p: PathArg): [FfiDataType, string | Buffer] {
   if (typeof p === 'string') return [DataType.String, p];
   return isUtf8(p) ? [DataType.String, p.toString('utf8')] : [DataType.U8Array, cpath(p)];
 }
