@@ -80,6 +80,15 @@ export function runStateDir(kind: string, home: string): string {
   return path.join(run, kind, createHash('sha256').update(path.resolve(home)).digest('hex').slice(0, 24));
 }
 
+/** Remove a run state dir once its last view is gone (one still in use, or already gone, stays as it is). */
+export function removeIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch (e) {
+    if (!['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes((e as NodeJS.ErrnoException).code!)) throw e;
+  }
+}
+
 /** The record of one id (see the header). */
 interface RefRecord {
   path: string;

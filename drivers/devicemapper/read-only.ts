@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { listSorted } from '../../sys/read-only-files.ts';
 import { LayerNotFoundError, validateId, type Driver, type LayerInfo, type ProtoDriver } from '../driver.ts';
 import { LayerMounts, unmount } from '../mounter.ts';
-import { runStateDir } from '../refcount.ts';
+import { removeIfEmpty, runStateDir } from '../refcount.ts';
 import { NaiveDiffDriver } from '../naive.ts';
 import { readOnlyDriver } from '../read-only.ts';
 import { mountAt } from '../../sys/mountinfo.ts';
@@ -125,11 +125,7 @@ export class RebuiltDriver implements ProtoDriver {
   /** `work` (an id's image and mount point), then the home's run dir once it is empty. */
   private removeRunDirs(work: string): void {
     fs.rmSync(work, { recursive: true, force: true });
-    try {
-      fs.rmdirSync(runDir(this.home)); // the last device of this home: its run dir goes too
-    } catch (e) {
-      if (!['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes((e as NodeJS.ErrnoException).code!)) throw e;
-    }
+    removeIfEmpty(runDir(this.home)); // the last device of this home: its run dir goes too
   }
 
   async put(id: string): Promise<void> {

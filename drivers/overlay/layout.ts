@@ -49,6 +49,13 @@ export function layerPaths(home: string, id: string): LayerPaths {
   };
 }
 
+/** A path holding ',' or ':' cannot be written in overlay mount options: refused, naming it. */
+function refuseUnmountable(id: string, dirs: string[]): void {
+  for (const dir of dirs) {
+    if (/[,:]/.test(dir)) throw new Error(`overlay: cannot mount layer ${id}: path ${dir} holds ',' or ':', which overlay mount options cannot carry`);
+  }
+}
+
 /**
  * The mount(2) data for an overlay layer: moby's
  * `lowerdir=<home>/<lower-id>/root,upperdir=<id>/upper,workdir=<id>/work`,
@@ -58,9 +65,7 @@ export function layerPaths(home: string, id: string): LayerPaths {
 export function mountData(home: string, id: string, lowerId: string, prefix = ''): string {
   const p = layerPaths(home, id);
   const lower = layerPaths(home, lowerId).root;
-  for (const dir of [lower, p.upper, p.work]) {
-    if (/[,:]/.test(dir)) throw new Error(`overlay: cannot mount layer ${id}: path ${dir} holds ',' or ':', which overlay mount options cannot carry`);
-  }
+  refuseUnmountable(id, [lower, p.upper, p.work]);
   return `${prefix}lowerdir=${lower},upperdir=${p.upper},workdir=${p.work}`;
 }
 
@@ -70,9 +75,7 @@ export function mountData(home: string, id: string, lowerId: string, prefix = ''
  */
 export function mergedViewData(home: string, id: string, lowerId: string): string {
   const dirs = [layerPaths(home, id).upper, layerPaths(home, lowerId).root];
-  for (const dir of dirs) {
-    if (/[,:]/.test(dir)) throw new Error(`overlay: cannot mount layer ${id}: path ${dir} holds ',' or ':', which overlay mount options cannot carry`);
-  }
+  refuseUnmountable(id, dirs);
   return `lowerdir=${dirs.join(':')}`;
 }
 

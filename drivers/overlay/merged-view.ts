@@ -6,27 +6,27 @@
 // nothing for it: a store reader stays a reader. The mount point lives in the
 // run dir outside the home and is counted by the Mounter like every mount, so
 // a reader killed while it holds one leaves a record the next reader reclaims.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { validateId } from '../driver.ts';
-import { LayerMounts } from '../mounter.ts';
-import { runStateDir } from '../refcount.ts';
+import { LayerMounts, overlaySpec } from '../mounter.ts';
+import { removeIfEmpty, runStateDir } from '../refcount.ts';
 import * as sys from '../../sys/syscalls.ts';
 import { realDirBelow } from '../layout.ts';
 import { layerPaths, lowerIdOf, mergedViewData } from './layout.ts';
 
-const views = new Map<string, { mounts: LayerMounts; reclaimed: Promise<void> }>();
+interface Views { mounts: LayerMounts; run: string; reclaimed: Promise<void> }
+const views = new Map<string, Views>();
 
 /** One Mounter per home and process; dead readers' views reclaimed before the first mount. */
-function viewsOf(home: string): { mounts: LayerMounts; run: string; reclaimed: Promise<void> } {
-  const run = runStateDir('overlay-views', home);
+function viewsOf(home: string): Views {
   let v = views.get(home);
   if (!v) {
+    const run = runStateDir('overlay-views', home);
     const mounts = new LayerMounts(run);
-    v = { mounts, reclaimed: mounts.reclaim() };
+    v = { mounts, run, reclaimed: mounts.reclaim() };
     views.set(home, v);
   }
-  return { ...v, run };
+  return v;
 }
 
 /** fn on the merged, read-only tree of overlay layer `id` (upper/ over its lower-id's root/), unmounted afterwards. */
@@ -40,7 +40,7 @@ export async function withMergedView<T>(home: string, id: string, fn: (dir: stri
   const target = path.join(v.run, id);
   const data = mergedViewData(home, id, low.lower);
   try {
-    await v.mounts.get(id, target, () => ({ kind: 'kernel', fstype: 'overlay', source: 'overlay', data, flags: sys.MS_RDONLY }));
+    await v.mounts.get(id, target, () => ({ ...overlaySpec(data), flags: sys.MS_RDONLY }));
   } catch (e) {
     throw new Error(`overlay layer ${id}: its read-only merged view does not mount (${(e as Error).message})`);
   }
@@ -48,10 +48,6 @@ export async function withMergedView<T>(home: string, id: string, fn: (dir: stri
     return await fn(target);
   } finally {
     await v.mounts.put(id, target);
-    try {
-      fs.rmdirSync(v.run); // the last view of this home: its run dir goes too
-    } catch (e) {
-      if (!['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes((e as NodeJS.ErrnoException).code!)) throw e;
-    }
+    removeIfEmpty(v.run); // the last view of this home: its run dir goes too
   }
 }
