@@ -16,13 +16,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { layoutFor } from '../drivers/all.ts';
 import { isLayerName } from '../drivers/layout.ts';
+import { isHex64 } from '../layerstore/digests.ts';
 import { mkdirDurable, syncDir, writeFileDurable } from '../layerstore/durable.ts';
 import { describeFsError, JSON_CAP, readFileReadOnly, TEXT_CAP } from '../sys/read-only-files.ts';
 import * as sys from '../sys/syscalls.ts';
 import { MigrateError, STAGING_DIR } from './plan.ts';
 
-const LOCK_NB = 4;
-const EWOULDBLOCK = 11;
 
 /**
  * One migration at a time per root: an exclusive flock on the root directory
@@ -37,10 +36,10 @@ export function lockMigration(root: string): { release(): void } {
     throw new MigrateError(`${root}: ${describeFsError(e)}`);
   }
   try {
-    sys.flock(fd, sys.LOCK_EX | LOCK_NB, root);
+    sys.flock(fd, sys.LOCK_EX | sys.LOCK_NB, root);
   } catch (e) {
     fs.closeSync(fd);
-    if ((e as sys.SysError).errno === EWOULDBLOCK) {
+    if ((e as sys.SysError).code === 'EAGAIN') { // EWOULDBLOCK, as Linux numbers it
       throw new MigrateError(`${root}: another strata migrate is running on this root (it holds the root's lock); wait for it to end`);
     }
     throw e;
@@ -187,7 +186,7 @@ export class Journal {
     }
     for (const id of names) {
       const kept = path.join(this.configs, id);
-      if (!/^[0-9a-f]{64}$/.test(id) || !fs.lstatSync(kept).isFile()) throw new MigrateError(`${kept}: not a config strata kept (a container id naming a regular file); nothing was done`);
+      if (!isHex64(id) || !fs.lstatSync(kept).isFile()) throw new MigrateError(`${kept}: not a config strata kept (a container id naming a regular file); nothing was done`);
       const dir = path.join(this.root, 'containers', id);
       const st = fs.lstatSync(dir, { throwIfNoEntry: false });
       if (!st?.isDirectory()) throw new MigrateError(`${dir}: is ${st ? (st.isSymbolicLink() ? 'a symlink (not followed)' : 'not a directory') : 'missing'}, but ${kept} says the migration rewrote its config; nothing was done`);

@@ -299,6 +299,7 @@ function mod(a: bigint, b: bigint): bigint {
 
 export const LOCK_SH = 1;
 export const LOCK_EX = 2;
+export const LOCK_NB = 4;
 export const LOCK_UN = 8;
 
 /** flock(2) on an open fd; blocks until granted (released by the kernel when the fd closes). */
