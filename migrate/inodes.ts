@@ -8,7 +8,7 @@ import type { DriverLayout } from '../drivers/layout.ts';
 import { readTarSplit, tarSplitMembers } from '../layerstore/tar-split.ts';
 import { WHITEOUT_PREFIX } from '../archive/types.ts';
 import { sourceChanges, type SourceHome } from './convert.ts';
-import type { PlannedLayer } from './plan.ts';
+import { lowersIn, type PlannedLayer } from './plan.ts';
 
 /**
  * A driver's own inodes per layer beside the layer's files, the most any
@@ -48,12 +48,7 @@ async function changesInodes(src: SourceHome, l: PlannedLayer, lowers: string[])
  * `layers` come parent first (the plan's order).
  */
 export async function layerInodes(layers: PlannedLayer[], src: SourceHome, target: DriverLayout): Promise<Map<string, number>> {
-  const parentOf = new Map(layers.map((l) => [l.id, l.parent]));
-  const lowersOf = (l: PlannedLayer) => {
-    const out: string[] = [];
-    for (let p = l.parent; p; p = parentOf.get(p) ?? null) out.push(p);
-    return out;
-  };
+  const lowersOf = lowersIn(layers);
   const own = new Map<string, number>();
   const out = new Map<string, number>();
   for (const l of layers) {

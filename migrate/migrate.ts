@@ -20,7 +20,7 @@ import { linkImageLayer, moveContainerLayer, moveImageLayer, type SourceHome } f
 import { Journal, lockMigration, type JournalState } from './journal.ts';
 import { moveLegacyLayer, rollbackLegacy, switchLegacyContainers, writeLegacyMetadata } from './legacy.ts';
 import { checkContainers, copyMetadata, readContainerConfig } from './metadata.ts';
-import { MigrateError, layoutOrFail, planMigration, preflight, type MigrateOptions, type MigrationPlan, type PlannedLayer } from './plan.ts';
+import { MigrateError, layoutOrFail, lowersIn, planMigration, preflight, type MigrateOptions, type MigrationPlan, type PlannedLayer } from './plan.ts';
 import { removeStaged } from './staged-home.ts';
 
 export { planMigration, MigrateError, type MigrateOptions, type MigrationPlan };
@@ -113,12 +113,7 @@ async function stage(journal: Journal, plan: MigrationPlan, onProgress: (e: Prog
   let moved = 0;
   let bytes = 0;
   try {
-    const parentOf = new Map(plan.layers.map((l) => [l.id, l.parent]));
-    const lowersOf = (l: PlannedLayer) => {
-      const out: string[] = [];
-      for (let p = l.parent; p; p = parentOf.get(p) ?? null) out.push(p);
-      return out;
-    };
+    const lowersOf = lowersIn(plan.layers);
     for (const [i, l] of plan.layers.entries()) {
       if (done.has(l.id)) {
         if (!target.exists(l.id)) throw new MigrateError(`${journal.log}: lists ${l.kind} layer ${l.id} as moved, but the staged ${plan.to} home has no such layer; run with --rollback`);

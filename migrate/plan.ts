@@ -81,6 +81,16 @@ export interface PlannedContainer {
   mountId: string | null;
 }
 
+/** For layers in plan order: each one's ancestors' driver ids, nearest first (what changes read as lowers). */
+export function lowersIn(layers: readonly PlannedLayer[]): (l: PlannedLayer) => string[] {
+  const parentOf = new Map(layers.map((l) => [l.id, l.parent]));
+  return (l) => {
+    const out: string[] = [];
+    for (let p = l.parent; p; p = parentOf.get(p) ?? null) out.push(p);
+    return out;
+  };
+}
+
 export interface MigrationPlan {
   root: string;
   from: string;
