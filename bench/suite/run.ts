@@ -7,6 +7,7 @@ import { execFile, execFileSync, spawnSync, type ChildProcess } from 'node:child
 import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import '../../drivers/all.ts';
 import { getDriver, probeDrivers } from '../../drivers/registry.ts';
 import { detachLoop, loopMount, type LoopMount } from '../../sys/loop.ts';
@@ -34,6 +35,8 @@ export interface BenchOptions {
 const CS = 'containers-storage';
 const FS_NAMES: Record<number, string> = { 0x01021994: 'tmpfs', 0xef53: 'ext4', 0x9123683e: 'btrfs', 0x58465342: 'xfs' };
 const fsType = (p: string) => { const t = statfsSync(p).type; return FS_NAMES[t] ?? `0x${t.toString(16)}`; };
+
+const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 export const workloadNames = (): string[] => WORKLOADS.map((w) => w.name);
 
@@ -197,12 +200,15 @@ async function runIn(env: Env, opts: BenchOptions): Promise<BenchReport> {
   const results: WorkloadResult[] = [];
   const selected = opts.workloads?.length ? opts.workloads : workloadNames();
   for (const w of WORKLOADS.filter((x) => selected.includes(x.name))) {
+    const began = performance.now();
     opts.log(`${w.name}: setting up …`);
     const variants = await w.setup(ctx);
     if (!variants.length) continue;
-    opts.log(`${w.name}: ${variants.map((v) => v.name).join(', ')}`);
+    const setUp = performance.now();
+    opts.log(`${w.name}: set up in ${secs(setUp - began)}; ${variants.map((v) => v.name).join(', ')}`);
     const samples = await rounds(variants, warmup, measured);
     const rows = variants.map((v, i) => summarise(v, samples[i]));
+    opts.log(`${w.name}: measured in ${secs(performance.now() - setUp)}`);
     // in a sweep each point is compared with the reference's point at the same x
     const refOf = (r: (typeof rows)[number]) => rows.find((x) => (r.at === undefined ? x.name === w.reference : x.series === w.reference && x.at === r.at));
     const ran = rows.some((r) => refOf(r));
