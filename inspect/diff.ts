@@ -25,7 +25,7 @@ import { findContainer } from '../layerstore/store.ts';
 import { isContainerdModel } from '../layerstore/containerd/store.ts';
 import { containerdChanges } from './containerd-diff.ts';
 import { driverDirsOf } from './driver-dirs.ts';
-import { readTarSplit, tarSplitMembers } from '../layerstore/tar-split.ts';
+import { tarSplitMembers } from '../layerstore/tar-split.ts';
 import { readDirNames } from '../sys/read-dir.ts';
 
 // ---- container diff ---------------------------------------------------------------
@@ -116,7 +116,7 @@ async function flattenFromTarSplit(files: string[]): Promise<Flat> {
   const flat: Flat = new Map();
   for (const f of files) {
     const added = new Set<string>();
-    for await (const m of tarSplitMembers(readTarSplit(f))) {
+    for await (const m of tarSplitMembers(f)) {
       const h = m.header;
       applyTarEntry(flat, added, h.name, {
         type: h.type, mode: h.mode, uid: h.uid, gid: h.gid, size: h.type === 'file' ? h.size : 0, mtime: h.mtimeSec,

@@ -21,6 +21,9 @@
 //                       the bytes such a file lacks are not made up (the stream
 //                       is no longer the layer's, and a hostile tar-split may
 //                       claim a petabyte for a file that is not there)
+//   readCheckedTarSplit the entries, each file entry checked against the tar
+//                       header its segments hold (name and size): what every
+//                       reassembly reads, so a lying entry is refused unread
 //   digestLayer         DiffID and size of the reassembled tar
 //   tarSplitMembers     the tar headers (+ CRC) alone, no file read at all
 //   TarSplitRecorder    write tar-split for a tar passing through (the store
@@ -197,9 +200,10 @@ const CHUNK = 1 << 20;
  * as chunks (each valid until the next one is requested). Every file whose
  * body cannot be reproduced is reported through `problem` — missing, a
  * symlink or directory, shorter or longer than recorded, CRC-64 mismatch —
- * and the stream goes on: a missing or short body is filled with zeros and a
- * long one cut at the recorded size, so the stream keeps the recorded layout
- * (its digest then differs from the DiffID, which the caller reports).
+ * and the stream goes on without the bytes it lacks (none are made up: the
+ * stream is no longer the layer's either way, and its digest then differs
+ * from the DiffID, which the caller reports); a long body is cut at the
+ * recorded size.
  * Entries of size 0 are never read from disk, as in tar-split.
  */
 export async function* assembleTar(entries: AsyncIterable<TarSplitEntry>, getter: FileGetter, problem: ProblemSink): AsyncGenerator<Buffer> {
@@ -276,7 +280,7 @@ export async function digestLayer(tarSplitFile: string, getter: FileGetter, prob
   let tarSize = 0;
   let filesRead = 0;
   const counted = async function* (): AsyncGenerator<TarSplitEntry> {
-    for await (const e of readTarSplit(tarSplitFile)) {
+    for await (const e of readCheckedTarSplit(tarSplitFile)) {
       if (e.type === 'file' && e.size > 0) filesRead++;
       yield e;
     }
@@ -288,7 +292,53 @@ export async function digestLayer(tarSplitFile: string, getter: FileGetter, prob
   return { diffId: `sha256:${h.digest('hex')}`, tarSize, filesRead };
 }
 
-// ---- headers only -------------------------------------------------------------
+// ---- entries checked against their headers ----------------------------------
+
+interface Paired {
+  entry: TarSplitEntry;
+  /** a file entry's tar header (null for segments and for a PAX global header's entry) */
+  header: TarHeader | null;
+}
+
+/**
+ * `file`'s entries, each file entry paired with the tar header its segments
+ * hold and checked against it: the same name, and the size of the body that
+ * header says follows. tar-split writes them so; one that lies would make a
+ * reassembly read a file the tar does not name, or bytes the tar never had
+ * (2^53 of them for a size of 1e15). A lie is a TarSplitFormatError naming
+ * the entry, before anything is read for it.
+ */
+async function* paired(file: string): AsyncGenerator<Paired> {
+  const pending: TarHeader[] = [];
+  const parser = new TarParser({ entry: (h) => pending.push(h), data: () => undefined, entryEnd: () => undefined });
+  const lie = (e: { name: string }, m: string) => new TarSplitFormatError(file, `entry "${displayPath(e.name)}" ${m}`);
+  for await (const entry of readTarSplit(file)) {
+    if (entry.type === 'segment') {
+      try {
+        if (!parser.ended) parser.push(entry.payload);
+      } catch (err) {
+        throw new TarSplitFormatError(file, `holds a damaged tar (${(err as Error).message})`);
+      }
+      yield { entry, header: null };
+      continue;
+    }
+    const h = pending.shift() ?? null; // none for a PAX global header, which tar-split lists as an empty file entry
+    const body = h?.type === 'file' ? h.size : 0;
+    if (h && (cleanRel(h.name) ?? h.name) !== (cleanRel(entry.name) ?? entry.name)) throw lie(entry, `is read from disk for the tar header "${displayPath(h.name)}"`);
+    if (entry.size !== body) throw lie(entry, `records ${entry.size} bytes, its tar header ${body}`);
+    try {
+      parser.skipBody(body);
+    } catch (err) {
+      throw lie(entry, `does not follow its tar header (${(err as Error).message})`);
+    }
+    yield { entry, header: h };
+  }
+}
+
+/** `file`'s entries, checked against their tar headers (see paired): what every reassembly reads. */
+export async function* readCheckedTarSplit(file: string): AsyncGenerator<TarSplitEntry> {
+  for await (const { entry } of paired(file)) yield entry;
+}
 
 export interface TarSplitMember {
   header: TarHeader;
@@ -300,18 +350,9 @@ export interface TarSplitMember {
  * The tar headers of a layer, with each regular file's CRC-64, from the
  * tar-split entries alone (bodies are skipped, nothing is read from disk).
  */
-export async function* tarSplitMembers(entries: AsyncIterable<TarSplitEntry>): AsyncGenerator<TarSplitMember> {
-  const pending: TarHeader[] = [];
-  const parser = new TarParser({ entry: (h) => pending.push(h), data: () => undefined, entryEnd: () => undefined });
-  for await (const e of entries) {
-    if (e.type === 'segment') {
-      if (!parser.ended) parser.push(e.payload);
-      continue;
-    }
-    const h = pending.shift();
-    if (!h) continue; // a PAX global header: tar-split lists it as a file entry of size 0
-    if (h.type === 'file') parser.skipBody(h.size);
-    yield { header: h, crc: h.type === 'file' && h.size > 0 ? e.crc : null };
+export async function* tarSplitMembers(file: string): AsyncGenerator<TarSplitMember> {
+  for await (const { entry, header: h } of paired(file)) {
+    if (entry.type === 'file' && h) yield { header: h, crc: h.type === 'file' && h.size > 0 ? entry.crc : null };
   }
 }
 

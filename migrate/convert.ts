@@ -11,13 +11,9 @@ import type { Change } from '../archive/types.ts';
 import { changesDirs, changesFromDiffDir } from '../archive/changes.ts';
 import { exportChanges, exportDir } from '../archive/export.ts';
 import type { WhiteoutFormat } from '../archive/types.ts';
-import { cleanRel } from '../archive/scope.ts';
-import type { TarHeader } from '../archive/tar-header.ts';
-import { TarParser } from '../archive/tar-reader.ts';
-import { displayPath } from '../archive/types.ts';
 import type { Driver } from '../drivers/driver.ts';
 import type { DriverLayout } from '../drivers/layout.ts';
-import { assembleTar, DirFileGetter, readTarSplit, type FileGetter, type ProblemSink, type TarSplitEntry } from '../layerstore/tar-split.ts';
+import { assembleTar, DirFileGetter, readCheckedTarSplit, TarSplitFormatError, type FileGetter, type ProblemSink } from '../layerstore/tar-split.ts';
 import { linkAufsDiff, linkedFilesProblem } from './link-layer.ts';
 import { MigrateError, type PlannedLayer } from './plan.ts';
 
@@ -43,39 +39,6 @@ function unclosable<T>(gen: AsyncGenerator<T>): AsyncIterable<T> {
 
 
 /**
- * The entries of a tar-split, each file entry checked against the tar header
- * its segments hold: the same name and the size of the body that header says
- * follows. tar-split writes them so; one that lies would make the reassembly
- * read a file the tar does not name, or read (or zero-fill) bytes the tar
- * never had — up to 2^53 of them for a size of 1e15.
- */
-export async function* headerChecked(entries: AsyncIterable<TarSplitEntry>, layer: string): AsyncGenerator<TarSplitEntry> {
-  const pending: TarHeader[] = [];
-  const parser = new TarParser({ entry: (h) => pending.push(h), data: () => undefined, entryEnd: () => undefined });
-  const lie = (e: { name: string }, m: string) => new MigrateError(`${layer}: tar-split entry "${displayPath(e.name)}" ${m}; the source is untouched`);
-  for await (const e of entries) {
-    if (e.type === 'segment') {
-      try {
-        if (!parser.ended) parser.push(e.payload);
-      } catch (err) {
-        throw new MigrateError(`${layer}: its tar-split holds a damaged tar (${(err as Error).message}); the source is untouched`);
-      }
-    } else {
-      const h = pending.shift(); // none for a PAX global header, which tar-split lists as an empty file entry
-      const body = h?.type === 'file' ? h.size : 0;
-      if (h && (cleanRel(h.name) ?? h.name) !== (cleanRel(e.name) ?? e.name)) throw lie(e, `is read from disk for the tar header "${displayPath(h.name)}"`);
-      if (e.size !== body) throw lie(e, `records ${e.size} bytes, its tar header ${body}`);
-      try {
-        parser.skipBody(body);
-      } catch (err) {
-        throw lie(e, `does not follow its tar header (${(err as Error).message})`);
-      }
-    }
-    yield e;
-  }
-}
-
-/**
  * The layer's tar reassembled from `tarSplit` and `getter`'s files, checked
  * against its headers, ending at the first file that cannot be reproduced:
  * the run fails on it anyway, and a missing file the tar says is huge would
@@ -87,10 +50,19 @@ async function* reassembled(tarSplit: string, getter: FileGetter, problem: Probl
     failed = true;
     problem(p, m);
   };
-  for await (const c of assembleTar(headerChecked(readTarSplit(tarSplit), layer), getter, sink)) {
-    if (failed) return;
-    yield c;
+  try {
+    for await (const c of assembleTar(readCheckedTarSplit(tarSplit), getter, sink)) {
+      if (failed) return;
+      yield c;
+    }
+  } catch (e) {
+    throw tarSplitErrorOf(layer, e);
   }
+}
+
+/** `e` told as `layer`'s when its tar-split cannot be read or lies (one line naming both); any other error as it is. */
+export function tarSplitErrorOf(layer: string, e: unknown): unknown {
+  return e instanceof TarSplitFormatError ? new MigrateError(`${layer}: ${e.message}; the source is untouched`) : e;
 }
 
 /** DiffID of a layer (layerstore's digestLayer), its tar-split checked against its headers on the way. */
@@ -110,7 +82,7 @@ export async function asLayerError<T>(layer: string, p: Promise<T>): Promise<T> 
   }
 }
 
-const layerName = (l: PlannedLayer) => (l.chainId ? `layer ${l.chainId} (cache-id ${l.id})` : `${l.kind} layer ${l.id}`);
+export const layerName = (l: PlannedLayer) => (l.chainId ? `layer ${l.chainId} (cache-id ${l.id})` : `${l.kind} layer ${l.id}`);
 
 /** Bytes that went through, for progress. */
 export interface Moved {

@@ -5,9 +5,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { walkTree } from '../archive/tree-size.ts';
 import type { DriverLayout } from '../drivers/layout.ts';
-import { readTarSplit, tarSplitMembers } from '../layerstore/tar-split.ts';
+import { tarSplitMembers } from '../layerstore/tar-split.ts';
 import { WHITEOUT_PREFIX } from '../archive/types.ts';
-import { sourceChanges, type SourceHome } from './convert.ts';
+import { layerName, sourceChanges, tarSplitErrorOf, type SourceHome } from './convert.ts';
 import { lowersIn, type PlannedLayer } from './plan.ts';
 
 /**
@@ -23,12 +23,16 @@ export const DRIVER_INODES_PER_LAYER = 8;
  * source's regular files as they are: only its directories, symlinks,
  * devices and whiteouts are new.
  */
-async function tarSplitInodes(file: string, linked: boolean): Promise<number> {
+async function tarSplitInodes(l: PlannedLayer & { tarSplit: string }): Promise<number> {
   let n = 0;
-  for await (const { header: h } of tarSplitMembers(readTarSplit(file))) {
-    if (h.type === 'link') continue;
-    if (linked && h.type === 'file' && !path.posix.basename(h.name).startsWith(WHITEOUT_PREFIX)) continue;
-    n++;
+  try {
+    for await (const { header: h } of tarSplitMembers(l.tarSplit)) {
+      if (h.type === 'link') continue;
+      if (l.method === 'link' && h.type === 'file' && !path.posix.basename(h.name).startsWith(WHITEOUT_PREFIX)) continue;
+      n++;
+    }
+  } catch (e) {
+    throw tarSplitErrorOf(layerName(l), e);
   }
   return n;
 }
@@ -52,7 +56,7 @@ export async function layerInodes(layers: PlannedLayer[], src: SourceHome, targe
   const own = new Map<string, number>();
   const out = new Map<string, number>();
   for (const l of layers) {
-    const mine = l.tarSplit ? await tarSplitInodes(l.tarSplit, l.method === 'link') : await changesInodes(src, l, lowersOf(l));
+    const mine = l.tarSplit ? await tarSplitInodes({ ...l, tarSplit: l.tarSplit }) : await changesInodes(src, l, lowersOf(l));
     // a full-tree layer holds its parent's entries again (deletions ignored: an over-estimate)
     const tree = mine + (target.holds === 'trees' && l.parent ? own.get(l.parent) ?? 0 : 0);
     own.set(l.id, tree);

@@ -17,7 +17,7 @@ import { copyTree } from '../archive/copy-tree.ts';
 import { removeTree } from '../archive/remove-tree.ts';
 import { OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX } from '../archive/types.ts';
 import type { DiffFormat } from '../archive/diff-format.ts';
-import { readTarSplit, tarSplitMembers, DirFileGetter } from '../layerstore/tar-split.ts';
+import { tarSplitMembers, DirFileGetter } from '../layerstore/tar-split.ts';
 import * as sys from '../sys/syscalls.ts';
 import { MigrateError } from './plan.ts';
 
@@ -94,7 +94,7 @@ export async function linkedFilesProblem(tarSplit: string, src: string, dst: str
       fs.closeSync(fd);
     }
   };
-  for await (const m of tarSplitMembers(readTarSplit(tarSplit))) {
+  for await (const m of tarSplitMembers(tarSplit)) {
     // whiteouts are 'file' entries of the tar form; the conversion made them devices and xattrs
     if (m.header.type !== 'file' || path.posix.basename(m.header.name).startsWith(WHITEOUT_PREFIX)) continue;
     let a: fs.Stats;

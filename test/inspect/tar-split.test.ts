@@ -144,9 +144,35 @@ test('a tar-split and its tar header claiming a petabyte for a missing file: rep
   t.deepEqual(problems, [`${path.join(root, 'huge')}: is missing (layer file of ${huge} bytes)`]);
   t.is(d.tarSize, head.length + 1024);
   const members = [];
-  for await (const m of tarSplitMembers(readTarSplit(file))) members.push(m.header);
+  for await (const m of tarSplitMembers(file)) members.push(m.header);
   t.deepEqual(members.map((h) => [h.name, h.size]), [['huge', huge]]);
 });
+
+/** `file`'s lines, `edit` applied to the file entry named `name`, written back. */
+function editEntry(file: string, name: string, edit: (e: Record<string, unknown>) => void): void {
+  const lines = zlib.gunzipSync(fs.readFileSync(file)).toString('utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  edit(lines.find((l) => l.type === 1 && l.name === name)!);
+  fs.writeFileSync(file, zlib.gzipSync(lines.map((l) => JSON.stringify(l)).join('\n') + '\n'));
+}
+
+for (const [what, edit, message] of [
+  ['a size its tar header does not give (a petabyte)', (e: Record<string, unknown>) => void (e.size = 1e15), 'entry "etc/big" records 1000000000000000 bytes, its tar header 70000'],
+  ['one byte less than its tar header', (e: Record<string, unknown>) => void (e.size = 69_999), 'entry "etc/big" records 69999 bytes, its tar header 70000'],
+  ['another file than its tar header names', (e: Record<string, unknown>) => void (e.name = 'etc/passwd'), 'entry "etc/passwd" is read from disk for the tar header "etc/big"'],
+] as const) {
+  test(`a tar-split entry naming ${what}: refused naming it, before its file is read (digestLayer, tarSplitMembers)`, async (t) => {
+    const { file, root } = await recorded(await sampleTar(), tmpdir(t));
+    editEntry(file, 'etc/big', edit);
+    const opened: string[] = [];
+    const getter = new DirFileGetter(root);
+    const open = getter.open.bind(getter);
+    getter.open = (name) => { opened.push(name); return open(name); };
+    const err = await t.throwsAsync(digestLayer(file, getter, () => undefined), { instanceOf: TarSplitFormatError });
+    t.is(err!.message, `${file}: ${message}`);
+    t.deepEqual(opened, ['etc/passwd'], 'only the files before the lie were read');
+    await t.throwsAsync(async () => { for await (const _ of tarSplitMembers(file)) void _; }, { message: `${file}: ${message}` });
+  });
+}
 
 test('a symlink planted where a file was is not followed', async (t) => {
   const tar = await sampleTar();
@@ -162,7 +188,7 @@ test('tarSplitMembers gives every header and CRC without reading any file', asyn
   const tar = await sampleTar();
   const { file } = await recorded(tar, tmpdir(t));
   const members = [];
-  for await (const m of tarSplitMembers(readTarSplit(file))) members.push(m);
+  for await (const m of tarSplitMembers(file)) members.push(m);
   t.deepEqual(members.map((m) => [m.header.name, m.header.type, m.header.size]), [
     ['etc/', 'dir', 0], ['etc/passwd', 'file', 30], ['etc/big', 'file', 70_000], ['etc/empty', 'file', 0],
     ['etc/sh', 'symlink', 0], ['etc/hard', 'link', 0], [Buffer.from('usr/share/doc/naïve/résumé.txt').toString('latin1'), 'file', 1], ['usr/.wh.gone', 'file', 0],
