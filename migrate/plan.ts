@@ -195,6 +195,18 @@ function linksHere(src: DriverLayout, target: DriverLayout, home: string, root: 
   }
 }
 
+/**
+ * What the reader could not read (an image config, a layer's metadata, a
+ * container's config) would not reach the target, and after --delete-source
+ * it would be gone: a store with errors is refused, naming the first.
+ */
+function refuseDamaged(root: string, model: StoreModel): void {
+  const errors = model.problems.errors;
+  if (!errors.length) return;
+  const more = errors.length > 1 ? ` (and ${errors.length - 1} more: strata verify --root ${root} lists them)` : '';
+  throw new MigrateError(`${errors[0].path}: ${errors[0].message}${more}; a damaged store is not migrated, nothing was written`);
+}
+
 /** Read the store and plan the migration; throws MigrateError for what a run would refuse. */
 export async function planMigration(opts: MigrateOptions): Promise<MigrationPlan> {
   const root = path.resolve(opts.root);
@@ -206,6 +218,7 @@ export async function planMigration(opts: MigrateOptions): Promise<MigrationPlan
   const model = openStore(root, { driver: from });
   const images = imageLayersInOrder(model).map((l) => (legacyFrom ? { ...l, method: 'v1' as const, chainId: null } : l));
   const layers = [...images, ...containerLayers(model)];
+  refuseDamaged(root, model); // after the layers' records were read: the model reads a file, and reports it, on first use
   const home = src.homeIn(root);
   for (const l of layers) {
     const f = src.filesDir(home, l.id);

@@ -301,6 +301,32 @@ asRoot({ serial: true })('FIFOs as config.v2.json, tar-split, cache-id and a lay
   await refusesEach(t, k, {}, false, path.join(filesOf(k, k.base), 'leak'));
 });
 
+// what the reader cannot read does not reach the target: migrating around it would lose it (for good, with --delete-source)
+for (const [what, damage] of [
+  ['an image config cut short', (f: Fixture) => {
+    const img = [...f.info.images.values()][0];
+    const p = path.join(f.root, 'image', f.driver, 'imagedb', 'content', 'sha256', img.id.slice('sha256:'.length));
+    fs.writeFileSync(p, fs.readFileSync(p).subarray(0, 20));
+    return p;
+  }],
+  ['a layer whose diff file is garbage', (f: Fixture) => {
+    const p = path.join(layerDir(f, f.top.chainId), 'diff');
+    fs.writeFileSync(p, 'not a digest');
+    return p;
+  }],
+] as const) {
+  asRoot({ serial: true })(`a store with ${what}: refused naming the file, nothing written, the source untouched`, async (t) => {
+    const f = await fixture(t);
+    const file = damage(f);
+    const err = await migrate(f.root, { deleteSource: true });
+    t.truthy(err);
+    t.true(err!.startsWith(`${file}: `), err!);
+    t.regex(err!, /a damaged store is not migrated, nothing was written$/);
+    t.false(fs.existsSync(path.join(f.root, '.strata-migrate')), 'no staging area');
+    t.false(fs.existsSync(path.join(f.root, 'image', 'overlay2')), 'no target metadata');
+  });
+}
+
 asRoot({ serial: true })('a journal that is a FIFO, or huge: --resume and --rollback refuse it in one line without blocking or slurping', async (t) => {
   const f = await fixture(t);
   const dir = path.join(f.root, '.strata-migrate');
