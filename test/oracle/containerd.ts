@@ -1,7 +1,8 @@
 // A real containerd (Debian's /usr/bin/containerd) on its own root, state dir
 // and socket, for tests: never the default socket or /run/containerd (dockerd
 // oracle tests run beside us). Started by path, stopped by its PID, and its
-// temp dir removed, also when the test fails.
+// temp dir removed, also when the test fails. A root given by the caller (on
+// a loop-mounted btrfs, for the btrfs snapshotter) stays the caller's to remove.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -22,9 +23,9 @@ export interface Containerd {
   cleanup(): Promise<void>;
 }
 
-export async function startContainerd(): Promise<Containerd> {
+export async function startContainerd(opts: { root?: string } = {}): Promise<Containerd> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-containerd-'));
-  const root = path.join(dir, 'root');
+  const root = opts.root ?? path.join(dir, 'root');
   const address = path.join(dir, 'c.sock');
   const config = path.join(dir, 'config.toml');
   fs.writeFileSync(
