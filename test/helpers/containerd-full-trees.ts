@@ -3,7 +3,10 @@
 // containerd: the two archives imported and unpacked with that snapshotter,
 // a container snapshot changed through its mount as a runtime would (a file
 // modified, one deleted, a directory's mode changed, files and a hard link
-// added), a view and a parentless active snapshot; ctr's listings taken
+// added), a view and a parentless active snapshot; the docker archive also
+// unpacked by overlayfs in another namespace, so the root holds two
+// snapshotters' stores and each namespace's images are read from its own
+// (containerd's GC held off: the view is held by nothing); ctr's listings taken
 // while containerd runs, strata reads the root after it stopped. Each test
 // file calls fullTreeSnapshotterTests with its snapshotter and where the root lives.
 import test from 'ava';
@@ -53,7 +56,7 @@ export function fullTreeSnapshotterTests(sn: 'native' | 'btrfs', prereq: { ok: b
 
   async function build(): Promise<Setup> {
     place = prereq.place?.();
-    const c = await startContainerd({ root: place?.root });
+    const c = await startContainerd({ root: place?.root, gc: false });
     started = c;
     const plugins = c.ctr('plugins', 'ls');
     if (!new RegExp(`io\\.containerd\\.snapshotter\\.v1 +${sn} .* ok`).test(plugins)) throw new Error(`containerd's ${sn} snapshotter did not load:\n${plugins}`);
@@ -62,6 +65,7 @@ export function fullTreeSnapshotterTests(sn: 'native' | 'btrfs', prereq: { ok: b
     const snaps = (...a: string[]) => moby('snapshots', '--snapshotter', sn, ...a);
     moby('images', 'import', '--snapshotter', sn, archives.docker);
     moby('images', 'import', '--snapshotter', sn, archives.oci);
+    c.ctr('--namespace', 'other', 'images', 'import', archives.docker);
     const { base, edit } = await archiveLayers();
     const chains = chainIds([sha256Digest(base), sha256Digest(edit)]);
     moby('containers', 'create', '--snapshotter', sn, 'docker.io/strata/busybox:1', 'c1');
@@ -99,7 +103,8 @@ export function fullTreeSnapshotterTests(sn: 'native' | 'btrfs', prereq: { ok: b
     const d = model.containerd;
     t.is(d.snapshotter, sn);
     t.is(model.driver, sn);
-    t.deepEqual([...d.snapshotters.keys()], [sn], 'the other snapshotters never stored anything');
+    t.deepEqual([...d.snapshotters.keys()], ['overlayfs', sn], 'the other snapshotters never stored anything');
+    t.deepEqual([...d.ns.snapshots.keys()], [sn], 'namespace moby has no overlayfs snapshot');
     const ls = rows(out.snapshots).map((l) => l.trim().split(/\s+/)).map((w) => (w.length === 2 ? [w[0], '', w[1]] : w));
     const ours = [...d.ns.snapshots.get(sn)!.values()].map((s) => [s.key, s.parent ?? '', backendOf(d, s.key)!.kind]);
     t.deepEqual(ours, ls);
@@ -143,6 +148,19 @@ export function fullTreeSnapshotterTests(sn: 'native' | 'btrfs', prereq: { ok: b
     t.is(ctr.GraphDriver.Name, sn);
     t.is(ctr.GraphDriver.Data.Kind, 'Active');
     t.true(fs.existsSync(path.join(ctr.GraphDriver.Data.Dir, 'newdir/b')));
+  });
+
+  t0(`${sn}: a namespace whose images overlayfs unpacked is read through overlayfs, from the same root`, async (t) => {
+    const { c, chains } = await get();
+    const other = readContainerdStore(c.root, { namespace: 'other' });
+    t.is(other.containerd.snapshotter, 'overlayfs');
+    const img = [...other.images.values()][0];
+    t.deepEqual(img.layers, chains);
+    t.true(img.layers.every((l) => backendOf(other.containerd, l)?.kind === 'Committed'));
+    t.is(img.size, other.containerd.resolved.get('docker.io/strata/busybox:1')!.contentSize + chains.reduce((s, ch) => s + backendOf(other.containerd, ch)!.size!, 0));
+    const df = JSON.parse(strata(['df', '--root', c.root, '--namespace', 'other', '--json']).stdout) as { snapshots: { snapshotter: string }[]; orphanDirs: unknown[] };
+    t.deepEqual(df.snapshots.map((s) => s.snapshotter), ['overlayfs', 'overlayfs']);
+    t.deepEqual(df.orphanDirs, [], 'the moby namespace\'s snapshots own their dirs, whatever namespace is read');
   });
 
   t0(`${sn}: each committed snapshot's tree is its image's layers applied, in order`, async (t) => {
