@@ -196,7 +196,7 @@ export function fullTreeSnapshotterTests(sn: 'native' | 'btrfs', prereq: { ok: b
     t.deepEqual((JSON.parse(top.stdout) as { Path: string; kind: string }[]).map((x) => `${x.kind} ${x.Path}`), ['C /data', 'D /data/delme.txt', 'C /etc', 'A /etc/edited.txt']);
   });
 
-  t0(`${sn}: verify: the pristine root is ok; a missing committed tree is named`, async (t) => {
+  t0(`${sn}: verify: the pristine root is ok; a missing committed tree is named; df lists a leftover per-id dir`, async (t) => {
     const { c, model, chains } = await get();
     const good = strata(['verify', '--root', c.root]);
     t.is(good.code, 0, good.stderr);
@@ -205,6 +205,12 @@ export function fullTreeSnapshotterTests(sn: 'native' | 'btrfs', prereq: { ok: b
     execFileSync('cp', ['-a', c.root, copy]);
     const rel = path.relative(c.root, primaryStore(model.containerd)!.tree(backendOf(model.containerd, chains[0])!)!);
     fs.rmSync(path.join(copy, rel), { recursive: true });
+    // what an interrupted Remove leaves (native renames to snapshots/rm-<id>, btrfs snapshots to <kind>/rm-<id>)
+    const leftover = path.join(copy, `io.containerd.snapshotter.v1.${sn}`, sn === 'btrfs' ? 'active' : 'snapshots', 'rm-99');
+    fs.mkdirSync(leftover);
+    fs.writeFileSync(path.join(leftover, 'f'), 'left');
+    const df = JSON.parse(strata(['df', '--root', copy, '--json']).stdout) as { orphanDirs: { path: string }[] };
+    t.deepEqual(df.orphanDirs.map((o) => o.path), [leftover]);
     const bad = strata(['verify', '--root', copy]);
     t.is(bad.code, 1);
     t.regex(bad.stderr, new RegExp(`strata: error: ${path.join(copy, rel)}: snapshot ${chains[0]} \\(${sn}\\): its tree directory is missing`));
