@@ -11,10 +11,10 @@ import { humanDuration, humanSize, truncateId } from './docker-units.ts';
 import { MODERN_TABLE, tabTable } from './tabwriter.ts';
 import { backendOf, type ContainerdModel } from '../layerstore/containerd/store.ts';
 import { CONTENT_DIR } from '../layerstore/containerd/content.ts';
-import { snapshotterHome, type SnapshotterStore } from '../layerstore/containerd/snapshotter.ts';
+import { snapshotterHome, type BackendSnapshot, type SnapshotterStore } from '../layerstore/containerd/snapshotter.ts';
 import { SNAPSHOTTERS } from '../layerstore/containerd/snapshotters/all.ts';
 import { reachable, snapshotRef } from '../layerstore/containerd/references.ts';
-import { listSorted } from '../sys/read-only-files.ts';
+import { describeFsError, listSorted } from '../sys/read-only-files.ts';
 
 export interface CtrImageUsage {
   repository: string;
@@ -97,7 +97,7 @@ export function containerdDiskUsage(model: ContainerdModel): ContainerdDfReport 
     const store = d.snapshotters.get(sn);
     for (const s of m.values()) {
       const b = backendOf(d, s.key, sn);
-      const u = b && store ? store.usage(b) : { size: 0, inodes: 0 };
+      const u = b && store ? measured(model, store, b) : { size: 0, inodes: 0 };
       const ref = snapshotRef(sn, s.key);
       const held = holders.get(ref) ?? (reach.snapshots.has(ref) ? ['a child snapshot'] : []);
       snapshots.push({ snapshotter: sn, key: s.key, id: b?.id ?? null, kind: b?.kind ?? 'Unknown', size: u.size, inodes: u.inodes, heldBy: held });
@@ -129,6 +129,16 @@ export function containerdDiskUsage(model: ContainerdModel): ContainerdDfReport 
     })),
     orphanDirs, areas, total,
   };
+}
+
+/** `ctr snapshots usage` of one snapshot; an active one whose tree cannot be walked counts 0, with a problem naming it. */
+function measured(model: ContainerdModel, store: SnapshotterStore, s: BackendSnapshot): { size: number; inodes: number } {
+  try {
+    return store.usage(s);
+  } catch (e) {
+    model.problems.add(store.tree(s) ?? store.home, `snapshot ${s.name} (${store.name}): its tree ${describeFsError(e)}, usage not measured`);
+    return { size: 0, inodes: 0 };
+  }
 }
 
 /** The entries of a snapshotter's per-id dirs that no record owns (a removal's rm-<id>, a creation's new-*, a lost record's tree). */

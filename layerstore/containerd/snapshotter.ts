@@ -29,8 +29,8 @@ export interface SnapshotterFacts {
   idDirs: string[];
   /** the entry (relative to the home) snapshot `s` owns on disk; null when it owns none (a native view shares its parent's) */
   ownDir(s: BackendSnapshot): string | null;
-  /** the snapshot's tree relative to the home, given its parent's (a native view reads its parent's tree) */
-  tree(s: BackendSnapshot, parentTree: string | null): string | null;
+  /** the snapshot's tree relative to the home; `parentTree` (asked only where needed: a native view reads its parent's) gives the parent's */
+  tree(s: BackendSnapshot, parentTree: () => string | null): string | null;
   /** `ctr snapshots usage` of an active snapshot (trees absolute); committed ones carry theirs from the commit */
   activeUsage(tree: string, parentTree: string | null): Usage;
   /** what `inspect` shows as GraphDriver.Data beside Dir (absolute paths) */
@@ -74,8 +74,10 @@ export class SnapshotterStore {
   tree(s: BackendSnapshot, seen = new Set<string>()): string | null {
     if (seen.has(s.name)) return null;
     seen.add(s.name);
-    const p = this.parentOf(s);
-    const rel = this.facts.tree(s, p ? this.treeRel(p, seen) : null);
+    const rel = this.facts.tree(s, () => {
+      const p = this.parentOf(s);
+      return p ? this.treeRel(p, seen) : null;
+    });
     return rel === null ? null : path.join(this.home, rel);
   }
 

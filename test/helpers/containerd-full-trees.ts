@@ -196,7 +196,7 @@ export function fullTreeSnapshotterTests(sn: 'native' | 'btrfs', prereq: { ok: b
     t.deepEqual((JSON.parse(top.stdout) as { Path: string; kind: string }[]).map((x) => `${x.kind} ${x.Path}`), ['C /data', 'D /data/delme.txt', 'C /etc', 'A /etc/edited.txt']);
   });
 
-  t0(`${sn}: verify: the pristine root is ok; a missing committed tree is named; df lists a leftover per-id dir`, async (t) => {
+  t0(`${sn}: verify: the pristine root is ok; a missing committed tree is named; df lists a leftover per-id dir and names an active snapshot it cannot measure`, async (t) => {
     const { c, model, chains } = await get();
     const good = strata(['verify', '--root', c.root]);
     t.is(good.code, 0, good.stderr);
@@ -209,8 +209,14 @@ export function fullTreeSnapshotterTests(sn: 'native' | 'btrfs', prereq: { ok: b
     const leftover = path.join(copy, `io.containerd.snapshotter.v1.${sn}`, sn === 'btrfs' ? 'active' : 'snapshots', 'rm-99');
     fs.mkdirSync(leftover);
     fs.writeFileSync(path.join(leftover, 'f'), 'left');
-    const df = JSON.parse(strata(['df', '--root', copy, '--json']).stdout) as { orphanDirs: { path: string }[] };
-    t.deepEqual(df.orphanDirs.map((o) => o.path), [leftover]);
+    const c1 = primaryStore(model.containerd)!.tree(backendOf(model.containerd, 'c1')!)!;
+    fs.renameSync(path.join(copy, path.relative(c.root, c1)), path.join(copy, path.relative(c.root, c1)) + '-moved');
+    const dfr = strata(['df', '--root', copy, '--json']);
+    const df = JSON.parse(dfr.stdout) as { orphanDirs: { path: string }[]; snapshots: { key: string; size: number }[] };
+    t.deepEqual(df.orphanDirs.map((o) => o.path).sort(), [leftover, path.join(copy, path.relative(c.root, c1)) + '-moved'].sort());
+    t.is(df.snapshots.find((x) => x.key === 'c1')!.size, 0);
+    t.regex(dfr.stderr, new RegExp(`strata: error: ${path.join(copy, path.relative(c.root, c1))}: snapshot \\S+ \\(${sn}\\): its tree is missing, usage not measured\n`));
+    t.notRegex(dfr.stderr, /\n\s+at /);
     const bad = strata(['verify', '--root', copy]);
     t.is(bad.code, 1);
     t.regex(bad.stderr, new RegExp(`strata: error: ${path.join(copy, rel)}: snapshot ${chains[0]} \\(${sn}\\): its tree directory is missing`));

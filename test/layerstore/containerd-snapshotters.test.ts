@@ -78,12 +78,12 @@ const snap = (kind: BackendSnapshot['kind'], parent: string | null): BackendSnap
 });
 
 test('facts: where each snapshotter keeps each kind of snapshot', (t) => {
-  t.is(overlayfs.tree(snap('Active', 'p'), 'snapshots/3/fs'), 'snapshots/7/fs');
+  t.is(overlayfs.tree(snap('Active', 'p'), () => 'snapshots/3/fs'), 'snapshots/7/fs');
   t.deepEqual(overlayfs.extraDirs!('/h', snap('Active', 'p')), { WorkDir: '/h/snapshots/7/work' });
-  t.is(native.tree(snap('Active', 'p'), 'snapshots/3'), 'snapshots/7');
-  t.is(native.tree(snap('View', 'p'), 'snapshots/3'), 'snapshots/3', 'a native view bind-mounts its parent');
+  t.is(native.tree(snap('Active', 'p'), () => 'snapshots/3'), 'snapshots/7');
+  t.is(native.tree(snap('View', 'p'), () => 'snapshots/3'), 'snapshots/3', 'a native view bind-mounts its parent');
   t.is(native.ownDir(snap('View', 'p')), null);
-  t.is(native.tree(snap('View', null), null), 'snapshots/7');
-  t.deepEqual(['Active', 'View', 'Committed'].map((k) => btrfs.tree(snap(k as BackendSnapshot['kind'], 'p'), null)), ['active/7', 'view/7', 'snapshots/7']);
-  t.is(btrfs.tree(snap('Unknown', 'p'), null), null);
+  t.is(native.tree(snap('View', null), () => null), 'snapshots/7');
+  t.deepEqual(['Active', 'View', 'Committed'].map((k) => btrfs.tree(snap(k as BackendSnapshot['kind'], 'p'), () => null)), ['active/7', 'view/7', 'snapshots/7']);
+  t.is(btrfs.tree(snap('Unknown', 'p'), () => null), null);
 });

@@ -14,6 +14,6 @@ export const native: SnapshotterFacts = {
   trees: 'full',
   idDirs: ['snapshots'],
   ownDir: (s) => (!s.id || (s.kind === 'View' && s.parent !== null) ? null : path.join('snapshots', s.id)),
-  tree: (s, parentTree) => (s.kind === 'View' && s.parent !== null ? parentTree : s.id ? path.join('snapshots', s.id) : null),
+  tree: (s, parentTree) => (s.kind === 'View' && s.parent !== null ? parentTree() : s.id ? path.join('snapshots', s.id) : null),
   activeUsage: (tree) => treeUsage(tree),
 };
