@@ -120,6 +120,10 @@ export async function verifyContainerdStore(model: ContainerdModel, opts: Verify
       const tree = store.tree(b);
       if (tree === null) problems.add(store.home, `snapshot ${s.key} (${sn}): no tree (no id, or a parent without one)`);
       else if (!isDirectory(tree)) problems.add(tree, `snapshot ${s.key} (${sn}): its tree directory is missing`);
+      else {
+        const wrong = store.facts.checkTree?.(tree);
+        if (wrong) problems.warn(tree, `snapshot ${s.key} (${sn}): its tree ${wrong}`);
+      }
     }
     for (const loop of parentLoops(snaps.keys(), (k) => snaps.get(k)?.parent ?? null)) problems.add(metaDb, `${sn} snapshot parent chain loops: ${loop.join(' → ')} → ${loop[0]}`);
   }

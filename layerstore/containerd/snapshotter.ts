@@ -33,6 +33,8 @@ export interface SnapshotterFacts {
   tree(s: BackendSnapshot, parentTree: () => string | null): string | null;
   /** `ctr snapshots usage` of an active snapshot (trees absolute); committed ones carry theirs from the commit */
   activeUsage(tree: string, parentTree: string | null): Usage;
+  /** what else a present tree must be, for verify: null when it is, else what is wrong (btrfs: a subvolume) */
+  checkTree?(tree: string): string | null;
   /** what `inspect` shows as GraphDriver.Data beside Dir (absolute paths) */
   extraDirs?(home: string, s: BackendSnapshot): Record<string, string>;
 }

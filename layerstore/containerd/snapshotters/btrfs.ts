@@ -6,6 +6,7 @@
 // commit) is fs.DiffUsage against its parent's committed tree, fs.DiskUsage
 // without a parent.
 import * as path from 'node:path';
+import { isSubvolume } from '../../../drivers/btrfs/ioctl.ts';
 import type { SnapshotterFacts } from '../snapshotter.ts';
 import type { BackendSnapshot } from './meta-store.ts';
 import { diffUsage, treeUsage } from './usage.ts';
@@ -21,4 +22,6 @@ export const btrfs: SnapshotterFacts = {
   ownDir: own,
   tree: own,
   activeUsage: (tree, parentTree) => (parentTree === null ? treeUsage(tree) : diffUsage(parentTree, tree)),
+  // a copied root (cp -a, rsync) reads the same, but btrfs send, quotas and containerd's Remove need subvolumes
+  checkTree: (tree) => (isSubvolume(tree) ? null : 'is not a btrfs subvolume (a copy of the root?)'),
 };
