@@ -1,7 +1,8 @@
 // `strata df [-v]` on a containerd store: images with their content (the
 // platform's blobs) and unpacked (snapshot) sizes, shared vs unique as moby's
 // containerd image service counts them (snapshots used by more than one
-// image are shared); containers' active snapshots; every blob and snapshot
+// image are shared); containers' active snapshots; every blob and every
+// snapshot of each snapshotter (usage as `ctr snapshots usage` gives it)
 // with what holds it (an image, a container, a lease) and the garbage the
 // next collection would remove; and the root on disk, like du -sx.
 import * as path from 'node:path';
@@ -10,9 +11,10 @@ import { humanDuration, humanSize, truncateId } from './docker-units.ts';
 import { MODERN_TABLE, tabTable } from './tabwriter.ts';
 import { backendOf, type ContainerdModel } from '../layerstore/containerd/store.ts';
 import { CONTENT_DIR } from '../layerstore/containerd/content.ts';
-import { overlayfsHome, snapshotFs, treeUsage } from '../layerstore/containerd/snapshotter.ts';
-import { reachable } from '../layerstore/containerd/references.ts';
-import { listSorted } from '../sys/read-only-files.ts';
+import { snapshotterHome, type BackendSnapshot, type SnapshotterStore } from '../layerstore/containerd/snapshotter.ts';
+import { SNAPSHOTTERS } from '../layerstore/containerd/snapshotters/all.ts';
+import { reachable, snapshotRef } from '../layerstore/containerd/references.ts';
+import { describeFsError, listSorted } from '../sys/read-only-files.ts';
 
 export interface CtrImageUsage {
   repository: string;
@@ -29,6 +31,7 @@ export interface CtrImageUsage {
 }
 
 export interface SnapshotUsage {
+  snapshotter: string;
   key: string;
   id: string | null;
   kind: string;
@@ -56,7 +59,7 @@ export interface ContainerdDfReport {
   snapshots: SnapshotUsage[];
   content: { blobs: number; size: number; imageSize: number; garbage: { digest: string; size: number }[] };
   leases: { id: string; created: string | null; expires: string | null; content: number; snapshots: number }[];
-  /** overlayfs snapshots/<id> dirs no snapshot record names */
+  /** a snapshotter's per-id dirs (snapshots/<id>, active/<id>, …) no snapshot record names */
   orphanDirs: { path: string; usage: Usage }[];
   areas: { area: string; usage: Usage }[];
   total: Usage;
@@ -82,33 +85,36 @@ export function containerdDiskUsage(model: ContainerdModel): ContainerdDfReport 
     });
   }
   const holders = new Map<string, string[]>();
-  const hold = (key: string, who: string) => holders.set(key, [...(holders.get(key) ?? []), who]);
+  const hold = (ref: string, who: string) => holders.set(ref, [...(holders.get(ref) ?? []), who]);
   for (const img of model.images.values()) {
     const name = img.tags[0] ?? truncateId(img.id);
-    for (const l of img.layers) hold(l, `image ${name}`);
+    for (const l of img.layers) hold(snapshotRef(d.snapshotter, l), `image ${name}`);
   }
-  for (const c of d.ns.containers) if (c.snapshotKey) hold(c.snapshotKey, `container ${c.id}`);
-  for (const l of d.ns.leases) for (const s of l.snapshots) if (s.snapshotter === d.snapshotter) hold(s.key, `lease ${l.id}`);
+  for (const c of d.ns.containers) if (c.snapshotKey) hold(snapshotRef(c.snapshotter ?? d.snapshotter, c.snapshotKey), `container ${c.id}`);
+  for (const l of d.ns.leases) for (const s of l.snapshots) hold(snapshotRef(s.snapshotter, s.key), `lease ${l.id}`);
   const snapshots: SnapshotUsage[] = [];
-  for (const s of d.ns.snapshots.get(d.snapshotter)?.values() ?? []) {
-    const b = backendOf(d, s.key);
-    const u = b?.kind === 'Active' && b.id ? treeUsage(snapshotFs(d.root, b.id)) : { size: b?.size ?? 0, inodes: b?.inodes ?? 0 };
-    const held = holders.get(s.key) ?? (reach.snapshots.has(s.key) ? ['a child snapshot'] : []);
-    snapshots.push({ key: s.key, id: b?.id ?? null, kind: b?.kind ?? 'Unknown', size: u.size, inodes: u.inodes, heldBy: held });
+  for (const [sn, m] of d.ns.snapshots) {
+    const store = d.snapshotters.get(sn);
+    for (const s of m.values()) {
+      const b = backendOf(d, s.key, sn);
+      const u = b && store ? measured(model, store, b) : { size: 0, inodes: 0 };
+      const ref = snapshotRef(sn, s.key);
+      const held = holders.get(ref) ?? (reach.snapshots.has(ref) ? ['a child snapshot'] : []);
+      snapshots.push({ snapshotter: sn, key: s.key, id: b?.id ?? null, kind: b?.kind ?? 'Unknown', size: u.size, inodes: u.inodes, heldBy: held });
+    }
   }
   const containers = d.ns.containers.map((c) => ({
     id: c.id, image: c.image, snapshot: c.snapshotKey,
-    size: snapshots.find((s) => s.key === c.snapshotKey)?.size ?? null, created: c.createdAt?.toISOString() ?? null,
+    size: snapshots.find((s) => s.snapshotter === (c.snapshotter ?? d.snapshotter) && s.key === c.snapshotKey)?.size ?? null, created: c.createdAt?.toISOString() ?? null,
     running: model.containers.find((x) => x.id === c.id)?.running ?? false,
   }));
   const blobs = [...d.ns.blobs.values()];
-  const ids = new Set([...(d.backend?.values() ?? [])].map((b) => b.id));
-  const snapDir = path.join(overlayfsHome(d.root), 'snapshots');
   const du = DiskUsage.forRoot(d.root);
-  const orphanDirs = listSorted(snapDir).filter((n) => !ids.has(n)).map((n) => ({ path: path.join(snapDir, n), usage: du.measure(path.join(snapDir, n)) }));
-  // every top-level entry of the root once, the snapshotter's and the content store's first
+  const orphanDirs = [...d.snapshotters.values()].flatMap((st) => orphansOf(st)).map((p) => ({ path: p, usage: du.measure(p) }));
+  // every top-level entry of the root once, the content store's and the snapshotters' first
   const du2 = DiskUsage.forRoot(d.root);
-  const areas = [CONTENT_DIR, path.basename(overlayfsHome(d.root)), ...listSorted(d.root).filter((n) => n !== CONTENT_DIR && n !== path.basename(overlayfsHome(d.root)))]
+  const first = [CONTENT_DIR, ...SNAPSHOTTERS.map((f) => path.basename(snapshotterHome(d.root, f.name)))];
+  const areas = [...first, ...listSorted(d.root).filter((n) => !first.includes(n))]
     .map((n) => ({ area: n, usage: du2.measure(path.join(d.root, n)) }));
   const total = areas.reduce((t, a) => ({ disk: t.disk + a.usage.disk, apparent: t.apparent + a.usage.apparent, entries: t.entries + a.usage.entries }), { ...du2.measureSelf(d.root) });
   return {
@@ -123,6 +129,22 @@ export function containerdDiskUsage(model: ContainerdModel): ContainerdDfReport 
     })),
     orphanDirs, areas, total,
   };
+}
+
+/** `ctr snapshots usage` of one snapshot; an active one whose tree cannot be walked counts 0, with a problem naming it. */
+function measured(model: ContainerdModel, store: SnapshotterStore, s: BackendSnapshot): { size: number; inodes: number } {
+  try {
+    return store.usage(s);
+  } catch (e) {
+    model.problems.add(store.tree(s) ?? store.home, `snapshot ${s.name} (${store.name}): its tree ${describeFsError(e)}, usage not measured`);
+    return { size: 0, inodes: 0 };
+  }
+}
+
+/** The entries of a snapshotter's per-id dirs that no record owns (a removal's rm-<id>, a creation's new-*, a lost record's tree). */
+function orphansOf(store: SnapshotterStore): string[] {
+  const owned = new Set([...store.records.values()].map((s) => store.ownDir(s)).filter((p) => p !== null));
+  return store.facts.idDirs.flatMap((dir) => listSorted(path.join(store.home, dir)).map((n) => path.join(store.home, dir, n))).filter((p) => !owned.has(p));
 }
 
 const pct = (part: number, whole: number) => (whole > 0 ? `${Math.round((part * 100) / whole)}%` : '0%');
@@ -150,8 +172,8 @@ export function renderContainerdDf(r: ContainerdDfReport, verbose: boolean, now 
     out += tabTable(['CONTAINER ID', 'IMAGE', 'SNAPSHOT', 'SIZE', 'CREATED'],
       r.containers.map((c) => [truncateId(c.id), c.image ?? '-', c.snapshot ?? '-', c.size === null ? 'N/A' : humanSize(c.size), ago(c.created)]), MODERN_TABLE);
     out += '\nSnapshots:\n\n';
-    out += tabTable(['KEY', 'ID', 'KIND', 'SIZE', 'INODES', 'HELD BY'],
-      r.snapshots.map((s) => [s.key, s.id ?? '-', s.kind, humanSize(s.size), String(s.inodes), s.heldBy.join(', ') || 'garbage']), MODERN_TABLE);
+    out += tabTable(['KEY', 'SNAPSHOTTER', 'ID', 'KIND', 'SIZE', 'INODES', 'HELD BY'],
+      r.snapshots.map((s) => [s.key, s.snapshotter, s.id ?? '-', s.kind, humanSize(s.size), String(s.inodes), s.heldBy.join(', ') || 'garbage']), MODERN_TABLE);
     out += '\nLeases:\n\n';
     out += tabTable(['ID', 'CREATED', 'EXPIRES', 'CONTENT', 'SNAPSHOTS'], r.leases.map((l) => [l.id, ago(l.created), l.expires ?? '-', String(l.content), String(l.snapshots)]), MODERN_TABLE);
     if (r.content.garbage.length) {

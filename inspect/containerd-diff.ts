@@ -1,46 +1,39 @@
 // `strata diff CONTAINER` on a containerd store: the container's active
-// overlayfs snapshot (an overlay upper dir) against its parent chain, the
-// way docker 29 diffs a container; a snapshot key works as well.
+// snapshot against its parent, the way docker 29 diffs a container (moby's
+// ChangesDirs over the two mounts): through the snapshotter's own changes
+// dir where its trees are overlay upper dirs, a naive walk of the two full
+// trees where they are copies (native) or btrfs snapshots. A snapshot key
+// works as well.
 import type { Change } from '../archive/types.ts';
-import { changesFromDiffDir } from '../archive/changes.ts';
 import { backendOf, type ContainerdModel } from '../layerstore/containerd/store.ts';
-import { snapshotFs } from '../layerstore/containerd/snapshotter.ts';
 import { InspectError } from '../layerstore/problems.ts';
 import { findContainer } from '../layerstore/store.ts';
 
-/** The snapshot key `ref` names: a container's (id, prefix or name) first, else a snapshot key itself. */
-function snapshotKeyOf(model: ContainerdModel, ref: string): string {
-  const snaps = model.containerd.ns.snapshots.get(model.containerd.snapshotter);
+/** The snapshot `ref` names: a container's (id, prefix or name) first, else a snapshot key of the images' snapshotter, then of the others. */
+function snapshotOf(model: ContainerdModel, ref: string): { snapshotter: string; key: string } {
+  const d = model.containerd;
   try {
     const id = findContainer(model, ref);
-    const c = model.containerd.ns.containers.find((x) => x.id === id)!;
+    const c = d.ns.containers.find((x) => x.id === id)!;
     if (!c.snapshotKey) throw new InspectError(`container ${id} has no snapshot`);
-    return c.snapshotKey;
+    return { snapshotter: c.snapshotter ?? d.snapshotter, key: c.snapshotKey };
   } catch (e) {
     if (!(e instanceof InspectError) || !/no such container/.test(e.message)) throw e;
-    if (snaps?.has(ref)) return ref;
+    for (const sn of [d.snapshotter, ...d.ns.snapshots.keys()]) if (d.ns.snapshots.get(sn)?.has(ref)) return { snapshotter: sn, key: ref };
     throw new InspectError(`no such container or snapshot: ${ref}`);
   }
 }
 
-/** The changes of a container's snapshot (or of snapshot `ref`) against its parents, sorted by path. */
+/** The changes of a container's snapshot (or of snapshot `ref`) against its parent, sorted by path. */
 export function containerdChanges(model: ContainerdModel, ref: string): Change[] {
   const d = model.containerd;
-  const key = snapshotKeyOf(model, ref);
-  const own = backendOf(d, key);
-  if (!own?.id) throw new InspectError(`snapshot ${key} is not in the ${d.snapshotter} snapshotter's metadata.db`);
-  // the parents' trees, nearest first, as overlayfs stacks them
-  const lowers: string[] = [];
-  const seen = new Set<string>([key]);
-  for (let p = d.ns.snapshots.get(d.snapshotter)?.get(key)?.parent ?? null; p !== null; p = d.ns.snapshots.get(d.snapshotter)?.get(p)?.parent ?? null) {
-    const b = backendOf(d, p);
-    if (!b?.id || seen.has(p)) throw new InspectError(`snapshot ${key}: parent ${p} ${seen.has(p) ? 'loops' : 'is missing'}`);
-    seen.add(p);
-    lowers.push(snapshotFs(d.root, b.id));
-  }
+  const { snapshotter, key } = snapshotOf(model, ref);
+  const store = d.snapshotters.get(snapshotter);
+  const own = backendOf(d, key, snapshotter);
+  if (!store || !own) throw new InspectError(`snapshot ${key} is not in the ${snapshotter} snapshotter's metadata.db`);
   try {
-    return changesFromDiffDir(snapshotFs(d.root, own.id), lowers, 'overlay');
+    return store.changes(own);
   } catch (e) {
-    throw new InspectError(`cannot compute the changes of snapshot ${key}: ${(e as Error).message}`, snapshotFs(d.root, own.id));
+    throw new InspectError(`cannot compute the changes of snapshot ${key} (${snapshotter}): ${(e as Error).message}`, store.tree(own) ?? store.home);
   }
 }

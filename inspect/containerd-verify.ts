@@ -1,10 +1,10 @@
 // `strata verify` on a containerd store: every blob against its digest and
 // recorded size; every image's content present for this platform, its
 // manifest's layers as many as the config's diff_ids, and the layers' blobs
-// uncompressed to those diff_ids; every snapshot chain (meta.db key → the
-// snapshotter's record → its fs dir, parents matching on both sides, no
-// loops) and the chain ids of the config's diff_ids unpacked as committed
-// snapshots; containers' snapshots and images present.
+// uncompressed to those diff_ids; every snapshot chain of every snapshotter
+// (meta.db key → the snapshotter's record → its tree, parents matching on
+// both sides, no loops) and the chain ids of the config's diff_ids unpacked
+// as committed snapshots of the images' snapshotter; containers' images present.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,7 +14,6 @@ import type { Problem } from '../layerstore/problems.ts';
 import { backendOf, type ContainerdModel } from '../layerstore/containerd/store.ts';
 import { blobPath, diffIdsOf, resolveImage } from '../layerstore/containerd/content.ts';
 import { StoreFiles } from '../layerstore/store-files.ts';
-import { snapshotFs } from '../layerstore/containerd/snapshotter.ts';
 import { describeFsError, isDirectory, openRegular } from '../sys/read-only-files.ts';
 import { parentLoops, type VerifyOptions, type VerifyReport } from './verify.ts';
 
@@ -106,19 +105,28 @@ export async function verifyContainerdStore(model: ContainerdModel, opts: Verify
     }
   }
 
-  const snaps = d.ns.snapshots.get(d.snapshotter) ?? new Map();
-  for (const s of snaps.values()) {
-    const b = backendOf(d, s.key);
-    if (!b) {
-      problems.add(metaDb, `snapshot ${s.key}: the ${d.snapshotter} snapshotter has no record ${s.name ?? '(no name)'}`);
-      continue;
+  for (const [sn, snaps] of d.ns.snapshots) {
+    const store = d.snapshotters.get(sn);
+    if (!store) continue; // warned about when the store was read
+    for (const s of snaps.values()) {
+      const b = backendOf(d, s.key, sn);
+      if (!b) {
+        problems.add(metaDb, `snapshot ${s.key}: the ${sn} snapshotter has no record ${s.name ?? '(no name)'}`);
+        continue;
+      }
+      if (s.parent !== null && !snaps.has(s.parent)) problems.add(metaDb, `snapshot ${s.key}: parent ${s.parent} is not in the namespace`);
+      const parentName = s.parent !== null ? snaps.get(s.parent)?.name ?? null : null;
+      if (b.parent !== parentName) problems.add(metaDb, `snapshot ${s.key}: the ${sn} snapshotter's parent is ${b.parent ?? 'none'}, meta.db's is ${parentName ?? 'none'}`);
+      const tree = store.tree(b);
+      if (tree === null) problems.add(store.home, `snapshot ${s.key} (${sn}): no tree (no id, or a parent without one)`);
+      else if (!isDirectory(tree)) problems.add(tree, `snapshot ${s.key} (${sn}): its tree directory is missing`);
+      else {
+        const wrong = store.facts.checkTree?.(tree);
+        if (wrong) problems.warn(tree, `snapshot ${s.key} (${sn}): its tree ${wrong}`);
+      }
     }
-    if (s.parent !== null && !snaps.has(s.parent)) problems.add(metaDb, `snapshot ${s.key}: parent ${s.parent} is not in the namespace`);
-    const parentName = s.parent !== null ? snaps.get(s.parent)?.name ?? null : null;
-    if (b.parent !== parentName) problems.add(metaDb, `snapshot ${s.key}: the snapshotter's parent is ${b.parent ?? 'none'}, meta.db's is ${parentName ?? 'none'}`);
-    if (b.id && !isDirectory(snapshotFs(d.root, b.id))) problems.add(snapshotFs(d.root, b.id), `snapshot ${s.key}: its fs directory is missing`);
+    for (const loop of parentLoops(snaps.keys(), (k) => snaps.get(k)?.parent ?? null)) problems.add(metaDb, `${sn} snapshot parent chain loops: ${loop.join(' → ')} → ${loop[0]}`);
   }
-  for (const loop of parentLoops(snaps.keys(), (k) => snaps.get(k)?.parent ?? null)) problems.add(metaDb, `snapshot parent chain loops: ${loop.join(' → ')} → ${loop[0]}`);
   for (const c of d.ns.containers) {
     if (c.image && !d.ns.images.some((i) => i.name === c.image)) problems.warn(metaDb, `container ${c.id}: image ${c.image} is not in the namespace`);
   }

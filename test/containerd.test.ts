@@ -9,8 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { applyLayer } from '../archive/apply.ts';
 import { manifestDiff, treeManifest } from '../archive/digest.ts';
-import { readContainerdStore, backendOf, type ContainerdModel } from '../layerstore/containerd/store.ts';
-import { snapshotFs, treeUsage } from '../layerstore/containerd/snapshotter.ts';
+import { readContainerdStore, backendOf, primaryStore, type ContainerdModel } from '../layerstore/containerd/store.ts';
 import { chainIds, sha256Digest } from '../layerstore/digests.ts';
 import { humanSize } from '../inspect/docker-units.ts';
 import { busyboxAvailable } from '../fixtures/busybox-rootfs.ts';
@@ -161,8 +160,7 @@ when(ok, need)('snapshots: keys, parents, kinds and usage as ctr snapshots ls / 
   t.deepEqual(ours, ls);
   const usage = rows(out.usage).map((l) => l.trim().split(/\s+/)).map(([k, n, u, inodes]) => [k, `${n} ${u}`, inodes]);
   const ourUsage = [...d.ns.snapshots.get('overlayfs')!.values()].map((s) => {
-    const b = backendOf(d, s.key)!;
-    const u = b.kind === 'Active' ? treeUsage(snapshotFs(d.root, b.id!)) : { size: b.size!, inodes: b.inodes! };
+    const u = primaryStore(d)!.usage(backendOf(d, s.key)!);
     return [s.key, ctrBytes(u.size), String(u.inodes)];
   });
   t.deepEqual(ourUsage, usage);
@@ -177,7 +175,8 @@ when(ok, need)('the unpacked fs trees digest like each layer applied in overlay 
   for (const [i, tar] of [base, edit].entries()) {
     const dir = fs.mkdtempSync(path.join(c.dir, 'ref-'));
     await applyLayer(tar, dir, { whiteouts: 'overlay' });
-    const snap = snapshotFs(model.root, backendOf(model.containerd, chains[i])!.id!);
+    const snap = primaryStore(model.containerd)!.tree(backendOf(model.containerd, chains[i])!)!;
+    t.is(snap, path.join(model.root, 'io.containerd.snapshotter.v1.overlayfs/snapshots', backendOf(model.containerd, chains[i])!.id!, 'fs'));
     // containerd, like moby, leaves a whiteout device's mtime at the time of the unpack
     const norm = async (d: string) => (await treeManifest(d, { rootMetadata: false })).map((l) => (/\tchar mode=0000 .* rdev=0:0$/.test(l) ? l.replace(/ mtime=\S+/, '') : l));
     const [a, b] = [await norm(snap), await norm(dir)];
@@ -230,7 +229,7 @@ when(ok, need)('df -v: sizes, holders, garbage, and the root on disk like du', a
   const du = Number(execFileSync('du', ['-sx', '--block-size=1', c.root], { encoding: 'utf8' }).split('\t')[0]);
   t.is(df.total.disk, du);
   const v = strata(['df', '-v', '--root', c.root]);
-  t.regex(v.stdout, /\nSnapshots:\n\nKEY +ID +KIND +SIZE +INODES +HELD BY\n/);
+  t.regex(v.stdout, /\nSnapshots:\n\nKEY +SNAPSHOTTER +ID +KIND +SIZE +INODES +HELD BY\n/);
   t.regex(v.stdout, /Garbage \(no image, container or lease holds it\): 27B\n/);
 });
 
@@ -252,6 +251,6 @@ when(ok, need)('verify: a pristine root is ok; a flipped blob byte and a missing
   t.is(bad.code, 1);
   t.regex(bad.stderr, new RegExp(`strata: error: ${blob}: blob content digests to sha256:`));
   t.regex(bad.stderr, new RegExp(`${blob}: image docker.io/strata/multi:1: layer 0 (is not valid gzip|uncompresses to)`));
-  t.regex(bad.stderr, new RegExp(`snapshots/${edit.id}/fs: snapshot sha256:[0-9a-f]{64}: its fs directory is missing`));
+  t.regex(bad.stderr, new RegExp(`snapshots/${edit.id}/fs: snapshot sha256:[0-9a-f]{64} \\(overlayfs\\): its tree directory is missing`));
   t.notRegex(bad.stderr, /\n\s+at /);
 });

@@ -2,13 +2,14 @@
 // roots are image targets, containers' snapshots, unexpired leases' resources
 // and anything labelled containerd.io/gc.root; from a blob, its
 // containerd.io/gc.ref.content.* labels lead to more blobs and
-// containerd.io/gc.ref.snapshot.<snapshotter> to a snapshot; a snapshot keeps
-// its parent. What is not reached is garbage the next collection removes.
+// containerd.io/gc.ref.snapshot.<snapshotter> to that snapshotter's snapshot;
+// a snapshot keeps its parent. What is not reached is garbage the next
+// collection removes. Snapshots are named by snapshotRef(snapshotter, key).
 import type { ContainerdDetail } from './store.ts';
 
 export interface Reachable {
   blobs: Set<string>;
-  /** snapshot keys (of the detail's snapshotter) */
+  /** snapshotRef(snapshotter, key) of every snapshotter's snapshots reached */
   snapshots: Set<string>;
   /** blobs reached from images alone (no lease, no container) */
   imageBlobs: Set<string>;
@@ -18,12 +19,14 @@ export interface Reachable {
 const CONTENT_REF = 'containerd.io/gc.ref.content.';
 const GC_ROOT = 'containerd.io/gc.root';
 const GC_EXPIRE = 'containerd.io/gc.expire';
+const SNAPSHOT_REF = 'containerd.io/gc.ref.snapshot.';
+
+/** A snapshot of one snapshotter, as one string (snapshotter names have no '/'). */
+export const snapshotRef = (snapshotter: string, key: string) => `${snapshotter}/${key}`;
 
 /** The blobs and snapshots containerd's GC keeps, as of `now` (leases expire). */
 export function reachable(d: ContainerdDetail, now = new Date()): Reachable {
-  const snapLabel = `containerd.io/gc.ref.snapshot.${d.snapshotter}`;
-  const snaps = d.ns.snapshots.get(d.snapshotter) ?? new Map();
-  const walk = (blobRoots: Iterable<string>, snapRoots: Iterable<string>) => {
+  const walk = (blobRoots: Iterable<string>, snapRoots: Iterable<[string, string]>) => {
     const blobs = new Set<string>();
     const snapshots = new Set<string>();
     const todo = [...blobRoots];
@@ -36,15 +39,16 @@ export function reachable(d: ContainerdDetail, now = new Date()): Reachable {
       if (!b) continue;
       for (const [k, v] of Object.entries(b.labels)) {
         if (k.startsWith(CONTENT_REF)) todo.push(v);
-        else if (k === snapLabel) snapTodo.push(v);
+        else if (k.startsWith(SNAPSHOT_REF)) snapTodo.push([k.slice(SNAPSHOT_REF.length), v]);
       }
     }
     while (snapTodo.length) {
-      const key = snapTodo.pop()!;
-      if (snapshots.has(key)) continue;
-      snapshots.add(key);
-      const s = snaps.get(key);
-      if (s?.parent) snapTodo.push(s.parent);
+      const [sn, key] = snapTodo.pop()!;
+      const ref = snapshotRef(sn, key);
+      if (snapshots.has(ref)) continue;
+      snapshots.add(ref);
+      const s = d.ns.snapshots.get(sn)?.get(key);
+      if (s?.parent) snapTodo.push([sn, s.parent]);
     }
     return { blobs, snapshots };
   };
@@ -57,9 +61,9 @@ export function reachable(d: ContainerdDetail, now = new Date()): Reachable {
   const all = walk(
     [...imageRoots, ...leases.flatMap((l) => l.content), ...[...d.ns.blobs.values()].filter((b) => GC_ROOT in b.labels).map((b) => b.digest)],
     [
-      ...d.ns.containers.filter((c) => (c.snapshotter ?? d.snapshotter) === d.snapshotter && c.snapshotKey).map((c) => c.snapshotKey!),
-      ...leases.flatMap((l) => l.snapshots.filter((s) => s.snapshotter === d.snapshotter).map((s) => s.key)),
-      ...[...snaps.values()].filter((s) => GC_ROOT in s.labels).map((s) => s.key),
+      ...d.ns.containers.filter((c) => c.snapshotKey).map((c): [string, string] => [c.snapshotter ?? d.snapshotter, c.snapshotKey!]),
+      ...leases.flatMap((l) => l.snapshots.map((s): [string, string] => [s.snapshotter, s.key])),
+      ...[...d.ns.snapshots].flatMap(([sn, m]) => [...m.values()].filter((s) => GC_ROOT in s.labels).map((s): [string, string] => [sn, s.key])),
     ],
   );
   return { ...all, imageBlobs: images.blobs, imageSnapshots: images.snapshots };

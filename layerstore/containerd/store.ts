@@ -2,8 +2,10 @@
 // into the one StoreModel the inspect views render, plus what only
 // containerd has (blobs, snapshots, leases) in `containerd`. Images are the
 // namespace's image records (docker's namespace is `moby`), each resolved to
-// this host's platform; layers are the config's chain ids, unpacked as the
-// overlayfs snapshotter's committed snapshots; containers are the
+// this host's platform; layers are the config's chain ids, unpacked as
+// committed snapshots of the root's snapshotter (overlayfs, native or btrfs:
+// the one holding most of the namespace's snapshots; the others are read
+// too, for df, verify and diff); containers are the
 // namespace's container records, with docker's config.v2.json when the
 // Docker root is given too. Read-only, always.
 import * as fs from 'node:fs';
@@ -17,7 +19,8 @@ import { BboltError } from '../bbolt.ts';
 import { asObject, asString, isFile } from '../../sys/read-only-files.ts';
 import { blobPath, CONTENT_DIR, diffIdsOf, resolveImage, type ResolvedImage } from './content.ts';
 import { namespacesOf, openBolt, readNamespace, type CtrImage, type Namespace } from './meta-db.ts';
-import { OVERLAYFS, overlayfsHome, readOverlayfsSnapshots, type BackendSnapshot } from './snapshotter.ts';
+import { SnapshotterStore, type BackendSnapshot } from './snapshotter.ts';
+import { SNAPSHOTTERS } from './snapshotters/all.ts';
 
 export const META_DB = path.join('io.containerd.metadata.v1.bolt', 'meta.db');
 
@@ -34,6 +37,8 @@ export interface ContainerdOptions {
   namespace?: string;
   /** Docker's data root, for its containers/<id>/config.v2.json (Docker 29's pair of roots) */
   dockerRoot?: string;
+  /** the snapshotter whose snapshots are the images' layers (default: the one holding most of the namespace's snapshots) */
+  snapshotter?: string;
 }
 
 export interface ContainerdDetail {
@@ -42,9 +47,10 @@ export interface ContainerdDetail {
   namespace: string;
   namespaces: string[];
   ns: Namespace;
+  /** the snapshotter the images' layers are read from */
   snapshotter: string;
-  /** the overlayfs snapshotter's records by its own key; null when it has no metadata.db */
-  backend: Map<string, BackendSnapshot> | null;
+  /** every snapshotter strata reads that has a metadata.db under the root, by name */
+  snapshotters: Map<string, SnapshotterStore>;
   /** every image record, resolved to this platform, by name */
   resolved: Map<string, ResolvedImage>;
 }
@@ -73,10 +79,36 @@ function chooseNamespace(all: string[], wanted: string | undefined, file: string
   throw new InspectError(`${file}: no namespace ${DOCKER_NAMESPACE}; choose one of ${all.join(', ') || '(none)'} with --namespace`, file);
 }
 
-/** The committed snapshot a chain id is unpacked as, through meta.db's key to the snapshotter's name. */
-export function backendOf(d: ContainerdDetail, key: string): BackendSnapshot | null {
-  const name = d.ns.snapshots.get(d.snapshotter)?.get(key)?.name;
-  return (name && d.backend?.get(name)) || null;
+/** The snapshotter's record of meta.db's snapshot `key` (a chain id, a container's key), through meta.db's name for it. */
+export function backendOf(d: ContainerdDetail, key: string, snapshotter = d.snapshotter): BackendSnapshot | null {
+  const name = d.ns.snapshots.get(snapshotter)?.get(key)?.name;
+  return (name && d.snapshotters.get(snapshotter)?.records.get(name)) || null;
+}
+
+/** The store of the images' snapshotter; null when the root has no metadata.db for it. */
+export function primaryStore(d: ContainerdDetail): SnapshotterStore | null {
+  return d.snapshotters.get(d.snapshotter) ?? null;
+}
+
+/** Each snapshotter with a metadata.db under the root (a snapshotter that never stored a snapshot has none). */
+function readSnapshotters(root: string, problems: Problems): Map<string, SnapshotterStore> {
+  const out = new Map<string, SnapshotterStore>();
+  for (const facts of SNAPSHOTTERS) {
+    const store = SnapshotterStore.read(facts, root, problems);
+    if (store) out.set(facts.name, store);
+  }
+  return out;
+}
+
+/** The images' snapshotter: the one asked for, else the one holding most of the namespace's snapshots (containerd's order on a tie). */
+function chooseSnapshotter(stores: Map<string, SnapshotterStore>, ns: Namespace, wanted: string | undefined, file: string): string {
+  const known = SNAPSHOTTERS.map((f) => f.name);
+  if (wanted !== undefined) {
+    if (!known.includes(wanted)) throw new InspectError(`${file}: snapshotter ${JSON.stringify(wanted)} is not one strata reads (${known.join(', ')})`, file);
+    return wanted;
+  }
+  const held = (n: string) => (stores.has(n) ? ns.snapshots.get(n)?.size ?? 0 : -1);
+  return known.reduce((best, n) => (held(n) > held(best) ? n : best), known[0]);
 }
 
 /** Read the containerd root `root`. Throws InspectError only when meta.db cannot be read at all. */
@@ -96,14 +128,19 @@ export function readContainerdStore(root: string, opts: ContainerdOptions = {}, 
   } finally {
     db.close();
   }
-  const backend = readOverlayfsSnapshots(abs, problems);
-  for (const sn of ns.snapshots.keys()) if (sn !== OVERLAYFS) problems.warn(file, `snapshots of the ${sn} snapshotter are listed, not read (only overlayfs is)`);
+  const snapshotters = readSnapshotters(abs, problems);
+  for (const sn of ns.snapshots.keys()) {
+    if (snapshotters.has(sn)) continue;
+    const known = SNAPSHOTTERS.some((f) => f.name === sn);
+    problems.warn(file, known ? `snapshots of the ${sn} snapshotter are listed, but the root has no metadata.db for it` : `snapshots of the ${sn} snapshotter are listed, not read (strata reads ${SNAPSHOTTERS.map((f) => f.name).join(', ')})`);
+  }
+  const snapshotter = chooseSnapshotter(snapshotters, ns, opts.snapshotter, file);
   const detail: ContainerdDetail = {
     root: abs, dockerRoot: opts.dockerRoot ? path.resolve(opts.dockerRoot) : null, namespace: ns.name, namespaces: all,
-    ns, snapshotter: OVERLAYFS, backend, resolved: new Map(),
+    ns, snapshotter, snapshotters, resolved: new Map(),
   };
   const model: ContainerdModel = {
-    kind: 'containerd', era: 'docker-1.10+', root: abs, driver: OVERLAYFS, metaDir: path.dirname(file),
+    kind: 'containerd', era: 'docker-1.10+', root: abs, driver: snapshotter, metaDir: path.dirname(file),
     images: new Map(), layers: new Map(), containers: [], tags: [], problems, containerd: detail,
   };
   const files = new StoreFiles(problems);
@@ -160,7 +197,7 @@ function layerRecord(d: ContainerdDetail, chain: string, diffId: string, parent:
   return {
     key: chain, diffId, chainId: chain, parent, size: snap?.size ?? null, cacheId: snap?.id ?? null, tarSplit: null,
     blob: blob && isFile(blob) ? blob : null,
-    dir: snap?.id ? path.join(overlayfsHome(d.root), 'snapshots', snap.id) : path.join(d.root, CONTENT_DIR),
+    dir: (snap && primaryStore(d)?.ownDir(snap)) || path.join(d.root, CONTENT_DIR),
   };
 }
 
@@ -168,8 +205,9 @@ function readContainers(model: ContainerdModel, files: StoreFiles): void {
   const d = model.containerd;
   const byName = new Map(d.ns.images.map((i) => [i.name, i.target.digest]));
   for (const c of d.ns.containers) {
-    const snap = c.snapshotKey ? d.ns.snapshots.get(c.snapshotter ?? d.snapshotter)?.get(c.snapshotKey) ?? null : null;
-    const backend = snap?.name ? d.backend?.get(snap.name) ?? null : null;
+    const sn = c.snapshotter ?? d.snapshotter;
+    const snap = c.snapshotKey ? d.ns.snapshots.get(sn)?.get(c.snapshotKey) ?? null : null;
+    const backend = snap?.name ? d.snapshotters.get(sn)?.records.get(snap.name) ?? null : null;
     if (c.snapshotKey && !snap) model.problems.add(path.join(model.metaDir, 'meta.db'), `container ${c.id}: its snapshot ${c.snapshotKey} is not in the namespace`);
     const rec: ContainerRecord = {
       id: c.id, name: c.id, imageId: (c.image && byName.get(c.image)) || null, driver: c.snapshotter,
@@ -193,15 +231,9 @@ function readContainers(model: ContainerdModel, files: StoreFiles): void {
   }
 }
 
-/** Where the overlayfs snapshot with id `id` keeps its tree, for inspect's GraphDriver.Data. */
+/** Where the images' snapshotter keeps the snapshot with id `id`, for inspect's GraphDriver.Data. */
 export function snapshotDirs(d: ContainerdDetail, id: string): Record<string, string> {
-  const dir = path.join(overlayfsHome(d.root), 'snapshots', id);
-  const snap = [...(d.backend?.values() ?? [])].find((s) => s.id === id);
-  const out: Record<string, string> = { Dir: path.join(dir, 'fs') };
-  if (snap) {
-    out.SnapshotKey = snap.name;
-    out.Kind = snap.kind;
-  }
-  if (snap?.kind === 'Active') out.WorkDir = path.join(dir, 'work');
-  return out;
+  const store = primaryStore(d);
+  const snap = store?.byId(id);
+  return snap ? store!.dirs(snap) : {};
 }

@@ -1,7 +1,11 @@
 // A real containerd (Debian's /usr/bin/containerd) on its own root, state dir
 // and socket, for tests: never the default socket or /run/containerd (dockerd
 // oracle tests run beside us). Started by path, stopped by its PID, and its
-// temp dir removed, also when the test fails.
+// temp dir removed, also when the test fails. A root given by the caller (on
+// a loop-mounted btrfs, for the btrfs snapshotter) stays the caller's to remove.
+// `gc: false` holds its garbage collector off (no startup collection, no
+// thresholds reached), so what the test made and nothing holds stays until
+// the test has looked: a collection otherwise runs when it pleases.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -22,9 +26,9 @@ export interface Containerd {
   cleanup(): Promise<void>;
 }
 
-export async function startContainerd(): Promise<Containerd> {
+export async function startContainerd(opts: { root?: string; gc?: boolean } = {}): Promise<Containerd> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-containerd-'));
-  const root = path.join(dir, 'root');
+  const root = opts.root ?? path.join(dir, 'root');
   const address = path.join(dir, 'c.sock');
   const config = path.join(dir, 'config.toml');
   fs.writeFileSync(
@@ -41,6 +45,9 @@ export async function startContainerd(): Promise<Containerd> {
       'address = ""',
       '[metrics]',
       'address = ""',
+      ...(opts.gc === false
+        ? ['[plugins."io.containerd.gc.v1.scheduler"]', 'deletion_threshold = 1000000', 'mutation_threshold = 1000000', 'startup_delay = "24h"']
+        : []),
       '',
     ].join('\n'),
   );
