@@ -58,7 +58,10 @@ function skipHelpCache(cli: Argv): void {
 
 /** The whole command line through yargs (loaded here, without its help renderer: cli/yargs.ts). */
 async function parseWithYargs(args: string[]): Promise<void> {
-  const [yargs, { commands }] = await Promise.all([import('./yargs.ts').then((m) => m.loadYargs()), import('./commands.ts')]);
+  const [yargs, commands] = await Promise.all([
+    import('./yargs.ts').then((m) => m.loadYargs()),
+    import('./commands.ts').then((m) => m.commandsFor(args[0])),
+  ]);
   const cli = yargs(args)
     .scriptName('strata')
     .usage('$0 <command> [options]\n\nStorage-driver test bench and filesystem toolkit for Docker\'s image store.')
