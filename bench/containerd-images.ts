@@ -24,7 +24,7 @@ import { packLayer } from '../fixtures/layer-tar.ts';
 import { imageRows, renderImages } from '../inspect/images.ts';
 import { readContainerdStore } from '../layerstore/containerd/store.ts';
 import { digestHex, sha256Digest } from '../layerstore/digests.ts';
-import { startContainerd } from '../test/oracle/containerd.ts';
+import { startContainerd } from '../fixtures/containerd.ts';
 import { cpuPressure, f1, goalRounds, goalTable, measureInProcess, timeProcess, type Sample } from './lib/measure.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));

@@ -57,18 +57,18 @@ try {
     await writeSyntheticStore(root, 'overlay2', { images: argv.images, layers: argv.layers });
     generateMs = performance.now() - t0;
   }
-  const first = openStore(root);
+  const first = await openStore(root);
   const shape = { images: first.images.size, layers: first.layers.size, containers: first.containers.length, driver: first.driver };
 
   // the strata command as installed: bin/strata.js runs dist/ when it is current (npm run build)
   const cli = (args: string[]) => timeProcess([process.execPath, path.join(repo, 'bin', 'strata.js'), ...args]);
   const variants: Record<string, () => Promise<Sample> | Sample> = {
     'images (library)': () => measureInProcess(async () => {
-      const m = openStore(root);
+      const m = await openStore(root);
       renderImages(m, imageRows(m));
     }),
     'df -v (library)': () => measureInProcess(async () => {
-      const m = openStore(root);
+      const m = await openStore(root);
       renderDf(await diskUsage(m), true);
     }),
     'images (CLI)': () => cli(['images', '--root', root]),

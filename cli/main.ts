@@ -1,7 +1,6 @@
 // The strata command line: a thin shell that parses, calls the library and prints.
 // Exit codes: 0 ok, 1 failure, 2 usage.
 import type { Argv, CommandModule } from 'yargs';
-import { commands } from './commands.ts';
 import { UsageError, reportError } from './output.ts';
 import { versionCommand } from './version.ts';
 
@@ -57,9 +56,12 @@ function skipHelpCache(cli: Argv): void {
   if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
 }
 
-/** The whole command line through yargs (loaded here: it is most of a start-up's cost). */
+/** The whole command line through yargs (loaded here, without its help renderer: cli/yargs.ts). */
 async function parseWithYargs(args: string[]): Promise<void> {
-  const { default: yargs } = await import('yargs');
+  const [yargs, commands] = await Promise.all([
+    import('./yargs.ts').then((m) => m.loadYargs()),
+    import('./commands.ts').then((m) => m.commandsFor(args[0])),
+  ]);
   const cli = yargs(args)
     .scriptName('strata')
     .usage('$0 <command> [options]\n\nStorage-driver test bench and filesystem toolkit for Docker\'s image store.')

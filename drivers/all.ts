@@ -8,17 +8,19 @@ import { register } from './registry.ts';
 import { guardIds, holdsData, type DriverFolder, type DriverLayout } from './layout.ts';
 import type { InitFunc } from './driver.ts';
 
-const FOLDERS: DriverFolder[] = [
-  (await import('./overlay2/layout.ts')).folder,
-  (await import('./fuse-overlayfs/layout.ts')).folder,
-  (await import('./aufs/layout.ts')).folder,
-  (await import('./overlay/layout.ts')).folder,
-  (await import('./btrfs/layout.ts')).folder,
-  (await import('./devicemapper/layout.ts')).folder,
-  (await import('./vfs/layout.ts')).folder,
-  (await import('./zfs/layout.ts')).folder,
-  (await import('./docker-0.6-graph/layout.ts')).folder,
-];
+// loaded side by side: one await per folder made the loader fetch, compile and
+// run them one after another
+const FOLDERS: DriverFolder[] = (await Promise.all([
+  import('./overlay2/layout.ts'),
+  import('./fuse-overlayfs/layout.ts'),
+  import('./aufs/layout.ts'),
+  import('./overlay/layout.ts'),
+  import('./btrfs/layout.ts'),
+  import('./devicemapper/layout.ts'),
+  import('./vfs/layout.ts'),
+  import('./zfs/layout.ts'),
+  import('./docker-0.6-graph/layout.ts'),
+])).map((m) => m.folder);
 
 const layouts = new Map<string, DriverLayout>();
 for (const { layout, loadInit } of FOLDERS) {

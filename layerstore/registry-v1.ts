@@ -17,7 +17,7 @@ import { createdByOf, isV1Id, readV1ImageJson } from './legacy-graph.ts';
 import { assembleImageChains, parseCreated, type LayerRecord, type StoreModel } from './model.ts';
 import { Problems } from './problems.ts';
 import { StoreFiles } from './store-files.ts';
-import { asString as str, isDirectory, lstatQuiet, sizeProblem } from '../sys/read-only-files.ts';
+import { asString as str, lstatQuiet, sizeProblem } from '../sys/read-only-files.ts';
 
 class RegistryLayer implements LayerRecord {
   constructor(readonly key: string, readonly dir: string, readonly parent: string | null, readonly size: number | null, readonly blob: string | null) {}
@@ -33,11 +33,6 @@ class RegistryLayer implements LayerRecord {
   get tarSplit(): null {
     return null;
   }
-}
-
-/** Does `root` look like a registry v1 storage tree? */
-export function isRegistryV1(root: string): boolean {
-  return isDirectory(path.join(root, 'images')) && isDirectory(path.join(root, 'repositories'));
 }
 
 /** Read a registry v1 tree. Problems go to `problems`; nothing is written. */

@@ -1,15 +1,19 @@
 // Open whatever store is under a root: detect its layout (modern
-// content-addressable, legacy graph, registry v1 tree) and its driver, and
-// read it into the one model (model.ts). Read-only, always.
+// content-addressable, legacy graph, registry v1 tree, containerd root) and
+// its driver, and read it into the one model (model.ts). Read-only, always.
+// Detection looks only at a layout's marks; the reader of the layout found is
+// loaded then (openStore is async for that): a containerd root does not load
+// the legacy and registry v1 readers and the drivers' layouts, nor a Docker
+// root the bbolt reader. (The modern reader is the common case, and the
+// containerd reader shares its history code.)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readLegacyStore } from './legacy-graph.ts';
 import type { StoreKind, StoreModel } from './model.ts';
 import { modernDrivers, readModernStore } from './modern-store.ts';
 import { InspectError, Problems } from './problems.ts';
-import { isRegistryV1, readRegistryV1 } from './registry-v1.ts';
 import { isDirectory } from '../sys/read-only-files.ts';
-import { isContainerdRoot, META_DB, readContainerdStore, type ContainerdOptions } from './containerd/store.ts';
+import type { ContainerdOptions } from './containerd/store.ts';
+import { isContainerdRoot, META_DB } from './containerd/root.ts';
 
 export interface OpenOptions extends ContainerdOptions {
   /** the storage driver whose metadata to read when the store holds several */
@@ -27,16 +31,16 @@ export function detectLayout(root: string): Detected | null {
   const modern = modernDrivers(root);
   if (modern.length) return { kind: 'modern', evidence: `image/${modern.join(', image/')}` };
   if (isDirectory(path.join(root, 'graph'))) return { kind: 'legacy', evidence: 'graph/' };
-  if (isRegistryV1(root)) return { kind: 'registry-v1', evidence: 'images/ and repositories/' };
+  if (isDirectory(path.join(root, 'images')) && isDirectory(path.join(root, 'repositories'))) return { kind: 'registry-v1', evidence: 'images/ and repositories/' };
   if (isContainerdRoot(root)) return { kind: 'containerd', evidence: META_DB };
   return null;
 }
 
 /**
- * Read the store under `root`. Throws InspectError only when there is no
- * store at all; everything else wrong is in the model's problems.
+ * Read the store under `root`. Rejects with InspectError only when there is
+ * no store at all; everything else wrong is in the model's problems.
  */
-export function openStore(root: string, opts: OpenOptions = {}): StoreModel {
+export async function openStore(root: string, opts: OpenOptions = {}): Promise<StoreModel> {
   const abs = path.resolve(root);
   let st: fs.Stats;
   try {
@@ -57,11 +61,11 @@ export function openStore(root: string, opts: OpenOptions = {}): StoreModel {
       return model;
     }
     case 'legacy':
-      return readLegacyStore(abs, opts, problems);
+      return (await import('./legacy-graph.ts')).readLegacyStore(abs, opts, problems);
     case 'registry-v1':
-      return readRegistryV1(abs, problems);
+      return (await import('./registry-v1.ts')).readRegistryV1(abs, problems);
     case 'containerd':
-      return readContainerdStore(abs, opts, problems);
+      return (await import('./containerd/store.ts')).readContainerdStore(abs, opts, problems);
   }
 }
 

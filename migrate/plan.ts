@@ -215,7 +215,7 @@ export async function planMigration(opts: MigrateOptions): Promise<MigrationPlan
   const from = legacyFrom ?? sourceDriverOf(root, opts.from);
   if (from === opts.to) throw new MigrateError(`${root}: the store is already on ${from}`);
   const src = legacyFrom ? layoutFor(from)! : layoutOrFail(from);
-  const model = openStore(root, { driver: from });
+  const model = await openStore(root, { driver: from });
   const images = imageLayersInOrder(model).map((l) => (legacyFrom ? { ...l, method: 'v1' as const, chainId: null } : l));
   const layers = [...images, ...containerLayers(model)];
   refuseDamaged(root, model); // after the layers' records were read: the model reads a file, and reports it, on first use

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BboltError, BboltFile } from '../layerstore/bbolt.ts';
 import { hasTool, isRoot, when } from './helpers/require.ts';
-import { startContainerd } from './oracle/containerd.ts';
+import { startContainerd } from '../fixtures/containerd.ts';
 
 const ok = fs.existsSync('/usr/bin/containerd') && hasTool('ctr');
 const label = (i: number) => `label${String(i).padStart(4, '0')}`;

@@ -8,7 +8,7 @@ import { busyboxAvailable } from '../fixtures/busybox-rootfs.ts';
 import { fullTreeSnapshotterTests } from './helpers/containerd-full-trees.ts';
 import { hasTool, isRoot } from './helpers/require.ts';
 import { loopBtrfs, loopBtrfsMissing } from './helpers/tiny-fs.ts';
-import { containerdBin } from './oracle/containerd.ts';
+import { containerdBin } from '../fixtures/containerd.ts';
 
 const btrfsMissing = loopBtrfsMissing();
 

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { busyboxAvailable } from '../fixtures/busybox-rootfs.ts';
 import { fullTreeSnapshotterTests } from './helpers/containerd-full-trees.ts';
 import { hasTool, isRoot } from './helpers/require.ts';
-import { containerdBin } from './oracle/containerd.ts';
+import { containerdBin } from '../fixtures/containerd.ts';
 
 fullTreeSnapshotterTests('native', {
   ok: isRoot && fs.existsSync(containerdBin) && hasTool('ctr') && busyboxAvailable(),

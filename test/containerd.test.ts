@@ -15,7 +15,7 @@ import { humanSize } from '../inspect/docker-units.ts';
 import { busyboxAvailable } from '../fixtures/busybox-rootfs.ts';
 import { archiveLayers, writeArchives, type Archives } from './helpers/containerd-archive.ts';
 import { hasTool, isRoot, when } from './helpers/require.ts';
-import { ctrBin, startContainerd, type Containerd } from './oracle/containerd.ts';
+import { ctrBin, startContainerd, type Containerd } from '../fixtures/containerd.ts';
 import { strata } from './helpers/strata-cli.ts';
 
 const ok = isRoot && fs.existsSync('/usr/bin/containerd') && hasTool('ctr') && busyboxAvailable();

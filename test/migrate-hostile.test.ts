@@ -578,8 +578,8 @@ function inodeFacts(p: string): InodeFacts {
 
 asRoot({ serial: true })('aufs → overlay2 by links: setuid, odd modes, capabilities, xattrs and ns times of the shared inodes kept, never chowned, chmodded or touched', async (t) => {
   const f = await fixture(t, 'aufs');
-  const diffIds = (driver: string) => new Map([...openStore(f.root, { driver }).layers.values()].map((l) => [l.key, l.diffId]));
-  const before0 = diffIds('aufs');
+  const diffIds = async (driver: string) => new Map([...(await openStore(f.root, { driver })).layers.values()].map((l) => [l.key, l.diffId]));
+  const before0 = await diffIds('aufs');
   const suid = path.join(filesOf(f, f.base), 'bin', 'suid');
   const passwd = path.join(filesOf(f, f.base), 'etc', 'passwd');
   // on-disk metadata the tar does not carry: only the inode's, which the links share
@@ -599,7 +599,7 @@ asRoot({ serial: true })('aufs → overlay2 by links: setuid, odd modes, capabil
   const source = sourceSnapshot(f.root, 'aufs', { linked: true }); // reads contents: after the atimes are compared
   t.deepEqual(await verifyProblems(f.root, 'overlay2'), []);
   t.deepEqual(sourceSnapshot(f.root, 'aufs', { linked: true }), source, 'verifying the target wrote nothing in the source');
-  t.deepEqual(diffIds('overlay2'), before0);
+  t.deepEqual(await diffIds('overlay2'), before0);
 });
 
 asRoot({ serial: true })('aufs diff dir with a symlink to a dir outside that holds aufs markers: the conversion never follows it', async (t) => {

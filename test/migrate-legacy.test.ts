@@ -70,12 +70,12 @@ const tagsOf = (m: StoreModel) => new Map(m.tags.map((t) => [`${t.repository}:${
 
 /** Migrate `root` (legacy; `branch` gives a v1 id's aufs branch) to `to` and check tags, trees and verify. */
 async function migrateAndCheck(t: import('ava').ExecutionContext, root: string, to: string, branch: (id: string) => string): Promise<void> {
-  const legacy = openStore(root);
+  const legacy = await openStore(root);
   t.is(legacy.kind, 'legacy');
   const chains = new Map([...legacy.images.values()].map((img) => [img.id, img.layers]));
   t.is((await runMigration({ root, to })).action, 'migrated');
   t.deepEqual(await verifyProblems(root, to), graphKept(root));
-  const migrated = openStore(root, { driver: to });
+  const migrated = await openStore(root, { driver: to });
   t.is(migrated.kind, 'modern');
   const before = tagsOf(legacy);
   const after = tagsOf(migrated);
@@ -93,7 +93,7 @@ asRoot()('the Docker 0.6 graph store → overlay2: same tags, same flattened tre
   const root = path.join(tempDir(t), 'root');
   await writeLegacyStore(root, 'built');
   await migrateAndCheck(t, root, 'overlay2', (id) => path.join(root, 'graph', id, 'layer'));
-  const m = openStore(root, { driver: 'overlay2' });
+  const m = await openStore(root, { driver: 'overlay2' });
   // each image's history is its v1 chain's (HistoryFromConfig): the scooby build step on top
   const scooby = m.images.get(m.tags.find((x) => x.repository === 'scooby_snacks')!.imageId)!;
   t.deepEqual(scooby.history.map((h) => h.createdBy), ['', '/bin/sh -c touch scooby_snacks.txt']);
@@ -103,7 +103,7 @@ asRoot()('the Docker 1.9 aufs store → vfs: tags, trees, the container and its 
   const root = path.join(tempDir(t), 'root');
   const info = await writeDocker19Store(root);
   await migrateAndCheck(t, root, 'vfs', (id) => path.join(root, 'aufs', 'diff', id));
-  const m = openStore(root, { driver: 'vfs' });
+  const m = await openStore(root, { driver: 'vfs' });
   for (const c of info.containers.values()) {
     const rec = m.containers.find((x) => x.id === c.id)!;
     t.truthy(rec, `container ${c.id} in the migrated store`);
@@ -132,7 +132,7 @@ asRoot()('without tar-split (≤ 1.7) the DiffIDs come from the diffs, the same 
     for (const id of fs.readdirSync(path.join(root, 'graph'))) fs.rmSync(path.join(root, 'graph', id, 'tar-data.json.gz'), { force: true });
     t.is((await runMigration({ root, to: 'overlay2' })).action, 'migrated');
     t.deepEqual(await verifyProblems(root, 'overlay2'), graphKept(root));
-    const m = openStore(root, { driver: 'overlay2' });
+    const m = await openStore(root, { driver: 'overlay2' });
     ids.push([...[...m.layers.values()].map((l) => `${l.key} ${l.diffId}`), ...m.images.keys()].sort());
   }
   t.true(ids[0].length > 0);

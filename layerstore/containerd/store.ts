@@ -21,16 +21,12 @@ import { blobPath, CONTENT_DIR, diffIdsOf, resolveImage, type ResolvedImage } fr
 import { namespacesOf, openBolt, readNamespace, type CtrImage, type Namespace } from './meta-db.ts';
 import { SnapshotterStore, type BackendSnapshot } from './snapshotter.ts';
 import { SNAPSHOTTERS } from './snapshotters/all.ts';
+import { META_DB } from './root.ts';
 
-export const META_DB = path.join('io.containerd.metadata.v1.bolt', 'meta.db');
+export { isContainerdRoot, META_DB } from './root.ts';
 
 /** Docker's containerd namespace. */
 export const DOCKER_NAMESPACE = 'moby';
-
-/** Does `root` look like a containerd root (it has a metadata store)? */
-export function isContainerdRoot(root: string): boolean {
-  return isFile(path.join(root, META_DB));
-}
 
 export interface ContainerdOptions {
   /** the namespace to read (default: moby, else the only one there is) */

@@ -23,7 +23,7 @@ import { chainIds, sha256Digest } from '../../layerstore/digests.ts';
 import { archiveLayers, writeArchives } from './containerd-archive.ts';
 import { when } from './require.ts';
 import { strata } from './strata-cli.ts';
-import { startContainerd, type Containerd } from '../oracle/containerd.ts';
+import { startContainerd, type Containerd } from '../../fixtures/containerd.ts';
 
 export interface RootPlace {
   /** a directory for the containerd root (it must not exist yet) */

@@ -54,7 +54,7 @@ async function withTree<T>(root: string, name: string, id: string, fn: (dir: str
  * a migration, which rebuilds each layer from its tar, cannot keep them.
  */
 export async function storeFacts(root: string, driver: string, opts: { wholeSeconds?: boolean } = {}): Promise<StoreFacts> {
-  const model = openStore(root, { driver });
+  const model = await openStore(root, { driver });
   const trees = new Map<string, string>();
   for (const img of model.images.values()) {
     const top = model.layers.get(img.layers[img.layers.length - 1])!;
@@ -75,7 +75,7 @@ export async function storeFacts(root: string, driver: string, opts: { wholeSeco
 
 /** `strata verify`'s problems for the store of `driver` (empty: clean). */
 export async function verifyProblems(root: string, driver: string): Promise<string[]> {
-  const model = openStore(root, { driver });
+  const model = await openStore(root, { driver });
   const r = await verifyStore(model);
   return r.problems.map((p) => `${p.severity} ${p.path}: ${p.message}`);
 }

@@ -26,6 +26,7 @@ import { diskUsage, renderDf } from '../../inspect/df.ts';
 import { containerChanges, diffImages, renderChanges, renderImageDiff } from '../../inspect/diff.ts';
 import { imageHistory, renderHistory } from '../../inspect/history.ts';
 import { imageRows, imageTree, renderImageTree, renderImages } from '../../inspect/images.ts';
+import type { StoreModel } from '../../layerstore/model.ts';
 import { openStore } from '../../layerstore/store.ts';
 import { renderVerify, verifyStore } from '../../inspect/verify.ts';
 import { candidates, mutate, restore, rng, statSnapshot } from './store-mutations.ts';
@@ -94,10 +95,10 @@ async function runReaders(root: string, bad: string[]): Promise<{ outcomes: Reco
       if (isCrash(e)) bad.push(`${name} crashed: ${(e as Error)?.stack ?? String(e)}`);
     }
   };
-  let model: ReturnType<typeof openStore> | null = null;
-  await step('open', () => (model = openStore(root)));
+  let model: StoreModel | null = null;
+  await step('open', async () => (model = await openStore(root)));
   if (model === null) return { outcomes, problems, errors };
-  const m: ReturnType<typeof openStore> = model;
+  const m: StoreModel = model;
   const now = new Date('2024-01-01T00:00:00Z');
   await step('images', () => renderImages(m, imageRows(m, { all: true, now }), { now }) + renderImageTree(m, imageTree(m)));
   const ids = [...m.images.keys()].sort();
@@ -109,7 +110,7 @@ async function runReaders(root: string, bad: string[]): Promise<{ outcomes: Reco
   if (ids.length >= 2) await step('diff images', async () => renderImageDiff(await diffImages(m, ids[0], ids[ids.length - 1])));
   await step('df', async () => renderDf(await diskUsage(m), true, now));
   await step('verify', async () => {
-    const r = await verifyStore(openStore(root));
+    const r = await verifyStore(await openStore(root));
     problems = r.problems.length;
     errors.push(...r.problems.filter((p) => p.severity === 'error').map((p) => `${p.path}: ${p.message}`));
     for (const p of r.problems) {

@@ -79,7 +79,7 @@ serial('the fixture: B\'s tar holds only B\'s own changes (a whiteout for the re
 });
 
 serial('verify on a devicemapper store: every DiffID rebuilt from tar-split and the thin devices (CLI exit 0)', async (t) => {
-  const r = await verifyStore(openStore(info.root));
+  const r = await verifyStore(await openStore(info.root));
   t.deepEqual(r.problems, []);
   t.true(r.ok);
   t.is(r.driver, 'devicemapper');

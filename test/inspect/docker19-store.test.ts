@@ -51,8 +51,8 @@ test.after.always(() => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-t('images: docker 1.x VIRTUAL SIZE column; intermediates hidden unless -a', (t) => {
-  const model = openStore(info.root);
+t('images: docker 1.x VIRTUAL SIZE column; intermediates hidden unless -a', async (t) => {
+  const model = await openStore(info.root);
   t.is(model.era, 'docker-0.7-1.9');
   t.is(model.driver, 'aufs');
   t.deepEqual(model.problems.list, []);
@@ -96,13 +96,13 @@ t('verify: every layer tar rebuilt from tar-data.json.gz and aufs/diff; damage n
 });
 
 t('diff CONTAINER reads the aufs branches: docker diff of the container', async (t) => {
-  const model = openStore(info.root);
+  const model = await openStore(info.root);
   const changes = await containerChanges(model, 'web');
   t.deepEqual(changes.map((c) => `${'CAD'[c.kind]} ${c.path}`), ['C /bin', 'D /bin/rmme', 'A /data', 'A /data/hello.txt', 'C /etc', 'C /etc/passwd']);
 });
 
 t('diff IMAGE IMAGE and history over v1 image chains', async (t) => {
-  const model = openStore(info.root);
+  const model = await openStore(info.root);
   const d = await diffImages(model, findImage(model, 'strata/app:1.0'), findImage(model, 'strata/app:2.0'));
   t.deepEqual(d.added.map((e) => e.path), ['/etc/motd', '/srv/data.bin', '/usr/share/doc/old/new.txt']);
   t.deepEqual(d.changed.map((e) => e.path), ['/etc/passwd']);
@@ -116,7 +116,7 @@ t('diff IMAGE IMAGE and history over v1 image chains', async (t) => {
 });
 
 t('df: accounted for to the byte; image layers, container and init branches classified', async (t) => {
-  const r = await diskUsage(openStore(info.root));
+  const r = await diskUsage(await openStore(info.root));
   t.is(r.total.disk, duBytes(info.root));
   const web = info.containers.get('web')!;
   t.is(r.driverDirs.filter((d) => d.class === 'image-layer').length, 6);

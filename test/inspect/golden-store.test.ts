@@ -122,7 +122,7 @@ function golden(driver: GoldenDriver): Promise<Golden> {
       execFileSync('tar', ['-C', root, '-xzpf', archiveOf(driver), ...xattrs], { stdio: ['ignore', 'ignore', 'pipe'] });
       const opened = openForOwner(root);
       const before = snapshotTree(root);
-      return { capture, root, model: openStore(root), before, opened };
+      return { capture, root, model: await openStore(root), before, opened };
     })();
     loaded.set(driver, p);
   }

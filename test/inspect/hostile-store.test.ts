@@ -121,7 +121,7 @@ rootTest('/dev/zero, a character device and a 3 GiB sparse file in place of JSON
   t.is(P.app1.name, 'app1');
 });
 
-rootTest('a symlinked directory inside the metadata is not followed out of the root', (t) => {
+rootTest('a symlinked directory inside the metadata is not followed out of the root', async (t) => {
   const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-outside-'));
   t.teardown(() => fs.rmSync(outside, { recursive: true, force: true }));
   const base = info.images.get('base')!;
@@ -131,7 +131,7 @@ rootTest('a symlinked directory inside the metadata is not followed out of the r
     fs.cpSync(dir, path.join(outside, 'layer'), { recursive: true });
     replaceWith(dir, (f) => fs.symlinkSync(path.join(outside, 'layer'), f));
   });
-  const model = openStore(root);
+  const model = await openStore(root);
   t.true(model.problems.list.some((p) => p.path === dir && /layer directory is a symlink \(not followed/.test(p.message)), JSON.stringify(model.problems.list));
   t.false(model.layers.has(base.chainIds[0]));
 });
@@ -242,12 +242,12 @@ for (const c of cases) {
   rootTest(`verify: ${c.name} is a problem naming its file; the other views still work`, async (t) => {
     let file = '';
     const root = damaged(t, (p) => (file = c.damage(p)));
-    const model = openStore(root);
+    const model = await openStore(root);
     const r = await verifyStore(model, { content: c.content ?? false });
     t.false(r.ok);
     t.true(r.problems.some((p) => p.path === file && c.message.test(p.message)), `${file}: ${JSON.stringify(r.problems, null, 1)}`);
     // the views end, without throwing, on the damaged model
-    const again = openStore(root);
+    const again = await openStore(root);
     const rows = imageRows(again, { all: true });
     t.false(renderImages(again, rows).includes('YB'));
     for (const img of again.images.values()) imageHistory(again, img.id);

@@ -102,7 +102,7 @@ test.serial('the fixture holds the layer sizes it was built for, measured on dis
 for (const state of ['pulled', 'tagged', 'built', 'pushed', 'untagged'] as LegacyState[]) {
   test.serial(`seed 002, ${state}: strata images prints the seed's docker images table`, async (t) => {
     await setLegacyState(root, state);
-    const model = openStore(root);
+    const model = await openStore(root);
     t.is(model.era, 'docker-0.6');
     t.deepEqual(model.problems.list, []);
     const out = renderImages(model, imageRows(model), { now: new Date(SEED_002[state].now) });
@@ -143,7 +143,7 @@ test.serial('JSON rows carry bytes: size = layersize, virtualSize = Σ layersize
 
 test.serial('-a adds the untagged intermediate 27cf784147099545 as <none>', async (t) => {
   await setLegacyState(root, 'pulled');
-  const model = openStore(root);
+  const model = await openStore(root);
   t.false(imageRows(model).some((r) => r.id === QUANTAL_BASE));
   const all = imageRows(model, { all: true });
   const base = all.find((r) => r.id === QUANTAL_BASE)!;
@@ -156,7 +156,7 @@ test.serial('-a adds the untagged intermediate 27cf784147099545 as <none>', asyn
 
 test.serial('--tree draws the layer-sharing tree like seed 000 (docker images --tree), sizes from seed 002', async (t) => {
   await setLegacyState(root, 'pushed');
-  const model = openStore(root);
+  const model = await openStore(root);
   t.is(renderImageTree(model, imageTree(model)), [
     '├─8dbd9e392a96 Virtual Size: 131.3 MB Tags: ubuntu:12.04, ubuntu:latest, ubuntu:precise',
     '│ └─91acef3a5936 Virtual Size: 131.3 MB Tags: scooby_snacks:latest, thoward/scooby_snacks:latest',
@@ -168,7 +168,7 @@ test.serial('--tree draws the layer-sharing tree like seed 000 (docker images --
 
 test.serial('history walks the parent chain: CREATED BY is container_config.Cmd, SIZE the layersize', async (t) => {
   await setLegacyState(root, 'built');
-  const model = openStore(root);
+  const model = await openStore(root);
   const rows = imageHistory(model, findImage(model, 'scooby_snacks'));
   t.deepEqual(rows.map((r) => [r.id, r.createdBy, r.size, r.comment]), [
     [SCOOBY, '/bin/sh -c touch scooby_snacks.txt', 12288, ''],
@@ -213,7 +213,7 @@ test.serial('damage: a wrong layersize, a truncated json, a missing parent — e
 
 test.serial('df: the 0.6 root accounted for to the byte (= du -sx), image layers are graph/<id>', async (t) => {
   await setLegacyState(root, 'built');
-  const model = openStore(root);
+  const model = await openStore(root);
   const r = await diskUsage(model);
   t.is(r.total.disk, duBytes(root));
   t.deepEqual(r.driverDirs.filter((d) => d.class === 'image-layer').map((d) => d.id).sort(), [QUANTAL_BASE, PRECISE, SCOOBY, QUANTAL].sort());
@@ -232,7 +232,7 @@ test.serial('read-only: every command leaves the 0.6 store as it was', async (t)
 
 test.serial('diff IMAGE IMAGE on aufs branches without tar-split: 91acef… adds scooby_snacks.txt, aufs metadata is not content', async (t) => {
   await setLegacyState(root, 'built');
-  const model = openStore(root);
+  const model = await openStore(root);
   const d = await diffImages(model, PRECISE, SCOOBY);
   t.deepEqual(d.added.map((e) => [e.path, e.size]), [['/scooby_snacks.txt', 0]]);
   t.deepEqual(d.changed, []);

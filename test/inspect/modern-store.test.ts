@@ -71,7 +71,7 @@ function suite(driver: string, ok: boolean, why: string): void {
   t(title('images: docker 20.10 columns, ids = sha256 of the configs, sizes = Σ applyDiff sizes'), async (t) => {
     const info = await store(driver);
     const id = (n: string) => sha(info.images.get(n)!.configBytes);
-    const model = openStore(info.root);
+    const model = await openStore(info.root);
     t.is(model.driver, driver);
     t.deepEqual(model.problems.list, []);
     const rows = imageRows(model);
@@ -100,7 +100,7 @@ function suite(driver: string, ok: boolean, why: string): void {
 
   t(title('verify: clean store; every DiffID rebuilt from tar-split and the driver files'), async (t) => {
     const info = await store(driver);
-    const r = await verifyStore(openStore(info.root));
+    const r = await verifyStore(await openStore(info.root));
     t.deepEqual(r.problems, []);
     t.true(r.ok);
     t.is(r.checked.images, 4);
@@ -170,7 +170,7 @@ function suite(driver: string, ok: boolean, why: string): void {
 
   t(title('diff CONTAINER is docker diff of the RW layer against the init layer'), async (t) => {
     const info = await store(driver);
-    const model = openStore(info.root);
+    const model = await openStore(info.root);
     const changes = await containerChanges(model, 'web');
     // the scenario: mkdir /data + write /data/hello.txt, append to /etc/passwd, rm /bin/rmme
     t.deepEqual(changes.map((c) => `${'CAD'[c.kind]} ${c.path}`), ['C /bin', 'D /bin/rmme', 'A /data', 'A /data/hello.txt', 'C /etc', 'C /etc/passwd']);
@@ -181,7 +181,7 @@ function suite(driver: string, ok: boolean, why: string): void {
 
   t(title('diff IMAGE IMAGE: added, changed, removed with sizes, from the layers\' tar-split'), async (t) => {
     const info = await store(driver);
-    const model = openStore(info.root);
+    const model = await openStore(info.root);
     const d = await diffImages(model, findImage(model, 'strata/app:1.0'), findImage(model, 'strata/app:2.0'));
     t.deepEqual(d.added.map((e) => [e.path, e.size]), [['/etc/motd', 8], ['/srv/data.bin', 400_000], ['/usr/share/doc/old/new.txt', 4]]);
     t.deepEqual(d.changed.map((e) => [e.path, e.oldSize, e.newSize, e.what]), [['/etc/passwd', 64, 30, ['size']]]);
@@ -195,7 +195,7 @@ function suite(driver: string, ok: boolean, why: string): void {
 
   t(title('history: one row per config entry, layer sizes, ids on consecutive rows as moby fills them'), async (t) => {
     const info = await store(driver);
-    const model = openStore(info.root);
+    const model = await openStore(info.root);
     const rows = imageHistory(model, findImage(model, 'strata/app:1.0'));
     const app1 = spec.images.find((i) => i.name === 'app1')!;
     t.deepEqual(rows.map((r) => [r.createdBy, r.size]), [
@@ -234,7 +234,7 @@ function suite(driver: string, ok: boolean, why: string): void {
     fs.writeFileSync(path.join(bkDir, driver === 'overlay2' ? 'diff' : 'y', 'cache.bin'), Buffer.alloc(8000, 3));
     fs.mkdirSync(path.join(c.root, 'buildkit'));
     fs.writeFileSync(path.join(c.root, 'buildkit', 'snapshots.db'), Buffer.concat([Buffer.alloc(4096), Buffer.from(`\x00${bkId}\x00`), Buffer.alloc(4096)]));
-    const model = openStore(c.root);
+    const model = await openStore(c.root);
     const r = await diskUsage(model);
     t.is(r.total.disk, duBytes(c.root));
     const clsOf = (p: string) => r.driverDirs.find((d) => d.paths.includes(p))?.class;
@@ -278,7 +278,7 @@ function suite(driver: string, ok: boolean, why: string): void {
       c.cleanup();
     });
     fs.writeFileSync(path.join(mnt, 'big'), Buffer.alloc(1 << 20, 1));
-    const r = await diskUsage(openStore(c.root));
+    const r = await diskUsage(await openStore(c.root));
     t.is(r.total.disk, duBytes(c.root));
   });
 

@@ -84,8 +84,8 @@ test('the tree holds seed 003\'s files: 24 images, ancestry and _index_images as
   t.is(fs.readFileSync(path.join(root, 'repositories/library/ubuntu/tag_14.04'), 'utf8'), '8aedcdadf14bb95a53f712aace7d0cb657447d24e41831518392d1a2b05d8bf7');
 });
 
-test('images: seed 003\'s tags (library/ dropped from names), Size 43197746 on ubuntu:14.04, no problems', (t) => {
-  const model = openStore(root);
+test('images: seed 003\'s tags (library/ dropped from names), Size 43197746 on ubuntu:14.04, no problems', async (t) => {
+  const model = await openStore(root);
   t.is(model.kind, 'registry-v1');
   t.deepEqual(model.problems.list, []);
   const rows = imageRows(model);
@@ -97,8 +97,8 @@ test('images: seed 003\'s tags (library/ dropped from names), Size 43197746 on u
   t.is(trusty.layers.length, 6);
 });
 
-test('--tree: every image seed 000 also shows hangs under the same parent with the same virtual size, siblings in its order', (t) => {
-  const model = openStore(root);
+test('--tree: every image seed 000 also shows hangs under the same parent with the same virtual size, siblings in its order', async (t) => {
+  const model = await openStore(root);
   const ours = parseTree(renderImageTree(model, imageTree(model)));
   const seed = parseTree(SEED_000_TREE);
   const byId = new Map(ours.map((l) => [l.id, l]));
@@ -116,7 +116,7 @@ test('--tree: every image seed 000 also shows hangs under the same parent with t
 });
 
 test('verify: clean; a corrupted blob and a wrong Size are each reported with their file', async (t) => {
-  t.true((await verifyStore(openStore(root))).ok);
+  t.true((await verifyStore(await openStore(root))).ok);
   const c = copyStore(root);
   t.teardown(c.cleanup);
   const a = IMAGES.find((i) => i.size === 200_000)!;
@@ -150,7 +150,7 @@ test('CLI on the registry tree: docker 0.7–1.9 columns, read-only', (t) => {
 
 test('diff IMAGE IMAGE from the layer blobs: centos:6.4 → centos:6.5', async (t) => {
   const { diffImages } = await import('../../inspect/diff.ts');
-  const model = openStore(root);
+  const model = await openStore(root);
   const d = await diffImages(model, TAGS.centos['6.4'], TAGS.centos['6.5']);
   const note = (id: string) => `layer of ${id}\n`.length;
   const a = TAGS.centos['6.4'];

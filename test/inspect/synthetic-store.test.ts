@@ -16,7 +16,7 @@ when(isRoot && fs.existsSync('/sys/module/overlay'), 'root and the overlay modul
   t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
   const root = path.join(tmp, 'root');
   const info = await writeSyntheticStore(root, 'overlay2', { images: 40, layers: 200, containers: 5 });
-  const model = openStore(root);
+  const model = await openStore(root);
   t.is(model.images.size, 40);
   t.is(model.layers.size, 200);
   t.is(model.containers.length, 5);

@@ -46,7 +46,7 @@ async function inconsistencies(root: string): Promise<string[]> {
     }
   }
   if (detectLayout(root) === null) return out; // killed before imagedb/layerdb existed
-  const model = openStore(root, { driver: 'vfs' });
+  const model = await openStore(root, { driver: 'vfs' });
   const report = await verifyStore(model);
   for (const p of report.problems) {
     if (p.severity === 'error' && !ORPHAN_MOUNT.test(p.message)) out.push(`${p.path}: ${p.message}`);

@@ -73,7 +73,7 @@ test('a store written by the writer reads back as the model it was written from,
   const tmp = tempDir('strata-writer-');
   t.teardown(tmp.cleanup);
   const s = await writeSmallStore(path.join(tmp.dir, 'root'));
-  const model = openStore(s.root);
+  const model = await openStore(s.root);
   t.deepEqual(model.problems.list, []);
   t.is(model.kind, 'modern');
   t.is(model.driver, 'vfs');
@@ -192,7 +192,7 @@ when(noTinyFs === null, noTinyFs ?? '', { serial: true })('a full disk: one erro
   const fsys = tinyExt4(4);
   t.teardown(fsys.cleanup);
   const s = await writeSmallStore(path.join(fsys.dir, 'root'));
-  const before = openStore(s.root);
+  const before = await openStore(s.root);
   // fill the file system
   const filler = path.join(fsys.dir, 'filler');
   const fd = fs.openSync(filler, 'w');
@@ -221,7 +221,7 @@ when(noTinyFs === null, noTinyFs ?? '', { serial: true })('a full disk: one erro
   // no temp file, no staging dir, the same model
   t.deepEqual(allPaths(s.root).filter((p) => path.basename(p).startsWith('.tmp-')), []);
   t.deepEqual(fs.readdirSync(path.join(w.meta, 'layerdb', 'tmp')), []);
-  const after = openStore(s.root);
+  const after = await openStore(s.root);
   t.deepEqual(after.problems.list, []);
   t.deepEqual([...after.images.keys()].sort(), [...before.images.keys()].sort());
   t.deepEqual([...after.layers.keys()].sort(), [...before.layers.keys()].sort());
@@ -247,7 +247,7 @@ asRoot()('applyLayer: a tar that fails to apply leaves no driver dir and no reco
   t.is(again.chainId, first.chainId);
   t.is(again.cacheId, hex('first'));
   t.false(await driver.exists(hex('again')));
-  const model = openStore(root);
+  const model = await openStore(root);
   t.deepEqual(model.problems.list, []);
   t.is(model.layers.get(first.chainId)!.cacheId, hex('first'));
 });
@@ -276,7 +276,7 @@ test('writers in several processes committing the same layers at once each succe
   fs.closeSync(fd);
   const results = await Promise.all(kids.map((k) => k.done));
   for (const r of results) t.is(r.code, 0, r.err.split('\n').find((l) => l.includes('StoreWriteError:')) ?? r.err);
-  const store = openStore(root);
+  const store = await openStore(root);
   t.is(store.layers.size, COUNT);
   t.deepEqual(store.problems.list, []);
   t.deepEqual(fs.readdirSync(path.join(root, 'image', 'vfs', 'layerdb', 'tmp')), [], 'no staging dir left');

@@ -440,7 +440,7 @@ export function inspectOracleSuite(driver: OracleDriver): void {
       const cli = await runCli(daemon.dataRoot, answers);
       lap('cli');
       st = {
-        driver, scratch, btrfsLoop, daemon, store, answers, stop, before, cli, model: openStore(daemon.dataRoot), ms,
+        driver, scratch, btrfsLoop, daemon, store, answers, stop, before, cli, model: await openStore(daemon.dataRoot), ms,
       };
     });
 

@@ -38,15 +38,15 @@ function inspectWorkload(name: string, what: string, op: (root: string, image: s
 
 export const inspectWorkloads: Workload[] = [
   inspectWorkload('InspectImages', '`strata images`: open the store, image rows, the table', async (root) => {
-    const m = openStore(root);
+    const m = await openStore(root);
     renderImages(m, imageRows(m));
   }),
   inspectWorkload('InspectDf', '`strata df`: open the store, disk usage of every driver dir, the table', async (root) => {
-    const m = openStore(root);
+    const m = await openStore(root);
     renderDf(await diskUsage(m), false);
   }),
   inspectWorkload('InspectHistory', '`strata history` of an application image: open the store, its history rows, the table', async (root, image) => {
-    const m = openStore(root);
+    const m = await openStore(root);
     renderHistory(m, imageHistory(m, image));
   }),
 ];
