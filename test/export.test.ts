@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { exportDir, type ExportOptions, type WalkStats } from '../archive/export.ts';
 import { scanWorkerTesting } from '../archive/walk.ts';
 import { fsPath } from '../archive/types.ts';
@@ -206,10 +207,42 @@ asRoot({ serial: true })('exportDir: the bytes of a fixed tree are pinned (every
     none: '6ee7049314622d5aba75ef2077c814208ce21b4c5c38f57b88a5ad68e57333f4',
     overlay: 'a324f206134b40f037dbfdacd220b860025619fa1ff1a24f26ca8b9706c2994d',
   };
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  const out = path.join(dir, 'out.tar');
   for (const whiteouts of ['none', 'overlay'] as const) {
     for (const parallel of ['never', 'always'] as const) {
-      const tar = await collect(exportDir(root, { whiteouts, parallel }));
-      t.is(createHash('sha256').update(tar).digest('hex'), pinned[whiteouts], `${whiteouts}, walk ${parallel}`);
+      t.is(sha(await collect(exportDir(root, { whiteouts, parallel }))), pinned[whiteouts], `${whiteouts}, walk ${parallel}, read as a stream`);
+      // into a file: the stream writes it itself (big's body by sendfile)
+      await pipeline(exportDir(root, { whiteouts, parallel }), fs.createWriteStream(out));
+      t.is(sha(fs.readFileSync(out)), pinned[whiteouts], `${whiteouts}, walk ${parallel}, piped into a file`);
     }
   }
+  // process.stdout redirected to a file (what `strata layer diff > file` is), after bytes another writer put there
+  const fd = fs.openSync(out, 'w');
+  fs.writeSync(fd, 'before');
+  const script = `import { exportDir } from ${JSON.stringify(new URL('../archive/export.ts', import.meta.url).href)};
+    import { pipeline } from 'node:stream/promises';
+    await pipeline(exportDir(process.argv[1]), process.stdout);`;
+  execFileSync(process.execPath, ['--import=tsx', '--input-type=module', '-e', script, root], { stdio: ['ignore', fd, 'inherit'] });
+  fs.closeSync(fd);
+  const written = fs.readFileSync(out);
+  t.is(written.subarray(0, 6).toString(), 'before');
+  t.is(sha(written.subarray(6)), pinned.none, 'to process.stdout, a file');
+});
+
+asRoot({ serial: true })('exportDir: piped into a file stream that positions its writes, or has writes pending, the ordinary pipe writes it', async (t) => {
+  const { dir, cleanup } = tempDir('strata-export-pipe-');
+  t.teardown(cleanup);
+  const root = path.join(dir, 'tree');
+  fs.mkdirSync(root);
+  fixedTree(root);
+  const expected = await collect(exportDir(root));
+  const out = path.join(dir, 'out.tar');
+  fs.writeFileSync(out, 'x'.repeat(10));
+  await pipeline(exportDir(root), fs.createWriteStream(out, { flags: 'r+', start: 4 }));
+  t.deepEqual(fs.readFileSync(out), Buffer.concat([Buffer.from('xxxx'), expected]), 'written from `start`');
+  const w = fs.createWriteStream(out);
+  w.write('head');
+  await pipeline(exportDir(root), w);
+  t.deepEqual(fs.readFileSync(out), Buffer.concat([Buffer.from('head'), expected]), 'after the pending write');
 });
