@@ -24,7 +24,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import * as sys from '../sys/syscalls.ts';
-import type { ScanOptions, Scanned } from './scan.ts';
+import { readXattrs, type ScanOptions, type Scanned } from './scan.ts';
 import { splitRel } from './scope.ts';
 import { BLOCK, encodeHeader, headerSpace, type EntryType, type TarHeader } from './tar-header.ts';
 import { overlayOpaqueXattr, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, fsPath, rawPath, type Change, type WhiteoutFormat } from './types.ts';
@@ -107,8 +107,11 @@ class TarProducer {
   private started = false;
   private released: Promise<void> | null = null;
 
+  private readonly scanOpts: ScanOptions;
+
   constructor(opts: ExportOptions, private readonly open: () => Promise<Opened>, private readonly release = async () => {}) {
     this.opaqueXattr = overlayOpaqueXattr(opts.whiteouts ?? 'none');
+    this.scanOpts = scanOptions(opts);
   }
 
   /** The tree and the source, opened on first use. */
@@ -256,6 +259,7 @@ class TarProducer {
     const { rel } = s;
     const ifmt = s.mode & sys.S_IFMT;
     if (ifmt === sys.S_IFSOCK) return; // sockets are not archived (GNU tar and moby skip them)
+    if (s.xattrsLater) readXattrs(fsPath(this.root + '/' + rel), ifmt, this.scanOpts, s); // the scan worker was behind
     const h: TarHeader = {
       name: rel, type: 'file', mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, size: 0,
       mtimeSec: s.mtimeSec, mtimeNsec: s.mtimeNsec, linkname: '', devmajor: 0, devminor: 0,
