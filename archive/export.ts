@@ -27,7 +27,7 @@ import * as sys from '../sys/syscalls.ts';
 import { readXattrs, type ScanOptions, type Scanned } from './scan.ts';
 import { splitRel } from './scope.ts';
 import { BLOCK, encodeHeader, headerSpace, type EntryType, type TarHeader } from './tar-header.ts';
-import { overlayOpaqueXattr, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, fsPath, rawPath, type Change, type WhiteoutFormat } from './types.ts';
+import { overlayOpaqueXattr, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, displayPath, fsPath, rawPath, type Change, type WhiteoutFormat } from './types.ts';
 import { sendfile } from '../sys/sendfile.ts';
 import { ChangeList, PENDING, Walk, type Source, type WalkStats } from './walk.ts';
 
@@ -94,6 +94,8 @@ class TarProducer {
   private buf = Buffer.allocUnsafe(CHUNK);
   private pos = 0;
   private fd = -1;
+  /** the open file's raw path, for the messages */
+  private filePath = '';
   private fileLeft = 0;
   private padLeft = 0;
   private done = false;
@@ -300,7 +302,8 @@ class TarProducer {
       h.size = s.size;
       this.header(h);
       if (h.size > 0) {
-        this.fd = fs.openSync(fsPath(this.root + '/' + rel), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+        this.filePath = this.root + '/' + rel;
+        this.fd = fs.openSync(fsPath(this.filePath), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
         this.fileLeft = h.size;
         this.padLeft = (BLOCK - (h.size % BLOCK)) % BLOCK;
         if (this.sink >= 0 && h.size >= SENDFILE_MIN) this.sendBody();
@@ -354,9 +357,16 @@ class TarProducer {
       }
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'EINVAL' && code !== 'ENOSYS') throw e;
+      if (code !== 'EINVAL' && code !== 'ENOSYS') throw this.named(e as NodeJS.ErrnoException);
     }
     if (this.fileLeft === 0) this.closeFile();
+  }
+
+  /** A read (or sendfile) error with the file it was reading: fs's read errors name none. */
+  private named(e: NodeJS.ErrnoException): NodeJS.ErrnoException {
+    e.path ??= displayPath(this.filePath);
+    e.message = `${e.message} '${displayPath(this.filePath)}'`;
+    return e;
   }
 
   private copyFile(): void {
@@ -364,7 +374,12 @@ class TarProducer {
     if (room <= 0) return;
     if (this.fd >= 0) {
       const want = Math.min(room, this.fileLeft);
-      let n = fs.readSync(this.fd, this.buf, this.pos, want, null);
+      let n: number;
+      try {
+        n = fs.readSync(this.fd, this.buf, this.pos, want, null);
+      } catch (e) {
+        throw this.named(e as NodeJS.ErrnoException);
+      }
       if (n === 0) {
         // the file shrank while we read it: pad with zeros like GNU tar, keep the archive valid
         this.buf.fill(0, this.pos, this.pos + want);
