@@ -105,6 +105,8 @@ class TarProducer {
   private opening: Promise<void> | null = null;
   /** the output file when the stream writes it itself (see stream()), else -1 */
   private sink = -1;
+  /** false once sendfile refused this output (an O_APPEND file): bodies are copied from then on */
+  private sendfileOk = true;
   /** whether any output has been asked for (a pull or a direct pipe): no direct pipe after that */
   private started = false;
   private released: Promise<void> | null = null;
@@ -306,7 +308,7 @@ class TarProducer {
         this.fd = fs.openSync(fsPath(this.filePath), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
         this.fileLeft = h.size;
         this.padLeft = (BLOCK - (h.size % BLOCK)) % BLOCK;
-        if (this.sink >= 0 && h.size >= SENDFILE_MIN) this.sendBody();
+        if (this.sink >= 0 && this.sendfileOk && h.size >= SENDFILE_MIN) this.sendBody();
       }
       return;
     }
@@ -358,6 +360,7 @@ class TarProducer {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code !== 'EINVAL' && code !== 'ENOSYS') throw this.named(e as NodeJS.ErrnoException);
+      this.sendfileOk = false;
     }
     if (this.fileLeft === 0) this.closeFile();
   }
