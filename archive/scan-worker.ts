@@ -48,8 +48,11 @@ function run(ctl: Int32Array, m: StartMessage, exitAfterBatches?: number): void 
     const scanner = new TreeScanner(m.root, m.opts, m.stack);
     for (;;) {
       if (Atomics.load(ctl, STOP)) break;
+      // The reader has at most one batch in hand: it is waiting for us, so we leave regular
+      // files' xattrs (one FFI call each, the dearest part of a scan) to it for this batch.
+      const later = Atomics.load(ctl, POSTED) - Atomics.load(ctl, TAKEN) <= 1;
       let s: Scanned | null = null;
-      while (entries.length < BATCH && (s = scanner.next()) !== null) entries.push(s);
+      while (entries.length < BATCH && (s = scanner.next(later)) !== null) entries.push(s);
       if (entries.length) {
         if (!waitForRoom(ctl)) break;
         post({ batch: packBatch(entries) });

@@ -27,6 +27,8 @@ export interface Scanned extends Pick<TarHeader, 'uid' | 'gid' | 'size' | 'mtime
   xattrs: [string, Buffer][] | null;
   /** a directory carrying this form's opaque xattr */
   opaque: boolean;
+  /** a regular file whose xattrs the scan left to the reader (readXattrs), to even out two threads' work */
+  xattrsLater: boolean;
 }
 
 export interface ScanOptions {
@@ -39,8 +41,11 @@ export interface ScanFrame { rel: string; names: string[]; i: number }
 
 const NS = 1_000_000_000n;
 
-/** lstat + xattrs + readlink of `rel` under `root` (null if it does not exist and `missingOk`). */
-export function scanEntry(root: string, rel: string, opts: ScanOptions, missingOk = false): Scanned | null {
+/**
+ * lstat + xattrs + readlink of `rel` under `root` (null if it does not exist and `missingOk`).
+ * With `fileXattrsLater`, a regular file's xattrs are not read (xattrsLater says so).
+ */
+export function scanEntry(root: string, rel: string, opts: ScanOptions, missingOk = false, fileXattrsLater = false): Scanned | null {
   const p = fsPath(rel === '' ? root : root + '/' + rel);
   let st: fs.BigIntStats;
   try {
@@ -61,9 +66,17 @@ export function scanEntry(root: string, rel: string, opts: ScanOptions, missingO
   const s: Scanned = {
     rel, mode, uid: Number(st.uid), gid: Number(st.gid), size: Number(st.size), mtimeSec: Number(sec), mtimeNsec: Number(nsec),
     rdev: Number(st.rdev), linkKey: ifmt === sys.S_IFREG && st.nlink > 1n ? `${st.dev}:${st.ino}` : '',
-    linkname: '', xattrs: null, opaque: false,
+    linkname: '', xattrs: null, opaque: false, xattrsLater: false,
   };
   if (ifmt === sys.S_IFSOCK) return s; // not archived; the producer drops it
+  if (fileXattrsLater && opts.xattrs && ifmt === sys.S_IFREG) s.xattrsLater = true;
+  else readXattrs(p, ifmt, opts, s);
+  if (ifmt === sys.S_IFLNK) s.linkname = fs.readlinkSync(p, { encoding: 'buffer' }).toString('latin1');
+  return s;
+}
+
+/** The xattrs of the entry at `p` (of type `ifmt`) into `s`: those to archive, and the opaque flag. */
+export function readXattrs(p: string | Buffer, ifmt: number, opts: ScanOptions, s: Pick<Scanned, 'xattrs' | 'opaque'>): void {
   const opaqueXattr = overlayOpaqueXattr(opts.format);
   if (opts.xattrs) {
     for (const name of sys.llistxattr(p)) {
@@ -77,8 +90,6 @@ export function scanEntry(root: string, rel: string, opts: ScanOptions, missingO
   } else if (opaqueXattr && ifmt === sys.S_IFDIR) {
     s.opaque = sys.lgetxattr(p, opaqueXattr)?.toString() === 'y';
   }
-  if (ifmt === sys.S_IFLNK) s.linkname = fs.readlinkSync(p, { encoding: 'buffer' }).toString('latin1');
-  return s;
 }
 
 /** Depth-first walk below `root` in byte order of the paths, parents before children. */
@@ -90,8 +101,8 @@ export class TreeScanner {
     readonly stack: ScanFrame[] = [{ rel: '', names: readSorted(root, ''), i: 0 }],
   ) {}
 
-  /** The next entry, or null at the end. */
-  next(): Scanned | null {
+  /** The next entry, or null at the end (a regular file's xattrs left to the reader with `fileXattrsLater`). */
+  next(fileXattrsLater = false): Scanned | null {
     for (;;) {
       const top = this.stack[this.stack.length - 1];
       if (!top) return null;
@@ -103,7 +114,7 @@ export class TreeScanner {
       // aufs bookkeeping (.wh..wh.plnk, .orph, .aufs) is not layer content
       if (this.opts.format === 'aufs' && name.startsWith(WHITEOUT_META_PREFIX) && name !== WHITEOUT_OPAQUE_DIR) continue;
       const rel = top.rel === '' ? name : top.rel + '/' + name;
-      const s = scanEntry(this.root, rel, this.opts)!;
+      const s = scanEntry(this.root, rel, this.opts, false, fileXattrsLater)!;
       if ((s.mode & sys.S_IFMT) === sys.S_IFDIR) this.stack.push({ rel, names: readSorted(this.root, rel), i: 0 });
       return s;
     }
@@ -128,7 +139,7 @@ export interface PackedBatch {
   xattrs: [number, [string, Buffer][]][];
 }
 
-const FIELDS = 8; // mode uid gid size mtimeSec mtimeNsec rdev opaque
+const FIELDS = 9; // mode uid gid size mtimeSec mtimeNsec rdev opaque xattrsLater
 
 export function packBatch(entries: Scanned[]): PackedBatch {
   const nums = new Float64Array(entries.length * FIELDS);
@@ -143,6 +154,7 @@ export function packBatch(entries: Scanned[]): PackedBatch {
     nums[o + 5] = s.mtimeNsec;
     nums[o + 6] = s.rdev;
     nums[o + 7] = s.opaque ? 1 : 0;
+    nums[o + 8] = s.xattrsLater ? 1 : 0;
     if (s.xattrs) xattrs.push([i, s.xattrs]);
   });
   return {
@@ -163,7 +175,7 @@ export function unpackBatch(b: PackedBatch): Scanned[] {
     const o = i * FIELDS;
     out[i] = {
       rel: rels[i], mode: n[o], uid: n[o + 1], gid: n[o + 2], size: n[o + 3], mtimeSec: n[o + 4], mtimeNsec: n[o + 5],
-      rdev: n[o + 6], opaque: n[o + 7] === 1, linkKey: keys[i], linkname: links[i], xattrs: null,
+      rdev: n[o + 6], opaque: n[o + 7] === 1, xattrsLater: n[o + 8] === 1, linkKey: keys[i], linkname: links[i], xattrs: null,
     };
   }
   // values arrive as Uint8Array views after the thread crossing

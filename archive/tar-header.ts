@@ -246,19 +246,76 @@ const typeModeBits: Record<EntryType, number> = {
 const MAX_OCTAL_8 = 0o7777777;
 const MAX_OCTAL_12 = 0o77777777777;
 
-function writeOctal(b: Buffer, off: number, len: number, v: number): void {
-  // len-1 digits, zero padded, NUL terminated (Go's formatOctal)
-  const s = v.toString(8).padStart(len - 1, '0');
-  b.write(s, off, len - 1, 'latin1');
+// The encoder runs once per exported entry, so it writes bytes in place: no
+// intermediate strings or Buffers for the common header, the PAX records
+// written straight after their header block, and the checksum summed as the
+// fields are written (the block starts as a template whose sum is known).
+
+/** A header block before its fields: zeros, the POSIX magic, the checksum field as spaces. */
+const TEMPLATE = Buffer.alloc(BLOCK);
+TEMPLATE.write('ustar\u000000', 257, 8, 'latin1');
+TEMPLATE.fill(0x20, 148, 156);
+const TEMPLATE_SUM = TEMPLATE.reduce((a, c) => a + c, 0);
+
+/**
+ * `v` as len-1 octal digits, zero padded, NUL terminated (Go's formatOctal);
+ * returns the byte sum written. A value too wide for the field keeps its
+ * high digits, as the string form always did (device numbers are not clamped).
+ */
+function putOctal(b: Buffer, off: number, len: number, v: number): number {
   b[off + len - 1] = 0;
+  if (!(v >= 0 && v < 8 ** (len - 1) && Number.isInteger(v))) return putLatin1(b, off, len - 1, v.toString(8).padStart(len - 1, '0'));
+  let sum = 0;
+  for (let i = off + len - 2; i >= off; i--) {
+    const d = v % 8;
+    b[i] = 0x30 + d;
+    sum += 0x30 + d;
+    v = (v - d) / 8;
+  }
+  return sum;
 }
 
-function paxRecord(key: string, value: Buffer): Buffer {
-  const k = Buffer.from(key, 'utf8');
-  const rest = 1 + k.length + 1 + value.length + 1; // ' ' key '=' value '\n'
+/** At most `max` chars of `s` as latin1 bytes (the low byte of each, as Buffer.write does); returns their sum. */
+function putLatin1(b: Buffer, off: number, max: number, s: string): number {
+  const n = Math.min(max, s.length);
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i) & 0xff;
+    b[off + i] = c;
+    sum += c;
+  }
+  return sum;
+}
+
+/** Bytes of a PAX record's value: a raw byte string (latin1) or bytes. */
+type PaxValue = string | Buffer;
+
+/** Length of the record `"%d %s=%s\n"`, its own decimal length included. */
+function paxRecordLength(keyBytes: number, valueBytes: number): number {
+  const rest = 1 + keyBytes + 1 + valueBytes + 1; // ' ' key '=' value '\n'
   let len = rest + String(rest).length;
   if (String(len).length !== String(rest).length) len = rest + String(len).length;
-  return Buffer.concat([Buffer.from(`${len} `, 'latin1'), k, Buffer.from('=', 'latin1'), value, Buffer.from('\n', 'latin1')]);
+  return len;
+}
+
+/** Write one PAX record at `at`; returns the position after it. */
+function putPaxRecord(out: Buffer, at: number, key: string, value: PaxValue): number {
+  const ascii = !/[^\x00-\x7f]/.test(key);
+  const keyBytes = ascii ? key.length : Buffer.byteLength(key, 'utf8');
+  const len = paxRecordLength(keyBytes, value.length);
+  const digits = String(len);
+  putLatin1(out, at, digits.length, digits);
+  at += digits.length;
+  out[at++] = 0x20;
+  if (ascii) putLatin1(out, at, keyBytes, key);
+  else out.write(key, at, keyBytes, 'utf8');
+  at += keyBytes;
+  out[at++] = 0x3d;
+  if (typeof value === 'string') putLatin1(out, at, value.length, value);
+  else value.copy(out, at);
+  at += value.length;
+  out[at++] = 0x0a;
+  return at;
 }
 
 /** Split a long name into ustar prefix/name, or null when it cannot be split. */
@@ -271,41 +328,43 @@ function splitUstar(name: string): [string, string] | null {
   return null;
 }
 
+/** The last component of `name` (a trailing slash dropped), for the PAX header's own name. */
+function baseName(name: string): string {
+  const end = name.endsWith('/') ? name.length - 1 : name.length;
+  return name.slice(name.lastIndexOf('/', end - 1) + 1, end);
+}
+
 /**
  * Encode one entry's header block(s) into `out` at `off`; returns the bytes
  * written (512, or more when a PAX header is needed). `out` must have room
  * for `headerSpace(h)` bytes.
  */
 export function encodeHeader(h: TarHeader, out: Buffer, off: number): number {
-  let pax: Buffer[] | null = null;
-  const addPax = (k: string, v: Buffer) => (pax ??= []).push(paxRecord(k, v));
   const split = splitUstar(h.name);
-  if (!split) addPax('path', Buffer.from(h.name, 'latin1'));
-  if (h.linkname.length > 100) addPax('linkpath', Buffer.from(h.linkname, 'latin1'));
-  if (h.size > MAX_OCTAL_12) addPax('size', Buffer.from(String(h.size)));
-  if (h.uid > MAX_OCTAL_8 || h.uid < 0) addPax('uid', Buffer.from(String(h.uid)));
-  if (h.gid > MAX_OCTAL_8 || h.gid < 0) addPax('gid', Buffer.from(String(h.gid)));
-  if (h.mtimeNsec !== 0 || h.mtimeSec < 0 || h.mtimeSec > MAX_OCTAL_12) {
-    addPax('mtime', Buffer.from(formatPaxTime(h.mtimeSec, h.mtimeNsec)));
-  }
-  if (h.xattrs) {
-    for (const k of [...h.xattrs.keys()].sort()) addPax('SCHILY.xattr.' + k, h.xattrs.get(k)!);
-  }
+  const longLink = h.linkname.length > 100;
+  const paxTime = h.mtimeNsec !== 0 || h.mtimeSec < 0 || h.mtimeSec > MAX_OCTAL_12;
   let n = 0;
-  if (pax) {
-    const body = Buffer.concat(pax);
-    const base = h.name.replace(/\/$/, '').split('/').pop() ?? '';
-    const paxName = ('PaxHeaders.0/' + base).slice(0, 100);
-    writeBlock(out, off, paxName, '', 0o644, 0, 0, body.length, clampTime(h.mtimeSec), 0x78, 0, 0);
-    n += BLOCK;
-    body.copy(out, off + n);
-    n += body.length;
-    const pad = (BLOCK - (body.length % BLOCK)) % BLOCK;
-    out.fill(0, off + n, off + n + pad);
-    n += pad;
+  if (!split || longLink || h.size > MAX_OCTAL_12 || h.uid > MAX_OCTAL_8 || h.uid < 0 || h.gid > MAX_OCTAL_8 || h.gid < 0 || paxTime || h.xattrs) {
+    // the records go right after their header block, which is written once their length is known
+    const body = off + BLOCK;
+    let at = body;
+    if (!split) at = putPaxRecord(out, at, 'path', h.name);
+    if (longLink) at = putPaxRecord(out, at, 'linkpath', h.linkname);
+    if (h.size > MAX_OCTAL_12) at = putPaxRecord(out, at, 'size', String(h.size));
+    if (h.uid > MAX_OCTAL_8 || h.uid < 0) at = putPaxRecord(out, at, 'uid', String(h.uid));
+    if (h.gid > MAX_OCTAL_8 || h.gid < 0) at = putPaxRecord(out, at, 'gid', String(h.gid));
+    if (paxTime) at = putPaxRecord(out, at, 'mtime', formatPaxTime(h.mtimeSec, h.mtimeNsec));
+    if (h.xattrs) {
+      for (const k of [...h.xattrs.keys()].sort()) at = putPaxRecord(out, at, 'SCHILY.xattr.' + k, h.xattrs.get(k)!);
+    }
+    const size = at - body;
+    writeBlock(out, off, ('PaxHeaders.0/' + baseName(h.name)).slice(0, 100), '', 0o644, 0, 0, size, clampTime(h.mtimeSec), 0x78, 0, 0);
+    const pad = (BLOCK - (size % BLOCK)) % BLOCK;
+    out.fill(0, at, at + pad);
+    n = BLOCK + size + pad;
   }
   const [prefix, name] = split ?? ['', h.name.slice(0, 100)];
-  writeBlock(out, off + n, name, h.linkname.length > 100 ? h.linkname.slice(0, 100) : h.linkname,
+  writeBlock(out, off + n, name, longLink ? h.linkname.slice(0, 100) : h.linkname,
     (h.mode & 0o7777) | typeModeBits[h.type],
     Math.min(Math.max(h.uid, 0), MAX_OCTAL_8), Math.min(Math.max(h.gid, 0), MAX_OCTAL_8),
     h.size > MAX_OCTAL_12 ? 0 : h.size, clampTime(h.mtimeSec), flagByType[h.type], h.devmajor, h.devminor, prefix);
@@ -323,34 +382,37 @@ function clampTime(sec: number): number {
   return Math.min(Math.max(sec, 0), MAX_OCTAL_12);
 }
 
+/** PAX "sec[.frac]": the fraction without trailing zeros, negative times as their floor plus a fraction. */
 export function formatPaxTime(sec: number, nsec: number): string {
-  if (sec < 0 && nsec) return `-${-sec - 1}.${String(1e9 - nsec).padStart(9, '0')}`.replace(/0+$/, '');
   if (!nsec) return String(sec);
-  return `${sec}.${String(nsec).padStart(9, '0')}`.replace(/0+$/, '');
+  const neg = sec < 0;
+  let frac = neg ? 1e9 - nsec : nsec;
+  let digits = 9;
+  while (frac % 10 === 0) {
+    frac /= 10;
+    digits--;
+  }
+  return `${neg ? '-' + (-sec - 1) : sec}.${String(frac).padStart(digits, '0')}`;
 }
 
 function writeBlock(out: Buffer, off: number, name: string, linkname: string, mode: number, uid: number, gid: number,
   size: number, mtime: number, typeflag: number, devmajor: number, devminor: number, prefix = ''): void {
-  out.fill(0, off, off + BLOCK);
-  out.write(name, off, 100, 'latin1');
-  writeOctal(out, off + 100, 8, mode);
-  writeOctal(out, off + 108, 8, uid);
-  writeOctal(out, off + 116, 8, gid);
-  writeOctal(out, off + 124, 12, size);
-  writeOctal(out, off + 136, 12, mtime);
+  TEMPLATE.copy(out, off);
+  let sum = TEMPLATE_SUM + typeflag;
+  sum += putLatin1(out, off, 100, name);
+  sum += putOctal(out, off + 100, 8, mode);
+  sum += putOctal(out, off + 108, 8, uid);
+  sum += putOctal(out, off + 116, 8, gid);
+  sum += putOctal(out, off + 124, 12, size);
+  sum += putOctal(out, off + 136, 12, mtime);
   out[off + 156] = typeflag;
-  out.write(linkname, off + 157, 100, 'latin1');
-  out.write('ustar\u000000', off + 257, 8, 'latin1');
+  sum += putLatin1(out, off + 157, 100, linkname);
   if (typeflag === 0x33 || typeflag === 0x34) {
-    writeOctal(out, off + 329, 8, devmajor);
-    writeOctal(out, off + 337, 8, devminor);
+    sum += putOctal(out, off + 329, 8, devmajor);
+    sum += putOctal(out, off + 337, 8, devminor);
   }
-  if (prefix) out.write(prefix, off + 345, 155, 'latin1');
-  out.fill(0x20, off + 148, off + 156);
-  let sum = 0;
-  for (let i = off; i < off + BLOCK; i++) sum += out[i];
-  const cs = sum.toString(8).padStart(6, '0');
-  out.write(cs, off + 148, 6, 'latin1');
-  out[off + 154] = 0;
+  if (prefix) sum += putLatin1(out, off + 345, 155, prefix);
+  // six octal digits, NUL, space (a block sums to at most 512 × 255, six digits)
+  putOctal(out, off + 148, 7, sum);
   out[off + 155] = 0x20;
 }

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { applyLayer } from '../archive/apply.ts';
 import { changesDirs, changesSize } from '../archive/changes.ts';
-import { exportChanges, exportDir } from '../archive/export.ts';
+import { exportChanges, exportMounted } from '../archive/export.ts';
 import type { Change } from '../archive/types.ts';
 import { parentOrNull, tarSource, type CreateOpts, type Driver, type LayerInfo, type ProtoDriver, type TarInput } from './driver.ts';
 
@@ -20,26 +20,24 @@ import { parentOrNull, tarSource, type CreateOpts, type Driver, type LayerInfo, 
  * unreadable file) arrive as stream errors.
  */
 export function naiveDiff(d: ProtoDriver, id: string, parent: string | null): Readable {
-  return Readable.from(diffChunks(d, id, parentOrNull(parent)), { objectMode: false });
+  parent = parentOrNull(parent);
+  // the whole layer: the export stream itself (its own fast path into a file stays reachable)
+  if (parent === null) return exportMounted(() => d.get(id), () => d.put(id));
+  return Readable.from(diffChunks(d, id, parent), { objectMode: false });
 }
 
-async function* diffChunks(d: ProtoDriver, id: string, parent: string | null): AsyncGenerator<Buffer> {
+async function* diffChunks(d: ProtoDriver, id: string, parent: string): AsyncGenerator<Buffer> {
   const start = Date.now();
   const layerFs = await d.get(id);
   try {
-    let tar: Readable;
-    if (parent === null) {
-      tar = exportDir(layerFs);
-    } else {
-      const parentFs = await d.get(parent);
-      let changes: Change[];
-      try {
-        changes = changesDirs(layerFs, parentFs);
-      } finally {
-        await d.put(parent);
-      }
-      tar = exportChanges(layerFs, changes);
+    const parentFs = await d.get(parent);
+    let changes: Change[];
+    try {
+      changes = changesDirs(layerFs, parentFs);
+    } finally {
+      await d.put(parent);
     }
+    const tar = exportChanges(layerFs, changes);
     try {
       for await (const chunk of tar) yield chunk as Buffer;
     } finally {
@@ -50,7 +48,7 @@ async function* diffChunks(d: ProtoDriver, id: string, parent: string | null): A
     // Parent layers extracted from tars have whole-second mtimes; a change made
     // later in this same second could compare equal to them, so no second diff
     // may start in the second this one started (moby does the same).
-    if (parent !== null) await sleep(Math.max(0, Math.floor(start / 1000) * 1000 + 1000 - Date.now()));
+    await sleep(Math.max(0, Math.floor(start / 1000) * 1000 + 1000 - Date.now()));
   }
 }
 

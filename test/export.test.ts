@@ -2,9 +2,11 @@
 // walk gives: every entry kind, hardlinks whose first name was scanned by the
 // other thread, overlay whiteouts, and errors raised on the worker.
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { exportDir, type ExportOptions, type WalkStats } from '../archive/export.ts';
 import { scanWorkerTesting } from '../archive/walk.ts';
 import { fsPath } from '../archive/types.ts';
@@ -154,4 +156,96 @@ asRoot({ serial: true })('exportDir: a scan worker that dies mid-walk fails the 
   const auto = await exported(dir, { whiteouts: 'none' });
   t.deepEqual(auto.stats, { inThread: good.stats!.inThread, byWorker: 0 }, "'auto' carried on in this thread");
   t.true(auto.tar.equals(good.tar));
+});
+
+/**
+ * A tree whose every byte of metadata is fixed (modes, owners, ns mtimes, xattrs), with what
+ * needs each header form: PAX path, linkpath, uid, ns mtime and xattrs, a ustar prefix/name split.
+ */
+function fixedTree(root: string): void {
+  const at = (rel: string) => path.join(root, rel);
+  fs.mkdirSync(at('a/b'), { recursive: true });
+  fs.mkdirSync(at('opaque'));
+  fs.writeFileSync(at('a/file'), 'x'.repeat(1500));
+  fs.writeFileSync(at('a/b/empty'), '');
+  fs.writeFileSync(at('big'), Buffer.alloc((1 << 20) + 77, 0x5a)); // past one chunk, not block aligned
+  fs.linkSync(at('a/file'), at('a/b/hard'));
+  fs.symlinkSync('t'.repeat(130), at('a/long-link'));
+  fs.symlinkSync('../file', at('a/b/short-link'));
+  const split = 'p'.repeat(90) + '/' + 'q'.repeat(60); // 151 chars: a ustar prefix and name
+  fs.mkdirSync(at(split.split('/')[0]));
+  fs.writeFileSync(at(split), 'split');
+  fs.writeFileSync(at('n'.repeat(180)), 'long'); // no split: a PAX path
+  fs.writeFileSync(fsPath(at('bad\xff name')), 'not UTF-8');
+  sys.mknod(at('a/fifo'), sys.S_IFIFO | 0o644, 0);
+  sys.mknod(at('a/null'), sys.S_IFCHR | 0o666, sys.makedev(1, 3));
+  sys.mknod(at('a/whiteout'), sys.S_IFCHR, 0);
+  sys.lsetxattr(at('a/file'), 'user.note', Buffer.from('hello'));
+  sys.lsetxattr(at('a/file'), 'security.capability', capabilityV2(1 << 13, true));
+  sys.lsetxattr(at('opaque'), 'trusted.overlay.opaque', Buffer.from('y'));
+  fs.lchownSync(at('a/b/empty'), 3_000_000, 44);
+  const modes: Record<string, number> = { 'a/file': 0o4755, 'a/b': 0o2775, big: 0o600 };
+  // every mode and time set explicitly (no umask, no clock); times from the sorted order, set
+  // deepest first so that a directory's is set after its children are complete
+  const rels = execFileSync('find', ['.', '-mindepth', '1', '-print0'], { cwd: root }).toString('latin1').split('\0').filter(Boolean).map((p) => p.slice(2)).sort();
+  const times = new Map(rels.map((rel, i) => [rel, 1_600_000_000_000_000_000n + BigInt(i) * 1_000_000_123n + (i % 3 === 0 ? 0n : 456_789n)]));
+  for (const rel of [...rels].sort((a, b) => b.split('/').length - a.split('/').length)) {
+    const p = fsPath(at(rel));
+    const st = fs.lstatSync(p);
+    if (!st.isSymbolicLink()) fs.chmodSync(p, modes[rel] ?? (st.isDirectory() ? 0o755 : 0o644));
+    sys.lutimensNs(p, times.get(rel)!);
+  }
+}
+
+asRoot({ serial: true })('exportDir: the bytes of a fixed tree are pinned (every header form; both walks; plain and overlay forms)', async (t) => {
+  const { dir, cleanup } = tempDir('strata-export-pinned-');
+  t.teardown(cleanup);
+  const root = path.join(dir, 'tree');
+  fs.mkdirSync(root);
+  fixedTree(root);
+  const pinned = {
+    none: '6ee7049314622d5aba75ef2077c814208ce21b4c5c38f57b88a5ad68e57333f4',
+    overlay: 'a324f206134b40f037dbfdacd220b860025619fa1ff1a24f26ca8b9706c2994d',
+  };
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  const out = path.join(dir, 'out.tar');
+  for (const whiteouts of ['none', 'overlay'] as const) {
+    for (const parallel of ['never', 'always'] as const) {
+      t.is(sha(await collect(exportDir(root, { whiteouts, parallel }))), pinned[whiteouts], `${whiteouts}, walk ${parallel}, read as a stream`);
+      // into a file: the stream writes it itself (big's body by sendfile)
+      await pipeline(exportDir(root, { whiteouts, parallel }), fs.createWriteStream(out));
+      t.is(sha(fs.readFileSync(out)), pinned[whiteouts], `${whiteouts}, walk ${parallel}, piped into a file`);
+    }
+  }
+  // process.stdout redirected to a file (what `strata layer diff > file` is), after bytes another writer put there
+  const fd = fs.openSync(out, 'w');
+  fs.writeSync(fd, 'before');
+  const script = `import { exportDir } from ${JSON.stringify(new URL('../archive/export.ts', import.meta.url).href)};
+    import { pipeline } from 'node:stream/promises';
+    await pipeline(exportDir(process.argv[1]), process.stdout);`;
+  execFileSync(process.execPath, ['--import=tsx', '--input-type=module', '-e', script, root], { stdio: ['ignore', fd, 'inherit'] });
+  fs.closeSync(fd);
+  const written = fs.readFileSync(out);
+  t.is(written.subarray(0, 6).toString(), 'before');
+  t.is(sha(written.subarray(6)), pinned.none, 'to process.stdout, a file');
+});
+
+asRoot({ serial: true })('exportDir: piped into a file stream that positions its writes, or has writes pending, the ordinary pipe writes it; one that appends gets the same bytes', async (t) => {
+  const { dir, cleanup } = tempDir('strata-export-pipe-');
+  t.teardown(cleanup);
+  const root = path.join(dir, 'tree');
+  fs.mkdirSync(root);
+  fixedTree(root);
+  const expected = await collect(exportDir(root));
+  const out = path.join(dir, 'out.tar');
+  fs.writeFileSync(out, 'x'.repeat(10));
+  await pipeline(exportDir(root), fs.createWriteStream(out, { flags: 'r+', start: 4 }));
+  t.deepEqual(fs.readFileSync(out), Buffer.concat([Buffer.from('xxxx'), expected]), 'written from `start`');
+  const w = fs.createWriteStream(out);
+  w.write('head');
+  await pipeline(exportDir(root), w);
+  t.deepEqual(fs.readFileSync(out), Buffer.concat([Buffer.from('head'), expected]), 'after the pending write');
+  // O_APPEND: written directly, but sendfile refuses such an output (EINVAL), so big's body is read and written
+  await pipeline(exportDir(root), fs.createWriteStream(out, { flags: 'a' }));
+  t.deepEqual(fs.readFileSync(out), Buffer.concat([Buffer.from('head'), expected, expected]), 'appended');
 });
