@@ -161,6 +161,8 @@ export class ApplyOffload<T> {
       this.flush(); // a large file's WRITEs can fill it
       this.waitWhile(TAIL, (v) => ((this.head - v) | 0) >= QUEUE);
     }
+    // the failed op's record may be the one reused now: its tag is read first (FAILED is set before TAIL passes it)
+    this.failed();
     this.tags[this.head & (QUEUE - 1)] = tag;
     const r = (this.head & (QUEUE - 1)) * REC;
     this.ops[r + SEQ] = seq;
