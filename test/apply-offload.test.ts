@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { applyLayer, applyLayerFile, applyOffloadTesting, ApplyError } from '../archive/apply.ts';
+import { applyLayer, applyLayerFile, applyOffload, ApplyError } from '../archive/apply.ts';
 import { treeManifest, manifestDiff } from '../archive/digest.ts';
 import { asRoot, when } from './helpers/require.ts';
 import { packTar, tempDir, type Entry } from './helpers/tar.ts';
@@ -39,8 +39,8 @@ asRoot({ serial: true })('a tar file applied with the worker gives the tree the 
   fs.mkdirSync(inThread);
   fs.mkdirSync(byWorker);
   const sizeIn = await applyLayer(tar, inThread, { whiteouts: 'none' }); // a Buffer: never the worker
-  applyOffloadTesting.always = true;
-  t.teardown(() => (applyOffloadTesting.always = false));
+  applyOffload.mode = 'always';
+  t.teardown(() => (applyOffload.mode = 'never'));
   const sizeBy = await applyLayerFile(tarFile, byWorker, { whiteouts: 'none' });
   t.is(sizeBy, sizeIn);
   const a = await treeManifest(inThread);
@@ -66,8 +66,8 @@ asRoot({ serial: true })('an error in this thread after files were handed over: 
   fs.writeFileSync(tarFile, await packTar(e));
   const layer = path.join(top, 'layer');
   fs.mkdirSync(layer);
-  applyOffloadTesting.always = true;
-  t.teardown(() => (applyOffloadTesting.always = false));
+  applyOffload.mode = 'always';
+  t.teardown(() => (applyOffload.mode = 'never'));
   const err = await t.throwsAsync(applyLayerFile(tarFile, layer, { whiteouts: 'none' }));
   t.true(err instanceof ApplyError, String(err));
   t.regex(err!.message, /^tar entry "\.\.\/escape": .*outside of the layer \(layer partially applied: 50 entries written before it\)$/);
@@ -86,8 +86,8 @@ when(missing === null, missing ?? '', { serial: true })('the disk fills while th
   fs.writeFileSync(tarFile, await packTar(e));
   const layer = path.join(fs4.dir, 'layer');
   fs.mkdirSync(layer);
-  applyOffloadTesting.always = true;
-  t.teardown(() => (applyOffloadTesting.always = false));
+  applyOffload.mode = 'always';
+  t.teardown(() => (applyOffload.mode = 'never'));
   const err = await t.throwsAsync(applyLayerFile(tarFile, layer, { whiteouts: 'none' }));
   t.true(err instanceof ApplyError, String(err));
   t.false(err!.message.includes('\n'));
@@ -104,8 +104,8 @@ asRoot({ serial: true })('a process that applied through the worker exits by its
   for (let i = 0; i < 20; i++) e.push({ name: `f${i}`, content: Buffer.alloc(3000, i) });
   fs.writeFileSync(tarFile, await packTar(e));
   const script = `
-    const { applyLayerFile, applyOffloadTesting } = await import(${JSON.stringify(path.join(repo, 'archive/apply.ts'))});
-    applyOffloadTesting.always = true;
+    const { applyLayerFile, applyOffload } = await import(${JSON.stringify(path.join(repo, 'archive/apply.ts'))});
+    applyOffload.mode = 'always';
     const fs = await import('node:fs');
     fs.mkdirSync(process.argv[1] + '/ok');
     await applyLayerFile(${JSON.stringify(tarFile)}, process.argv[1] + '/ok', { whiteouts: 'none' });
