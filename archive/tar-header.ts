@@ -137,30 +137,33 @@ export function decodeRaw(b: Buffer, off: number, position: number, name?: strin
   const posix = ustar && b[off + 262] === 0;
   let ownName = readString(b, off, 100);
   if (posix && b[off + 345] !== 0) ownName = readString(b, off + 345, 155) + '/' + ownName;
-  const num = (o: number, len: number, field: string, max: number, signed = false): number => {
-    let v: number;
-    try {
-      v = readNumber(b, off + o, len, field);
-    } catch (e) {
-      throw e instanceof TarFormatError ? entryError(name ?? ownName, entryAt, e.message) : e;
-    }
-    if (v < 0 && !signed) throw entryError(name ?? ownName, entryAt, `${field} field is negative (${v})`);
-    if (v < -Number.MAX_SAFE_INTEGER) throw entryError(name ?? ownName, entryAt, `${field} field is out of range (${v})`);
-    if (v > max) throw entryError(name ?? ownName, entryAt, `${field} field is out of range (${v})`);
-    return v;
-  };
+  const who = name ?? ownName;
   return {
     typeflag: b[off + 156],
     name: ownName,
     linkname: readString(b, off + 157, 100),
-    mode: num(100, 8, 'mode', Number.MAX_SAFE_INTEGER),
-    uid: num(108, 8, 'uid', MAX_ID),
-    gid: num(116, 8, 'gid', MAX_ID),
-    size: num(124, 12, 'size', MAX_SIZE),
-    mtime: num(136, 12, 'mtime', Number.MAX_SAFE_INTEGER, true),
-    devmajor: ustar ? num(329, 8, 'devmajor', MAX_ID) : 0,
-    devminor: ustar ? num(337, 8, 'devminor', MAX_ID) : 0,
+    mode: numField(b, off + 100, 8, 'mode', Number.MAX_SAFE_INTEGER, false, who, entryAt),
+    uid: numField(b, off + 108, 8, 'uid', MAX_ID, false, who, entryAt),
+    gid: numField(b, off + 116, 8, 'gid', MAX_ID, false, who, entryAt),
+    size: numField(b, off + 124, 12, 'size', MAX_SIZE, false, who, entryAt),
+    mtime: numField(b, off + 136, 12, 'mtime', Number.MAX_SAFE_INTEGER, true, who, entryAt),
+    devmajor: ustar ? numField(b, off + 329, 8, 'devmajor', MAX_ID, false, who, entryAt) : 0,
+    devminor: ustar ? numField(b, off + 337, 8, 'devminor', MAX_ID, false, who, entryAt) : 0,
   };
+}
+
+/** A header's number field at b[at], checked: an error names entry `who` (header at byte `entryAt`). */
+function numField(b: Buffer, at: number, len: number, field: string, max: number, signed: boolean, who: string, entryAt: number): number {
+  let v: number;
+  try {
+    v = readNumber(b, at, len, field);
+  } catch (e) {
+    throw e instanceof TarFormatError ? entryError(who, entryAt, e.message) : e;
+  }
+  if (v < 0 && !signed) throw entryError(who, entryAt, `${field} field is negative (${v})`);
+  if (v < -Number.MAX_SAFE_INTEGER) throw entryError(who, entryAt, `${field} field is out of range (${v})`);
+  if (v > max) throw entryError(who, entryAt, `${field} field is out of range (${v})`);
+  return v;
 }
 
 /** Sizes up to 2^53-1 (8 PiB): what a JS number holds exactly; no layer comes near. */

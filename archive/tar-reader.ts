@@ -204,7 +204,7 @@ export class TarParser {
         }
       }
     }
-    this.pax = new Map();
+    if (this.pax.size) this.pax = new Map(); // a fresh one only when used: most entries have none
     this.longName = null;
     this.longLink = null;
     const type = entryTypeOf(tf, name);

@@ -4,6 +4,7 @@
 // in-process engine on the same tars, in one run, variants interleaved (the order rotates each
 // round) after one warmup round, medians of --runs.
 //   apply:  tar -xf T -C D   |  strata layer apply L --driver vfs --file T  |  applyLayerFile(T, D)
+//           (and applyLayerFile with applyOffload 'auto': files written and finished on a worker thread)
 //   export: tar -cf O -C D . |  strata layer diff L --driver vfs > O        |  exportDir(D) → O
 // Shapes: small = 50,000 files of 4,000 B (200 MB); mixed = 20,000 files of Pareto sizes adding
 // up to 1.1 GB; large = 10 × 100 MB. Targets: tmpfs, and a journaled ext4 on a loop device of our
@@ -157,7 +158,7 @@ async function main(): Promise<void> {
 
   log('building dist/ (npm run build) …');
   execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: repo, stdio: 'inherit' });
-  const { applyLayerFile } = await import(join(repo, 'dist/archive/apply.js')) as typeof import('../archive/apply.ts');
+  const { applyLayerFile, applyOffload } = await import(join(repo, 'dist/archive/apply.js')) as typeof import('../archive/apply.ts');
   const { exportDir } = await import(join(repo, 'dist/archive/export.js')) as typeof import('../archive/export.ts');
 
   const base = mkdtempSync(join(argv.tmpfs, 'strata-tar-goals-'));
@@ -215,6 +216,13 @@ async function main(): Promise<void> {
               cleanup: gone,
             },
             { name: 'applyLayerFile', prepare: fresh, run: () => measureInProcess(() => applyLayerFile(tar, t, { whiteouts: 'none' })), cleanup: gone },
+            {
+              // the same with regular files written and finished on a worker thread (off by default)
+              name: 'applyLayerFile + worker',
+              prepare: () => { fresh(); applyOffload.mode = 'auto'; },
+              run: () => measureInProcess(() => applyLayerFile(tar, t, { whiteouts: 'none' })),
+              cleanup: () => { applyOffload.mode = 'never'; gone(); },
+            },
           ];
           put(rowsOf('apply', shape, fs, variants.map((v) => v.name), await interleaved(variants, runs, fs === 'ext4')));
         }

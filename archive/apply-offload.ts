@@ -1,0 +1,195 @@
+// The main thread's side of apply-worker.ts: a read ring the tar is read into
+// and an op queue, both shared with a worker that writes regular files' data
+// and finishes them (owner, mode, times, close) while this thread parses the
+// next entries and does every path-resolving call itself.
+//
+// Workers are pooled per process (idle ones unref'd: they never hold the
+// process open) and one serves one apply at a time. A session begins when
+// the worker is up: until then, and whenever the queue is nearly full (the
+// worker fell behind), apply.ts writes the file itself — so a small tar never
+// waits for a worker to start.
+import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
+import {
+  DEAD, END, FAILED, SEQ, FINISH, HEAD, QUEUE, READY, REC, SLEEPING, SLOTS, TAIL, WRITE, type OpError, type SessionMessage,
+} from './apply-worker.ts';
+
+/** ring slots of one read each */
+export const RING_SLOTS = 8;
+export const SLOT_BYTES = 1 << 20;
+/**
+ * ops the worker may lag behind before this thread stops handing files over
+ * and writes them itself (about two ring slots of small files), so that it
+ * seldom waits for the worker
+ */
+const MAX_LAG = 1024;
+
+const FROM_SOURCES = new URL(import.meta.url).pathname.endsWith('.ts');
+const idle: Worker[] = [];
+
+function spawn(): Worker {
+  // trackUnmanagedFds off: the worker closes fds the main thread opened (node would warn on each)
+  const options = { workerData: { strataApply: true }, trackUnmanagedFds: false };
+  let w: Worker;
+  if (FROM_SOURCES) {
+    // a TypeScript checkout: tsx, registered in this thread, does not reach workers on Node 20
+    const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+    const entry = new URL('./apply-worker.ts', import.meta.url).href;
+    w = new Worker(
+      `import(${JSON.stringify(entry)}).catch((e) => { if (e?.code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw e; ` +
+      `return import(${tsx}).then((t) => { t.register(); return import(${JSON.stringify(entry + '?tsx')}); }); })`,
+      { ...options, eval: true },
+    );
+  } else {
+    w = new Worker(new URL('./apply-worker.js', import.meta.url), options);
+  }
+  w.unref();
+  // a worker that fails to load or dies never sets READY: the apply goes on in this thread
+  w.on('error', () => undefined);
+  w.on('exit', () => {
+    const i = idle.indexOf(w);
+    if (i >= 0) idle.splice(i, 1);
+  });
+  return w;
+}
+
+/** An op's failure on the worker: the `tag` and `seq` it was handed over with, and node:fs's error. */
+export interface OffloadError<T> { tag: T; seq: number; error: Error }
+
+/**
+ * One apply's ring and queue. Each op carries a tag `T` and a number `seq`
+ * (apply.ts: the entry's name and how many entries came before it), which come
+ * back with the first failing op's error.
+ */
+export class ApplyOffload<T> {
+  private readonly ctl = new Int32Array(new SharedArrayBuffer(4 * (SLOTS + RING_SLOTS)));
+  private readonly ops = new Float64Array(new SharedArrayBuffer(8 * REC * QUEUE));
+  private readonly ring = new SharedArrayBuffer(RING_SLOTS * SLOT_BYTES);
+  private readonly tags: (T | undefined)[] = new Array(QUEUE);
+  private readonly port;
+  private head = 0;
+  private slot = -1;
+  private worker: Worker | null;
+  private failure: OffloadError<T> | null = null;
+
+  /** `waitReady` (tests): block until the worker runs, so that even a small tar is handed over. */
+  constructor(waitReady = false) {
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    this.worker = idle.pop() ?? spawn();
+    const m: SessionMessage = { ctl: this.ctl, ops: this.ops, ring: this.ring, port: port2 };
+    this.worker.postMessage(m, [port2]);
+    if (waitReady) this.waitWhile(READY, (v) => v !== 1);
+  }
+
+  /** The next ring slot to read into, once the worker has written out what it held. */
+  nextSlot(): Buffer {
+    this.flush();
+    this.slot = (this.slot + 1) % RING_SLOTS;
+    this.waitWhile(SLOTS + this.slot, (v) => v !== 0);
+    return Buffer.from(this.ring, this.slot * SLOT_BYTES, SLOT_BYTES);
+  }
+
+  /** Whether a file may be handed over now: the worker runs and is not far behind. */
+  accepts(): boolean {
+    if (Atomics.load(this.ctl, READY) !== 1 || this.failure) return false;
+    return ((this.head - Atomics.load(this.ctl, TAIL)) | 0) <= MAX_LAG;
+  }
+
+  /** Write `chunk` (a slice of the current ring slot) to `fd`. */
+  write(fd: number, chunk: Buffer, tag: T, seq: number): void {
+    const r = this.record(tag, seq);
+    this.ops[r] = WRITE;
+    this.ops[r + 1] = fd;
+    this.ops[r + 2] = this.slot;
+    this.ops[r + 3] = chunk.byteOffset;
+    this.ops[r + 4] = chunk.length;
+    Atomics.add(this.ctl, SLOTS + this.slot, 1);
+    this.publish();
+  }
+
+  /** fchown (uid < 0: none), fchmod (mode < 0: none), futimes, then close `fd`. */
+  finish(fd: number, uid: number, gid: number, mode: number, atime: number, mtime: number, tag: T, seq: number): void {
+    const r = this.record(tag, seq);
+    this.ops[r] = FINISH;
+    this.ops[r + 1] = fd;
+    this.ops[r + 2] = uid;
+    this.ops[r + 3] = gid;
+    this.ops[r + 4] = mode;
+    this.ops[r + 5] = atime;
+    this.ops[r + 6] = mtime;
+    this.publish();
+  }
+
+  /** The first op that failed on the worker so far, if one did. */
+  failed(): OffloadError<T> | null {
+    if (this.failure === null && Atomics.load(this.ctl, FAILED) === 1) {
+      const m = receiveMessageOnPort(this.port)!.message as OpError;
+      const i = m.at & (QUEUE - 1);
+      this.failure = { tag: this.tags[i]!, seq: this.ops[i * REC + SEQ], error: Object.assign(new Error(m.message), m.props) };
+    }
+    return this.failure;
+  }
+
+  /** Wait until every op handed over is done; then failed() says whether all went well. */
+  drain(): void {
+    if (this.worker === null) return;
+    this.flush();
+    this.waitWhile(TAIL, (v) => v !== this.head);
+  }
+
+  /** End the session (after draining): the worker goes back to the pool. */
+  close(): void {
+    if (this.worker === null) return;
+    this.drain();
+    const w = this.worker;
+    this.worker = null;
+    this.tags.fill(undefined);
+    if (Atomics.load(this.ctl, DEAD) === 1) {
+      void w.terminate();
+      return;
+    }
+    // a worker still starting gets it first thing: its session ends at once
+    this.ops[this.record(undefined, 0)] = END;
+    this.publish();
+    this.flush();
+    this.port.close();
+    idle.push(w);
+  }
+
+  private record(tag: T | undefined, seq: number): number {
+    if (((this.head - Atomics.load(this.ctl, TAIL)) | 0) >= QUEUE) {
+      this.flush(); // a large file's WRITEs can fill it
+      this.waitWhile(TAIL, (v) => ((this.head - v) | 0) >= QUEUE);
+    }
+    // the failed op's record may be the one reused now: its tag is read first (FAILED is set before TAIL passes it)
+    this.failed();
+    this.tags[this.head & (QUEUE - 1)] = tag;
+    const r = (this.head & (QUEUE - 1)) * REC;
+    this.ops[r + SEQ] = seq;
+    return r;
+  }
+
+  /** One op more; the worker sees it at the next flush(). */
+  private publish(): void {
+    this.head = (this.head + 1) | 0;
+  }
+
+  /**
+   * Let the worker see the ops recorded so far: once per ring slot (and before
+   * any wait), not per op, so that it works through batches instead of
+   * sleeping and being woken for every file.
+   */
+  private flush(): void {
+    if (Atomics.load(this.ctl, HEAD) === this.head) return;
+    Atomics.store(this.ctl, HEAD, this.head);
+    if (Atomics.load(this.ctl, SLEEPING) === 1) Atomics.notify(this.ctl, HEAD);
+  }
+
+  /** Block while `busy(ctl[i])`; a dead worker ends the wait (its ops will never be done). */
+  private waitWhile(i: number, busy: (v: number) => boolean): void {
+    for (let v = Atomics.load(this.ctl, i); busy(v); v = Atomics.load(this.ctl, i)) {
+      if (Atomics.load(this.ctl, DEAD) === 1) throw new Error('the apply worker thread died');
+      Atomics.wait(this.ctl, i, v, 1000);
+    }
+  }
+}

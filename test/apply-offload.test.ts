@@ -1,0 +1,131 @@
+// The apply of a tar file with regular files handed to the worker thread
+// (archive/apply-offload.ts): the same tree as the in-thread apply, its
+// errors named after the entry in entry order, no fd left behind, and a
+// process that applied through it exits by itself.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { applyLayer, applyLayerFile, applyOffload, ApplyError } from '../archive/apply.ts';
+import { treeManifest, manifestDiff } from '../archive/digest.ts';
+import { asRoot, when } from './helpers/require.ts';
+import { packTar, tempDir, type Entry } from './helpers/tar.ts';
+import { tinyExt4, tinyFsMissing } from './helpers/tiny-fs.ts';
+
+const repo = fileURLToPath(new URL('..', import.meta.url));
+
+/** Files of every size class (empty, one block, across ring slots), owners, special modes, and the cases that reuse a name. */
+function entries(): Entry[] {
+  const e: Entry[] = [{ name: './', type: 'directory' }, { name: 'd/', type: 'directory', mode: 0o750, uid: 3 }];
+  for (let i = 0; i < 300; i++) e.push({ name: `d/f${i}`, content: Buffer.alloc((i * 997) % 9000, i), mode: i % 7 ? 0o644 : 0o4755, uid: i % 5, gid: i % 3 });
+  e.push({ name: 'big', content: Buffer.alloc(3 << 20, 0x42), mode: 0o600, uid: 9 }); // spans ring slots
+  e.push({ name: 'empty', content: '' });
+  e.push({ name: 'd/f1', content: 'the later entry wins' }); // replaces a file the worker may still be writing
+  e.push({ name: 'link', type: 'link', linkname: 'big' }); // a hardlink to a file the worker finishes
+  e.push({ name: 'd/f2/', type: 'directory' }); // a file replaced by a directory
+  e.push({ name: 'x/', type: 'directory' }, { name: 'x/gone', content: 'soon removed' }, { name: '.wh.x' });
+  e.push({ name: 'ns', content: 'ns time: written in this thread', pax: { mtime: '1600000000.123456789' } });
+  return e;
+}
+
+asRoot({ serial: true })('a tar file applied with the worker gives the tree the in-thread apply gives', async (t) => {
+  const { dir: top, cleanup } = tempDir('strata-apply-offload-');
+  t.teardown(cleanup);
+  const tarFile = path.join(top, 'layer.tar');
+  const tar = await packTar(entries());
+  fs.writeFileSync(tarFile, tar);
+  const inThread = path.join(top, 'in-thread');
+  const byWorker = path.join(top, 'by-worker');
+  fs.mkdirSync(inThread);
+  fs.mkdirSync(byWorker);
+  const sizeIn = await applyLayer(tar, inThread, { whiteouts: 'none' }); // a Buffer: never the worker
+  applyOffload.mode = 'always';
+  t.teardown(() => (applyOffload.mode = 'never'));
+  const sizeBy = await applyLayerFile(tarFile, byWorker, { whiteouts: 'none' });
+  t.is(sizeBy, sizeIn);
+  const a = await treeManifest(inThread);
+  const b = await treeManifest(byWorker);
+  t.deepEqual(b, a, manifestDiff(a, b));
+  t.is(fs.statSync(path.join(byWorker, 'd/f7')).mode & 0o7777, 0o4755);
+  t.is(fs.statSync(path.join(byWorker, 'big')).uid, 9);
+  t.is(fs.readFileSync(path.join(byWorker, 'd/f1'), 'utf8'), 'the later entry wins');
+  // the pooled worker serves the next apply too
+  const again = path.join(top, 'again');
+  fs.mkdirSync(again);
+  await applyLayerFile(tarFile, again, { whiteouts: 'aufs' });
+  t.is(fs.statSync(path.join(again, 'link')).ino, fs.statSync(path.join(again, 'big')).ino);
+});
+
+asRoot({ serial: true })('an error in this thread after files were handed over: the earlier entries are done and no fd stays open', async (t) => {
+  const { dir: top, cleanup } = tempDir('strata-apply-offload-');
+  t.teardown(cleanup);
+  const tarFile = path.join(top, 'layer.tar');
+  const e: Entry[] = [];
+  for (let i = 0; i < 50; i++) e.push({ name: `f${i}`, content: Buffer.alloc(5000, i) });
+  e.push({ name: '../escape', content: 'no' });
+  fs.writeFileSync(tarFile, await packTar(e));
+  const layer = path.join(top, 'layer');
+  fs.mkdirSync(layer);
+  applyOffload.mode = 'always';
+  t.teardown(() => (applyOffload.mode = 'never'));
+  const err = await t.throwsAsync(applyLayerFile(tarFile, layer, { whiteouts: 'none' }));
+  t.true(err instanceof ApplyError, String(err));
+  t.regex(err!.message, /^tar entry "\.\.\/escape": .*outside of the layer \(layer partially applied: 50 entries written before it\)$/);
+  for (let i = 0; i < 50; i++) t.true(fs.readFileSync(path.join(layer, `f${i}`)).equals(Buffer.alloc(5000, i)), `f${i}`);
+  t.deepEqual(fdsUnder(layer), []);
+});
+
+const missing = tinyFsMissing();
+when(missing === null, missing ?? '', { serial: true })('the disk fills while the worker writes: one line naming the entry, no fd left', async (t) => {
+  const fs4 = tinyExt4(3, 256, { journal: false });
+  t.teardown(() => fs4.cleanup());
+  const { dir: top, cleanup } = tempDir('strata-apply-offload-');
+  t.teardown(cleanup);
+  const tarFile = path.join(top, 'layer.tar');
+  const e: Entry[] = [{ name: 'small', content: 'fits' }, { name: 'big', content: Buffer.alloc(8 << 20, 0x61) }, { name: 'after', content: 'never' }];
+  fs.writeFileSync(tarFile, await packTar(e));
+  const layer = path.join(fs4.dir, 'layer');
+  fs.mkdirSync(layer);
+  applyOffload.mode = 'always';
+  t.teardown(() => (applyOffload.mode = 'never'));
+  const err = await t.throwsAsync(applyLayerFile(tarFile, layer, { whiteouts: 'none' }));
+  t.true(err instanceof ApplyError, String(err));
+  t.false(err!.message.includes('\n'));
+  t.regex(err!.message, /^tar entry "big": ENOSPC.*\(layer partially applied: 1 entries written before it\)$/);
+  t.deepEqual(fdsUnder(fs4.dir), [], 'every fd the apply and its worker opened is closed');
+  t.is(fs.readFileSync(path.join(layer, 'small'), 'utf8'), 'fits');
+});
+
+asRoot({ serial: true })('a process that applied through the worker exits by itself, after a success and after a failure', async (t) => {
+  const { dir: top, cleanup } = tempDir('strata-apply-offload-');
+  t.teardown(cleanup);
+  const tarFile = path.join(top, 'layer.tar');
+  const e: Entry[] = [];
+  for (let i = 0; i < 20; i++) e.push({ name: `f${i}`, content: Buffer.alloc(3000, i) });
+  fs.writeFileSync(tarFile, await packTar(e));
+  const script = `
+    const { applyLayerFile, applyOffload } = await import(${JSON.stringify(path.join(repo, 'archive/apply.ts'))});
+    applyOffload.mode = 'always';
+    const fs = await import('node:fs');
+    fs.mkdirSync(process.argv[1] + '/ok');
+    await applyLayerFile(${JSON.stringify(tarFile)}, process.argv[1] + '/ok', { whiteouts: 'none' });
+    await applyLayerFile(${JSON.stringify(tarFile)}, process.argv[1] + '/ok', { whiteouts: 'none' }).catch(() => {});
+    await applyLayerFile(${JSON.stringify(tarFile)}, process.argv[1] + '/missing', { whiteouts: 'none' }).catch(() => {});
+    console.log('done');`;
+  const r = spawnSync(process.execPath, ['--import=tsx', '--input-type=module', '-e', script, top], { cwd: repo, encoding: 'utf8', timeout: 60_000 });
+  t.is(r.signal, null, 'it ended by itself, not by the timeout');
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout.trim(), 'done');
+  t.is(fs.readdirSync(path.join(top, 'ok')).length, 20);
+});
+
+/** This process's fds on anything under `dir`. */
+function fdsUnder(dir: string): string[] {
+  return fs.readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir + '/');
+    } catch {
+      return false;
+    }
+  });
+}
