@@ -143,8 +143,13 @@ async function applyFile(file: string, dir: string, opts: ApplyOptions): Promise
     parser.end();
     w.finish();
   } catch (e) {
-    const err = w.wrap(e);
-    w.abort();
+    let err = e;
+    try {
+      err = w.wrap(e);
+    } catch {
+      // wrap waits for the worker's errors: a worker that died keeps the first error
+    }
+    w.abort(); // reached whatever wrap did: no fd, handle or worker left behind
     throw err;
   } finally {
     if (fd >= 0) fs.closeSync(fd);
@@ -270,7 +275,7 @@ class LayerWriter implements TarEntryHandler {
       if (this.fdKept) this.fdKept = false; // a plnk tmpfile: open until the end, its metadata unused
       else if (this.handed !== null) {
         const owner = isRoot && (h.uid !== 0 || h.gid !== 0);
-        this.offload!.finish(fd, owner ? h.uid : -1, h.gid, this.needsChmod(h.mode) ? h.mode : -1, h.mtimeSec, h.mtimeSec, this.handed, this.applied);
+        this.offload!.finish(fd, owner ? h.uid : -1, h.gid, this.needsChmod(h.mode) ? h.mode : -1, epochSec(h.mtimeSec), epochSec(h.mtimeSec), this.handed, this.applied);
         this.handed = null;
       } else {
         try {
@@ -485,7 +490,8 @@ class LayerWriter implements TarEntryHandler {
     if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(p, k, v);
     fs.chmodSync(p, h.mode);
     const st = fs.fstatSync(dfd);
-    this.dirTimes.push({ real, dev: st.dev, ino: st.ino, sec: h.mtimeSec, nsec: h.mtimeNsec, atimeNs: h.atimeNs });
+    const pre = h.mtimeSec < 0;
+    this.dirTimes.push({ real, dev: st.dev, ino: st.ino, sec: pre ? 0 : h.mtimeSec, nsec: pre ? 0 : h.mtimeNsec, atimeNs: epochNs(h.atimeNs) });
   }
 
   /** Owner, xattrs, mode and times of a regular file, all on its fd. */
@@ -493,10 +499,11 @@ class LayerWriter implements TarEntryHandler {
     if (isRoot && (h.uid !== 0 || h.gid !== 0)) fs.fchownSync(fd, h.uid, h.gid);
     if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(fd, k, v);
     if (this.needsChmod(h.mode)) fs.fchmodSync(fd, h.mode);
-    if (h.mtimeNsec === 0) {
-      const at = h.atimeNs !== undefined ? Number(h.atimeNs / 1_000_000_000n) : h.mtimeSec;
-      fs.futimesSync(fd, at, h.mtimeSec);
-    } else sys.futimensNs(fd, mtimeNs(h), h.atimeNs);
+    if (h.mtimeNsec === 0 || h.mtimeSec < 0) {
+      const m = epochSec(h.mtimeSec);
+      const at = h.atimeNs !== undefined ? epochSec(Number(h.atimeNs / 1_000_000_000n)) : m;
+      fs.futimesSync(fd, at, m);
+    } else sys.futimensNs(fd, mtimeNs(h), epochNs(h.atimeNs));
   }
 
   /** open() already applied the permission bits, unless umask or special bits interfere */
@@ -504,10 +511,11 @@ class LayerWriter implements TarEntryHandler {
     return (mode & 0o7000) !== 0 || (mode & this.umask) !== 0;
   }
 
-  /** Times of the node at `p`, never following its name. */
+  /** Times of the node at `p`, never following its name; a symlink's exactly (moby's LUtimesNano), others' from the epoch on (its Chtimes). */
   private times(p: Buffer, h: TarHeader): void {
-    if (h.mtimeNsec === 0 && h.atimeNs === undefined) fs.lutimesSync(p, h.mtimeSec, h.mtimeSec);
-    else sys.lutimensNs(p, mtimeNs(h), h.atimeNs ?? mtimeNs(h));
+    if (h.mtimeSec < 0 && h.type !== 'symlink') fs.lutimesSync(p, 0, 0);
+    else if (h.mtimeNsec === 0 && h.atimeNs === undefined && h.mtimeSec >= 0) fs.lutimesSync(p, h.mtimeSec, h.mtimeSec);
+    else sys.lutimensNs(p, mtimeNs(h), (h.type === 'symlink' ? h.atimeNs : epochNs(h.atimeNs)) ?? mtimeNs(h));
   }
 
   /** Remove `name` in `pfd` (real path `real`), a file or a whole tree, never following symlinks; missing is fine. */
@@ -610,6 +618,14 @@ function openTmpfile(dir: Buffer): number | null {
     throw e;
   }
 }
+
+/**
+ * moby's system.Chtimes sets a time before the epoch to the epoch (all but
+ * symlinks); node's futimes/utimes would make a negative time "now", so an
+ * apply would not be reproducible.
+ */
+const epochSec = (s: number) => (s < 0 ? 0 : s);
+const epochNs = (ns: bigint | undefined) => (ns !== undefined && ns < 0n ? 0n : ns);
 
 function mtimeNs(h: { mtimeSec: number; mtimeNsec: number }): bigint {
   return BigInt(h.mtimeSec) * 1_000_000_000n + BigInt(h.mtimeNsec);

@@ -25,6 +25,7 @@ function entries(): Entry[] {
   e.push({ name: 'd/f2/', type: 'directory' }); // a file replaced by a directory
   e.push({ name: 'x/', type: 'directory' }, { name: 'x/gone', content: 'soon removed' }, { name: '.wh.x' });
   e.push({ name: 'ns', content: 'ns time: written in this thread', pax: { mtime: '1600000000.123456789' } });
+  e.push({ name: 'pre-epoch', content: 'moby: the epoch, never "now"', pax: { mtime: '-1' } });
   return e;
 }
 
@@ -49,6 +50,7 @@ asRoot({ serial: true })('a tar file applied with the worker gives the tree the 
   t.is(fs.statSync(path.join(byWorker, 'd/f7')).mode & 0o7777, 0o4755);
   t.is(fs.statSync(path.join(byWorker, 'big')).uid, 9);
   t.is(fs.readFileSync(path.join(byWorker, 'd/f1'), 'utf8'), 'the later entry wins');
+  t.is(fs.statSync(path.join(byWorker, 'pre-epoch'), { bigint: true }).mtimeNs, 0n);
   // the pooled worker serves the next apply too
   const again = path.join(top, 'again');
   fs.mkdirSync(again);

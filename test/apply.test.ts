@@ -135,6 +135,24 @@ asRoot()('existing entries: replaced unless both are directories, which merge', 
   t.true(fs.existsSync(path.join(dir, 'merge/kept')), 'replacing the symlink must not touch its target');
 });
 
+test('times before the epoch: the epoch for all but symlinks (moby\'s Chtimes), a symlink\'s exactly (LUtimesNano); never "now"', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  await apply([
+    { name: 'old/', type: 'directory', pax: { mtime: '-1' } },
+    { name: 'old/f', content: 'x', pax: { mtime: '-1' } },
+    { name: 'old/frac', content: 'y', pax: { mtime: '-1.5' } },
+    { name: 'old/atime', content: 'z', pax: { mtime: '5', atime: '-7' } },
+    { name: 'old/p', type: 'fifo', pax: { mtime: '-86400' } },
+    { name: 'old/s', type: 'symlink', linkname: 'f', pax: { mtime: '-1' } },
+  ], dir, 'none');
+  const st = (p: string) => fs.lstatSync(path.join(dir, p), { bigint: true });
+  for (const p of ['old', 'old/f', 'old/frac', 'old/p']) t.is(st(p).mtimeNs, 0n, p);
+  t.is(st('old/atime').mtimeNs, 5_000_000_000n);
+  t.is(st('old/atime').atimeNs, 0n, 'a pre-epoch atime is the epoch too');
+  t.is(st('old/s').mtimeNs, -1_000_000_000n, 'a symlink keeps its time');
+});
+
 asRoot()('metadata: special bits, numeric owners, ns mtimes, dir times last, devices, fifos, xattrs, links', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
