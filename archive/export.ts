@@ -232,7 +232,12 @@ class TarProducer {
 
   /** Write what the buffer holds to the sink; the buffer is reused. */
   private flush(): void {
-    for (let at = 0; at < this.pos;) at += fs.writeSync(this.sink, this.buf, at, this.pos - at);
+    try {
+      for (let at = 0; at < this.pos;) at += fs.writeSync(this.sink, this.buf, at, this.pos - at);
+    } catch (e) {
+      (e as Error).message += ': writing the archive';
+      throw e;
+    }
     this.pos = 0;
   }
 
@@ -305,7 +310,7 @@ class TarProducer {
       this.header(h);
       if (h.size > 0) {
         this.filePath = this.root + '/' + rel;
-        this.fd = fs.openSync(fsPath(this.filePath), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+        this.fd = this.openScannedFile();
         this.fileLeft = h.size;
         this.padLeft = (BLOCK - (h.size % BLOCK)) % BLOCK;
         if (this.sink >= 0 && this.sendfileOk && h.size >= SENDFILE_MIN) this.sendBody();
@@ -365,8 +370,31 @@ class TarProducer {
     if (this.fileLeft === 0) this.closeFile();
   }
 
+  /**
+   * The regular file the scan saw at filePath. O_NONBLOCK because a walk on a
+   * worker runs ahead: the name may be a FIFO by now, whose open would block
+   * (or a device, whose open acts); anything but a regular file is refused,
+   * naming it. (A regular file ignores O_NONBLOCK.)
+   */
+  private openScannedFile(): number {
+    const fd = fs.openSync(fsPath(this.filePath), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    let regular = false;
+    try {
+      regular = fs.fstatSync(fd).isFile();
+    } finally {
+      if (!regular) fs.closeSync(fd);
+    }
+    if (!regular) throw Object.assign(new Error(`${displayPath(this.filePath)}: was a regular file when scanned, is not one now (changed during the export)`), { code: 'ENOTREG' });
+    return fd;
+  }
+
   /** A read (or sendfile) error with the file it was reading: fs's read errors name none. */
   private named(e: NodeJS.ErrnoException): NodeJS.ErrnoException {
+    // sendfile's errors of the output side are not the file's
+    if (e.code === 'EFBIG' || e.code === 'ENOSPC' || e.code === 'EDQUOT' || e.code === 'EPIPE') {
+      e.message = `${e.message}: writing the archive (at '${displayPath(this.filePath)}')`;
+      return e;
+    }
     e.path ??= displayPath(this.filePath);
     e.message = `${e.message} '${displayPath(this.filePath)}'`;
     return e;
