@@ -124,8 +124,7 @@ async function applyFile(file: string, dir: string, opts: ApplyOptions): Promise
     // a tar of more than a few reads is worth a worker (which starts while we go on alone)
     const { mode } = applyOffload;
     if (mode === 'always' || (mode === 'auto' && fs.fstatSync(fd).size > 4 * READ_BUF)) {
-      w.offload = new ApplyOffload(mode === 'always');
-      if (mode === 'always') w.offloadSizes = [0, Infinity];
+      w.useWorker(mode === 'always');
     }
     const own = Buffer.allocUnsafe(w.offload ? 0 : READ_BUF); // the parser passes slices of it on and keeps none
     let sinceYield = 0;
@@ -157,8 +156,16 @@ async function applyFile(file: string, dir: string, opts: ApplyOptions): Promise
   return w.size;
 }
 
+/**
+ * The file sizes a worker takes (bench:tar-goals, interleaved): 4,000-byte files
+ * were slower on the worker (its syscalls on inodes another core just
+ * made), 100 MB ones too (the data read on one core, written from another);
+ * the 1.1 GB Pareto mix of 20k files was faster (1.49× → 1.78× GNU tar on tmpfs).
+ */
+const OFFLOAD_SIZES = [32 << 10, 16 << 20] as const;
+
 /** A directory's times, applied at the end; dev+ino say it is still the directory that was made. */
-interface DirTime { real: string; dev: number; ino: number; sec: number; nsec: number; atimeNs?: bigint }
+interface DirTime { real: string; dev: number; ino: number; sec: number; nsec: number; atimeNs: bigint }
 
 class LayerWriter implements TarEntryHandler {
   size = 0;
@@ -181,13 +188,8 @@ class LayerWriter implements TarEntryHandler {
   private readonly umask = process.umask();
   /** the worker that writes and finishes regular files, when the tar is a file worth one */
   offload: ApplyOffload<string> | null = null;
-  /**
-   * the file sizes handed over (bench:tar-goals, interleaved): 4,000-byte files
-   * were slower on the worker (its syscalls on inodes another core just
-   * made), 100 MB ones too (the data read on one core, written from another);
-   * the 1.1 GB Pareto mix of 20k files was faster (1.49× → 1.78× GNU tar on tmpfs)
-   */
-  offloadSizes: [min: number, max: number] = [32 << 10, 16 << 20];
+  /** the file sizes handed over to it */
+  private offloadSizes: readonly [min: number, max: number] = OFFLOAD_SIZES;
   /** the open file was handed to the worker (its data and end go there), tagged with the entry's name */
   private handed: string | null = null;
 
@@ -195,6 +197,12 @@ class LayerWriter implements TarEntryHandler {
     const rootAbs = path.resolve(dir);
     if (!fs.statSync(rootAbs).isDirectory()) throw new Error(`${dir}: not a directory`);
     this.root = new InRoot(fsPath(rawPath(rootAbs)));
+  }
+
+  /** Hand regular files to a worker thread: `always` (tests) waits for it to start and hands every size over. */
+  useWorker(always: boolean): void {
+    this.offload = new ApplyOffload(always);
+    this.offloadSizes = always ? [0, Infinity] : OFFLOAD_SIZES;
   }
 
   /** The error to throw for `e`: the worker's, if it failed on an earlier entry (errors come in entry order). */
@@ -223,6 +231,7 @@ class LayerWriter implements TarEntryHandler {
   entry(h: TarHeader): void {
     this.checkOffload();
     this.current = h;
+    mobyTimes(h);
     this.size += h.size;
     const rel = cleanRel(h.name);
     if (rel === null) throw new BreakoutError(`"${displayPath(h.name)}" is outside of the layer`);
@@ -275,7 +284,7 @@ class LayerWriter implements TarEntryHandler {
       if (this.fdKept) this.fdKept = false; // a plnk tmpfile: open until the end, its metadata unused
       else if (this.handed !== null) {
         const owner = isRoot && (h.uid !== 0 || h.gid !== 0);
-        this.offload!.finish(fd, owner ? h.uid : -1, h.gid, this.needsChmod(h.mode) ? h.mode : -1, epochSec(h.mtimeSec), epochSec(h.mtimeSec), this.handed, this.applied);
+        this.offload!.finish(fd, owner ? h.uid : -1, h.gid, this.needsChmod(h.mode) ? h.mode : -1, h.mtimeSec, h.mtimeSec, this.handed, this.applied);
         this.handed = null;
       } else {
         try {
@@ -490,8 +499,7 @@ class LayerWriter implements TarEntryHandler {
     if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(p, k, v);
     fs.chmodSync(p, h.mode);
     const st = fs.fstatSync(dfd);
-    const pre = h.mtimeSec < 0;
-    this.dirTimes.push({ real, dev: st.dev, ino: st.ino, sec: pre ? 0 : h.mtimeSec, nsec: pre ? 0 : h.mtimeNsec, atimeNs: epochNs(h.atimeNs) });
+    this.dirTimes.push({ real, dev: st.dev, ino: st.ino, sec: h.mtimeSec, nsec: h.mtimeNsec, atimeNs: h.atimeNs ?? 0n });
   }
 
   /** Owner, xattrs, mode and times of a regular file, all on its fd. */
@@ -499,11 +507,8 @@ class LayerWriter implements TarEntryHandler {
     if (isRoot && (h.uid !== 0 || h.gid !== 0)) fs.fchownSync(fd, h.uid, h.gid);
     if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(fd, k, v);
     if (this.needsChmod(h.mode)) fs.fchmodSync(fd, h.mode);
-    if (h.mtimeNsec === 0 || h.mtimeSec < 0) {
-      const m = epochSec(h.mtimeSec);
-      const at = h.atimeNs !== undefined ? epochSec(Number(h.atimeNs / 1_000_000_000n)) : m;
-      fs.futimesSync(fd, at, m);
-    } else sys.futimensNs(fd, mtimeNs(h), epochNs(h.atimeNs));
+    if (h.mtimeNsec === 0 && h.atimeNs === undefined) fs.futimesSync(fd, h.mtimeSec, h.mtimeSec);
+    else sys.futimensNs(fd, mtimeNs(h), h.atimeNs ?? mtimeNs(h));
   }
 
   /** open() already applied the permission bits, unless umask or special bits interfere */
@@ -511,11 +516,11 @@ class LayerWriter implements TarEntryHandler {
     return (mode & 0o7000) !== 0 || (mode & this.umask) !== 0;
   }
 
-  /** Times of the node at `p`, never following its name; a symlink's exactly (moby's LUtimesNano), others' from the epoch on (its Chtimes). */
+  /** Times of the node at `p` (mobyTimes made them moby's), never following its name. */
   private times(p: Buffer, h: TarHeader): void {
-    if (h.mtimeSec < 0 && h.type !== 'symlink') fs.lutimesSync(p, 0, 0);
-    else if (h.mtimeNsec === 0 && h.atimeNs === undefined && h.mtimeSec >= 0) fs.lutimesSync(p, h.mtimeSec, h.mtimeSec);
-    else sys.lutimensNs(p, mtimeNs(h), (h.type === 'symlink' ? h.atimeNs : epochNs(h.atimeNs)) ?? mtimeNs(h));
+    // node makes a negative time "now": a symlink's pre-epoch time takes the ns call
+    if (h.mtimeNsec === 0 && h.atimeNs === undefined && h.mtimeSec >= 0) fs.lutimesSync(p, h.mtimeSec, h.mtimeSec);
+    else sys.lutimensNs(p, mtimeNs(h), h.atimeNs ?? mtimeNs(h));
   }
 
   /** Remove `name` in `pfd` (real path `real`), a file or a whole tree, never following symlinks; missing is fine. */
@@ -545,11 +550,8 @@ class LayerWriter implements TarEntryHandler {
       const fd = this.madeDir(d);
       if (fd === null) continue;
       const p = self(fd);
-      if (d.nsec === 0 && d.atimeNs === undefined) fs.utimesSync(p, d.sec, d.sec);
-      else {
-        const m = BigInt(d.sec) * 1_000_000_000n + BigInt(d.nsec);
-        sys.lutimensNs(p, m, d.atimeNs ?? m);
-      }
+      if (d.nsec === 0 && d.atimeNs % NS === 0n) fs.utimesSync(p, Number(d.atimeNs / NS), d.sec);
+      else sys.lutimensNs(p, BigInt(d.sec) * NS + BigInt(d.nsec), d.atimeNs);
     }
     this.root.close();
     this.offload?.close();
@@ -619,16 +621,46 @@ function openTmpfile(dir: Buffer): number | null {
   }
 }
 
+const NS = 1_000_000_000n;
+/** the last time a timespec holds (time.Unix(0, 1<<63-1) in moby's Chtimes) */
+const MAX_NS = (1n << 63n) - 1n;
+const MAX_SEC = Number(MAX_NS / NS);
+
 /**
- * moby's system.Chtimes sets a time before the epoch to the epoch (all but
- * symlinks); node's futimes/utimes would make a negative time "now", so an
- * apply would not be reproducible.
+ * Make `h`'s times (a fresh header per entry: ours to change) those moby's
+ * createTarFile sets. The atime is never before the mtime (none in the tar:
+ * the mtime), and `atimeNs` is left undefined when it equals the mtime. A
+ * symlink takes both exactly (LUtimesNano); for the rest system.Chtimes makes
+ * a time before the epoch or past 2262 the epoch — node's calls would make a
+ * negative one "now", and an apply would not be reproducible. A directory's
+ * times are set again at the end from its own header: its atime is the tar's
+ * (none: the epoch), not raised to the mtime.
  */
-const epochSec = (s: number) => (s < 0 ? 0 : s);
-const epochNs = (ns: bigint | undefined) => (ns !== undefined && ns < 0n ? 0n : ns);
+function mobyTimes(h: TarHeader): void {
+  if (h.atimeNs === undefined && h.mtimeSec >= 0 && h.mtimeSec < MAX_SEC) {
+    if (h.type === 'dir') h.atimeNs = 0n;
+    return; // the common case, without a BigInt
+  }
+  const m = mtimeNs(h);
+  if (h.type === 'dir') {
+    h.atimeNs = chtime(h.atimeNs ?? 0n);
+  } else if (h.type === 'symlink') {
+    h.atimeNs = h.atimeNs !== undefined && h.atimeNs > m ? h.atimeNs : undefined;
+    return;
+  } else {
+    const a = chtime(h.atimeNs !== undefined && h.atimeNs > m ? h.atimeNs : m);
+    h.atimeNs = a === chtime(m) ? undefined : a;
+  }
+  if (m < 0n || m > MAX_NS) {
+    h.mtimeSec = 0;
+    h.mtimeNsec = 0;
+  }
+}
+
+const chtime = (ns: bigint) => (ns < 0n || ns > MAX_NS ? 0n : ns);
 
 function mtimeNs(h: { mtimeSec: number; mtimeNsec: number }): bigint {
-  return BigInt(h.mtimeSec) * 1_000_000_000n + BigInt(h.mtimeNsec);
+  return BigInt(h.mtimeSec) * NS + BigInt(h.mtimeNsec);
 }
 
 /**

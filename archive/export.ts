@@ -29,6 +29,7 @@ import { splitRel } from './scope.ts';
 import { BLOCK, encodeHeader, headerSpace, type EntryType, type TarHeader } from './tar-header.ts';
 import { overlayOpaqueXattr, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX, displayPath, fsPath, rawPath, type Change, type WhiteoutFormat } from './types.ts';
 import { sendfile } from '../sys/sendfile.ts';
+import { openRegular, StoreFileError } from '../sys/read-only-files.ts';
 import { ChangeList, PENDING, Walk, type Source, type WalkStats } from './walk.ts';
 
 export type { WalkStats };
@@ -371,21 +372,19 @@ class TarProducer {
   }
 
   /**
-   * The regular file the scan saw at filePath. O_NONBLOCK because a walk on a
-   * worker runs ahead: the name may be a FIFO by now, whose open would block
-   * (or a device, whose open acts); anything but a regular file is refused,
-   * naming it. (A regular file ignores O_NONBLOCK.)
+   * The regular file the scan saw at filePath, opened as a store reader opens
+   * one (O_NONBLOCK, fstat-checked): a walk on a worker runs ahead, so the
+   * name may be a FIFO by now, whose open would block, or a device, whose
+   * open acts; anything but a regular file is refused, naming it.
    */
   private openScannedFile(): number {
-    const fd = fs.openSync(fsPath(this.filePath), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
-    let regular = false;
     try {
-      regular = fs.fstatSync(fd).isFile();
-    } finally {
-      if (!regular) fs.closeSync(fd);
+      return openRegular(fsPath(this.filePath)).fd;
+    } catch (e) {
+      if (!(e instanceof StoreFileError)) throw e;
+      e.message = `${displayPath(this.filePath)}: ${e.message} (changed during the export)`;
+      throw e;
     }
-    if (!regular) throw Object.assign(new Error(`${displayPath(this.filePath)}: was a regular file when scanned, is not one now (changed during the export)`), { code: 'ENOTREG' });
-    return fd;
   }
 
   /** A read (or sendfile) error with the file it was reading: fs's read errors name none. */

@@ -135,7 +135,7 @@ asRoot()('existing entries: replaced unless both are directories, which merge', 
   t.true(fs.existsSync(path.join(dir, 'merge/kept')), 'replacing the symlink must not touch its target');
 });
 
-test('times before the epoch: the epoch for all but symlinks (moby\'s Chtimes), a symlink\'s exactly (LUtimesNano); never "now"', async (t) => {
+test('times as moby sets them: before the epoch or past 2262 the epoch for all but symlinks (Chtimes), a symlink\'s exactly; the atime never before the mtime; a dir\'s atime the tar\'s; never "now"', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
   await apply([
@@ -145,12 +145,26 @@ test('times before the epoch: the epoch for all but symlinks (moby\'s Chtimes), 
     { name: 'old/atime', content: 'z', pax: { mtime: '5', atime: '-7' } },
     { name: 'old/p', type: 'fifo', pax: { mtime: '-86400' } },
     { name: 'old/s', type: 'symlink', linkname: 'f', pax: { mtime: '-1' } },
+    { name: 'old/far', content: 'w', pax: { mtime: '9300000000' } },
+    { name: 'a/', type: 'directory', pax: { mtime: '100', atime: '50' } },
+    { name: 'a/later', content: 'v', pax: { mtime: '100', atime: '200.25' } },
+    { name: 'a/earlier', content: 'u', pax: { mtime: '100', atime: '50' } },
+    { name: 'a/none', content: 't', mtime: new Date(100_000) },
+    { name: 'a/s', type: 'symlink', linkname: 'none', pax: { mtime: '100', atime: '50' } },
+    { name: 'plain/', type: 'directory', mtime: new Date(100_000) },
   ], dir, 'none');
   const st = (p: string) => fs.lstatSync(path.join(dir, p), { bigint: true });
-  for (const p of ['old', 'old/f', 'old/frac', 'old/p']) t.is(st(p).mtimeNs, 0n, p);
+  for (const p of ['old', 'old/f', 'old/frac', 'old/p', 'old/far']) t.is(st(p).mtimeNs, 0n, p);
   t.is(st('old/atime').mtimeNs, 5_000_000_000n);
-  t.is(st('old/atime').atimeNs, 0n, 'a pre-epoch atime is the epoch too');
+  t.is(st('old/atime').atimeNs, 5_000_000_000n, 'an atime before the mtime is the mtime');
   t.is(st('old/s').mtimeNs, -1_000_000_000n, 'a symlink keeps its time');
+  t.is(st('a/later').atimeNs, 200_250_000_000n, 'a later atime is kept to the ns');
+  t.is(st('a/earlier').atimeNs, 100_000_000_000n);
+  t.is(st('a/none').atimeNs, 100_000_000_000n, 'no atime in the tar: the mtime');
+  t.is(st('a/s').atimeNs, 100_000_000_000n, 'a symlink\'s atime is raised to its mtime too');
+  t.is(st('a').atimeNs, 50_000_000_000n, 'a directory\'s atime is set last from its header, unraised');
+  t.is(st('a').mtimeNs, 100_000_000_000n);
+  t.is(st('plain').atimeNs, 0n, 'a directory without an atime in the tar: the epoch (moby\'s Chtimes of the zero time)');
 });
 
 asRoot()('metadata: special bits, numeric owners, ns mtimes, dir times last, devices, fifos, xattrs, links', async (t) => {
