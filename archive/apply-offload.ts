@@ -1,16 +1,19 @@
 // The main thread's side of apply-worker.ts: a read ring the tar is read into
-// and an op queue, both shared with a worker that writes regular files' data
-// and finishes them (owner, mode, times, close) while this thread parses the
-// next entries and does every path-resolving call itself.
+// and an op queue, both shared with a worker that creates regular files under
+// directory handles this thread resolved (or takes files this thread opened),
+// writes their data and finishes them (owner, mode, times, close) while this
+// thread parses the next entries and does every path-resolving call itself.
 //
 // Workers are pooled per process (idle ones unref'd: they never hold the
 // process open) and one serves one apply at a time. A session begins when
 // the worker is up: until then, and whenever the queue is nearly full (the
 // worker fell behind), apply.ts writes the file itself — so a small tar never
 // waits for a worker to start.
+import * as fs from 'node:fs';
 import { MessageChannel, receiveMessageOnPort, Worker } from 'node:worker_threads';
 import {
-  DEAD, END, FAILED, SEQ, FINISH, HEAD, QUEUE, READY, REC, SLEEPING, SLOTS, TAIL, WRITE, type OpError, type SessionMessage,
+  CLOSE, CREATE, DEAD, END, FAILED, SEQ, FINISH, HEAD, PATH_SLOT, QUEUE, READY, REC, SLEEPING, SLOTS, TAIL, WRITE,
+  type OpError, type SessionMessage,
 } from './apply-worker.ts';
 
 /** ring slots of one read each */
@@ -64,6 +67,10 @@ export class ApplyOffload<T> {
   private readonly ctl = new Int32Array(new SharedArrayBuffer(4 * (SLOTS + RING_SLOTS)));
   private readonly ops = new Float64Array(new SharedArrayBuffer(8 * REC * QUEUE));
   private readonly ring = new SharedArrayBuffer(RING_SLOTS * SLOT_BYTES);
+  private readonly paths = new SharedArrayBuffer(QUEUE * PATH_SLOT);
+  private readonly pathBytes = Buffer.from(this.paths);
+  /** the op count just past the last CREATE: until the worker passes it, a name may be in the making */
+  private createEnd = 0;
   private readonly tags: (T | undefined)[] = new Array(QUEUE);
   private readonly port;
   private head = 0;
@@ -76,7 +83,7 @@ export class ApplyOffload<T> {
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     this.worker = idle.pop() ?? spawn();
-    const m: SessionMessage = { ctl: this.ctl, ops: this.ops, ring: this.ring, port: port2 };
+    const m: SessionMessage = { ctl: this.ctl, ops: this.ops, ring: this.ring, paths: this.paths, port: port2 };
     this.worker.postMessage(m, [port2]);
     if (waitReady) this.waitWhile(READY, (v) => v !== 1);
   }
@@ -95,7 +102,38 @@ export class ApplyOffload<T> {
     return ((this.head - Atomics.load(this.ctl, TAIL)) | 0) <= MAX_LAG;
   }
 
-  /** Write `chunk` (a slice of the current ring slot) to `fd`. */
+  /**
+   * Create the file at `at` (a /proc/<pid>/fd/<dir>/<name> path as a raw byte
+   * string of at most PATH_SLOT bytes, whose directory handle stays open until
+   * the worker passed this op: see release) with permission bits `mode`; the
+   * write()s and finish() with fd -1 that follow act on it.
+   */
+  create(at: string, mode: number, tag: T, seq: number): void {
+    if (at.length > PATH_SLOT) throw new Error(`internal: a path of ${at.length} bytes handed to the apply worker`);
+    const r = this.record(tag, seq);
+    this.ops[r] = CREATE;
+    this.ops[r + 1] = -1;
+    this.ops[r + 2] = this.pathBytes.write(at, (r / REC) * PATH_SLOT, PATH_SLOT, 'latin1');
+    this.ops[r + 3] = mode;
+    this.publish();
+    this.createEnd = this.head;
+  }
+
+  /** Whether a CREATE handed over may not be done yet (a name may be in the making). */
+  creating(): boolean {
+    return this.worker !== null && ((this.createEnd - Atomics.load(this.ctl, TAIL)) | 0) > 0;
+  }
+
+  /** Close a directory handle: at once, or once the worker passed the CREATEs that may use it. */
+  release(fd: number): void {
+    if (!this.creating()) return fs.closeSync(fd);
+    const r = this.record(undefined, 0);
+    this.ops[r] = CLOSE;
+    this.ops[r + 1] = fd;
+    this.publish();
+  }
+
+  /** Write `chunk` (a slice of the current ring slot) to `fd` (-1: the file CREATEd last). */
   write(fd: number, chunk: Buffer, tag: T, seq: number): void {
     const r = this.record(tag, seq);
     this.ops[r] = WRITE;

@@ -1,9 +1,12 @@
-// Worker thread for apply.ts: the half of a regular file's extraction that acts
-// on an fd the main thread already opened — write its data, fchown, fchmod,
-// futimes, close — so that the kernel's copy overlaps the main thread's
-// parsing and path work. It never resolves a path: containment stays with the
-// main thread's in-root.ts handles (fds are process-wide, so an fd opened
-// there is valid here).
+// Worker thread for apply.ts: the syscalls of a regular file's extraction —
+// create it, write its data, fchown, fchmod, futimes, close — so that the
+// kernel's work overlaps the main thread's parsing and path work. It never
+// resolves a path: containment stays with the main thread's in-root.ts
+// handles. A file is created here only under a directory handle the main
+// thread resolved, by one final name opened O_CREAT|O_EXCL|O_NOFOLLOW through
+// that handle's /proc/<pid>/fd magic link (fds are process-wide, so the
+// handle is valid here); the main thread keeps the handle open until this
+// thread has passed the op (CLOSE).
 //
 // Protocol (one session per apply; see ApplyOffload in apply-offload.ts):
 //   parentPort message { ctl, ops, ring, port } starts a session.
@@ -16,9 +19,12 @@
 //     ctl[DEAD]      1 if the loop itself threw (a bug): the main thread stops waiting
 //     ctl[SLOTS + s] WRITE ops not yet done that read ring slot s (the main thread reuses it at 0)
 //   ops (Float64Array): records of REC numbers at (index & (QUEUE - 1)) * REC:
+//     CREATE -1, path length (its bytes at index * PATH_SLOT in `paths`), permission bits: the
+//            file that WRITEs and FINISHes with fd -1 act on
 //     WRITE  fd, slot, offset in ring, length
 //     FINISH fd, uid (-1: no fchown), gid, mode (-1: no fchmod), atime, mtime (seconds), then close
-//     END    the session is over: back to idle
+//     CLOSE  fd: a directory handle the main thread is done with, closed once the ops before it are
+//     END    the session is over: back to idle (an open CREATEd file is closed)
 // After a failure every later op only closes its fd, so nothing leaks and the
 // main thread's wait for TAIL ends.
 import * as fs from 'node:fs';
@@ -35,6 +41,8 @@ export const SLOTS = 8;
 export const WRITE = 1;
 export const FINISH = 2;
 export const END = 3;
+export const CREATE = 4;
+export const CLOSE = 5;
 
 /** numbers per op record */
 export const REC = 8;
@@ -42,8 +50,11 @@ export const REC = 8;
 export const SEQ = 7;
 /** op records in the queue (a power of two) */
 export const QUEUE = 4096;
+/** bytes of `paths` per op record: /proc/<pid>/fd/<fd>/ and a name of at most NAME_MAX (255) bytes */
+export const PATH_SLOT = 320;
+export const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 
-export interface SessionMessage { ctl: Int32Array; ops: Float64Array; ring: SharedArrayBuffer; port: MessagePort }
+export interface SessionMessage { ctl: Int32Array; ops: Float64Array; ring: SharedArrayBuffer; paths: SharedArrayBuffer; port: MessagePort }
 /** A failed op: its index and the error as node:fs threw it (message plus errno fields). */
 export interface OpError { at: number; message: string; props: { code?: string; errno?: number; syscall?: string } }
 
@@ -51,10 +62,12 @@ if (parentPort && workerData?.strataApply) {
   parentPort.on('message', (m: SessionMessage) => session(m));
 }
 
-function session({ ctl, ops, ring, port }: SessionMessage): void {
-  const bytes = new Uint8Array(ring);
+/** A session's state across ops. */
+interface Session { bytes: Uint8Array; paths: SharedArrayBuffer; failed: boolean; /** the CREATEd file, or -1 */ cur: number }
+
+function session({ ctl, ops, ring, paths, port }: SessionMessage): void {
+  const st: Session = { bytes: new Uint8Array(ring), paths, failed: false, cur: -1 };
   let tail = Atomics.load(ctl, TAIL);
-  let failed = false;
   Atomics.store(ctl, READY, 1);
   Atomics.notify(ctl, READY);
   try {
@@ -67,9 +80,9 @@ function session({ ctl, ops, ring, port }: SessionMessage): void {
       }
       const r = (tail & (QUEUE - 1)) * REC;
       if (ops[r] === END) break;
-      const err = run(ops, r, bytes, failed);
-      if (err && !failed) {
-        failed = true;
+      const err = run(ops, r, st);
+      if (err && !st.failed) {
+        st.failed = true;
         const report: OpError = { at: tail, message: err.message, props: { code: err.code, errno: err.errno, syscall: err.syscall } };
         port.postMessage(report);
         Atomics.store(ctl, FAILED, 1);
@@ -87,6 +100,7 @@ function session({ ctl, ops, ring, port }: SessionMessage): void {
     Atomics.store(ctl, DEAD, 1);
     throw e;
   } finally {
+    if (st.cur >= 0) closeQuietly(st.cur); // a session cut off mid-file
     Atomics.store(ctl, READY, 0);
     Atomics.store(ctl, TAIL, tail);
     Atomics.notify(ctl, TAIL);
@@ -95,15 +109,19 @@ function session({ ctl, ops, ring, port }: SessionMessage): void {
 }
 
 /** Do the op at ops[r] (after a failure: only close its fd); its error, if any. */
-function run(ops: Float64Array, r: number, bytes: Uint8Array, failed: boolean): NodeJS.ErrnoException | null {
-  const fd = ops[r + 1];
+function run(ops: Float64Array, r: number, st: Session): NodeJS.ErrnoException | null {
+  const op = ops[r];
+  const fd = op === CLOSE || ops[r + 1] >= 0 ? ops[r + 1] : st.cur;
   let err: NodeJS.ErrnoException | null = null;
   try {
-    if (failed) {
+    if (st.failed || op === CLOSE) {
       // nothing but the close below
-    } else if (ops[r] === WRITE) {
+    } else if (op === CREATE) {
+      const at = (r / REC) * PATH_SLOT;
+      st.cur = fs.openSync(Buffer.from(st.paths, at, ops[r + 2]), CREATE_FLAGS, ops[r + 3]);
+    } else if (op === WRITE) {
       const end = ops[r + 3] + ops[r + 4];
-      for (let off = ops[r + 3]; off < end;) off += fs.writeSync(fd, bytes, off, end - off);
+      for (let off = ops[r + 3]; off < end;) off += fs.writeSync(fd, st.bytes, off, end - off);
     } else {
       if (ops[r + 2] >= 0) fs.fchownSync(fd, ops[r + 2], ops[r + 3]);
       if (ops[r + 4] >= 0) fs.fchmodSync(fd, ops[r + 4]);
@@ -112,7 +130,8 @@ function run(ops: Float64Array, r: number, bytes: Uint8Array, failed: boolean): 
   } catch (e) {
     err = e as NodeJS.ErrnoException;
   }
-  if (ops[r] === FINISH) {
+  if ((op === FINISH || op === CLOSE) && fd >= 0) {
+    if (fd === st.cur) st.cur = -1;
     try {
       fs.closeSync(fd);
     } catch (e) {
@@ -120,4 +139,12 @@ function run(ops: Float64Array, r: number, bytes: Uint8Array, failed: boolean): 
     }
   }
   return err;
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // the session is over either way
+  }
 }

@@ -27,7 +27,7 @@ import { runningInUserNS } from '../sys/userns.ts';
 import { TarParser, type TarEntryHandler } from './tar-reader.ts';
 import type { TarHeader } from './tar-header.ts';
 import { BreakoutError, cleanRel, joinRel, splitRel } from './scope.ts';
-import { InRoot, O_PATH, at, fdPath, openDirNoFollow, self } from './in-root.ts';
+import { InRoot, O_PATH, at, atRaw, fdPath, openDirNoFollow, self } from './in-root.ts';
 import { removeTree } from './remove-tree.ts';
 import { ApplyOffload, SLOT_BYTES } from './apply-offload.ts';
 import {
@@ -188,8 +188,18 @@ class LayerWriter implements TarEntryHandler {
   private readonly umask = process.umask();
   /** the worker that writes and finishes regular files, when the tar is a file worth one */
   offload: ApplyOffload<string> | null = null;
-  /** the file sizes handed over to it */
+  /** the file sizes handed over to it once opened here */
   private offloadSizes: readonly [min: number, max: number] = OFFLOAD_SIZES;
+  /**
+   * The worker may create files: the root was empty at the start, so a name
+   * this tar has not made (unpacked, implicit) cannot exist and its O_EXCL
+   * create cannot meet an old file. Any other name, and every call that
+   * looks names up or removes them, waits until the worker's creates are
+   * done (settle), so each acts on the tree the tar's order says.
+   */
+  private creates = false;
+  /** real paths made other than by an entry: missing parents, the plnk temp dir */
+  private readonly implicit = new Set<string>();
   /** the open file was handed to the worker (its data and end go there), tagged with the entry's name */
   private handed: string | null = null;
 
@@ -201,8 +211,22 @@ class LayerWriter implements TarEntryHandler {
 
   /** Hand regular files to a worker thread: `always` (tests) waits for it to start and hands every size over. */
   useWorker(always: boolean): void {
-    this.offload = new ApplyOffload(always);
+    const off = (this.offload = new ApplyOffload(always));
     this.offloadSizes = always ? [0, Infinity] : OFFLOAD_SIZES;
+    this.creates = isEmptyDir(self(this.root.rootFd));
+    if (this.creates) {
+      // the worker creates under our handles: none is closed before it is done with them
+      this.root.release = (fd) => off.release(fd);
+      this.root.beforeWalk = () => this.settle();
+      this.root.made = this.implicit;
+    }
+  }
+
+  /** Wait until every file handed to the worker to create exists (or its error is thrown). */
+  private settle(): void {
+    if (!this.offload?.creating()) return;
+    this.offload.drain();
+    this.checkOffload();
   }
 
   /** The error to throw for `e`: the worker's, if it failed on an earlier entry (errors come in entry order). */
@@ -257,36 +281,40 @@ class LayerWriter implements TarEntryHandler {
 
     const parent = this.root.dir(dirRel)!;
     const real = parent.real === dirRel ? rel : joinRel(parent.real, base);
+    const fresh = this.creates && !this.unpacked.has(real) && !this.implicit.has(real);
+    if (this.creates && !fresh) this.settle();
     // create first, as GNU tar does: a fresh layer never pays for an lstat per entry
     try {
-      this.create(h, parent.fd, base, real, dirRel);
+      this.create(h, parent.fd, base, real, dirRel, fresh);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const existing = fs.lstatSync(at(parent.fd, base));
       if (existing.isDirectory() && h.type === 'dir') return this.mergeDir(h, real);
       this.removeAll(parent.fd, base, real, existing);
-      this.create(h, parent.fd, base, real, dirRel);
+      this.create(h, parent.fd, base, real, dirRel, false);
     }
   }
 
   data(chunk: Buffer): void {
-    if (this.fd < 0) return; // body of an entry we do not write
     if (this.handed !== null) return this.offload!.write(this.fd, chunk, this.handed, this.applied);
+    if (this.fd < 0) return; // body of an entry we do not write
     let off = 0;
     while (off < chunk.length) off += fs.writeSync(this.fd, chunk, off, chunk.length - off);
   }
 
   entryEnd(): void {
     const h = this.current!;
-    if (this.fd >= 0) {
+    if (this.handed !== null) {
+      // fd -1: the file the worker created
+      const owner = isRoot && (h.uid !== 0 || h.gid !== 0);
+      this.offload!.finish(this.fd, owner ? h.uid : -1, h.gid, this.needsChmod(h.mode) ? h.mode : -1, h.mtimeSec, h.mtimeSec, this.handed, this.applied);
+      this.handed = null;
+      this.fd = -1;
+    } else if (this.fd >= 0) {
       const fd = this.fd;
       this.fd = -1;
       if (this.fdKept) this.fdKept = false; // a plnk tmpfile: open until the end, its metadata unused
-      else if (this.handed !== null) {
-        const owner = isRoot && (h.uid !== 0 || h.gid !== 0);
-        this.offload!.finish(fd, owner ? h.uid : -1, h.gid, this.needsChmod(h.mode) ? h.mode : -1, h.mtimeSec, h.mtimeSec, this.handed, this.applied);
-        this.handed = null;
-      } else {
+      else {
         try {
           this.finishFile(fd, h);
         } finally {
@@ -301,11 +329,15 @@ class LayerWriter implements TarEntryHandler {
 
   // ---- entry kinds ----------------------------------------------------------
 
-  /** Create entry `base` in the directory `pfd` (real path `real`); `dirRel` is the parent as the tar names it. */
-  private create(h: TarHeader, pfd: number, base: string, real: string, dirRel: string): void {
-    const p = at(pfd, base);
+  /**
+   * Create entry `base` in the directory `pfd` (real path `real`); `dirRel` is
+   * the parent as the tar names it; `fresh`: the name cannot exist (the
+   * worker may create it).
+   */
+  private create(h: TarHeader, pfd: number, base: string, real: string, dirRel: string, fresh: boolean): void {
     switch (h.type) {
       case 'dir': {
+        const p = at(pfd, base);
         fs.mkdirSync(p, h.mode & 0o777);
         const dfd = openDirNoFollow(p);
         if (dfd === null) throw new Error(`"${displayPath(real)}" vanished after mkdir`);
@@ -313,14 +345,18 @@ class LayerWriter implements TarEntryHandler {
         this.dirMeta(dfd, real, h);
         break;
       }
-      case 'file':
-        this.fd = fs.openSync(p, CREATE_FLAGS, h.mode & 0o777);
+      case 'file': {
         // the worker does what whole-second times and node:fs calls can (ns times and xattrs take ffi-rs)
-        if (h.size >= this.offloadSizes[0] && h.size <= this.offloadSizes[1] &&
-          h.xattrs === null && h.mtimeNsec === 0 && h.atimeNs === undefined && this.offload?.accepts()) {
-          this.handed = h.name;
+        const plain = h.xattrs === null && h.mtimeNsec === 0 && h.atimeNs === undefined && h.size <= this.offloadSizes[1];
+        if (fresh && plain && base.length <= NAME_MAX && this.offload!.accepts()) {
+          this.offload!.create(atRaw(pfd, base), h.mode & 0o777, h.name, this.applied);
+          this.handed = h.name; // this.fd stays -1: the worker's file
+          break;
         }
+        this.fd = fs.openSync(at(pfd, base), CREATE_FLAGS, h.mode & 0o777);
+        if (plain && h.size >= this.offloadSizes[0] && this.offload?.accepts()) this.handed = h.name;
         break;
+      }
       case 'symlink': {
         const [linkDir] = splitRel(cleanRel(h.name)!);
         // moby refuses targets that climb out of the layer lexically; others are
@@ -329,6 +365,7 @@ class LayerWriter implements TarEntryHandler {
         if (cleanRel(lexical) === null) {
           throw new BreakoutError(`invalid symlink "${displayPath(h.name)}" -> "${displayPath(h.linkname)}": points outside the layer`);
         }
+        const p = at(pfd, base);
         fs.symlinkSync(fsPath(h.linkname), p);
         this.meta(p, h, 'symlink');
         break;
@@ -342,6 +379,7 @@ class LayerWriter implements TarEntryHandler {
         // moby (InUserNS): a user namespace cannot create device nodes; skip them
         if (h.type !== 'fifo' && runningInUserNS()) return;
         const t = h.type === 'char' ? sys.S_IFCHR : h.type === 'block' ? sys.S_IFBLK : sys.S_IFIFO;
+        const p = at(pfd, base);
         sys.mknod(p, t | (h.mode & 0o777), h.type === 'fifo' ? 0 : sys.makedev(h.devmajor, h.devminor));
         this.meta(p, h, 'node');
         break;
@@ -351,6 +389,7 @@ class LayerWriter implements TarEntryHandler {
   }
 
   private hardlink(h: TarHeader, base: string, dirRel: string): void {
+    this.settle(); // its target may be a file the worker is creating
     const target = cleanRel(h.linkname);
     if (target === null || target === '') {
       throw new BreakoutError(`invalid hardlink "${displayPath(h.name)}" -> "${displayPath(h.linkname)}": points outside the layer`);
@@ -386,6 +425,7 @@ class LayerWriter implements TarEntryHandler {
   }
 
   private whiteout(h: TarHeader, dirRel: string, name: string): void {
+    this.settle(); // what it removes may be in the making
     if (name === '' || name === '.' || name === '..') {
       throw new BreakoutError(`invalid whiteout "${displayPath(h.name)}": it names no entry`);
     }
@@ -406,6 +446,7 @@ class LayerWriter implements TarEntryHandler {
   }
 
   private opaque(h: TarHeader, dirRel: string): void {
+    this.settle(); // it lists the directory
     const dir = this.root.dir(dirRel)!;
     this.emptyExcept(dir.real);
     if (this.format === 'aufs') {
@@ -463,6 +504,7 @@ class LayerWriter implements TarEntryHandler {
     if (this.plnkFd < 0) {
       const made = fs.mkdtempSync(`${fdPath(this.root.rootFd)}/.strata-plnk-`);
       this.plnkDir = made.slice(made.lastIndexOf('/') + 1);
+      this.implicit.add(this.plnkDir);
       this.plnkFd = fs.openSync(made, O_PATH | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
     }
     const p = at(this.plnkFd, base);
@@ -603,6 +645,19 @@ class LayerWriter implements TarEntryHandler {
       this.plnkFd = -1;
       removeTree(at(this.root.rootFd, this.plnkDir));
     }
+  }
+}
+
+/** Linux's longest file name: a longer one is left to this thread's open, whose error names it. */
+const NAME_MAX = 255;
+
+/** Whether the directory at `p` has no entries (one read, not a listing). */
+function isEmptyDir(p: Buffer): boolean {
+  const d = fs.opendirSync(p);
+  try {
+    return d.readSync() === null;
+  } finally {
+    d.closeSync();
   }
 }
 

@@ -43,7 +43,12 @@ const FD_DIR = `/proc/${process.pid}/fd/`;
 
 /** `/proc/<pid>/fd/<fd>/<name>` for a raw-byte-string name: acts on `name` inside the pinned directory. */
 export function at(fd: number, name: string): Buffer {
-  return fsPath(`${FD_DIR}${fd}/${name}`);
+  return fsPath(atRaw(fd, name));
+}
+
+/** at() as a raw byte string. */
+export function atRaw(fd: number, name: string): string {
+  return `${FD_DIR}${fd}/${name}`;
 }
 
 /** `/proc/<pid>/fd/<fd>/.`: the directory behind `fd` itself, for calls with or without follow. */
@@ -76,6 +81,15 @@ export class InRoot {
   /** the last resolution: consecutive entries of a tar mostly share a directory */
   private lastName: string | null = null;
   private lastHandle: DirHandle = { fd: -1, real: '' };
+  /**
+   * How a handle the cache drops is closed (apply.ts: later, when another
+   * thread may still act under it), and what runs before a resolution looks
+   * a name up (and may make a missing dir).
+   */
+  release: (fd: number) => void = fs.closeSync;
+  beforeWalk: (() => void) | null = null;
+  /** when set, the real paths of the missing dirs dir() made */
+  made: Set<string> | null = null;
 
   constructor(private readonly rootAbs: Buffer) {
     this.rootFd = fs.openSync(rootAbs, O_PATH | fs.constants.O_DIRECTORY);
@@ -138,6 +152,7 @@ export class InRoot {
       const real = cur.length ? cur.join('/') + '/' + part : part;
       let next = this.cached(real);
       if (next === undefined) {
+        this.beforeWalk?.(); // a lookup: the names it meets must be made already
         const p = at(fd, part);
         let opened = openDirNoFollow(p);
         if (opened === null) {
@@ -145,6 +160,7 @@ export class InRoot {
           if (st === undefined) {
             if (!create) return null;
             fs.mkdirSync(p, 0o755);
+            this.made?.add(real);
             opened = openDirNoFollow(p);
           } else if (st.isSymbolicLink()) {
             if (++links > MAX_LINKS) throw new BreakoutError(`too many levels of symbolic links resolving "${relDir}"`);
@@ -201,7 +217,7 @@ export class InRoot {
     const below = real + '/';
     for (const [k, fd] of this.fds) {
       if (k === real || k.startsWith(below)) {
-        fs.closeSync(fd);
+        this.release(fd);
         this.fds.delete(k);
       }
     }
@@ -221,7 +237,7 @@ export class InRoot {
     const old = this.fds.get(real);
     if (old !== undefined && old !== fd) {
       if (old === this.lastHandle.fd) this.lastName = null;
-      fs.closeSync(old);
+      this.release(old);
     }
     this.fds.delete(real);
     this.fds.set(real, fd);
@@ -229,7 +245,7 @@ export class InRoot {
       // the oldest: never the handle just put, nor the parent it was opened under
       const [k, victim] = this.fds.entries().next().value as [string, number];
       if (victim === this.lastHandle.fd) this.lastName = null;
-      fs.closeSync(victim);
+      this.release(victim);
       this.fds.delete(k);
     }
   }
