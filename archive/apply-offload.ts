@@ -1,8 +1,8 @@
 // The main thread's side of apply-worker.ts: a read ring the tar is read into
 // and an op queue, both shared with a worker that creates regular files under
-// directory handles this thread resolved (or takes files this thread opened),
-// writes their data and finishes them (owner, mode, times, close) while this
-// thread parses the next entries and does every path-resolving call itself.
+// directory handles this thread resolved, writes their data and finishes them
+// (owner, mode, times, close) while this thread parses the next entries and
+// does every path-resolving call itself.
 //
 // Workers are pooled per process (idle ones unref'd: they never hold the
 // process open) and one serves one apply at a time. A session begins when
@@ -106,15 +106,14 @@ export class ApplyOffload<T> {
    * Create the file at `at` (a /proc/<pid>/fd/<dir>/<name> path as a raw byte
    * string of at most PATH_SLOT bytes, whose directory handle stays open until
    * the worker passed this op: see release) with permission bits `mode`; the
-   * write()s and finish() with fd -1 that follow act on it.
+   * write()s and the finish() that follow act on it.
    */
   create(at: string, mode: number, tag: T, seq: number): void {
     if (at.length > PATH_SLOT) throw new Error(`internal: a path of ${at.length} bytes handed to the apply worker`);
     const r = this.record(tag, seq);
     this.ops[r] = CREATE;
-    this.ops[r + 1] = -1;
-    this.ops[r + 2] = this.pathBytes.write(at, (r / REC) * PATH_SLOT, PATH_SLOT, 'latin1');
-    this.ops[r + 3] = mode;
+    this.ops[r + 1] = this.pathBytes.write(at, (r / REC) * PATH_SLOT, PATH_SLOT, 'latin1');
+    this.ops[r + 2] = mode;
     this.publish();
     this.createEnd = this.head;
   }
@@ -133,28 +132,25 @@ export class ApplyOffload<T> {
     this.publish();
   }
 
-  /** Write `chunk` (a slice of the current ring slot) to `fd` (-1: the file CREATEd last). */
-  write(fd: number, chunk: Buffer, tag: T, seq: number): void {
+  /** Write `chunk` (a slice of the current ring slot) to the file created last. */
+  write(chunk: Buffer, tag: T, seq: number): void {
     const r = this.record(tag, seq);
     this.ops[r] = WRITE;
-    this.ops[r + 1] = fd;
-    this.ops[r + 2] = this.slot;
-    this.ops[r + 3] = chunk.byteOffset;
-    this.ops[r + 4] = chunk.length;
+    this.ops[r + 1] = this.slot;
+    this.ops[r + 2] = chunk.byteOffset;
+    this.ops[r + 3] = chunk.length;
     Atomics.add(this.ctl, SLOTS + this.slot, 1);
     this.publish();
   }
 
-  /** fchown (uid < 0: none), fchmod (mode < 0: none), futimes, then close `fd`. */
-  finish(fd: number, uid: number, gid: number, mode: number, atime: number, mtime: number, tag: T, seq: number): void {
+  /** The file created last: fchown (uid < 0: none), fchmod (mode < 0: none), futimes to `time`, then close. */
+  finish(uid: number, gid: number, mode: number, time: number, tag: T, seq: number): void {
     const r = this.record(tag, seq);
     this.ops[r] = FINISH;
-    this.ops[r + 1] = fd;
-    this.ops[r + 2] = uid;
-    this.ops[r + 3] = gid;
-    this.ops[r + 4] = mode;
-    this.ops[r + 5] = atime;
-    this.ops[r + 6] = mtime;
+    this.ops[r + 1] = uid;
+    this.ops[r + 2] = gid;
+    this.ops[r + 3] = mode;
+    this.ops[r + 4] = time;
     this.publish();
   }
 

@@ -19,14 +19,14 @@
 //     ctl[DEAD]      1 if the loop itself threw (a bug): the main thread stops waiting
 //     ctl[SLOTS + s] WRITE ops not yet done that read ring slot s (the main thread reuses it at 0)
 //   ops (Float64Array): records of REC numbers at (index & (QUEUE - 1)) * REC:
-//     CREATE -1, path length (its bytes at index * PATH_SLOT in `paths`), permission bits: the
-//            file that WRITEs and FINISHes with fd -1 act on
-//     WRITE  fd, slot, offset in ring, length
-//     FINISH fd, uid (-1: no fchown), gid, mode (-1: no fchmod), atime, mtime (seconds), then close
+//     CREATE path length (its bytes at index * PATH_SLOT in `paths`), permission bits: the
+//            file the WRITEs and the FINISH that follow act on
+//     WRITE  slot, offset in ring, length
+//     FINISH uid (-1: no fchown), gid, mode (-1: no fchmod), time (seconds: atime and mtime), then close
 //     CLOSE  fd: a directory handle the main thread is done with, closed once the ops before it are
 //     END    the session is over: back to idle (an open CREATEd file is closed)
-// After a failure every later op only closes its fd, so nothing leaks and the
-// main thread's wait for TAIL ends.
+// After a failure every later op only closes what it would have closed, so
+// nothing leaks and the main thread's wait for TAIL ends.
 import * as fs from 'node:fs';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 
@@ -88,7 +88,7 @@ function session({ ctl, ops, ring, paths, port }: SessionMessage): void {
         Atomics.store(ctl, FAILED, 1);
       }
       if (ops[r] === WRITE) {
-        const slot = SLOTS + ops[r + 2];
+        const slot = SLOTS + ops[r + 1];
         if (Atomics.sub(ctl, slot, 1) === 1) Atomics.notify(ctl, slot);
       }
       tail = (tail + 1) | 0;
@@ -108,30 +108,29 @@ function session({ ctl, ops, ring, paths, port }: SessionMessage): void {
   }
 }
 
-/** Do the op at ops[r] (after a failure: only close its fd); its error, if any. */
+/** Do the op at ops[r] (after a failure: only close what it closes); its error, if any. */
 function run(ops: Float64Array, r: number, st: Session): NodeJS.ErrnoException | null {
   const op = ops[r];
-  const fd = op === CLOSE || ops[r + 1] >= 0 ? ops[r + 1] : st.cur;
   let err: NodeJS.ErrnoException | null = null;
   try {
     if (st.failed || op === CLOSE) {
       // nothing but the close below
     } else if (op === CREATE) {
-      const at = (r / REC) * PATH_SLOT;
-      st.cur = fs.openSync(Buffer.from(st.paths, at, ops[r + 2]), CREATE_FLAGS, ops[r + 3]);
+      st.cur = fs.openSync(Buffer.from(st.paths, (r / REC) * PATH_SLOT, ops[r + 1]), CREATE_FLAGS, ops[r + 2]);
     } else if (op === WRITE) {
-      const end = ops[r + 3] + ops[r + 4];
-      for (let off = ops[r + 3]; off < end;) off += fs.writeSync(fd, st.bytes, off, end - off);
+      const end = ops[r + 2] + ops[r + 3];
+      for (let off = ops[r + 2]; off < end;) off += fs.writeSync(st.cur, st.bytes, off, end - off);
     } else {
-      if (ops[r + 2] >= 0) fs.fchownSync(fd, ops[r + 2], ops[r + 3]);
-      if (ops[r + 4] >= 0) fs.fchmodSync(fd, ops[r + 4]);
-      fs.futimesSync(fd, ops[r + 5], ops[r + 6]);
+      if (ops[r + 1] >= 0) fs.fchownSync(st.cur, ops[r + 1], ops[r + 2]);
+      if (ops[r + 3] >= 0) fs.fchmodSync(st.cur, ops[r + 3]);
+      fs.futimesSync(st.cur, ops[r + 4], ops[r + 4]);
     }
   } catch (e) {
     err = e as NodeJS.ErrnoException;
   }
-  if ((op === FINISH || op === CLOSE) && fd >= 0) {
-    if (fd === st.cur) st.cur = -1;
+  const fd = op === CLOSE ? ops[r + 1] : op === FINISH ? st.cur : -1;
+  if (op === FINISH) st.cur = -1;
+  if (fd >= 0) {
     try {
       fs.closeSync(fd);
     } catch (e) {

@@ -14,13 +14,15 @@
 // - On error, what was applied before the failing entry stays (the error says
 //   how many entries that was); temporary aufs hardlink copies are removed.
 // - File data is written with synchronous calls straight from the input
-//   chunks: memory does not grow with layer size. Applying a tar file with
-//   applyOffload on, a worker thread writes and finishes (owner, mode, times,
-//   close) regular files this thread opened (apply-offload.ts); its errors
-//   come back in entry order, and the apply returns or throws only once it is idle.
+//   chunks: memory does not grow with layer size. Applying a tar file into an
+//   empty directory with applyOffload on, a worker thread creates, writes and
+//   finishes (owner, mode, times, close) small regular files under directory
+//   handles this thread resolved (apply-offload.ts); its errors come back in
+//   entry order, and the apply returns or throws only once it is idle.
 // - In a user namespace, as moby: device nodes are skipped and xattrs the
 //   namespace may not set (trusted.*) are dropped.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as sys from '../sys/syscalls.ts';
 import { runningInUserNS } from '../sys/userns.ts';
@@ -108,12 +110,20 @@ const YIELD_EVERY = 32 << 20;
 
 /**
  * Whether applyLayerFile hands regular files to a worker thread (apply-offload.ts):
- * 'auto' for tars over 4 MiB; 'always' also for small ones, waiting for the worker
- * to start (tests); 'never' (the default): measured on the 2-core host shared by
- * other sessions, the worker costs ~40% more CPU and the apply of 20k small files
- * took longer (median wall 1.9 s against 1.3 s); it can only pay where a core is idle.
+ * 'auto' for tars over 4 MiB, the default where the process may use two cores
+ * or more; 'always' also for small ones, waiting for the worker to start
+ * (tests); 'never', the default on one core. STRATA_APPLY_WORKER=never|auto|always
+ * sets it for a process. Measured (bench:tar-goals, idle 2-core host, into
+ * tmpfs / ext4): 50k small files 0.78× → 1.34× / 0.92× → 1.75× GNU tar's speed;
+ * it costs more CPU in all (cross-thread handoffs), so a busy host gains less.
  */
-export const applyOffload: { mode: 'never' | 'auto' | 'always' } = { mode: 'never' };
+export const applyOffload: { mode: 'never' | 'auto' | 'always' } = { mode: defaultOffload() };
+
+function defaultOffload(): 'never' | 'auto' | 'always' {
+  const env = process.env.STRATA_APPLY_WORKER;
+  if (env === 'never' || env === 'auto' || env === 'always') return env;
+  return os.availableParallelism() > 1 ? 'auto' : 'never';
+}
 
 async function applyFile(file: string, dir: string, opts: ApplyOptions): Promise<number> {
   const w = new LayerWriter(dir, opts.whiteouts);
@@ -123,9 +133,7 @@ async function applyFile(file: string, dir: string, opts: ApplyOptions): Promise
     fd = fs.openSync(file, 'r');
     // a tar of more than a few reads is worth a worker (which starts while we go on alone)
     const { mode } = applyOffload;
-    if (mode === 'always' || (mode === 'auto' && fs.fstatSync(fd).size > 4 * READ_BUF)) {
-      w.useWorker(mode === 'always');
-    }
+    if (mode === 'always' || (mode === 'auto' && fs.fstatSync(fd).size > 4 * READ_BUF)) w.useWorker(mode === 'always');
     const own = Buffer.allocUnsafe(w.offload ? 0 : READ_BUF); // the parser passes slices of it on and keeps none
     let sinceYield = 0;
     for (;;) {
@@ -157,12 +165,14 @@ async function applyFile(file: string, dir: string, opts: ApplyOptions): Promise
 }
 
 /**
- * The file sizes a worker takes (bench:tar-goals, interleaved): 4,000-byte files
- * were slower on the worker (its syscalls on inodes another core just
- * made), 100 MB ones too (the data read on one core, written from another);
- * the 1.1 GB Pareto mix of 20k files was faster (1.49× → 1.78× GNU tar on tmpfs).
+ * Files the worker creates are smaller than this. Measured (in-process, 6
+ * interleaved rounds, tmpfs): 50k files of 4,000 B applied in 490 ms with
+ * the worker against 860 without; on the 1.1 GB Pareto mix of 20k files, 655
+ * against 870 — and 880 when the worker also took the files of 32 KiB–16 MiB
+ * (opened here or there: the data read on one core and written from the
+ * other), so larger files stay on this thread.
  */
-const OFFLOAD_SIZES = [32 << 10, 16 << 20] as const;
+const CREATE_BELOW = 32 << 10;
 
 /** A directory's times, applied at the end; dev+ino say it is still the directory that was made. */
 interface DirTime { real: string; dev: number; ino: number; sec: number; nsec: number; atimeNs: bigint }
@@ -186,21 +196,20 @@ class LayerWriter implements TarEntryHandler {
   private plnkFd = -1;
   private fdKept = false; // the open file is a plnk tmpfile: entryEnd keeps it open
   private readonly umask = process.umask();
-  /** the worker that writes and finishes regular files, when the tar is a file worth one */
-  offload: ApplyOffload<string> | null = null;
-  /** the file sizes handed over to it once opened here */
-  private offloadSizes: readonly [min: number, max: number] = OFFLOAD_SIZES;
   /**
-   * The worker may create files: the root was empty at the start, so a name
-   * this tar has not made (unpacked, implicit) cannot exist and its O_EXCL
-   * create cannot meet an old file. Any other name, and every call that
-   * looks names up or removes them, waits until the worker's creates are
-   * done (settle), so each acts on the tree the tar's order says.
+   * The worker that creates, writes and finishes small regular files. Only
+   * into a root that was empty at the start: there a name this tar has not
+   * made (unpacked, implicit) cannot exist, so its O_EXCL create cannot meet
+   * an old file. Any other name, and every call that looks names up or
+   * removes them, waits until the worker's creates are done (settle), so
+   * each acts on the tree the tar's order says.
    */
-  private creates = false;
+  offload: ApplyOffload<string> | null = null;
+  /** files below this size go to the worker */
+  private createBelow = CREATE_BELOW;
   /** real paths made other than by an entry: missing parents, the plnk temp dir */
   private readonly implicit = new Set<string>();
-  /** the open file was handed to the worker (its data and end go there), tagged with the entry's name */
+  /** the current entry's file is the worker's (its data and end go there), tagged with the entry's name */
   private handed: string | null = null;
 
   constructor(dir: string, private readonly format: WhiteoutFormat) {
@@ -209,17 +218,18 @@ class LayerWriter implements TarEntryHandler {
     this.root = new InRoot(fsPath(rawPath(rootAbs)));
   }
 
-  /** Hand regular files to a worker thread: `always` (tests) waits for it to start and hands every size over. */
+  /**
+   * Hand small regular files to a worker thread, if the root is empty;
+   * `always` (tests) waits for it to start and hands every size over.
+   */
   useWorker(always: boolean): void {
+    if (!isEmptyDir(self(this.root.rootFd))) return;
     const off = (this.offload = new ApplyOffload(always));
-    this.offloadSizes = always ? [0, Infinity] : OFFLOAD_SIZES;
-    this.creates = isEmptyDir(self(this.root.rootFd));
-    if (this.creates) {
-      // the worker creates under our handles: none is closed before it is done with them
-      this.root.release = (fd) => off.release(fd);
-      this.root.beforeWalk = () => this.settle();
-      this.root.made = this.implicit;
-    }
+    this.createBelow = always ? Infinity : CREATE_BELOW;
+    // the worker creates under our handles: none is closed before it is done with them
+    this.root.release = (fd) => off.release(fd);
+    this.root.beforeWalk = () => this.settle();
+    this.root.made = this.implicit;
   }
 
   /** Wait until every file handed to the worker to create exists (or its error is thrown). */
@@ -281,8 +291,8 @@ class LayerWriter implements TarEntryHandler {
 
     const parent = this.root.dir(dirRel)!;
     const real = parent.real === dirRel ? rel : joinRel(parent.real, base);
-    const fresh = this.creates && !this.unpacked.has(real) && !this.implicit.has(real);
-    if (this.creates && !fresh) this.settle();
+    const fresh = this.offload !== null && !this.unpacked.has(real) && !this.implicit.has(real);
+    if (this.offload !== null && !fresh) this.settle();
     // create first, as GNU tar does: a fresh layer never pays for an lstat per entry
     try {
       this.create(h, parent.fd, base, real, dirRel, fresh);
@@ -296,7 +306,7 @@ class LayerWriter implements TarEntryHandler {
   }
 
   data(chunk: Buffer): void {
-    if (this.handed !== null) return this.offload!.write(this.fd, chunk, this.handed, this.applied);
+    if (this.handed !== null) return this.offload!.write(chunk, this.handed, this.applied);
     if (this.fd < 0) return; // body of an entry we do not write
     let off = 0;
     while (off < chunk.length) off += fs.writeSync(this.fd, chunk, off, chunk.length - off);
@@ -305,11 +315,9 @@ class LayerWriter implements TarEntryHandler {
   entryEnd(): void {
     const h = this.current!;
     if (this.handed !== null) {
-      // fd -1: the file the worker created
       const owner = isRoot && (h.uid !== 0 || h.gid !== 0);
-      this.offload!.finish(this.fd, owner ? h.uid : -1, h.gid, this.needsChmod(h.mode) ? h.mode : -1, h.mtimeSec, h.mtimeSec, this.handed, this.applied);
+      this.offload!.finish(owner ? h.uid : -1, h.gid, this.needsChmod(h.mode) ? h.mode : -1, h.mtimeSec, this.handed, this.applied);
       this.handed = null;
-      this.fd = -1;
     } else if (this.fd >= 0) {
       const fd = this.fd;
       this.fd = -1;
@@ -347,14 +355,13 @@ class LayerWriter implements TarEntryHandler {
       }
       case 'file': {
         // the worker does what whole-second times and node:fs calls can (ns times and xattrs take ffi-rs)
-        const plain = h.xattrs === null && h.mtimeNsec === 0 && h.atimeNs === undefined && h.size <= this.offloadSizes[1];
-        if (fresh && plain && base.length <= NAME_MAX && this.offload!.accepts()) {
+        if (fresh && h.size < this.createBelow && h.xattrs === null && h.mtimeNsec === 0 && h.atimeNs === undefined &&
+          base.length <= NAME_MAX && this.offload!.accepts()) {
           this.offload!.create(atRaw(pfd, base), h.mode & 0o777, h.name, this.applied);
-          this.handed = h.name; // this.fd stays -1: the worker's file
+          this.handed = h.name;
           break;
         }
         this.fd = fs.openSync(at(pfd, base), CREATE_FLAGS, h.mode & 0o777);
-        if (plain && h.size >= this.offloadSizes[0] && this.offload?.accepts()) this.handed = h.name;
         break;
       }
       case 'symlink': {
@@ -627,7 +634,7 @@ class LayerWriter implements TarEntryHandler {
   }
 
   abort(): void {
-    this.offload?.close(); // first: it may still write to the open file
+    this.offload?.close(); // first: it may still be writing
     if (this.fd >= 0 && !this.fdKept) fs.closeSync(this.fd); // a kept one is closed with the plnk files
     this.fd = -1;
     try {

@@ -4,7 +4,8 @@
 // in-process engine on the same tars, in one run, variants interleaved (the order rotates each
 // round) after one warmup round, medians of --runs.
 //   apply:  tar -xf T -C D   |  strata layer apply L --driver vfs --file T  |  applyLayerFile(T, D)
-//           (and applyLayerFile with applyOffload 'auto': files written and finished on a worker thread)
+//           each with its worker thread (the default on 2 cores: files created, written and finished
+//           there) and without it (STRATA_APPLY_WORKER=never / applyOffload 'never')
 //   export: tar -cf O -C D . |  strata layer diff L --driver vfs > O        |  exportDir(D) → O
 // Shapes: small = 50,000 files of 4,000 B (200 MB); mixed = 20,000 files of Pareto sizes adding
 // up to 1.1 GB; large = 10 × 100 MB. Targets: tmpfs, and a journaled ext4 on a loop device of our
@@ -215,13 +216,23 @@ async function main(): Promise<void> {
               run: () => proc([process.execPath, STRATA, 'layer', 'apply', 'L', '--driver', 'vfs', '--home', home, '--file', tar]),
               cleanup: gone,
             },
-            { name: 'applyLayerFile', prepare: fresh, run: () => measureInProcess(() => applyLayerFile(tar, t, { whiteouts: 'none' })), cleanup: gone },
             {
-              // the same with regular files written and finished on a worker thread (off by default)
-              name: 'applyLayerFile + worker',
+              name: 'strata layer apply, no worker',
+              prepare: () => { fresh(); strata('layer', 'create', 'L', '--driver', 'vfs', '--home', home); },
+              run: () => proc(['env', 'STRATA_APPLY_WORKER=never', process.execPath, STRATA, 'layer', 'apply', 'L', '--driver', 'vfs', '--home', home, '--file', tar]),
+              cleanup: gone,
+            },
+            {
+              name: 'applyLayerFile',
               prepare: () => { fresh(); applyOffload.mode = 'auto'; },
               run: () => measureInProcess(() => applyLayerFile(tar, t, { whiteouts: 'none' })),
-              cleanup: () => { applyOffload.mode = 'never'; gone(); },
+              cleanup: gone,
+            },
+            {
+              name: 'applyLayerFile, no worker',
+              prepare: () => { fresh(); applyOffload.mode = 'never'; },
+              run: () => measureInProcess(() => applyLayerFile(tar, t, { whiteouts: 'none' })),
+              cleanup: () => { applyOffload.mode = 'auto'; gone(); },
             },
           ];
           put(rowsOf('apply', shape, fs, variants.map((v) => v.name), await interleaved(variants, runs, fs === 'ext4')));

@@ -40,8 +40,9 @@ asRoot({ serial: true })('a tar file applied with the worker gives the tree the 
   fs.mkdirSync(inThread);
   fs.mkdirSync(byWorker);
   const sizeIn = await applyLayer(tar, inThread, { whiteouts: 'none' }); // a Buffer: never the worker
+  const was = applyOffload.mode;
   applyOffload.mode = 'always';
-  t.teardown(() => (applyOffload.mode = 'never'));
+  t.teardown(() => (applyOffload.mode = was));
   const sizeBy = await applyLayerFile(tarFile, byWorker, { whiteouts: 'none' });
   t.is(sizeBy, sizeIn);
   const a = await treeManifest(inThread);
@@ -68,8 +69,9 @@ asRoot({ serial: true })('an error in this thread after files were handed over: 
   fs.writeFileSync(tarFile, await packTar(e));
   const layer = path.join(top, 'layer');
   fs.mkdirSync(layer);
+  const was = applyOffload.mode;
   applyOffload.mode = 'always';
-  t.teardown(() => (applyOffload.mode = 'never'));
+  t.teardown(() => (applyOffload.mode = was));
   const err = await t.throwsAsync(applyLayerFile(tarFile, layer, { whiteouts: 'none' }));
   t.true(err instanceof ApplyError, String(err));
   t.regex(err!.message, /^tar entry "\.\.\/escape": .*outside of the layer \(layer partially applied: 50 entries written before it\)$/);
@@ -88,8 +90,9 @@ when(missing === null, missing ?? '', { serial: true })('the disk fills while th
   fs.writeFileSync(tarFile, await packTar(e));
   const layer = path.join(fs4.dir, 'layer');
   fs.mkdirSync(layer);
+  const was = applyOffload.mode;
   applyOffload.mode = 'always';
-  t.teardown(() => (applyOffload.mode = 'never'));
+  t.teardown(() => (applyOffload.mode = was));
   const err = await t.throwsAsync(applyLayerFile(tarFile, layer, { whiteouts: 'none' }));
   t.true(err instanceof ApplyError, String(err));
   t.false(err!.message.includes('\n'));

@@ -70,8 +70,9 @@ asRoot({ serial: true })(`apply worker vs in-thread: ${CASES} hostile tars (seed
   const inThread = path.join(top, 'in-thread');
   const byWorker = path.join(top, 'by-worker');
   const tarFile = path.join(top, 'layer.tar');
+  const was = applyOffload.mode;
   applyOffload.mode = 'always';
-  t.teardown(() => (applyOffload.mode = 'never'));
+  t.teardown(() => (applyOffload.mode = was));
   const rng = new Rng(SEED);
   let applied = 0;
   for (let i = 0; i < CASES; i++) {
