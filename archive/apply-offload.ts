@@ -25,6 +25,10 @@ export const SLOT_BYTES = 1 << 20;
  * seldom waits for the worker
  */
 const MAX_LAG = 1024;
+/** directory handles left to the worker to close before this thread waits for it */
+const MAX_CLOSES = 64;
+/** how long 'always' waits for the worker to start before going on without it */
+const READY_WAIT_MS = 10_000;
 
 const FROM_SOURCES = new URL(import.meta.url).pathname.endsWith('.ts');
 const idle: Worker[] = [];
@@ -71,6 +75,10 @@ export class ApplyOffload<T> {
   private readonly pathBytes = Buffer.from(this.paths);
   /** the op count just past the last CREATE: until the worker passes it, a name may be in the making */
   private createEnd = 0;
+  /** a CREATEd file not finished yet */
+  private fileOpen = false;
+  /** CLOSE ops since the last drain */
+  private closesQueued = 0;
   private readonly tags: (T | undefined)[] = new Array(QUEUE);
   private readonly port;
   private head = 0;
@@ -85,7 +93,8 @@ export class ApplyOffload<T> {
     this.worker = idle.pop() ?? spawn();
     const m: SessionMessage = { ctl: this.ctl, ops: this.ops, ring: this.ring, paths: this.paths, port: port2 };
     this.worker.postMessage(m, [port2]);
-    if (waitReady) this.waitWhile(READY, (v) => v !== 1);
+    // bounded: a worker that cannot start (EMFILE, say) never says so while this thread is blocked
+    if (waitReady) Atomics.wait(this.ctl, READY, 0, READY_WAIT_MS);
   }
 
   /** The next ring slot to read into, once the worker has written out what it held. */
@@ -116,6 +125,7 @@ export class ApplyOffload<T> {
     this.ops[r + 2] = mode;
     this.publish();
     this.createEnd = this.head;
+    this.fileOpen = true;
   }
 
   /** Whether a CREATE handed over may not be done yet (a name may be in the making). */
@@ -130,6 +140,8 @@ export class ApplyOffload<T> {
     this.ops[r] = CLOSE;
     this.ops[r + 1] = fd;
     this.publish();
+    // the worker sees ops once per ring slot: a slot of tiny files in new dirs would pile handles up
+    if (++this.closesQueued >= MAX_CLOSES) this.drain();
   }
 
   /** Write `chunk` (a slice of the current ring slot) to the file created last. */
@@ -152,6 +164,7 @@ export class ApplyOffload<T> {
     this.ops[r + 3] = mode;
     this.ops[r + 4] = time;
     this.publish();
+    this.fileOpen = false;
   }
 
   /** The first op that failed on the worker so far, if one did. */
@@ -169,23 +182,32 @@ export class ApplyOffload<T> {
     if (this.worker === null) return;
     this.flush();
     this.waitWhile(TAIL, (v) => v !== this.head);
+    this.closesQueued = 0;
   }
 
-  /** End the session (after draining): the worker goes back to the pool. */
+  /**
+   * End the session (after draining): the worker goes back to the pool. A
+   * session cut off mid-file waits until the worker has closed that file, so
+   * no fd into the layer outlives the apply. A dead worker is terminated and
+   * the error thrown.
+   */
   close(): void {
     if (this.worker === null) return;
-    this.drain();
     const w = this.worker;
+    try {
+      this.drain();
+      // a worker still starting gets it first thing: its session ends at once
+      this.ops[this.record(undefined, 0)] = END;
+      this.publish();
+      this.flush();
+      if (this.fileOpen) this.waitWhile(TAIL, (v) => v !== this.head);
+    } catch (e) {
+      this.worker = null;
+      void w.terminate();
+      throw e;
+    }
     this.worker = null;
     this.tags.fill(undefined);
-    if (Atomics.load(this.ctl, DEAD) === 1) {
-      void w.terminate();
-      return;
-    }
-    // a worker still starting gets it first thing: its session ends at once
-    this.ops[this.record(undefined, 0)] = END;
-    this.publish();
-    this.flush();
     this.port.close();
     idle.push(w);
   }

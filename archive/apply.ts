@@ -18,7 +18,10 @@
 //   empty directory with applyOffload on, a worker thread creates, writes and
 //   finishes (owner, mode, times, close) small regular files under directory
 //   handles this thread resolved (apply-offload.ts); its errors come back in
-//   entry order, and the apply returns or throws only once it is idle.
+//   entry order (this thread may have applied some of the entries after a
+//   failing one by then: it runs ahead of the worker by at most ~1,000 ops),
+//   and the apply returns or throws only once the worker is idle and holds no
+//   file open.
 // - In a user namespace, as moby: device nodes are skipped and xattrs the
 //   namespace may not set (trusted.*) are dropped.
 import * as fs from 'node:fs';
@@ -270,6 +273,8 @@ class LayerWriter implements TarEntryHandler {
     const rel = cleanRel(h.name);
     if (rel === null) throw new BreakoutError(`"${displayPath(h.name)}" is outside of the layer`);
     if (rel === '') {
+      // the root's owner, mode and default ACL must not reach files the worker is still creating
+      this.settle();
       if (h.type === 'dir') this.mergeDir(h, '');
       return;
     }
@@ -634,7 +639,11 @@ class LayerWriter implements TarEntryHandler {
   }
 
   abort(): void {
-    this.offload?.close(); // first: it may still be writing
+    try {
+      this.offload?.close(); // first: it may still be writing
+    } catch {
+      // a dead worker: its ops are lost, and this thread's handles are closed below all the same
+    }
     if (this.fd >= 0 && !this.fdKept) fs.closeSync(this.fd); // a kept one is closed with the plnk files
     this.fd = -1;
     try {
