@@ -11,6 +11,7 @@ import { treeManifest, manifestDiff } from '../archive/digest.ts';
 import { asRoot, when } from './helpers/require.ts';
 import { packTar, tempDir, type Entry } from './helpers/tar.ts';
 import { tinyExt4, tinyFsMissing } from './helpers/tiny-fs.ts';
+import { fdsUnder } from './helpers/fds.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 
@@ -182,14 +183,3 @@ asRoot({ serial: true })('thousands of new dirs of tiny files: the handles the w
   t.is(r.stdout.trim(), 'done');
   t.is(fs.readdirSync(path.join(top, 'layer')).length, 6000);
 });
-
-/** This process's fds on anything under `dir`. */
-function fdsUnder(dir: string): string[] {
-  return fs.readdirSync('/proc/self/fd').filter((fd) => {
-    try {
-      return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir + '/');
-    } catch {
-      return false;
-    }
-  });
-}

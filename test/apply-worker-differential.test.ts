@@ -17,6 +17,7 @@ import { tempDir } from './helpers/tar.ts';
 import { makeSentinel } from './helpers/apply-fuzz-worker.ts';
 import { hostileTar } from './helpers/hostile-tar.ts';
 import { Rng } from './helpers/random-layer-ops.ts';
+import { fdsUnder } from './helpers/fds.ts';
 
 const SEED = Number(process.env.STRATA_FUZZ_SEED ?? 0xd1ff);
 const CASES = 1200;
@@ -24,17 +25,6 @@ const FORMATS: WhiteoutFormat[] = ['aufs', 'overlay', 'none'];
 
 /** overlay xattrs compared; security.capability not (the kernel refuses to read back some values the fuzzer sets) */
 const MANIFEST = { dirMtimes: false, ignoreXattrs: (n: string) => n === 'security.capability' };
-
-/** fds into `dir` (the worker thread's own, made at its start, are not) */
-function fdsUnder(dir: string): string[] {
-  return fs.readdirSync('/proc/self/fd').filter((fd) => {
-    try {
-      return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir + '/');
-    } catch {
-      return false;
-    }
-  });
-}
 
 async function outcome(run: () => Promise<number>): Promise<string> {
   try {
