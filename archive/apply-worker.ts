@@ -9,7 +9,7 @@
 // thread has passed the op (CLOSE).
 //
 // Protocol (one session per apply; see ApplyOffload in apply-offload.ts):
-//   parentPort message { ctl, ops, ring, port } starts a session.
+//   parentPort message { ctl, ops, ring, paths, port } starts a session.
 //   ctl (Int32Array over a SharedArrayBuffer):
 //     ctl[HEAD]      ops published by the main thread (a count, wrapping as int32)
 //     ctl[TAIL]      ops done here; bumped and notified after each
@@ -52,6 +52,7 @@ export const SEQ = 7;
 export const QUEUE = 4096;
 /** bytes of `paths` per op record: /proc/<pid>/fd/<fd>/ and a name of at most NAME_MAX (255) bytes */
 export const PATH_SLOT = 320;
+/** how a file is created, here and by apply.ts: never over an existing name, never through a symlink */
 export const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 
 export interface SessionMessage { ctl: Int32Array; ops: Float64Array; ring: SharedArrayBuffer; paths: SharedArrayBuffer; port: MessagePort }

@@ -35,6 +35,7 @@ import { BreakoutError, cleanRel, joinRel, splitRel } from './scope.ts';
 import { InRoot, O_PATH, at, atRaw, fdPath, openDirNoFollow, self } from './in-root.ts';
 import { removeTree } from './remove-tree.ts';
 import { ApplyOffload, SLOT_BYTES } from './apply-offload.ts';
+import { CREATE_FLAGS } from './apply-worker.ts';
 import {
   overlayOpaqueXattr, WHITEOUT_LINK_DIR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX,
   displayPath, fsPath, oneLine, rawPath, type WhiteoutFormat,
@@ -59,7 +60,6 @@ export class ApplyError extends Error {
 
 const isRoot = process.getuid?.() === 0;
 const O_NOFOLLOW = fs.constants.O_NOFOLLOW;
-const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | O_NOFOLLOW;
 
 /** Extract `tar` into `dir` (which must exist). */
 export async function applyLayer(
@@ -297,7 +297,7 @@ class LayerWriter implements TarEntryHandler {
     const parent = this.root.dir(dirRel)!;
     const real = parent.real === dirRel ? rel : joinRel(parent.real, base);
     const fresh = this.offload !== null && !this.unpacked.has(real) && !this.implicit.has(real);
-    if (this.offload !== null && !fresh) this.settle();
+    if (!fresh) this.settle();
     // create first, as GNU tar does: a fresh layer never pays for an lstat per entry
     try {
       this.create(h, parent.fd, base, real, dirRel, fresh);
