@@ -6,12 +6,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { applyLayer, applyLayerFile, applyOffload, ApplyError } from '../archive/apply.ts';
+import { applyLayer, applyLayerFile, ApplyError } from '../archive/apply.ts';
 import { treeManifest, manifestDiff } from '../archive/digest.ts';
 import { asRoot, when } from './helpers/require.ts';
 import { packTar, tempDir, type Entry } from './helpers/tar.ts';
 import { tinyExt4, tinyFsMissing } from './helpers/tiny-fs.ts';
 import { fdsUnder } from './helpers/fds.ts';
+import { forceApplyWorker } from './helpers/apply-worker.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 
@@ -41,9 +42,7 @@ asRoot({ serial: true })('a tar file applied with the worker gives the tree the 
   fs.mkdirSync(inThread);
   fs.mkdirSync(byWorker);
   const sizeIn = await applyLayer(tar, inThread, { whiteouts: 'none' }); // a Buffer: never the worker
-  const was = applyOffload.mode;
-  applyOffload.mode = 'always';
-  t.teardown(() => (applyOffload.mode = was));
+  forceApplyWorker(t);
   const sizeBy = await applyLayerFile(tarFile, byWorker, { whiteouts: 'none' });
   t.is(sizeBy, sizeIn);
   const a = await treeManifest(inThread);
@@ -70,9 +69,7 @@ asRoot({ serial: true })('an error in this thread after files were handed over: 
   fs.writeFileSync(tarFile, await packTar(e));
   const layer = path.join(top, 'layer');
   fs.mkdirSync(layer);
-  const was = applyOffload.mode;
-  applyOffload.mode = 'always';
-  t.teardown(() => (applyOffload.mode = was));
+  forceApplyWorker(t);
   const err = await t.throwsAsync(applyLayerFile(tarFile, layer, { whiteouts: 'none' }));
   t.true(err instanceof ApplyError, String(err));
   t.regex(err!.message, /^tar entry "\.\.\/escape": .*outside of the layer \(layer partially applied: 50 entries written before it\)$/);
@@ -91,9 +88,7 @@ when(missing === null, missing ?? '', { serial: true })('the disk fills while th
   fs.writeFileSync(tarFile, await packTar(e));
   const layer = path.join(fs4.dir, 'layer');
   fs.mkdirSync(layer);
-  const was = applyOffload.mode;
-  applyOffload.mode = 'always';
-  t.teardown(() => (applyOffload.mode = was));
+  forceApplyWorker(t);
   const err = await t.throwsAsync(applyLayerFile(tarFile, layer, { whiteouts: 'none' }));
   t.true(err instanceof ApplyError, String(err));
   t.false(err!.message.includes('\n'));
@@ -133,9 +128,7 @@ asRoot({ serial: true })('a root entry after files the worker is creating: its s
   for (let i = 0; i < 200; i++) e.push({ name: `f${i}`, content: 'x', uid: 0, gid: 0 });
   e.push({ name: './', type: 'directory', mode: 0o2755, gid: 5 });
   fs.writeFileSync(tarFile, await packTar(e));
-  const was = applyOffload.mode;
-  applyOffload.mode = 'always';
-  t.teardown(() => (applyOffload.mode = was));
+  forceApplyWorker(t);
   for (let round = 0; round < 5; round++) {
     const layer = path.join(top, `layer${round}`);
     fs.mkdirSync(layer);
@@ -152,9 +145,7 @@ asRoot({ serial: true })('a cut-off tar: the half-written file the worker held i
   const tarFile = path.join(top, 'layer.tar');
   const whole = await packTar([{ name: 'a', content: Buffer.alloc(100, 1) }, { name: 'b', content: Buffer.alloc(3000, 2) }]);
   fs.writeFileSync(tarFile, whole.subarray(0, 3 * 512 + 1000)); // a's header and body, b's header, 1,000 bytes of b
-  const was = applyOffload.mode;
-  applyOffload.mode = 'always';
-  t.teardown(() => (applyOffload.mode = was));
+  forceApplyWorker(t);
   for (let round = 0; round < 30; round++) {
     const layer = path.join(top, `layer${round}`);
     fs.mkdirSync(layer);

@@ -9,7 +9,7 @@
 // are "now" in both are alike.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { applyLayer, applyLayerFile, applyOffload } from '../archive/apply.ts';
+import { applyLayer, applyLayerFile } from '../archive/apply.ts';
 import { treeManifest, manifestDiff } from '../archive/digest.ts';
 import type { WhiteoutFormat } from '../archive/types.ts';
 import { asRoot } from './helpers/require.ts';
@@ -18,6 +18,7 @@ import { makeSentinel } from './helpers/apply-fuzz-worker.ts';
 import { hostileTar } from './helpers/hostile-tar.ts';
 import { Rng } from './helpers/random-layer-ops.ts';
 import { fdsUnder } from './helpers/fds.ts';
+import { forceApplyWorker } from './helpers/apply-worker.ts';
 
 const SEED = Number(process.env.STRATA_FUZZ_SEED ?? 0xd1ff);
 const CASES = 1200;
@@ -60,9 +61,7 @@ asRoot({ serial: true })(`apply worker vs in-thread: ${CASES} hostile tars (seed
   const inThread = path.join(top, 'in-thread');
   const byWorker = path.join(top, 'by-worker');
   const tarFile = path.join(top, 'layer.tar');
-  const was = applyOffload.mode;
-  applyOffload.mode = 'always';
-  t.teardown(() => (applyOffload.mode = was));
+  forceApplyWorker(t);
   const rng = new Rng(SEED);
   let applied = 0;
   for (let i = 0; i < CASES; i++) {
