@@ -7,7 +7,9 @@
 // so the fastest run is the steadier estimate of a tool's own cost; both ratios are reported.
 //   apply:  tar -xf T -C D   |  strata layer apply L --driver vfs --file T  |  applyLayerFile(T, D)
 //           each with its worker thread (the default on 2 cores: files created, written and finished
-//           there) and without it (STRATA_APPLY_WORKER=never / applyOffload 'never')
+//           there) and without it (STRATA_APPLY_WORKER=never / applyOffload 'never'); and, where
+//           `cc` is, the floor: bench/extract-floor.c, the same files' syscalls alone on 1 and 2
+//           threads (what no extractor on this machine can beat)
 //   export: tar -cf O -C D . |  strata layer diff L --driver vfs > O        |  exportDir(D) → O
 // Shapes: small = 50,000 files of 4,000 B (200 MB); mixed = 20,000 files of Pareto sizes adding
 // up to 1.1 GB; large = 10 × 100 MB. Targets: tmpfs, and a journaled ext4 on a loop device of our
@@ -146,6 +148,18 @@ function rowsOf(op: string, shape: Shape, fs: FsKind, names: string[], samples: 
   return rows;
 }
 
+/**
+ * bench/extract-floor.c built into `dir` (null, said once, without a C compiler):
+ * the file syscalls of an extraction alone, on 1 and 2 threads, as rows beside the tools.
+ */
+function buildFloor(dir: string): string | null {
+  const exe = join(dir, 'extract-floor');
+  const r = spawnSync('cc', ['-O2', '-pthread', '-o', exe, join(repo, 'bench/extract-floor.c')], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  if (r.status === 0) return exe;
+  log(`no C floor rows: cc ${r.error ? 'is not on the PATH' : `failed: ${r.stderr.trim()}`}`);
+  return null;
+}
+
 // ---- main -----------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -184,6 +198,7 @@ async function main(): Promise<void> {
     cleanup();
     process.exit(130);
   });
+  const floor = only.has('apply') ? buildFloor(base) : null;
   const rows: Row[] = [];
   const put = (r: Row[]) => {
     rows.push(...r);
@@ -245,6 +260,9 @@ async function main(): Promise<void> {
               cleanup: () => { applyOffload.mode = 'auto'; gone(); },
             },
           ];
+          for (const threads of floor ? [1, 2] : []) {
+            variants.push({ name: `C floor, ${threads} thread${threads > 1 ? 's' : ''}`, prepare: fresh, run: () => proc([floor!, tar, t, String(threads)]), cleanup: gone });
+          }
           put(rowsOf('apply', shape, fs, variants.map((v) => v.name), await interleaved(variants, runs, fs === 'ext4')));
         }
         if (only.has('export')) {
