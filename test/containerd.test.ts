@@ -34,7 +34,8 @@ let started: Containerd | undefined;
 let mounted: string | undefined;
 
 async function build(): Promise<Setup> {
-  const c = await startContainerd();
+  // collector off: the garbage blob below must outlive the setup (a collection runs when containerd pleases)
+  const c = await startContainerd({ gc: false });
   started = c;
   const archives = await writeArchives(c.dir);
   const moby = (...a: string[]) => c.ctr('--namespace', 'moby', ...a);
@@ -54,8 +55,11 @@ async function build(): Promise<Setup> {
   fs.writeFileSync(path.join(mnt, 'new.txt'), 'made by c1\n');
   execFileSync('umount', [mnt]);
   mounted = undefined;
+  // one collection, now (the collector is off otherwise): what the imports left unreferenced goes
+  moby('leases', 'create', '--id', 'collect-now');
+  moby('leases', 'delete', '--sync', 'collect-now');
   moby('leases', 'create', '--id', 'lease1');
-  // a blob nothing references: garbage until containerd's next collection
+  // a blob nothing references: garbage until containerd's next collection, which does not come
   execFileSync(ctrBin, ['--address', c.address, '--namespace', 'moby', 'content', 'ingest', 'garbage-ref'], { input: GARBAGE });
   const out = {
     images: moby('images', 'ls'), content: moby('content', 'ls'), snapshots: moby('snapshots', 'ls'),
