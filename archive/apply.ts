@@ -22,6 +22,11 @@
 //   failing one by then: it runs ahead of the worker by at most ~1,000 ops),
 //   and the apply returns or throws only once the worker is idle and holds no
 //   file open.
+// - A hardlink entry's own owner, xattrs, mode and times go to the inode it
+//   links, as moby's createTarFile does after os.Link (mode and times not when
+//   that inode is a symlink) — but only to an inode this tar made: one that was
+//   in `dir` before (overlay v1 builds a layer's root from hardlinks of its
+//   parent's files) belongs to another layer too, and is linked untouched.
 // - In a user namespace, as moby: device nodes are skipped and xattrs the
 //   namespace may not set (trusted.*) are dropped.
 import * as fs from 'node:fs';
@@ -187,6 +192,8 @@ class LayerWriter implements TarEntryHandler {
   private readonly root: InRoot;
   /** real root-relative paths created from this tar, for opaque directories */
   private readonly unpacked = new Set<string>();
+  /** hardlinks this tar made to inodes it did not make (what `dir` held before): never changed */
+  private readonly foreignLinks = new Set<string>();
   private readonly dirTimes: DirTime[] = [];
   private fd = -1;
   /**
@@ -383,8 +390,9 @@ class LayerWriter implements TarEntryHandler {
         break;
       }
       case 'link':
-        this.hardlink(h, base, dirRel);
-        break;
+        this.hardlink(h, base, real, dirRel);
+        this.unpacked.add(real);
+        return;
       case 'char':
       case 'block':
       case 'fifo': {
@@ -398,9 +406,10 @@ class LayerWriter implements TarEntryHandler {
       }
     }
     this.unpacked.add(real);
+    this.foreignLinks.delete(real); // a new inode of this tar's
   }
 
-  private hardlink(h: TarHeader, base: string, dirRel: string): void {
+  private hardlink(h: TarHeader, base: string, real: string, dirRel: string): void {
     this.settle(); // its target may be a file the worker is creating
     const target = cleanRel(h.linkname);
     if (target === null || target === '') {
@@ -414,6 +423,7 @@ class LayerWriter implements TarEntryHandler {
       const p = at(this.root.dir(dirRel)!.fd, base);
       fs.copyFileSync(src.src, p, fs.constants.COPYFILE_EXCL); // O_EXCL: never through a symlink
       this.meta(p, src.h, 'node');
+      this.foreignLinks.delete(real);
       return;
     }
     const [tDir, tBase] = splitRel(target);
@@ -427,6 +437,13 @@ class LayerWriter implements TarEntryHandler {
     } finally {
       fs.closeSync(tfd);
     }
+    const targetReal = joinRel(t.real, tBase);
+    if (!this.unpacked.has(targetReal) || this.foreignLinks.has(targetReal)) {
+      this.foreignLinks.add(real);
+      return;
+    }
+    this.foreignLinks.delete(real);
+    this.meta(at(this.root.dir(dirRel)!.fd, base), h, 'link');
   }
 
   private mergeDir(h: TarHeader, real: string): void {
@@ -529,21 +546,25 @@ class LayerWriter implements TarEntryHandler {
   /**
    * Owner, xattrs, mode (in that order: chown clears setuid bits and
    * capabilities) and times of a symlink or node just made at `p` (a pinned
-   * parent and a name). Only chmod follows names, so it goes through an
-   * O_PATH handle of the node itself, never through a name.
+   * parent and a name), or of the inode a hardlink just made there links.
+   * Only chmod follows names, so it goes through an O_PATH handle of the node
+   * itself, never through a name. moby changes neither the mode nor the times
+   * of a symlink a hardlink links (its Chmod and Chtimes would follow it).
    */
-  private meta(p: Buffer, h: TarHeader, kind: 'symlink' | 'node'): void {
+  private meta(p: Buffer, h: TarHeader, kind: 'symlink' | 'node' | 'link'): void {
     if (isRoot) fs.lchownSync(p, h.uid, h.gid);
     if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(p, k, v);
-    if (kind === 'node') {
+    let symlink = kind === 'symlink';
+    if (!symlink) {
       const ofd = fs.openSync(p, O_PATH | O_NOFOLLOW);
       try {
-        if (!fs.fstatSync(ofd).isSymbolicLink()) fs.chmodSync(fdPath(ofd), h.mode);
+        symlink = fs.fstatSync(ofd).isSymbolicLink();
+        if (!symlink) fs.chmodSync(fdPath(ofd), h.mode);
       } finally {
         fs.closeSync(ofd);
       }
     }
-    this.times(p, h);
+    if (kind !== 'link' || !symlink) this.times(p, h);
   }
 
   /** Owner, xattrs and mode of a directory through its handle; its times are deferred to the end. */

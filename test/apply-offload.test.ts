@@ -23,7 +23,7 @@ function entries(): Entry[] {
   e.push({ name: 'big', content: Buffer.alloc(3 << 20, 0x42), mode: 0o600, uid: 9 }); // spans ring slots
   e.push({ name: 'empty', content: '' });
   e.push({ name: 'd/f1', content: 'the later entry wins' }); // replaces a file the worker may still be writing
-  e.push({ name: 'link', type: 'link', linkname: 'big' }); // a hardlink to a file the worker finishes
+  e.push({ name: 'link', type: 'link', linkname: 'big', mode: 0o600, uid: 9 }); // a hardlink to a file the worker finishes (its metadata, as real tars)
   e.push({ name: 'd/f2/', type: 'directory' }); // a file replaced by a directory
   e.push({ name: 'x/', type: 'directory' }, { name: 'x/gone', content: 'soon removed' }, { name: '.wh.x' });
   e.push({ name: 'ns', content: 'ns time: written in this thread', pax: { mtime: '1600000000.123456789' } });

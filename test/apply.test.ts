@@ -177,7 +177,7 @@ asRoot()('metadata: special bits, numeric owners, ns mtimes, dir times last, dev
     { name: 'd/suid', content: 'x', mode: 0o4755, uid: 1000, gid: 1000, pax: { 'SCHILY.xattr.security.capability': cap.toString('latin1') } },
     { name: 'd/sgid', content: 'yy', mode: 0o2711, gid: 50 },
     { name: 'd/ns', content: 'z', pax: { mtime: '1234567890.123456789' } },
-    { name: 'd/link', type: 'link', linkname: 'd/sgid' },
+    { name: 'd/link', type: 'link', linkname: 'd/sgid', mode: 0o2711, gid: 50 }, // a real tar repeats its target's metadata
     { name: 'd/sym', type: 'symlink', linkname: '../d/ns', mtime: new Date('2003-03-03T03:03:03Z') },
     { name: 'd/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
     { name: 'd/loop', type: 'block-device', devmajor: 7, devminor: 300, mode: 0o660 },
