@@ -410,7 +410,10 @@ class LayerWriter implements TarEntryHandler {
   }
 
   private hardlink(h: TarHeader, base: string, real: string, dirRel: string): void {
-    this.settle(); // its target may be a file the worker is creating
+    // its target may be a file the worker is creating or has yet to finish (its owner, mode
+    // and times, which must come before this header's): wait for every op, not only the creates
+    this.offload?.drain();
+    this.checkOffload();
     const target = cleanRel(h.linkname);
     if (target === null || target === '') {
       throw new BreakoutError(`invalid hardlink "${displayPath(h.name)}" -> "${displayPath(h.linkname)}": points outside the layer`);
@@ -467,6 +470,7 @@ class LayerWriter implements TarEntryHandler {
     } else if (overlayOpaqueXattr(this.format)) {
       const p = at(parent.fd, name);
       sys.mknod(p, sys.S_IFCHR, 0);
+      this.foreignLinks.delete(real); // a new inode of this tar's
       if (isRoot) fs.lchownSync(p, h.uid, h.gid);
       // moby leaves the device's times at "now"; the header's keep re-exports reproducible
       this.times(p, h);
@@ -552,19 +556,20 @@ class LayerWriter implements TarEntryHandler {
    * of a symlink a hardlink links (its Chmod and Chtimes would follow it).
    */
   private meta(p: Buffer, h: TarHeader, kind: 'symlink' | 'node' | 'link'): void {
-    if (isRoot) fs.lchownSync(p, h.uid, h.gid);
-    if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(p, k, v);
-    let symlink = kind === 'symlink';
-    if (!symlink) {
-      const ofd = fs.openSync(p, O_PATH | O_NOFOLLOW);
-      try {
-        symlink = fs.fstatSync(ofd).isSymbolicLink();
-        if (!symlink) fs.chmodSync(fdPath(ofd), h.mode);
-      } finally {
-        fs.closeSync(ofd);
-      }
+    const ofd = kind === 'symlink' ? -1 : fs.openSync(p, O_PATH | O_NOFOLLOW);
+    try {
+      const st = ofd < 0 ? null : fs.fstatSync(ofd);
+      const symlink = st === null || st.isSymbolicLink();
+      if (isRoot) fs.lchownSync(p, h.uid, h.gid);
+      // Linux refuses user.* xattrs on symlinks and devices (EPERM): a link entry's header may
+      // carry them for such an inode, and moby skips them there; an entry of its own still fails
+      const lenient = kind === 'link' && !st?.isFile();
+      if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(p, k, v, lenient);
+      if (!symlink) fs.chmodSync(fdPath(ofd), h.mode);
+      if (kind !== 'link' || !symlink) this.times(p, h);
+    } finally {
+      if (ofd >= 0) fs.closeSync(ofd);
     }
-    if (kind !== 'link' || !symlink) this.times(p, h);
   }
 
   /** Owner, xattrs and mode of a directory through its handle; its times are deferred to the end. */
@@ -757,15 +762,16 @@ function mtimeNs(h: { mtimeSec: number; mtimeNsec: number }): bigint {
 
 /**
  * moby ignores xattrs the target file system cannot hold (EOPNOTSUPP), and so do
- * we; in a user namespace also those it may not set (EPERM: trusted.*).
+ * we; in a user namespace also those it may not set (EPERM: trusted.*), and, with
+ * `permLenient`, those Linux refuses on a symlink or device a hardlink entry links (EPERM: user.*).
  */
-function setXattr(target: Buffer | number, name: string, value: Buffer): void {
+function setXattr(target: Buffer | number, name: string, value: Buffer, permLenient = false): void {
   try {
     if (typeof target === 'number') sys.fsetxattr(target, name, value);
     else sys.lsetxattr(target, name, value);
   } catch (e) {
     if (!(e instanceof sys.SysError)) throw e;
-    if (e.code === 'ENOTSUP' || e.code === 'EOPNOTSUPP' || (e.code === 'EPERM' && runningInUserNS())) return;
+    if (e.code === 'ENOTSUP' || e.code === 'EOPNOTSUPP' || (e.code === 'EPERM' && (permLenient || runningInUserNS()))) return;
     throw e;
   }
 }

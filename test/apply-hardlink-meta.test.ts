@@ -44,16 +44,41 @@ asRoot()('a hardlink header\'s owner, xattrs, mode and times go to the inode it 
   check(t, dir);
 });
 
-asRoot({ serial: true })('the same when the worker created the linked file', async (t) => {
+asRoot({ serial: true })('the same when the worker created the linked file, also when its end was still queued', async (t) => {
   forceApplyWorker(t);
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
-  const tar = path.join(dir, 'layer.tar');
-  fs.writeFileSync(tar, await packTar(entries));
-  const root = path.join(dir, 'root');
-  fs.mkdirSync(root);
-  await applyLayerFile(tar, root, { whiteouts: 'none' });
-  check(t, root);
+  // the filler puts f's body across a 1 MiB ring slot: the worker has passed f's create (and
+  // would have let the link go on) but not yet its owner, mode and times, which came after
+  const filler: Entry = { name: 'filler', content: Buffer.alloc((5 << 20) - 5120, 1) };
+  const big = entries.map((e) => (e.name === 'f' ? { ...e, content: Buffer.alloc(3 << 20, 2) } : e));
+  // symlinks between the file and its link need no settling: they widen the window the race had
+  const syms: Entry[] = Array.from({ length: 200 }, (_, i) => ({ name: `sym${i}`, type: 'symlink', linkname: 'f' }));
+  const spaced = [filler, entries[0], ...syms, ...entries.slice(1)];
+  for (const [i, list] of [entries, big, [filler, ...big], spaced].entries()) {
+    for (let run = 0; run < 5; run++) {
+      const tar = path.join(dir, 'layer.tar');
+      fs.writeFileSync(tar, await packTar(list));
+      const root = path.join(dir, `root-${i}-${run}`);
+      fs.mkdirSync(root);
+      await applyLayerFile(tar, root, { whiteouts: 'none' });
+      check(t, root);
+    }
+  }
+});
+
+asRoot()('a link header\'s user.* xattrs for a symlink or a FIFO (which Linux refuses there) are skipped, as moby does', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  await applyLayer(chunked(await packTar([
+    { name: 'f', content: 'x' },
+    { name: 's', type: 'symlink', linkname: 'f' },
+    { name: 'q', type: 'fifo', mode: 0o600 },
+    { name: 'ls', type: 'link', linkname: 's', uid: 3, pax: { 'SCHILY.xattr.user.k': 'v' } },
+    { name: 'lq', type: 'link', linkname: 'q', uid: 4, mode: 0o640, pax: { 'SCHILY.xattr.user.k': 'v' } },
+  ])), dir, { whiteouts: 'none' });
+  t.is(fs.lstatSync(path.join(dir, 's')).uid, 3);
+  t.deepEqual([fs.lstatSync(path.join(dir, 'q')).uid, fs.lstatSync(path.join(dir, 'q')).mode & 0o7777], [4, 0o640]);
 });
 
 asRoot()('an inode the directory held before is linked untouched, also through a link of a link', async (t) => {
@@ -75,7 +100,14 @@ asRoot()('an inode the directory held before is linked untouched, also through a
     // a new file under a name that was such a link is this tar's own again
     { name: 'a', content: 'new', mode: 0o600, mtime: T1 },
     { name: 'c', type: 'link', linkname: 'a', mode: 0o640, uid: 2, gid: 3, mtime: T2 },
-  ])), root, { whiteouts: 'none' });
+    // and so is an overlay whiteout device made where such a link was
+    { name: 'w', type: 'link', linkname: 'p' },
+    { name: '.wh.w' },
+    { name: 'v', type: 'link', linkname: 'w', mode: 0o640, uid: 5, gid: 6, mtime: T2 },
+  ])), root, { whiteouts: 'overlay' });
+  const v = fs.lstatSync(path.join(root, 'v'), { bigint: true });
+  t.true(fs.lstatSync(path.join(root, 'w')).isCharacterDevice());
+  t.deepEqual([Number(v.mode) & 0o7777, v.uid, v.gid, v.mtimeNs], [0o640, 5n, 6n, ns(T2)]);
   const after = fs.lstatSync(path.join(parent, 'p'), { bigint: true });
   t.is(fs.lstatSync(path.join(root, 'b')).ino, fs.lstatSync(path.join(parent, 'p')).ino);
   t.deepEqual([after.mode, after.uid, after.gid, after.mtimeNs, after.atimeNs], [before.mode, before.uid, before.gid, before.mtimeNs, before.atimeNs]);
