@@ -244,8 +244,12 @@ class LayerWriter implements TarEntryHandler {
 
   /** Wait until every file handed to the worker to create exists (or its error is thrown). */
   private settle(): void {
-    if (!this.offload?.creating()) return;
-    this.offload.drain();
+    if (this.offload?.creating()) this.quiesce();
+  }
+
+  /** Wait until every op handed to the worker is done, its files finished too (or its error is thrown). */
+  private quiesce(): void {
+    this.offload?.drain();
     this.checkOffload();
   }
 
@@ -355,6 +359,7 @@ class LayerWriter implements TarEntryHandler {
    * worker may create it).
    */
   private create(h: TarHeader, pfd: number, base: string, real: string, dirRel: string, fresh: boolean): void {
+    let foreign = false;
     switch (h.type) {
       case 'dir': {
         const p = at(pfd, base);
@@ -390,9 +395,8 @@ class LayerWriter implements TarEntryHandler {
         break;
       }
       case 'link':
-        this.hardlink(h, base, real, dirRel);
-        this.unpacked.add(real);
-        return;
+        foreign = this.hardlink(h, base, dirRel);
+        break;
       case 'char':
       case 'block':
       case 'fifo': {
@@ -406,14 +410,15 @@ class LayerWriter implements TarEntryHandler {
       }
     }
     this.unpacked.add(real);
-    this.foreignLinks.delete(real); // a new inode of this tar's
+    if (foreign) this.foreignLinks.add(real);
+    else this.foreignLinks.delete(real); // an inode of this tar's
   }
 
-  private hardlink(h: TarHeader, base: string, real: string, dirRel: string): void {
+  /** Link `base` in `dirRel` as the entry says; true when the inode it links is not this tar's (left untouched). */
+  private hardlink(h: TarHeader, base: string, dirRel: string): boolean {
     // its target may be a file the worker is creating or has yet to finish (its owner, mode
     // and times, which must come before this header's): wait for every op, not only the creates
-    this.offload?.drain();
-    this.checkOffload();
+    this.quiesce();
     const target = cleanRel(h.linkname);
     if (target === null || target === '') {
       throw new BreakoutError(`invalid hardlink "${displayPath(h.name)}" -> "${displayPath(h.linkname)}": points outside the layer`);
@@ -426,27 +431,25 @@ class LayerWriter implements TarEntryHandler {
       const p = at(this.root.dir(dirRel)!.fd, base);
       fs.copyFileSync(src.src, p, fs.constants.COPYFILE_EXCL); // O_EXCL: never through a symlink
       this.meta(p, src.h, 'node');
-      this.foreignLinks.delete(real);
-      return;
+      return false;
     }
     const [tDir, tBase] = splitRel(target);
     const t = this.root.dir(tDir, false);
     if (t === null) throw new Error(`hardlink target "${displayPath(h.linkname)}" does not exist`);
     // an fd of our own: resolving the entry's parent again may evict the cached one
     const tfd = this.root.reopen(t.fd);
+    let p: Buffer;
     try {
+      p = at(this.root.dir(dirRel)!.fd, base); // used before any other resolution (meta below too)
       // link(2) does not follow either name: a symlink target is linked as the symlink
-      fs.linkSync(at(tfd, tBase), at(this.root.dir(dirRel)!.fd, base));
+      fs.linkSync(at(tfd, tBase), p);
     } finally {
       fs.closeSync(tfd);
     }
     const targetReal = joinRel(t.real, tBase);
-    if (!this.unpacked.has(targetReal) || this.foreignLinks.has(targetReal)) {
-      this.foreignLinks.add(real);
-      return;
-    }
-    this.foreignLinks.delete(real);
-    this.meta(at(this.root.dir(dirRel)!.fd, base), h, 'link');
+    if (!this.unpacked.has(targetReal) || this.foreignLinks.has(targetReal)) return true;
+    this.meta(p, h, 'link');
+    return false;
   }
 
   private mergeDir(h: TarHeader, real: string): void {
