@@ -26,7 +26,7 @@ export function cleanRel(name: string): string | null {
   // fast path, the common case: a plain relative name with at most a leading './' and a trailing '/'
   let n = name.startsWith('./') ? name.slice(2) : name;
   if (n.endsWith('/')) n = n.slice(0, -1);
-  if (n !== '' && n[0] !== '/' && !n.includes('//') && !n.includes('/.') && n[0] !== '.') return n;
+  if (n !== '' && n[0] !== '/' && n[n.length - 1] !== '/' && !n.includes('//') && !n.includes('/.') && n[0] !== '.') return n;
   const out: string[] = [];
   for (const part of name.split('/')) {
     if (part === '' || part === '.') continue;

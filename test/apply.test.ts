@@ -231,6 +231,23 @@ asRoot()('long names: PAX (tar-stream) and GNU (GNU tar --format=gnu), and non-U
   t.deepEqual(names.map((n) => n.toString('latin1')), [bad]);
 });
 
+test('names are cleaned as moby cleans them (filepath.Clean): repeated and trailing slashes, "./" and "." parts', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  await apply(rawTar([
+    header('b//', { type: 'dir', mode: 0o750 }),
+    { ...header('b//f', { size: 2 }), body: Buffer.from('hi') },
+    header('./c/./d///', { type: 'dir' }),
+    header('c//d//l', { type: 'link', linkname: 'b//f' }),
+    header('p', { type: 'dir' }),
+    header('q', { type: 'link', linkname: 'b/f//' }),
+  ]), dir, 'none');
+  t.is(fs.statSync(path.join(dir, 'b')).mode & 0o7777, 0o750);
+  t.is(fs.readFileSync(path.join(dir, 'c/d/l'), 'utf8'), 'hi');
+  t.is(fs.statSync(path.join(dir, 'q')).ino, fs.statSync(path.join(dir, 'b/f')).ino);
+  t.deepEqual(fs.readdirSync(dir).sort(), ['b', 'c', 'p', 'q']);
+});
+
 asRoot()('.wh..wh.plnk hardlinks become copies, other aufs metadata is skipped', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
