@@ -11,6 +11,9 @@
 //           `cc` is, the floor of the many-file shapes (small, mixed): bench/extract-floor.c, the
 //           same files' syscalls alone on 1 and 2 threads (what no extractor here can beat)
 //   export: tar -cf O -C D . |  strata layer diff L --driver vfs > O        |  exportDir(D) → O
+//           and, where `cc` is, the floor of the many-file shapes: bench/export-floor.c, the
+//           syscalls an exporter keeping xattrs must make (listing, lstat, llistxattr, open,
+//           fstat, read, write) alone, on 1 and 2 threads
 // Shapes: small = 50,000 files of 4,000 B (200 MB); mixed = 20,000 files of Pareto sizes adding
 // up to 1.1 GB; large = 10 × 100 MB. Targets: tmpfs, and a journaled ext4 on a loop device of our
 // own (/tmp here is ext4 without a journal, where re-extracting right after deleting a big tree
@@ -99,11 +102,15 @@ function makeTree(shape: Shape, dir: string): void {
 function proc(argv: string[], stdoutFile?: string): Sample {
   const out = stdoutFile ? openSync(stdoutFile, 'w') : 'ignore';
   const t0 = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-f', '@@ %U %S %M', ...argv], { stdio: ['ignore', out, 'pipe'], encoding: 'utf8' });
+  // a source edited during the run would send the CLI through tsx (bin/strata.js): refuse such a row
+  const cli = argv[1] === STRATA;
+  const env = cli ? { ...process.env, STRATA_TRACE_ENTRY: '1' } : process.env;
+  const r = spawnSync('/usr/bin/time', ['-f', '@@ %U %S %M', ...argv], { stdio: ['ignore', out, 'pipe'], encoding: 'utf8', env });
   const wallMs = performance.now() - t0;
   if (typeof out === 'number') closeSync(out);
   const m = /@@ ([\d.]+) ([\d.]+) (\d+)\s*$/.exec(r.stderr);
   if (r.status !== 0 || !m) throw new Error(`${argv.join(' ')}: exit ${r.status ?? r.signal}\n${r.stderr}`);
+  if (cli && !r.stderr.includes('running dist/')) throw new Error('a source changed since the build: the strata command now runs through tsx, not dist/');
   return { wallMs, cpuMs: (Number(m[1]) + Number(m[2])) * 1000, rssMB: Number(m[3]) / 1024 };
 }
 
@@ -149,14 +156,15 @@ function rowsOf(op: string, shape: Shape, fs: FsKind, names: string[], samples: 
 }
 
 /**
- * bench/extract-floor.c built into `dir` (null, said once, without a C compiler):
- * the file syscalls of an extraction alone, on 1 and 2 threads, as rows beside the tools.
+ * bench/<name>.c (extract-floor, export-floor) built into `dir` (null, said once, without a C
+ * compiler): the file syscalls of an extraction or an export alone, on 1 and 2 threads, as
+ * rows beside the tools.
  */
-function buildFloor(dir: string): string | null {
-  const exe = join(dir, 'extract-floor');
-  const r = spawnSync('cc', ['-O2', '-pthread', '-o', exe, join(repo, 'bench/extract-floor.c')], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+function buildFloor(dir: string, name: string): string | null {
+  const exe = join(dir, name);
+  const r = spawnSync('cc', ['-O2', '-pthread', '-o', exe, join(repo, `bench/${name}.c`)], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
   if (r.status === 0) return exe;
-  log(`no C floor rows: cc ${r.error ? 'is not on the PATH' : `failed: ${r.stderr.trim()}`}`);
+  log(`no ${name} rows: cc ${r.error ? 'is not on the PATH' : `failed: ${r.stderr.trim()}`}`);
   return null;
 }
 
@@ -198,7 +206,8 @@ async function main(): Promise<void> {
     cleanup();
     process.exit(130);
   });
-  const floor = only.has('apply') ? buildFloor(base) : null;
+  const floor = only.has('apply') ? buildFloor(base, 'extract-floor') : null;
+  const exportFloor = only.has('export') ? buildFloor(base, 'export-floor') : null;
   const rows: Row[] = [];
   const put = (r: Row[]) => {
     rows.push(...r);
@@ -279,6 +288,10 @@ async function main(): Promise<void> {
             { name: 'strata layer diff', prepare: none, run: () => proc([process.execPath, STRATA, 'layer', 'diff', 'L', '--driver', 'vfs', '--home', home], out), cleanup: rmOut },
             { name: 'exportDir', prepare: none, run: () => measureInProcess(() => pipeline(exportDir(layerDir, { whiteouts: 'none' }), createWriteStream(out))), cleanup: rmOut },
           ];
+          // the floor's output is the same kind of file in the same place; large bodies are the kernel's copy alone there
+          for (const threads of exportFloor && shape !== 'large' ? [1, 2] : []) {
+            variants.push({ name: `C floor, ${threads} thread${threads > 1 ? 's' : ''}`, prepare: none, run: () => proc([exportFloor!, layerDir, out, String(threads)]), cleanup: rmOut });
+          }
           put(rowsOf('export', shape, fs, variants.map((v) => v.name), await interleaved(variants, runs, false)));
           rmSync(t, { recursive: true, force: true });
         }
