@@ -564,9 +564,9 @@ class LayerWriter implements TarEntryHandler {
       const st = ofd < 0 ? null : fs.fstatSync(ofd);
       const symlink = st === null || st.isSymbolicLink();
       if (isRoot) fs.lchownSync(p, h.uid, h.gid);
-      // Linux refuses user.* xattrs on symlinks and devices (EPERM): a link entry's header may
-      // carry them for such an inode, and moby skips them there; an entry of its own still fails
-      const lenient = kind === 'link' && !st?.isFile();
+      // Linux refuses user.* xattrs on symlinks, FIFOs and devices (EPERM): moby (20.10) skips
+      // them with a warning, for such an entry and for the inode a link entry links
+      const lenient = symlink || !st!.isFile();
       if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(p, k, v, lenient);
       if (!symlink) fs.chmodSync(fdPath(ofd), h.mode);
       if (kind !== 'link' || !symlink) this.times(p, h);
@@ -766,7 +766,7 @@ function mtimeNs(h: { mtimeSec: number; mtimeNsec: number }): bigint {
 /**
  * moby ignores xattrs the target file system cannot hold (EOPNOTSUPP), and so do
  * we; in a user namespace also those it may not set (EPERM: trusted.*), and, with
- * `permLenient`, those Linux refuses on a symlink or device a hardlink entry links (EPERM: user.*).
+ * `permLenient`, those Linux refuses on a symlink, FIFO or device (EPERM: user.*).
  */
 function setXattr(target: Buffer | number, name: string, value: Buffer, permLenient = false): void {
   try {

@@ -231,6 +231,26 @@ asRoot()('long names: PAX (tar-stream) and GNU (GNU tar --format=gnu), and non-U
   t.deepEqual(names.map((n) => n.toString('latin1')), [bad]);
 });
 
+asRoot()('user.* xattrs on a symlink, FIFO or device entry (Linux refuses them there: EPERM) are skipped as moby skips them; the rest of its xattrs are set', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const both = { 'SCHILY.xattr.user.k': 'v', 'SCHILY.xattr.trusted.t': 'w' };
+  await apply([
+    { name: 's', type: 'symlink', linkname: 'nowhere', uid: 3, pax: both },
+    { name: 'q', type: 'fifo', mode: 0o600, uid: 4, pax: both },
+    { name: 'c', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o640, uid: 5, pax: both },
+  ], dir, 'none');
+  for (const [name, uid] of [['s', 3], ['q', 4], ['c', 5]] as const) {
+    const p = path.join(dir, name);
+    t.is(fs.lstatSync(p).uid, uid, name);
+    t.is(sys.lgetxattr(p, 'user.k'), null, name);
+    t.is(sys.lgetxattr(p, 'trusted.t')?.toString(), 'w', name);
+  }
+  // a regular file still takes its user.* xattrs
+  await apply([{ name: 'f', content: 'x', pax: both }], dir, 'none');
+  t.is(sys.lgetxattr(path.join(dir, 'f'), 'user.k')?.toString(), 'v');
+});
+
 test('names are cleaned as moby cleans them (filepath.Clean): repeated and trailing slashes, "./" and "." parts', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
