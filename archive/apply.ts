@@ -565,9 +565,10 @@ class LayerWriter implements TarEntryHandler {
       const symlink = st === null || st.isSymbolicLink();
       if (isRoot) fs.lchownSync(p, h.uid, h.gid);
       // Linux refuses user.* xattrs on symlinks, FIFOs and devices (EPERM): moby (20.10) skips
-      // them with a warning, for such an entry and for the inode a link entry links
+      // them with a warning, for such an entry and for the inode a link entry links. Only those:
+      // an EPERM for any other namespace is a real failure here, as on files and directories
       const lenient = symlink || !st!.isFile();
-      if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(p, k, v, lenient);
+      if (h.xattrs) for (const [k, v] of h.xattrs) setXattr(p, k, v, lenient && k.startsWith('user.'));
       if (!symlink) fs.chmodSync(fdPath(ofd), h.mode);
       if (kind !== 'link' || !symlink) this.times(p, h);
     } finally {
