@@ -213,8 +213,9 @@ const typeByFlag: Record<number, EntryType> = {
 
 export function entryTypeOf(typeflag: number, name: string): EntryType | undefined {
   const t = typeByFlag[typeflag];
-  // pre-POSIX tars mark directories only by a trailing slash
-  if (t === 'file' && typeflag !== 0x37 && name.endsWith('/')) return 'dir';
+  // pre-POSIX tars (typeflag NUL) mark directories only by a trailing slash. Only those, as
+  // Go's archive/tar (moby): a '0' entry named `x/` is the file x, its body data, never headers
+  if (typeflag === 0x00 && name.endsWith('/')) return 'dir';
   return t;
 }
 

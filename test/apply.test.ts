@@ -2,7 +2,7 @@
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as sys from '../sys/syscalls.ts';
 import { applyLayer, ApplyError } from '../archive/apply.ts';
 import { treeDigest, treeManifest, manifestDiff } from '../archive/digest.ts';
@@ -251,6 +251,22 @@ asRoot()('user.* xattrs on a symlink, FIFO or device entry (Linux refuses them t
   t.is(sys.lgetxattr(path.join(dir, 'f'), 'user.k')?.toString(), 'v');
 });
 
+asRoot()('an EPERM for any other xattr of a symlink, FIFO or device entry still fails the layer, naming the entry (here: trusted.* without CAP_SYS_ADMIN)', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  const apply = new URL('../archive/apply.ts', import.meta.url).href;
+  const tarHelpers = new URL('./helpers/tar.ts', import.meta.url).href;
+  for (const type of ['symlink', 'fifo'] as const) {
+    const root = path.join(dir, type);
+    fs.mkdirSync(root);
+    const script = `import { applyLayer } from ${JSON.stringify(apply)}; import { packTar, chunked } from ${JSON.stringify(tarHelpers)};
+      await applyLayer(chunked(await packTar([{ name: 'n', type: ${JSON.stringify(type)}, linkname: 'x', pax: { 'SCHILY.xattr.trusted.t': 'w' } }])), ${JSON.stringify(root)}, { whiteouts: 'none' });`;
+    const r = spawnSync('setpriv', ['--inh-caps=-sys_admin', '--bounding-set=-sys_admin', process.execPath, '--import=tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    t.not(r.status, 0, `${type}: ${r.stderr}`);
+    t.regex(r.stderr, /tar entry "n": EPERM lsetxattr/, type);
+  }
+});
+
 test('names are cleaned as moby cleans them (filepath.Clean): repeated and trailing slashes, "./" and "." parts', async (t) => {
   const { dir, cleanup } = tempDir();
   t.teardown(cleanup);
@@ -266,6 +282,28 @@ test('names are cleaned as moby cleans them (filepath.Clean): repeated and trail
   t.is(fs.readFileSync(path.join(dir, 'c/d/l'), 'utf8'), 'hi');
   t.is(fs.statSync(path.join(dir, 'q')).ino, fs.statSync(path.join(dir, 'b/f')).ino);
   t.deepEqual(fs.readdirSync(dir).sort(), ['b', 'c', 'p', 'q']);
+});
+
+test('a trailing slash makes a directory only of a pre-POSIX entry (typeflag NUL), as in Go: a \'0\' entry named x/ is the file x, its body never read as headers', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.teardown(cleanup);
+  // the body of x/ is a whole tar entry of its own: a reader taking x/ for a dir would extract `hidden`
+  const inner = rawTar([{ ...header('hidden', { size: 4 }), body: Buffer.from('evil') }]).subarray(0, 1024);
+  const tar = rawTar([
+    { ...header('x/', { size: inner.length }), body: inner },
+    header('old/'), // typeflag NUL below
+    header('after'),
+  ]);
+  const at = 512 + 1024; // the second header
+  tar[at + 156] = 0;
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : tar[at + i];
+  tar.write(sum.toString(8).padStart(6, '0') + '\0 ', at + 148, 8, 'latin1');
+  await apply(tar, dir, 'none');
+  t.true(fs.lstatSync(path.join(dir, 'x')).isFile());
+  t.deepEqual(fs.readFileSync(path.join(dir, 'x')), inner);
+  t.true(fs.lstatSync(path.join(dir, 'old')).isDirectory());
+  t.deepEqual(fs.readdirSync(dir).sort(), ['after', 'old', 'x']);
 });
 
 asRoot()('.wh..wh.plnk hardlinks become copies, other aufs metadata is skipped', async (t) => {
