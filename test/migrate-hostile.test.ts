@@ -25,7 +25,7 @@ import { openStore } from '../layerstore/store.ts';
 import { asRoot, when } from './helpers/require.ts';
 import { tinyExt4, tinyFsMissing } from './helpers/tiny-fs.ts';
 import { snapshotTree } from './helpers/store-snapshot.ts';
-import { packTar, type Entry } from './helpers/tar.ts';
+import { fixChecksum, packTar, type Entry } from './helpers/tar.ts';
 
 const SECRET = 'root:$6$secrethash:19000:0:99999:7:::\n';
 const T = new Date('2023-11-14T22:13:20Z');
@@ -414,10 +414,7 @@ function editHeaderSize(f: Fixture, l: WrittenLayer, name: string, size: number)
   const seg = Buffer.from(lines[at - 1].payload as string, 'base64');
   const h = seg.subarray(seg.length - 512);
   h.write(size.toString(8).padStart(11, '0') + '\0', 124, 'latin1');
-  h.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  fixChecksum(h);
   lines[at - 1].payload = seg.toString('base64');
   lines[at].size = size;
   writeLines(file, lines);

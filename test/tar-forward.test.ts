@@ -11,7 +11,7 @@ import { applyLayer, ApplyError } from '../archive/apply.ts';
 import { BLOCK, encodeHeader, headerSpace, type TarHeader } from '../archive/tar-header.ts';
 import { parseInWorker } from './helpers/parse-worker.ts';
 import { strata } from './helpers/strata-cli.ts';
-import { header, tempDir } from './helpers/tar.ts';
+import { fixChecksum, header, tempDir } from './helpers/tar.ts';
 
 /** One entry's header block(s) and padded body, by our encoder. */
 function entry(h: TarHeader, body = Buffer.alloc(0)): Buffer {
@@ -24,10 +24,7 @@ function entry(h: TarHeader, body = Buffer.alloc(0)): Buffer {
 function patch(block: Buffer, off: number, bytes: Buffer): Buffer {
   const b = Buffer.from(block);
   bytes.copy(b, off);
-  b.fill(0x20, 148, 156);
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += b[i];
-  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+  fixChecksum(b);
   return b;
 }
 

@@ -7,6 +7,7 @@
 // checksum usually fixed so the mutation reaches the field checks, and cuts.
 import { BLOCK, encodeHeader, headerSpace, type EntryType, type TarHeader } from '../../archive/tar-header.ts';
 import type { Rng } from './random-layer-ops.ts';
+import { fixChecksum } from './tar.ts';
 
 const NAMES = ['a', 'b', 'c', 'a/b', 'a/c', 'b/a', 'a/b/c', 'c/d/e', 'sub', 'sub/x', 'hello', '.wh.a', 'a/.wh.b', '.wh.sub',
   'a/.wh..wh..opq', '.wh..wh..opq', 'sub/.wh..wh..opq', '.wh..wh.plnk/1', '.wh..wh.plnk/2', '.', './a/../b', 'l', 'l/x', 'l/sub/y',
@@ -94,14 +95,6 @@ function mutateField(rng: Rng, tar: Buffer, off: number, len: number): void {
     default: // one flipped bit
       tar[off + rng.int(len)] ^= 1 << rng.int(8);
   }
-}
-
-function fixChecksum(tar: Buffer, at: number): void {
-  if (at + BLOCK > tar.length) return;
-  tar.fill(0x20, at + 148, at + 156);
-  let sum = 0;
-  for (let i = at; i < at + BLOCK; i++) sum += tar[i];
-  tar.write(sum.toString(8).padStart(6, '0') + '\0 ', at + 148, 8, 'latin1');
 }
 
 function metaEntry(typeflag: number, body: Buffer): Buffer {

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import tarStream from 'tar-stream';
-import { encodeHeader, headerSpace, type TarHeader } from '../../archive/tar-header.ts';
+import { BLOCK, encodeHeader, headerSpace, type TarHeader } from '../../archive/tar-header.ts';
 
 export interface Entry {
   name: string;
@@ -61,6 +61,15 @@ export function rawTar(headers: (TarHeader & { body?: Buffer })[]): Buffer {
   }
   parts.push(Buffer.alloc(1024));
   return Buffer.concat(parts);
+}
+
+/** Recompute the checksum of the header block at `at` in place (after a field was patched); a block past the end is left. */
+export function fixChecksum(tar: Buffer, at = 0): void {
+  if (at + BLOCK > tar.length) return;
+  tar.fill(0x20, at + 148, at + 156);
+  let sum = 0;
+  for (let i = at; i < at + BLOCK; i++) sum += tar[i];
+  tar.write(sum.toString(8).padStart(6, '0') + '\0 ', at + 148, 8, 'latin1');
 }
 
 export function header(name: string, over: Partial<TarHeader> = {}): TarHeader {
