@@ -168,6 +168,12 @@ function buildFloor(dir: string, name: string): string | null {
   return null;
 }
 
+/** A built floor's rows, on 1 and 2 threads: `args`, then the thread count (none without the floor). */
+function floorVariants(exe: string | null, args: string[], prepare: () => void, cleanup: () => void): Variant[] {
+  if (exe === null) return [];
+  return [1, 2].map((n) => ({ name: `C floor, ${n} thread${n > 1 ? 's' : ''}`, prepare, run: () => proc([exe, ...args, String(n)]), cleanup }));
+}
+
 // ---- main -----------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -270,9 +276,7 @@ async function main(): Promise<void> {
             },
           ];
           // not for 100 MB bodies: mapping them costs more there than the copy they save (not a floor)
-          for (const threads of floor && shape !== 'large' ? [1, 2] : []) {
-            variants.push({ name: `C floor, ${threads} thread${threads > 1 ? 's' : ''}`, prepare: fresh, run: () => proc([floor!, tar, t, String(threads)]), cleanup: gone });
-          }
+          if (shape !== 'large') variants.push(...floorVariants(floor, [tar, t], fresh, gone));
           put(rowsOf('apply', shape, fs, variants.map((v) => v.name), await interleaved(variants, runs, fs === 'ext4')));
         }
         if (only.has('export')) {
@@ -289,9 +293,7 @@ async function main(): Promise<void> {
             { name: 'exportDir', prepare: none, run: () => measureInProcess(() => pipeline(exportDir(layerDir, { whiteouts: 'none' }), createWriteStream(out))), cleanup: rmOut },
           ];
           // the floor's output is the same kind of file in the same place; large bodies are the kernel's copy alone there
-          for (const threads of exportFloor && shape !== 'large' ? [1, 2] : []) {
-            variants.push({ name: `C floor, ${threads} thread${threads > 1 ? 's' : ''}`, prepare: none, run: () => proc([exportFloor!, layerDir, out, String(threads)]), cleanup: rmOut });
-          }
+          if (shape !== 'large') variants.push(...floorVariants(exportFloor, [layerDir, out], none, rmOut));
           put(rowsOf('export', shape, fs, variants.map((v) => v.name), await interleaved(variants, runs, false)));
           rmSync(t, { recursive: true, force: true });
         }
